@@ -1,0 +1,1 @@
+//! Zones, counting lines and the traffic-jam / crowd / garbage / tamper rules.

@@ -1,0 +1,113 @@
+//! `simpang check`: validates the config, the model and the GStreamer elements the pipelines
+//! need, printing every problem, so a mistake shows before the cameras are touched.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::config::Config;
+use crate::ingest::{self, Templates};
+
+/// Arguments of `simpang check`.
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    #[arg(long, default_value_os_t = super::default_config())]
+    pub config: PathBuf,
+}
+
+/// Elements used outside the camera templates: decoders that decodebin must find for H.264 and
+/// H.265 cameras, the sample server, the wall's encoders.
+const EXTRA_ELEMENTS: &[(&str, &str)] = &[
+    ("H.264 cameras", "avdec_h264"),
+    ("H.265 cameras", "avdec_h265"),
+    ("RTSP cameras", "rtph264depay"),
+    ("RTSP cameras", "rtph265depay"),
+    ("sample cameras", "qtdemux"),
+    ("sample cameras", "h264parse"),
+    ("sample cameras", "rtph264pay"),
+    ("sample cameras", "appsrc"),
+    ("wall MJPEG", "jpegenc"),
+    ("wall RTSP out", "x264enc"),
+];
+
+pub fn check_main(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let mut problems = 0usize;
+    let cfg = match Config::load(&args.config) {
+        Ok(c) => {
+            println!(
+                "ok   config {} ({} sites, {} zones, {} lines)",
+                args.config.display(),
+                c.sites.len(),
+                c.sites.iter().map(|s| s.zones.len()).sum::<usize>(),
+                c.sites.iter().map(|s| s.lines.len()).sum::<usize>()
+            );
+            Some(c)
+        }
+        Err(e) => {
+            for line in e.to_string().lines() {
+                println!("FAIL {line}");
+                problems += 1;
+            }
+            None
+        }
+    };
+
+    if let Some(cfg) = &cfg {
+        let model = cfg.resolve(&cfg.detect.model);
+        if model.is_file() {
+            println!("ok   model manifest {}", model.display());
+        } else {
+            println!(
+                "FAIL detect.model: model manifest {} does not exist",
+                model.display()
+            );
+            problems += 1;
+        }
+    }
+
+    match ingest::init_gstreamer() {
+        Err(e) => {
+            println!("FAIL {e}");
+            problems += 1;
+        }
+        Ok(()) => {
+            let dir = cfg
+                .as_ref()
+                .and_then(|c| c.ingest.pipelines_dir.as_ref().map(|p| c.resolve(p)));
+            match Templates::load(dir.as_deref()) {
+                Err(e) => {
+                    println!("FAIL {e}");
+                    problems += 1;
+                }
+                Ok(t) => {
+                    let mut needed: Vec<(String, String)> = t.elements();
+                    needed.extend(
+                        EXTRA_ELEMENTS
+                            .iter()
+                            .map(|(why, e)| (why.to_string(), e.to_string())),
+                    );
+                    let mut missing = 0;
+                    for (origin, element) in &needed {
+                        if gstreamer::ElementFactory::find(element).is_none() {
+                            println!(
+                                "FAIL GStreamer element {element:?} (needed by {origin}) is not installed"
+                            );
+                            missing += 1;
+                        }
+                    }
+                    if missing == 0 {
+                        println!("ok   GStreamer elements ({} checked)", needed.len());
+                    }
+                    problems += missing;
+                }
+            }
+        }
+    }
+
+    if problems == 0 {
+        println!("all checks passed");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{problems} problem(s) found");
+        Ok(super::failure())
+    }
+}

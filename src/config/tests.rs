@@ -1,0 +1,179 @@
+use std::path::Path;
+
+use super::*;
+
+const GOOD: &str = r#"
+[city]
+name = "Palembang"
+
+[[sites]]
+id = "bkb"
+name = "BKB"
+address = "Jl. X"
+lat = -2.99
+lon = 104.76
+stream = "rtsp://127.0.0.1:8554/bkb"
+
+[[sites.zones]]
+id = "plaza"
+name = "Plaza"
+kind = "crowd"
+polygon = [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]
+[sites.zones.crowd]
+min_persons = 5
+
+[[sites.lines]]
+id = "l1"
+name = "Line"
+points = [[0.0, 0.5], [1.0, 0.5]]
+"#;
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_str_at(text, Path::new("/etc/simpang/test.toml"))
+}
+
+fn only_problem(text: &str) -> Problem {
+    let err = load(text).expect_err("config should be rejected");
+    let p = err.problems();
+    assert_eq!(p.len(), 1, "{err}");
+    p[0].clone()
+}
+
+#[test]
+fn good_config_loads_with_defaults() {
+    let c = load(GOOD).unwrap();
+    assert_eq!(c.sites[0].zones[0].crowd.as_ref().unwrap().min_persons, 5);
+    assert_eq!(c.detect.fps, 5.0);
+    assert_eq!(c.mqtt.broker, "embedded");
+    assert_eq!(c.city.timezone, "Asia/Jakarta");
+    assert_eq!(c.sites[0].lines[0].intervals_s, vec![60, 900]);
+    assert_eq!(c.sites[0].camera_id(), "bkb");
+    assert_eq!(c.wall.grid(), Some((3, 2)));
+    assert_eq!(
+        c.resolve(Path::new("../models/m.toml")),
+        Path::new("/etc/simpang/../models/m.toml")
+    );
+}
+
+#[test]
+fn shipped_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/palembang.toml");
+    let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<_> = c.sites.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "bkb",
+            "ampera",
+            "charitas",
+            "masjid-agung",
+            "simpang-lima",
+            "kapten-rivai"
+        ]
+    );
+    assert!(c.sites.iter().all(|s| s.location_approximate));
+}
+
+#[test]
+fn bad_configs_name_file_line_and_field() {
+    // duplicate site id
+    let dup = format!(
+        "{GOOD}\n[[sites]]\nid = \"bkb\"\nname = \"Again\"\naddress = \"a\"\nlat = 0.0\nlon = 0.0\nstream = \"rtsp://h/x\"\n"
+    );
+    let p = only_problem(&dup);
+    assert_eq!(p.field, "sites[1].id");
+    assert!(p.message.contains("duplicate site id"), "{p}");
+    assert_eq!(
+        p.line,
+        dup.lines().position(|l| l == "name = \"Again\"").unwrap()
+    );
+
+    // 2-point polygon
+    let two = GOOD.replace(
+        "polygon = [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]",
+        "polygon = [[0.1, 0.1], [0.9, 0.1]]",
+    );
+    let p = only_problem(&two);
+    assert_eq!(p.field, "sites[0].zones[0].polygon");
+    assert!(p.message.contains("at least 3 points"), "{p}");
+    assert_eq!(
+        p.line,
+        1 + two.lines().position(|l| l.starts_with("polygon")).unwrap()
+    );
+
+    // point outside [0,1]
+    let out = GOOD.replace("[0.5, 0.9]]", "[0.5, 1.9]]");
+    let p = only_problem(&out);
+    assert_eq!(p.field, "sites[0].zones[0].polygon[2]");
+
+    // unknown key
+    let unk = GOOD.replace("min_persons = 5", "min_persons = 5\ncolour = \"red\"");
+    let p = only_problem(&unk);
+    assert!(p.message.contains("unknown field `colour`"), "{p}");
+    assert_eq!(p.field, "sites[0].zones[0].crowd.colour");
+    assert_eq!(
+        p.line,
+        1 + unk.lines().position(|l| l.starts_with("colour")).unwrap()
+    );
+
+    // invalid URL
+    let url = GOOD.replace("rtsp://127.0.0.1:8554/bkb", "rtsp://");
+    let p = only_problem(&url);
+    assert_eq!(p.field, "sites[0].stream");
+    let url = GOOD.replace("rtsp://127.0.0.1:8554/bkb", "gopher://x/y");
+    assert!(only_problem(&url).message.contains("unsupported scheme"));
+
+    // broken TOML
+    let broken = GOOD.replace("name = \"Plaza\"", "name = \"Plaza");
+    let p = only_problem(&broken);
+    assert_eq!(
+        p.line,
+        1 + broken
+            .lines()
+            .position(|l| l.starts_with("name = \"Plaza"))
+            .unwrap()
+    );
+    assert!(p.to_string().starts_with("/etc/simpang/test.toml:"), "{p}");
+
+    // unknown zone kind
+    let kind = GOOD.replace("kind = \"crowd\"", "kind = \"fire\"");
+    let p = only_problem(&kind);
+    assert_eq!(p.field, "sites[0].zones[0].kind");
+    assert!(p.message.contains("unknown variant"), "{p}");
+
+    // rule table that does not match the kind
+    let mism = GOOD
+        .replace("[sites.zones.crowd]", "[sites.zones.garbage]")
+        .replace("min_persons = 5", "dwell_s = 5.0");
+    let p = only_problem(&mism);
+    assert_eq!(p.field, "sites[0].zones[0].garbage");
+}
+
+#[test]
+fn several_problems_reported_together() {
+    let text = GOOD
+        .replace("lat = -2.99", "lat = -200.0")
+        .replace("[1.0, 0.5]]", "[0.0, 0.5]]")
+        .replace(
+            "name = \"Palembang\"",
+            "name = \"Palembang\"\ntimezone = \"Mars/Olympus\"",
+        );
+    let err = load(&text).unwrap_err();
+    let fields: Vec<_> = err.problems().iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["city.timezone", "sites[0].lat", "sites[0].lines[0].points"]
+    );
+    let shown = err.to_string();
+    assert_eq!(shown.lines().count(), 3);
+}
+
+#[test]
+fn broker_urls() {
+    for ok in ["mqtt://127.0.0.1:1883", "mqtts://broker.example:8883"] {
+        assert!(check_broker_url(ok).is_ok(), "{ok}");
+    }
+    for bad in ["", "127.0.0.1:1883", "http://x", "mqtt://"] {
+        assert!(check_broker_url(bad).is_err(), "{bad}");
+    }
+}

@@ -1,0 +1,1 @@
+//! Incident lifecycle, snapshots, on-disk outbox and MQTT publishing.

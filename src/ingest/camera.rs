@@ -1,0 +1,502 @@
+//! One camera: a supervisor thread that builds the pipeline, watches its bus, and rebuilds it
+//! with exponential backoff when the source errors, ends or goes silent.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use parking_lot::Mutex;
+use tracing::{debug, info, info_span, warn};
+
+use super::frames::{copy_frame, RateGate};
+use super::{fit_display, CameraSettings, IngestError, Pacing, SourceKind, Templates};
+use crate::hub::{AnalyticsQueue, SiteHub};
+use crate::metrics::IngestMetrics;
+use crate::model::{AnalyticsFrame, DisplayFrame, Image};
+
+/// A running camera. Dropping it does not stop it; call [`CameraHandle::stop`].
+pub struct CameraHandle {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CameraHandle {
+    /// Asks the supervisor to stop and waits for the pipeline to be torn down.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Asks the supervisor to stop without waiting.
+    pub fn signal_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Starts a camera's supervisor thread.
+pub fn spawn_camera(
+    settings: CameraSettings,
+    templates: Arc<Templates>,
+    site: Arc<SiteHub>,
+    queue: Arc<AnalyticsQueue>,
+    metrics: IngestMetrics,
+) -> Result<CameraHandle, IngestError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("cam-{}", settings.site))
+        .spawn(move || {
+            let span = info_span!("camera", site = %settings.site);
+            let _g = span.enter();
+            supervise(&settings, &templates, &site, &queue, &metrics, &stop2);
+        })?;
+    Ok(CameraHandle {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// Why one run of the pipeline ended.
+enum Ended {
+    Stopped,
+    Failed { reason: String, got_frames: bool },
+}
+
+fn supervise(
+    s: &CameraSettings,
+    templates: &Templates,
+    site: &Arc<SiteHub>,
+    queue: &Arc<AnalyticsQueue>,
+    metrics: &IngestMetrics,
+    stop: &AtomicBool,
+) {
+    let label = [s.site.as_str()];
+    metrics.camera_online.with_label_values(&label).set(0);
+    // Touch the counters so every camera has series from the start, even before its first frame.
+    for c in [
+        &metrics.frames_decoded,
+        &metrics.analytics_frames,
+        &metrics.analytics_dropped,
+        &metrics.display_frames,
+        &metrics.reconnects,
+    ] {
+        c.with_label_values(&label);
+    }
+    let mut backoff = s.backoff_initial;
+    let mut attempt: u64 = 0;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        if attempt > 0 {
+            metrics.reconnects.with_label_values(&label).inc();
+            site.update_status(|st| st.reconnects += 1);
+        }
+        attempt += 1;
+        let ended = run_once(s, templates, site, queue, metrics, stop);
+        metrics.camera_online.with_label_values(&label).set(0);
+        match ended {
+            Ended::Stopped => {
+                site.update_status(|st| {
+                    if st.online {
+                        st.online = false;
+                        st.since = Utc::now();
+                    }
+                    st.last_error = Some("stopped".into());
+                });
+                break;
+            }
+            Ended::Failed { reason, got_frames } => {
+                if got_frames {
+                    backoff = s.backoff_initial;
+                }
+                warn!(%reason, retry_in_s = backoff.as_secs_f64(), "camera offline");
+                site.update_status(|st| {
+                    if st.online {
+                        st.online = false;
+                        st.since = Utc::now();
+                    }
+                    st.last_error = Some(reason.clone());
+                });
+                if sleep_unless_stopped(backoff, stop) {
+                    break;
+                }
+                backoff = (backoff * 2).min(s.backoff_max);
+            }
+        }
+    }
+    debug!("camera supervisor ended");
+}
+
+/// Sleeps in small steps; true if asked to stop meanwhile.
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) -> bool {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if stop.load(Ordering::SeqCst) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50).min(end - Instant::now()));
+    }
+    stop.load(Ordering::SeqCst)
+}
+
+/// State shared between the supervisor and the pipeline's streaming threads.
+struct Live {
+    started: Instant,
+    /// Milliseconds since `started` of the latest decoded frame; 0 = none yet.
+    last_frame_ms: AtomicU64,
+    online: AtomicBool,
+    analytics_seq: AtomicU64,
+    display_seq: AtomicU64,
+    source_size: Mutex<(u32, u32)>,
+}
+
+impl Live {
+    fn touch(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_frame_ms.store(ms.max(1), Ordering::Relaxed);
+    }
+}
+
+fn element<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> Result<T, String> {
+    pipeline
+        .by_name(name)
+        .ok_or_else(|| format!("the pipeline template has no element named {name:?}"))?
+        .dynamic_cast::<T>()
+        .map_err(|_| format!("element {name:?} is not of the expected type"))
+}
+
+fn build(
+    s: &CameraSettings,
+    templates: &Templates,
+    site: &Arc<SiteHub>,
+    queue: &Arc<AnalyticsQueue>,
+    metrics: &IngestMetrics,
+    live: &Arc<Live>,
+) -> Result<gst::Pipeline, String> {
+    let line = templates
+        .render(s.source.kind, &s.template_params())
+        .map_err(|e| e.to_string())?;
+    debug!(pipeline = %line, "building pipeline");
+    let pipeline = gst::parse::launch(&line)
+        .map_err(|e| format!("cannot parse pipeline: {e}"))?
+        .dynamic_cast::<gst::Pipeline>()
+        .map_err(|_| "the template is not a pipeline".to_string())?;
+    let label = s.site.as_str();
+
+    // Every decoded frame passes the tee: count it, mark the camera alive, and size the display
+    // branch from the first caps.
+    let tee: gst::Element = element(&pipeline, "decoded")?;
+    let display_caps: gst::Element = element(&pipeline, "display_caps")?;
+    let decoded = metrics.frames_decoded.with_label_values(&[label]);
+    let (tile_w, tile_h) = (s.tile_width, s.tile_height);
+    let live_probe = live.clone();
+    let sink_pad = tee
+        .static_pad("sink")
+        .ok_or_else(|| "tee has no sink pad".to_string())?;
+    sink_pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_pad, info| {
+            match &info.data {
+                Some(gst::PadProbeData::Buffer(_)) => {
+                    decoded.inc();
+                    live_probe.touch();
+                }
+                Some(gst::PadProbeData::Event(ev)) => {
+                    if let gst::EventView::Caps(c) = ev.view() {
+                        if let Ok(vi) = gst_video::VideoInfo::from_caps(c.caps()) {
+                            let par = vi.par();
+                            let (w, h) = fit_display(
+                                vi.width(),
+                                vi.height(),
+                                (par.numer(), par.denom()),
+                                tile_w,
+                                tile_h,
+                            );
+                            *live_probe.source_size.lock() = (vi.width(), vi.height());
+                            let caps = gst_video::VideoCapsBuilder::new()
+                                .format(gst_video::VideoFormat::I420)
+                                .width(w as i32)
+                                .height(h as i32)
+                                .pixel_aspect_ratio(gst::Fraction::new(1, 1))
+                                .build();
+                            display_caps.set_property("caps", &caps);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+
+    // Decimate to the detect rate before any scaling work.
+    let gate: gst::Element = element(&pipeline, "analytics_gate")?;
+    let gate_pad = gate
+        .static_pad("sink")
+        .ok_or_else(|| "analytics_gate has no sink pad".to_string())?;
+    let rate = Mutex::new(RateGate::new(s.detect_fps));
+    gate_pad.add_probe(gst::PadProbeType::BUFFER, move |_pad, info| {
+        let Some(gst::PadProbeData::Buffer(buf)) = &info.data else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Some(pts) = buf.pts().or(buf.dts()) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        if rate.lock().admit(pts.nseconds()) {
+            gst::PadProbeReturn::Ok
+        } else {
+            // Not `Drop`: gstreamer-rs 0.25 already owns (and frees) the buffer, and GStreamer
+            // 1.22's core would then unref a NULL pointer. `Handled` leaves the core out of it.
+            gst::PadProbeReturn::Handled
+        }
+    });
+
+    // Analytics frames into the queue (newest wins).
+    let analytics: gst_app::AppSink = element(&pipeline, "analytics")?;
+    let (site_id, index) = (s.site.clone(), s.index);
+    let a_frames = metrics.analytics_frames.with_label_values(&[label]);
+    let a_dropped = metrics.analytics_dropped.with_label_values(&[label]);
+    let live_a = live.clone();
+    let queue = queue.clone();
+    analytics.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let (Some(buf), Some(caps)) = (sample.buffer(), sample.caps()) else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let Ok(info) = gst_video::VideoInfo::from_caps(caps) else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let mut image = Image::default();
+                if let Err(e) = copy_frame(buf, &info, &mut image) {
+                    warn!(error = %e, "analytics frame skipped");
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                let (sw, sh) = *live_a.source_size.lock();
+                let frame = AnalyticsFrame {
+                    site: site_id.clone(),
+                    seq: live_a.analytics_seq.fetch_add(1, Ordering::Relaxed),
+                    captured_at: Utc::now(),
+                    source_width: sw,
+                    source_height: sh,
+                    image,
+                };
+                a_frames.inc();
+                if queue.put(index, frame) {
+                    a_dropped.inc();
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+
+    // Display frames into the site's slot, recycling buffers nobody holds any more.
+    let display: gst_app::AppSink = element(&pipeline, "display")?;
+    let d_frames = metrics.display_frames.with_label_values(&[label]);
+    let site_hub = site.clone();
+    let live_d = live.clone();
+    let mut pool: Vec<Arc<Image>> = Vec::new();
+    let mut online_marked = false;
+    let site_for_status = s.site.clone();
+    display.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let (Some(buf), Some(caps)) = (sample.buffer(), sample.caps()) else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let Ok(info) = gst_video::VideoInfo::from_caps(caps) else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let mut slot = match pool.iter_mut().position(|a| Arc::strong_count(a) == 1) {
+                    Some(i) => pool.swap_remove(i),
+                    None => Arc::new(Image::default()),
+                };
+                let Some(img) = Arc::get_mut(&mut slot) else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                if let Err(e) = copy_frame(buf, &info, img) {
+                    warn!(error = %e, "display frame skipped");
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                let now = Utc::now();
+                site_hub.publish_display(DisplayFrame {
+                    site: site_for_status.clone(),
+                    seq: live_d.display_seq.fetch_add(1, Ordering::Relaxed),
+                    captured_at: now,
+                    image: slot.clone(),
+                });
+                if pool.len() < 4 {
+                    pool.push(slot);
+                }
+                d_frames.inc();
+                if !online_marked || !live_d.online.load(Ordering::Relaxed) {
+                    online_marked = true;
+                    live_d.online.store(true, Ordering::Relaxed);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+
+    // Frames a slow display path throws away (live sources only: files are paced instead).
+    if s.pacing == Pacing::Live {
+        if let Ok(q) = element::<gst::Element>(&pipeline, "display_queue") {
+            let dropped = metrics.display_dropped.with_label_values(&[label]);
+            q.connect("overrun", false, move |_| {
+                dropped.inc();
+                None
+            });
+        }
+    }
+    Ok(pipeline)
+}
+
+/// Runs the pipeline until it fails, ends, goes silent, or `stop` is set.
+fn run_once(
+    s: &CameraSettings,
+    templates: &Templates,
+    site: &Arc<SiteHub>,
+    queue: &Arc<AnalyticsQueue>,
+    metrics: &IngestMetrics,
+    stop: &AtomicBool,
+) -> Ended {
+    let live = Arc::new(Live {
+        started: Instant::now(),
+        last_frame_ms: AtomicU64::new(0),
+        online: AtomicBool::new(false),
+        analytics_seq: AtomicU64::new(0),
+        display_seq: AtomicU64::new(0),
+        source_size: Mutex::new((0, 0)),
+    });
+    let pipeline = match build(s, templates, site, queue, metrics, &live) {
+        Ok(p) => p,
+        Err(reason) => {
+            return Ended::Failed {
+                reason,
+                got_frames: false,
+            }
+        }
+    };
+    let ended = watch(s, &pipeline, site, metrics, &live, stop);
+    let _ = pipeline.set_state(gst::State::Null);
+    ended
+}
+
+fn watch(
+    s: &CameraSettings,
+    pipeline: &gst::Pipeline,
+    site: &SiteHub,
+    metrics: &IngestMetrics,
+    live: &Live,
+    stop: &AtomicBool,
+) -> Ended {
+    let got = || live.last_frame_ms.load(Ordering::Relaxed) > 0;
+    let fail = |reason: String| Ended::Failed {
+        reason,
+        got_frames: live.last_frame_ms.load(Ordering::Relaxed) > 0,
+    };
+    let Some(bus) = pipeline.bus() else {
+        return fail("pipeline has no bus".into());
+    };
+    if let Err(e) = pipeline.set_state(gst::State::Playing) {
+        let detail = bus
+            .pop_filtered(&[gst::MessageType::Error])
+            .and_then(|m| match m.view() {
+                gst::MessageView::Error(err) => Some(err.error().to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| e.to_string());
+        return fail(format!("cannot start: {detail}"));
+    }
+    // A source that has not produced a first frame gets longer: RTSP setup takes a moment.
+    let connect_timeout = s.silence_timeout.max(Duration::from_secs(10));
+    let mut reported_online = false;
+    let mut status_refreshed = Instant::now();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Ended::Stopped;
+        }
+        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) {
+            match msg.view() {
+                gst::MessageView::Error(err) => {
+                    let src = err
+                        .src()
+                        .map(|s| s.path_string().to_string())
+                        .unwrap_or_default();
+                    return fail(format!("{} ({src})", err.error()));
+                }
+                gst::MessageView::Eos(_) => {
+                    if s.source.kind == SourceKind::File && s.loop_file {
+                        debug!("end of file, looping");
+                        if pipeline
+                            .seek_simple(
+                                gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
+                                gst::ClockTime::ZERO,
+                            )
+                            .is_err()
+                        {
+                            return fail("end of file and cannot seek back to loop".into());
+                        }
+                    } else {
+                        return fail("end of stream".into());
+                    }
+                }
+                gst::MessageView::Latency(_) => {
+                    let _ = pipeline.recalculate_latency();
+                }
+                gst::MessageView::Warning(w) => {
+                    debug!(warning = %w.error(), "pipeline warning");
+                }
+                _ => {}
+            }
+        }
+        if !reported_online && live.online.load(Ordering::Relaxed) {
+            reported_online = true;
+            let (w, h) = *live.source_size.lock();
+            info!(width = w, height = h, "camera online");
+            metrics
+                .camera_online
+                .with_label_values(&[s.site.as_str()])
+                .set(1);
+            site.update_status(|st| {
+                st.online = true;
+                st.since = Utc::now();
+                st.last_error = None;
+                st.width = w;
+                st.height = h;
+            });
+        }
+        let now_ms = live.started.elapsed().as_millis() as u64;
+        let last = live.last_frame_ms.load(Ordering::Relaxed);
+        if got() {
+            if now_ms.saturating_sub(last) > s.silence_timeout.as_millis() as u64 {
+                return fail(format!(
+                    "no frames for {:.1} s",
+                    s.silence_timeout.as_secs_f64()
+                ));
+            }
+            if reported_online && status_refreshed.elapsed() >= Duration::from_secs(1) {
+                status_refreshed = Instant::now();
+                site.update_status(|st| {
+                    st.last_frame_at = Some(Utc::now());
+                });
+            }
+        } else if now_ms > connect_timeout.as_millis() as u64 {
+            return fail(format!(
+                "no frames within {:.0} s of connecting",
+                connect_timeout.as_secs_f64()
+            ));
+        }
+    }
+}

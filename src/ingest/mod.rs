@@ -1,0 +1,178 @@
+//! Ingest: one GStreamer pipeline per camera, built from a template in `pipelines/`, delivering
+//! analytics frames (detect rate, model size, BGR) into the [`AnalyticsQueue`] and display frames
+//! (source rate, tile size, I420) into the site's display slot. A supervisor thread per camera
+//! rebuilds the pipeline with backoff when the source errors or goes silent, so one camera
+//! failing never touches another.
+//!
+//! [`AnalyticsQueue`]: crate::hub::AnalyticsQueue
+
+pub mod camera;
+pub mod frames;
+pub mod pipeline;
+pub mod samples;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::model::SiteId;
+pub use camera::{spawn_camera, CameraHandle};
+pub use pipeline::{Source, SourceKind, Templates};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("pipeline template {file}: {message}")]
+    Template { file: PathBuf, message: String },
+    #[error("GStreamer could not be initialised: {0}")]
+    Init(String),
+    #[error("camera {site}: cannot build pipeline: {message}")]
+    Build { site: SiteId, message: String },
+    #[error("GStreamer element {element:?} (named in {template}) is not installed")]
+    MissingElement { template: String, element: String },
+    #[error("sample server: {0}")]
+    Samples(String),
+    #[error("cannot start camera thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// Initialises GStreamer once per process.
+pub fn init_gstreamer() -> Result<(), IngestError> {
+    gstreamer::init().map_err(|e| IngestError::Init(e.to_string()))
+}
+
+/// How the display branch paces a camera.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pacing {
+    /// Live source (RTSP, ...): the network paces it; a slow display path drops frames.
+    Live,
+    /// File at its own frame rate, like a camera: the display sink syncs to the clock.
+    Realtime,
+    /// File as fast as it decodes (bench ceilings): nothing syncs, nothing drops.
+    AsFastAsPossible,
+}
+
+/// What a camera's supervisor needs, cloned out of the config (the camera never reads config
+/// again, so a reload cannot change a running pipeline under it).
+#[derive(Clone, Debug)]
+pub struct CameraSettings {
+    pub site: SiteId,
+    /// Index of the site in the hub and the analytics queue.
+    pub index: usize,
+    pub source: Source,
+    pub pacing: Pacing,
+    /// Loop a file source at its end.
+    pub loop_file: bool,
+    pub analytics_width: u32,
+    pub analytics_height: u32,
+    pub detect_fps: f64,
+    /// The display frame fits inside this box, keeping the source's aspect ratio.
+    pub tile_width: u32,
+    pub tile_height: u32,
+    pub rtsp_latency_ms: u32,
+    pub silence_timeout: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+impl CameraSettings {
+    /// Settings for every site of `cfg`, in config order, for a model of the given input size.
+    pub fn from_config(cfg: &Config, analytics_size: (u32, u32)) -> Vec<CameraSettings> {
+        cfg.sites
+            .iter()
+            .enumerate()
+            .map(|(index, site)| {
+                let mut source = Source::parse(&site.stream);
+                if source.kind == SourceKind::File {
+                    source.target = cfg
+                        .resolve(std::path::Path::new(&source.target))
+                        .display()
+                        .to_string();
+                }
+                let pacing = match (source.is_live(), cfg.ingest.files_realtime) {
+                    (true, _) => Pacing::Live,
+                    (false, true) => Pacing::Realtime,
+                    (false, false) => Pacing::AsFastAsPossible,
+                };
+                CameraSettings {
+                    site: SiteId::new(&site.id),
+                    index,
+                    source,
+                    pacing,
+                    loop_file: cfg.ingest.files_loop,
+                    analytics_width: analytics_size.0,
+                    analytics_height: analytics_size.1,
+                    detect_fps: cfg.detect.fps,
+                    tile_width: cfg.wall.tile_width,
+                    tile_height: cfg.wall.tile_height,
+                    rtsp_latency_ms: cfg.ingest.rtsp_latency_ms,
+                    silence_timeout: Duration::from_secs_f64(cfg.ingest.silence_timeout_s),
+                    backoff_initial: Duration::from_secs_f64(cfg.ingest.backoff_initial_s),
+                    backoff_max: Duration::from_secs_f64(cfg.ingest.backoff_max_s),
+                }
+            })
+            .collect()
+    }
+
+    /// The template parameters of this camera.
+    pub fn template_params(&self) -> std::collections::BTreeMap<&'static str, String> {
+        let (leaky, sync, drop) = match self.pacing {
+            Pacing::Live => ("downstream", "false", "true"),
+            Pacing::Realtime => ("no", "true", "false"),
+            Pacing::AsFastAsPossible => ("no", "false", "false"),
+        };
+        [
+            ("uri", self.source.target.replace('"', "%22")),
+            ("location", self.source.target.replace('"', "\\\"")),
+            ("latency_ms", self.rtsp_latency_ms.to_string()),
+            ("analytics_width", self.analytics_width.to_string()),
+            ("analytics_height", self.analytics_height.to_string()),
+            ("display_leaky", leaky.to_string()),
+            ("display_sync", sync.to_string()),
+            ("display_drop", drop.to_string()),
+        ]
+        .into_iter()
+        .collect()
+    }
+}
+
+/// The display size for a `src_w` x `src_h` picture (pixel aspect `par`) in a tile: as large as
+/// fits, aspect kept, never upscaled, even dimensions (I420 needs them).
+pub fn fit_display(
+    src_w: u32,
+    src_h: u32,
+    par: (i32, i32),
+    tile_w: u32,
+    tile_h: u32,
+) -> (u32, u32) {
+    let par = if par.0 > 0 && par.1 > 0 {
+        par.0 as f64 / par.1 as f64
+    } else {
+        1.0
+    };
+    let w = (src_w.max(2) as f64) * par;
+    let h = src_h.max(2) as f64;
+    let scale = (tile_w as f64 / w).min(tile_h as f64 / h).min(1.0);
+    let even = |v: f64| ((v.round() as u32) & !1).max(2);
+    (even(w * scale), even(h * scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_cases() {
+        let cases = [
+            ((1920, 1080, (1, 1)), (640, 360)),
+            ((768, 576, (1, 1)), (480, 360)),
+            ((640, 360, (1, 1)), (640, 360)),
+            ((320, 240, (1, 1)), (320, 240)),   // never upscaled
+            ((720, 576, (16, 15)), (480, 360)), // anamorphic PAL: 768x576 on screen
+            ((1081, 1921, (1, 1)), (202, 360)),
+            ((0, 0, (0, 0)), (2, 2)),
+        ];
+        for ((w, h, par), want) in cases {
+            assert_eq!(fit_display(w, h, par, 640, 360), want, "{w}x{h} {par:?}");
+        }
+    }
+}

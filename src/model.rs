@@ -1,0 +1,593 @@
+//! The plain data types that cross stage boundaries. Read these first.
+//!
+//! ```text
+//! ingest ──AnalyticsFrame──▶ detect ──Detection──▶ track ──Track──▶ analytics ──RuleEvent──▶ incident ──IncidentMessage──▶ MQTT ──▶ desk
+//!    └──DisplayFrame (latest slot)──▶ wall ◀── SiteResults (latest slot: tracks, ZoneState, line counts)
+//! ```
+//!
+//! Geometry is in *normalised* image coordinates (0..1 on both axes, origin top-left), so zones,
+//! boxes and tracks mean the same thing at the model's input size, the wall's tile size and the
+//! camera's native size. Pixel values are derived only where a person reads them (CLI output,
+//! px/s speeds), using the source size carried with each frame.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::{Deserialize, Serialize};
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Arc<str>);
+
+        impl $name {
+            pub fn new(s: impl AsRef<str>) -> Self {
+                Self(Arc::from(s.as_ref()))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self::new(s)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A site (intersection) id from config: `bkb`, `ampera`, `charitas`, ...
+    SiteId
+);
+string_id!(
+    /// A zone id, unique within its site.
+    ZoneId
+);
+string_id!(
+    /// A counting-line id, unique within its site.
+    LineId
+);
+
+/// A tracker-assigned object id, unique within one camera for the life of the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TrackId(pub u64);
+
+impl fmt::Display for TrackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A point in normalised image coordinates.
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct Point {
+    pub x: f32,
+    pub y: f32,
+}
+
+impl Point {
+    pub const fn new(x: f32, y: f32) -> Self {
+        Self { x, y }
+    }
+}
+
+/// An axis-aligned box in normalised image coordinates; `(x1, y1)` is the top-left corner.
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct BBox {
+    pub x1: f32,
+    pub y1: f32,
+    pub x2: f32,
+    pub y2: f32,
+}
+
+impl BBox {
+    pub const fn new(x1: f32, y1: f32, x2: f32, y2: f32) -> Self {
+        Self { x1, y1, x2, y2 }
+    }
+    pub fn width(&self) -> f32 {
+        (self.x2 - self.x1).max(0.0)
+    }
+    pub fn height(&self) -> f32 {
+        (self.y2 - self.y1).max(0.0)
+    }
+    pub fn area(&self) -> f32 {
+        self.width() * self.height()
+    }
+    pub fn center(&self) -> Point {
+        Point::new((self.x1 + self.x2) * 0.5, (self.y1 + self.y2) * 0.5)
+    }
+    /// Where the object touches the ground: the point zones and lines test against.
+    pub fn bottom_center(&self) -> Point {
+        Point::new((self.x1 + self.x2) * 0.5, self.y2)
+    }
+    pub fn intersection(&self, o: &BBox) -> f32 {
+        let w = (self.x2.min(o.x2) - self.x1.max(o.x1)).max(0.0);
+        let h = (self.y2.min(o.y2) - self.y1.max(o.y1)).max(0.0);
+        w * h
+    }
+    /// Intersection over union; 0 for disjoint or degenerate boxes.
+    pub fn iou(&self, o: &BBox) -> f32 {
+        let inter = self.intersection(o);
+        let union = self.area() + o.area() - inter;
+        if union <= 0.0 {
+            0.0
+        } else {
+            inter / union
+        }
+    }
+    /// Clamps to the unit square.
+    pub fn clamped(&self) -> BBox {
+        BBox::new(
+            self.x1.clamp(0.0, 1.0),
+            self.y1.clamp(0.0, 1.0),
+            self.x2.clamp(0.0, 1.0),
+            self.y2.clamp(0.0, 1.0),
+        )
+    }
+    /// The box in pixels of a `w` x `h` image.
+    pub fn to_pixels(&self, w: u32, h: u32) -> [f32; 4] {
+        let (w, h) = (w as f32, h as f32);
+        [self.x1 * w, self.y1 * h, self.x2 * w, self.y2 * h]
+    }
+}
+
+/// Index into the detector's class list (see the model manifest).
+pub type ClassId = u16;
+
+/// One object found by the detector in one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    pub bbox: BBox,
+    pub score: f32,
+    pub class_id: ClassId,
+}
+
+/// The class names of the detector in use, shared by every stage that turns ids into words.
+pub type Labels = Arc<[String]>;
+
+/// Pixel layout of an [`Image`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PixelFormat {
+    /// Packed 8-bit B, G, R (OpenCV's order): `w*h*3` bytes. Analytics frames use it.
+    #[default]
+    Bgr,
+    /// Planar Y, then U and V at half resolution: `w*h*3/2` bytes, `w` and `h` even. Display
+    /// frames use it: it is what the decoder gives and what the JPEG and H.264 encoders take.
+    I420,
+}
+
+/// An 8-bit image with rows stored without padding.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Image {
+    pub width: u32,
+    pub height: u32,
+    pub format: PixelFormat,
+    pub data: Vec<u8>,
+}
+
+impl Image {
+    /// A black BGR image.
+    pub fn new(width: u32, height: u32) -> Self {
+        Self::with_format(width, height, PixelFormat::Bgr)
+    }
+    /// A black image of `format` (I420 black is Y=16, U=V=128).
+    pub fn with_format(width: u32, height: u32, format: PixelFormat) -> Self {
+        let mut data = vec![0; Self::byte_len(width, height, format)];
+        if format == PixelFormat::I420 {
+            let y = width as usize * height as usize;
+            data[..y].fill(16);
+            data[y..].fill(128);
+        }
+        Self {
+            width,
+            height,
+            format,
+            data,
+        }
+    }
+    pub fn byte_len(width: u32, height: u32, format: PixelFormat) -> usize {
+        let (w, h) = (width as usize, height as usize);
+        match format {
+            PixelFormat::Bgr => w * h * 3,
+            PixelFormat::I420 => w * h + 2 * (w.div_ceil(2) * h.div_ceil(2)),
+        }
+    }
+    /// Bytes per row of the (first) plane.
+    pub fn stride(&self) -> usize {
+        match self.format {
+            PixelFormat::Bgr => self.width as usize * 3,
+            PixelFormat::I420 => self.width as usize,
+        }
+    }
+    pub fn is_valid(&self) -> bool {
+        self.data.len() == Self::byte_len(self.width, self.height, self.format)
+    }
+}
+
+/// A frame for analytics: decimated to the detect rate, scaled to the model's input size, BGR.
+#[derive(Clone, Debug)]
+pub struct AnalyticsFrame {
+    pub site: SiteId,
+    /// Counts analytics frames of this camera since the process started (gaps = dropped frames).
+    pub seq: u64,
+    /// Wall-clock time the frame was captured (arrival at the appsink).
+    pub captured_at: DateTime<Utc>,
+    /// Native size of the camera picture, for pixel-unit outputs.
+    pub source_width: u32,
+    pub source_height: u32,
+    pub image: Image,
+}
+
+/// A frame for display at the source rate, I420, scaled to fit the wall's tile size with the
+/// source's aspect ratio kept.
+#[derive(Clone, Debug)]
+pub struct DisplayFrame {
+    pub site: SiteId,
+    pub seq: u64,
+    pub captured_at: DateTime<Utc>,
+    pub image: Arc<Image>,
+}
+
+/// Lifecycle of a tracked object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackState {
+    /// Seen, but not often enough yet to be trusted.
+    Tentative,
+    /// Confirmed and matched in the latest frame.
+    Confirmed,
+    /// Confirmed earlier, missed in the latest frame(s); kept alive for a short gap.
+    Lost,
+}
+
+/// A tracked object after the latest update.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Track {
+    pub id: TrackId,
+    pub class_id: ClassId,
+    pub bbox: BBox,
+    pub score: f32,
+    pub state: TrackState,
+    /// Velocity of the box centre in normalised units per second.
+    pub velocity: Point,
+    /// Speed in source pixels per second.
+    pub speed_px_s: f32,
+    /// Speed in km/h, where the zone the track is in gives a ground scale.
+    pub speed_kmh: Option<f32>,
+    /// Seconds since the track was first seen.
+    pub age_s: f32,
+    /// Frames in which it was matched to a detection.
+    pub hits: u32,
+}
+
+/// What a zone is watched for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZoneKind {
+    TrafficJam,
+    Crowd,
+    Garbage,
+}
+
+impl ZoneKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ZoneKind::TrafficJam => "traffic_jam",
+            ZoneKind::Crowd => "crowd",
+            ZoneKind::Garbage => "garbage",
+        }
+    }
+}
+
+/// Traffic level of an approach, after PKJI 2023's degree-of-saturation bands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrafficLevel {
+    /// Free flow.
+    Lancar,
+    /// Dense.
+    Padat,
+    /// Jammed.
+    Macet,
+}
+
+impl TrafficLevel {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TrafficLevel::Lancar => "lancar",
+            TrafficLevel::Padat => "padat",
+            TrafficLevel::Macet => "macet",
+        }
+    }
+}
+
+/// Three-colour condition of a zone, as the wall paints it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Green: nothing to do.
+    Normal,
+    /// Yellow: above normal, below the incident threshold, or not yet held long enough.
+    Elevated,
+    /// Red: an incident is open.
+    Alert,
+}
+
+/// A zone's condition after the latest analytics frame; drawn by the wall.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ZoneState {
+    pub zone: ZoneId,
+    pub kind: ZoneKind,
+    pub severity: Severity,
+    /// Short text for the overlay, e.g. "macet", "14 orang", "sampah 3 mnt".
+    pub label: String,
+    /// Traffic level, for traffic-jam zones.
+    pub level: Option<TrafficLevel>,
+    /// Objects of interest currently inside the zone.
+    pub count: u32,
+}
+
+/// Totals of one counting line: crossings per direction and class since start.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct LineTotals {
+    pub line: Option<LineId>,
+    /// Crossings in the line's "in" direction (left to right when walking from point A to B).
+    pub in_count: u64,
+    pub out_count: u64,
+}
+
+/// Everything the wall needs to draw a site: the latest analytics results.
+#[derive(Clone, Debug, Default)]
+pub struct SiteResults {
+    pub captured_at: Option<DateTime<Utc>>,
+    pub tracks: Vec<Track>,
+    pub zones: Vec<ZoneState>,
+    pub lines: Vec<LineTotals>,
+    /// Zones (and `None` for camera-level) with an open incident.
+    pub open_incidents: Vec<(IncidentKind, Option<ZoneId>)>,
+}
+
+/// Kind of incident, as it travels over MQTT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentKind {
+    TrafficJam,
+    Crowd,
+    Garbage,
+    CameraOffline,
+    CameraTamper,
+}
+
+impl IncidentKind {
+    pub const ALL: [IncidentKind; 5] = [
+        IncidentKind::TrafficJam,
+        IncidentKind::Crowd,
+        IncidentKind::Garbage,
+        IncidentKind::CameraOffline,
+        IncidentKind::CameraTamper,
+    ];
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IncidentKind::TrafficJam => "traffic_jam",
+            IncidentKind::Crowd => "crowd",
+            IncidentKind::Garbage => "garbage",
+            IncidentKind::CameraOffline => "camera_offline",
+            IncidentKind::CameraTamper => "camera_tamper",
+        }
+    }
+}
+
+impl From<ZoneKind> for IncidentKind {
+    fn from(k: ZoneKind) -> Self {
+        match k {
+            ZoneKind::TrafficJam => IncidentKind::TrafficJam,
+            ZoneKind::Crowd => IncidentKind::Crowd,
+            ZoneKind::Garbage => IncidentKind::Garbage,
+        }
+    }
+}
+
+/// Phase of a rule's condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RulePhase {
+    /// The condition has held for its dwell time: open an incident.
+    Start,
+    /// The condition still holds; evidence or level changed.
+    Update,
+    /// The condition has been clear for its clear time: close the incident.
+    End,
+}
+
+/// Measured evidence behind an incident. Fields that do not apply to a kind are absent.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct Evidence {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vehicle_count: Option<u32>,
+    /// Share of the zone covered by vehicle boxes, 0..1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub occupancy: Option<f32>,
+    /// Degree of saturation estimate (PKJI-style), 0..>1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degree_of_saturation: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median_speed_kmh: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median_speed_px_s: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persons: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub density_per_m2: Option<f32>,
+    /// How long the condition has held, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dwell_s: Option<f32>,
+    /// Static objects found in a no-dumping zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects: Option<u32>,
+    /// Share of the zone covered by new static foreground, 0..1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub static_area: Option<f32>,
+    /// Detector classes seen on the static objects (e.g. "bottle", "suitcase").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
+    /// Camera health figures for tamper / offline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sharpness_ratio: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub histogram_distance: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offline_s: Option<f32>,
+    /// Free-form reason, e.g. "covered", "defocused", "turned_away", "stream error: ...".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A box to draw on an incident snapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SnapshotBox {
+    pub bbox: BBox,
+    pub label: String,
+}
+
+/// A rule's decision, emitted by analytics and consumed by the incident stage.
+#[derive(Clone, Debug)]
+pub struct RuleEvent {
+    pub site: SiteId,
+    /// The zone the rule watches; `None` for camera-level rules (offline, tamper).
+    pub zone: Option<ZoneId>,
+    pub kind: IncidentKind,
+    pub phase: RulePhase,
+    /// Level word: "macet" / "padat" for jams, "tinggi" / "sedang" for others.
+    pub level: String,
+    /// When the condition began (dwell start). Stable across updates: part of the incident id.
+    pub started_at: DateTime<Utc>,
+    /// When this event was decided.
+    pub at: DateTime<Utc>,
+    pub evidence: Evidence,
+    /// The best picture at hand when the event was decided, for the snapshot.
+    pub frame: Option<Arc<Image>>,
+    /// Boxes of the objects behind the decision.
+    pub boxes: Vec<SnapshotBox>,
+}
+
+/// What happened to an incident in one MQTT message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentEvent {
+    New,
+    Update,
+    End,
+}
+
+impl IncidentEvent {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IncidentEvent::New => "new",
+            IncidentEvent::Update => "update",
+            IncidentEvent::End => "end",
+        }
+    }
+}
+
+/// The schema tag every incident message carries.
+pub const INCIDENT_SCHEMA: &str = "simpang.incident/1";
+
+/// One message on `simpang/v1/sites/{site}/incidents` (see docs/mqtt.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentMessage {
+    pub schema: String,
+    pub event: IncidentEvent,
+    pub incident: Incident,
+}
+
+/// An auto-generated incident report, as filed into the complaint workflow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Deterministic: derived from site, zone, kind and start time.
+    pub id: String,
+    /// Increases by one with every message about this incident, so consumers can drop stale ones.
+    pub seq: u32,
+    pub site: String,
+    pub site_name: String,
+    pub camera: String,
+    pub kind: IncidentKind,
+    pub level: String,
+    /// Indonesian title, e.g. "Kemacetan di Simpang Charitas".
+    pub title: String,
+    pub title_en: String,
+    pub description: String,
+    pub description_en: String,
+    pub address: String,
+    pub lat: f64,
+    pub lon: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_name: Option<String>,
+    pub started_at: DateTime<FixedOffset>,
+    pub updated_at: DateTime<FixedOffset>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<FixedOffset>>,
+    pub evidence: Evidence,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Snapshot>,
+}
+
+/// A JPEG of the scene with boxes and zone drawn, carried inline in the message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub content_type: String,
+    pub width: u32,
+    pub height: u32,
+    pub sha256: String,
+    /// Where the producer stored it, relative to its data directory.
+    pub path: String,
+    /// The JPEG bytes, base64 (standard alphabet, padded).
+    pub data_base64: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iou_cases() {
+        let a = BBox::new(0.0, 0.0, 0.5, 0.5);
+        let cases = [
+            (a, a, 1.0),
+            (a, BBox::new(0.5, 0.5, 1.0, 1.0), 0.0),
+            (a, BBox::new(0.25, 0.0, 0.75, 0.5), 1.0 / 3.0),
+            (a, BBox::new(0.2, 0.2, 0.2, 0.2), 0.0),
+            (BBox::default(), BBox::default(), 0.0),
+        ];
+        for (x, y, want) in cases {
+            assert!((x.iou(&y) - want).abs() < 1e-6, "{x:?} {y:?}");
+            assert!((y.iou(&x) - want).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn ids_serialize_as_plain_strings() {
+        let s = serde_json::to_string(&SiteId::new("bkb")).unwrap();
+        assert_eq!(s, "\"bkb\"");
+        assert_eq!(serde_json::to_string(&TrackId(7)).unwrap(), "7");
+        assert_eq!(
+            serde_json::to_string(&IncidentKind::CameraOffline).unwrap(),
+            "\"camera_offline\""
+        );
+    }
+}

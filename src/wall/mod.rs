@@ -1,0 +1,1 @@
+//! Overlay drawing, the MJPEG/SSE web wall and annotated RTSP out.
