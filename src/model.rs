@@ -483,6 +483,54 @@ pub struct RuleEvent {
     pub boxes: Vec<SnapshotBox>,
 }
 
+/// Crossings of one counting line in one direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DirCounts {
+    #[serde(rename = "in")]
+    pub in_count: u64,
+    #[serde(rename = "out")]
+    pub out_count: u64,
+}
+
+/// A counting line's crossings over one reporting interval, per detector class.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LineCounts {
+    pub line: LineId,
+    pub name: String,
+    pub in_name: String,
+    pub out_name: String,
+    /// Class name -> crossings; classes with no crossing are absent.
+    pub by_class: std::collections::BTreeMap<String, DirCounts>,
+}
+
+/// A traffic-jam zone's condition over one reporting interval (for Dishub's congestion levels).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ZoneTraffic {
+    pub zone: ZoneId,
+    pub name: String,
+    /// Level at the end of the interval.
+    pub level: TrafficLevel,
+    /// Mean degree of saturation over the interval.
+    pub degree_of_saturation: f32,
+    /// Mean number of vehicles in the zone.
+    pub mean_vehicles: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median_speed_kmh: Option<f32>,
+}
+
+/// Per-interval counts of one site, emitted by analytics when an interval closes and published
+/// on `simpang/v1/sites/{site}/counts`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CountsReport {
+    pub site: SiteId,
+    /// Length of the interval in seconds (60 and 900 by default).
+    pub interval_s: u32,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub lines: Vec<LineCounts>,
+    pub zones: Vec<ZoneTraffic>,
+}
+
 /// What happened to an incident in one MQTT message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,1 +1,2 @@
 //! Overlay drawing, the MJPEG/SSE web wall and annotated RTSP out.
+pub mod overlay;
