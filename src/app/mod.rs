@@ -24,6 +24,10 @@ pub enum AppError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Incident(#[from] crate::incident::IncidentError),
+    #[error(transparent)]
+    Wall(#[from] crate::wall::WallError),
     #[error("{0}")]
     Other(String),
 }

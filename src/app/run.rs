@@ -15,9 +15,11 @@ use tracing::info;
 use super::AppError;
 use crate::config::Config;
 use crate::hub::{AnalyticsQueue, Hub};
+use crate::incident::IncidentService;
 use crate::ingest::{self, CameraHandle, CameraSettings, Templates};
 use crate::metrics::{self, IngestMetrics};
-use crate::model::SiteId;
+use crate::model::{Labels, SiteId};
+use crate::wall::Wall;
 
 /// Arguments of `simpang run`.
 #[derive(clap::Args, Debug)]
@@ -79,6 +81,8 @@ pub struct Running {
     pub registry: Registry,
     cameras: Vec<CameraHandle>,
     queue: Arc<AnalyticsQueue>,
+    incidents: IncidentService,
+    wall: Wall,
     http: tokio::task::JoinHandle<()>,
     http_stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -98,6 +102,8 @@ impl Running {
         .await;
         let _ = self.http_stop.send(());
         let _ = self.http.await;
+        self.wall.stop();
+        self.incidents.stop().await;
     }
 }
 
@@ -118,6 +124,12 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
 
     // The analytics branch scales to the detector's input size.
     let analytics_size = (416, 416);
+    let labels: Labels = Arc::from(Vec::<String>::new());
+
+    // Incidents: lifecycle, snapshots, outbox, MQTT (src/incident).
+    let incidents = IncidentService::start(&cfg, hub.clone(), &registry).await?;
+    // Wall: MJPEG tiles, SSE feed, annotated RTSP out (src/wall).
+    let wall = Wall::start(&cfg, hub.clone(), labels.clone(), &registry)?;
 
     let listener = tokio::net::TcpListener::bind(cfg.wall.listen)
         .await
@@ -149,7 +161,8 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/api/status", get(status_handler))
-        .with_state(state);
+        .with_state(state)
+        .merge(wall.router());
     let (http_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -166,6 +179,8 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
         registry,
         cameras,
         queue,
+        incidents,
+        wall,
         http,
         http_stop,
     })

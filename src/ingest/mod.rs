@@ -9,6 +9,7 @@
 pub mod camera;
 pub mod frames;
 pub mod pipeline;
+pub mod reader;
 pub mod samples;
 
 use std::path::PathBuf;
