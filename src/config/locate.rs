@@ -145,6 +145,60 @@ impl Locator {
     }
 }
 
+/// The field at `offset` in a document that does not parse: the table headers above it (with
+/// array-of-tables indices counted as TOML counts them) and the key on its line.
+pub fn path_in_broken_text(text: &str, offset: usize) -> FieldPath {
+    let offset = offset.min(text.len());
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut table: Vec<Seg> = Vec::new();
+    let mut line_start = 0;
+    for line in text[..offset].split_inclusive('\n') {
+        let t = line.trim();
+        if line_start + line.len() <= offset && line.ends_with('\n') {
+            if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+                let name = name.trim().to_string();
+                // A new element of `a.b` restarts the counts of arrays nested in it.
+                let nested = format!("{name}.");
+                counts.retain(|k, _| !k.starts_with(&nested));
+                let n = counts.entry(name.clone()).or_insert(0);
+                *n += 1;
+                table = header_path(&name, &counts);
+            } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+                table = header_path(name.trim(), &counts);
+            }
+        }
+        line_start += line.len();
+    }
+    let line_begin = text[..offset].rfind('\n').map_or(0, |p| p + 1);
+    let line_text = text[line_begin..].lines().next().unwrap_or("");
+    if let Some((key, _)) = line_text.split_once('=') {
+        let key = key.trim().trim_matches('"');
+        if !key.is_empty() && !key.starts_with('[') {
+            for k in key.split('.') {
+                table.push(Seg::Key(k.trim().to_string()));
+            }
+        }
+    }
+    FieldPath(table)
+}
+
+/// `sites.zones` with counts {sites: 2, sites.zones: 3} -> sites[1].zones[2].
+fn header_path(name: &str, counts: &std::collections::HashMap<String, usize>) -> Vec<Seg> {
+    let mut out = Vec::new();
+    let mut prefix = String::new();
+    for part in name.split('.') {
+        if !prefix.is_empty() {
+            prefix.push('.');
+        }
+        prefix.push_str(part.trim());
+        out.push(Seg::Key(part.trim().to_string()));
+        if let Some(n) = counts.get(&prefix) {
+            out.push(Seg::Index(n.saturating_sub(1)));
+        }
+    }
+    out
+}
+
 enum Node<'a> {
     Table(&'a Table),
     Inline(&'a toml_edit::InlineTable),
@@ -279,6 +333,23 @@ mod tests {
         assert_eq!(loc.path_at(off).to_string(), "sites[1].id");
         let off = DOC.find("0.3").unwrap();
         assert_eq!(loc.path_at(off).to_string(), "sites[1].polygon[1][0]");
+    }
+
+    #[test]
+    fn path_in_broken_text_cases() {
+        let text = "[city]\nname = \"x\n\n[[sites]]\nid = 1\n[[sites.zones]]\nid = 2\n[[sites]]\n[[sites.zones]]\n[[sites.zones]]\nname = \"z\n[sites.tamper]\nx = (\n";
+        let at = |needle: &str, nth: usize| {
+            let mut off = 0;
+            for _ in 0..=nth {
+                off = text[off..].find(needle).unwrap() + off + 1;
+            }
+            path_in_broken_text(text, off - 1).to_string()
+        };
+        assert_eq!(at("name = \"x", 0), "city.name");
+        assert_eq!(at("id = 2", 0), "sites[0].zones[0].id");
+        assert_eq!(at("name = \"z", 0), "sites[1].zones[1].name");
+        assert_eq!(at("x = (", 0), "sites[1].tamper.x");
+        assert_eq!(path_in_broken_text("", 0).to_string(), "(top level)");
     }
 
     #[test]

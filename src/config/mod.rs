@@ -414,7 +414,11 @@ impl Config {
             let (line, column, field) = match e.span() {
                 Some(span) => {
                     let (l, c) = line_col(text, span.start);
-                    (l, c, locator.path_at(span.start).to_string())
+                    let mut path = locator.path_at(span.start);
+                    if path.0.is_empty() {
+                        path = locate::path_in_broken_text(text, span.start);
+                    }
+                    (l, c, path.to_string())
                 }
                 None => (1, 1, "(top level)".into()),
             };
@@ -747,7 +751,7 @@ pub fn check_stream(s: &str) -> Result<(), String> {
     match u.scheme() {
         "rtsp" | "rtsps" | "rtspt" | "http" | "https" | "udp" | "srt" => {
             if u.host_str().is_none_or(|h| h.is_empty()) {
-                return Err(format!("{s:?} has no host"));
+                return Err(format!("{s:?} is not a usable camera URL: it has no host"));
             }
             Ok(())
         }
