@@ -48,21 +48,43 @@ async fn wrong_password_is_reported_and_retried_right_one_delivers_and_will_mark
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let log = first.stderr();
-    assert!(refusals(&first) >= 3, "no repeated refusal in the log:\n{log}");
+    assert!(
+        refusals(&first) >= 3,
+        "no repeated refusal in the log:\n{log}"
+    );
     let line = log
         .lines()
         .find(|l| l.contains("refused the connection"))
         .unwrap_or_default();
-    assert!(line.contains(&format!("mqtt://127.0.0.1:{port}")), "names the broker: {line}");
-    assert!(line.contains("mqtt.username") && line.contains("mqtt.password"), "names the settings: {line}");
+    assert!(
+        line.contains(&format!("mqtt://127.0.0.1:{port}")),
+        "names the broker: {line}"
+    );
+    assert!(
+        line.contains("mqtt.username") && line.contains("mqtt.password"),
+        "names the settings: {line}"
+    );
     assert!(line.contains("ERROR"), "{line}");
     assert!(first.is_running(), "a refused login must not stop simpang");
-    assert!(first.metric("simpang_mqtt_connect_failures_total", "").unwrap_or(0.0) >= 3.0);
-    assert_eq!(first.metric("simpang_mqtt_connected", "").unwrap_or(-1.0), 0.0);
+    assert!(
+        first
+            .metric("simpang_mqtt_connect_failures_total", "")
+            .unwrap_or(0.0)
+            >= 3.0
+    );
+    assert_eq!(
+        first.metric("simpang_mqtt_connected", "").unwrap_or(-1.0),
+        0.0
+    );
     let first_run_ended = Utc::now();
-    let st = first.term(Duration::from_secs(20)).expect("stops on SIGTERM");
+    let st = first
+        .term(Duration::from_secs(20))
+        .expect("stops on SIGTERM");
     assert!(st.success(), "{st:?}");
-    assert!(sub.messages().is_empty(), "nothing got through with the wrong password");
+    assert!(
+        sub.messages().is_empty(),
+        "nothing got through with the wrong password"
+    );
 
     // Right password, same data: what waited is delivered, the status goes online.
     let cfg = run_config(dir.path(), &mqtt("kata-sandi-benar"), incidents, &["uji-a"]);
@@ -72,8 +94,11 @@ async fn wrong_password_is_reported_and_retried_right_one_delivers_and_will_mark
         sub.wait_for(Duration::from_secs(60), |m| {
             let r = analyse(m, &schemas);
             r.incidents.values().any(|ms| {
-                ms[0].event == IncidentEvent::New && ms[0].incident.updated_at.to_utc() < first_run_ended
-            }) && r.last_status("uji-a").is_some_and(|s| s.state == SiteState::Online)
+                ms[0].event == IncidentEvent::New
+                    && ms[0].incident.updated_at.to_utc() < first_run_ended
+            }) && r
+                .last_status("uji-a")
+                .is_some_and(|s| s.state == SiteState::Online)
         })
         .await,
         "run 2 log:\n{}",
@@ -100,7 +125,9 @@ async fn wrong_password_is_reported_and_retried_right_one_delivers_and_will_mark
     assert!(
         late.wait_for(Duration::from_secs(10), |m| {
             m.iter().any(|x| x.retain)
-                && analyse(m, &schemas).last_status("uji-a").is_some_and(|s| s.state == SiteState::Offline)
+                && analyse(m, &schemas)
+                    .last_status("uji-a")
+                    .is_some_and(|s| s.state == SiteState::Offline)
         })
         .await
     );
@@ -173,15 +200,21 @@ async fn tls_with_a_private_ca_delivers_and_a_wrong_ca_is_refused() {
     };
     // The right CA: connected over TLS, the message arrives.
     let reg_ok = Registry::new();
-    let ok = IncidentService::start(&tls_config(&dir.path().join("ok"), port, &good.ca, "tls-ok"), hub(), &reg_ok)
-        .await
-        .expect("starts");
+    let ok = IncidentService::start(
+        &tls_config(&dir.path().join("ok"), port, &good.ca, "tls-ok"),
+        hub(),
+        &reg_ok,
+    )
+    .await
+    .expect("starts");
     let start = Utc::now();
     ok.sender().rule_event(tamper(start));
     let id = incident_id("uji-tls", None, IncidentKind::CameraTamper, start);
     let schemas = Schemas::load();
     assert!(
-        sub.wait_for(Duration::from_secs(30), |m| analyse(m, &schemas).incidents.contains_key(&id))
+        sub.wait_for(Duration::from_secs(30), |m| analyse(m, &schemas)
+            .incidents
+            .contains_key(&id))
             .await,
         "nothing over TLS"
     );
@@ -189,16 +222,32 @@ async fn tls_with_a_private_ca_delivers_and_a_wrong_ca_is_refused() {
 
     // Another CA: the handshake fails, it is retried, nothing is published.
     let reg_bad = Registry::new();
-    let bad = IncidentService::start(&tls_config(&dir.path().join("bad"), port, &other.ca, "tls-bad"), hub(), &reg_bad)
-        .await
-        .expect("starts: a broker problem is not a start-up error");
+    let bad = IncidentService::start(
+        &tls_config(&dir.path().join("bad"), port, &other.ca, "tls-bad"),
+        hub(),
+        &reg_bad,
+    )
+    .await
+    .expect("starts: a broker problem is not a start-up error");
     let start2 = start + chrono::Duration::seconds(1);
     bad.sender().rule_event(tamper(start2));
     let id2 = incident_id("uji-tls", None, IncidentKind::CameraTamper, start2);
-    assert!(wait_until(Duration::from_secs(30), || gauge(&reg_bad, "simpang_mqtt_connect_failures_total") >= 3.0).await);
+    assert!(
+        wait_until(Duration::from_secs(30), || gauge(
+            &reg_bad,
+            "simpang_mqtt_connect_failures_total"
+        ) >= 3.0)
+        .await
+    );
     assert_eq!(gauge(&reg_bad, "simpang_mqtt_connected"), 0.0);
-    assert_eq!(gauge(&reg_bad, "simpang_outbox_pending"), 1.0, "kept in the outbox");
-    assert!(!analyse(&sub.messages(), &schemas).incidents.contains_key(&id2));
+    assert_eq!(
+        gauge(&reg_bad, "simpang_outbox_pending"),
+        1.0,
+        "kept in the outbox"
+    );
+    assert!(!analyse(&sub.messages(), &schemas)
+        .incidents
+        .contains_key(&id2));
     let report = analyse(&sub.messages(), &schemas);
     assert!(report.errors.is_empty(), "{:#?}", report.errors);
     bad.stop().await;

@@ -32,8 +32,15 @@ async fn pending_messages_survive_sigkill() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let before_kill = pending(&first);
-    assert!(before_kill >= 6.0, "outbox pending {before_kill}; log:\n{}", first.stderr());
-    assert_eq!(first.metric("simpang_mqtt_connected", "").unwrap_or(-1.0), 0.0);
+    assert!(
+        before_kill >= 6.0,
+        "outbox pending {before_kill}; log:\n{}",
+        first.stderr()
+    );
+    assert_eq!(
+        first.metric("simpang_mqtt_connected", "").unwrap_or(-1.0),
+        0.0
+    );
     let killed_at = chrono::Utc::now();
     first.kill9();
 
@@ -62,7 +69,11 @@ async fn pending_messages_survive_sigkill() {
     assert!(
         delivered,
         "pending messages not delivered: {:#?}\nrun2 log:\n{}",
-        report.incidents.values().map(|m| m.len()).collect::<Vec<_>>(),
+        report
+            .incidents
+            .values()
+            .map(|m| m.len())
+            .collect::<Vec<_>>(),
         second.stderr()
     );
     // analyse() checks each id starts with new #1 and its seq never skips: nothing that was
@@ -74,31 +85,48 @@ async fn pending_messages_survive_sigkill() {
             .values()
             .filter(|ms| ms[0].incident.site == site)
             .collect();
-        assert_eq!(ids.len(), 1, "{site}: one camera_offline incident across the restart, got {}", ids.len());
+        assert_eq!(
+            ids.len(),
+            1,
+            "{site}: one camera_offline incident across the restart, got {}",
+            ids.len()
+        );
         let ms = ids[0];
         assert_eq!(ms[0].incident.kind, IncidentKind::CameraOffline);
         assert_eq!(ms[0].event, IncidentEvent::New);
         assert!(ms[0].incident.started_at.to_utc() < killed_at);
-        assert_eq!(ms[0].incident.title, format!("Kamera {} tidak aktif", ms[0].incident.site_name));
+        assert_eq!(
+            ms[0].incident.title,
+            format!("Kamera {} tidak aktif", ms[0].incident.site_name)
+        );
         // The first message after the restart says the incident continues.
         let resumed = ms
             .iter()
             .find(|x| x.incident.updated_at.to_utc() > killed_at)
             .expect("a message from the second run");
         assert_eq!(resumed.event, IncidentEvent::Update);
-        assert!(resumed.incident.description.contains("dinyalakan ulang"), "{}", resumed.incident.description);
+        assert!(
+            resumed.incident.description.contains("dinyalakan ulang"),
+            "{}",
+            resumed.incident.description
+        );
     }
-    assert!(second.stderr().contains("outbox holds messages from before"));
+    assert!(second
+        .stderr()
+        .contains("outbox holds messages from before"));
 
     // A clean stop: the retained status of each site says shutdown.
-    let status = second.term(Duration::from_secs(20)).expect("simpang stops on SIGTERM");
+    let status = second
+        .term(Duration::from_secs(20))
+        .expect("simpang stops on SIGTERM");
     assert!(status.success(), "{status:?}");
     assert!(
         sub.wait_for(Duration::from_secs(10), |m| {
             let r = analyse(m, &schemas);
             ["uji-a", "uji-b"].iter().all(|s| {
-                r.last_status(s)
-                    .is_some_and(|st| st.state == SiteState::Offline && st.reason == StatusReason::Shutdown)
+                r.last_status(s).is_some_and(|st| {
+                    st.state == SiteState::Offline && st.reason == StatusReason::Shutdown
+                })
             })
         })
         .await

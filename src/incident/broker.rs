@@ -23,19 +23,17 @@ const SYSTEM_CA_BUNDLES: &[&str] = &[
 pub enum BrokerError {
     #[error("mqtt.broker: {0}")]
     Url(String),
-    #[error("mqtt.ca_file: cannot read CA file {path}: {source}")]
+    #[error("mqtt.ca_file: cannot read CA file {path}: {error}")]
     CaFile {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("mqtt.broker: {0} uses TLS but no mqtt.ca_file is set and no system CA bundle was found (looked for {1})")]
     NoSystemCa(String, String),
-    #[error(
-        "mqtt.embedded_listen: cannot listen on {addr} for the embedded MQTT broker: {source}"
-    )]
+    #[error("mqtt.embedded_listen: cannot listen on {addr} for the embedded MQTT broker: {error}")]
     EmbeddedListen {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("mqtt.embedded_listen: the embedded MQTT broker did not start on {0}")]
     EmbeddedStart(SocketAddr),
@@ -151,7 +149,7 @@ impl BrokerTarget {
 fn load_ca(cfg: &Config, m: &MqttConfig, display: &str) -> Result<Vec<u8>, BrokerError> {
     if let Some(ca) = &m.ca_file {
         let path = cfg.resolve(ca);
-        return std::fs::read(&path).map_err(|source| BrokerError::CaFile { path, source });
+        return std::fs::read(&path).map_err(|error| BrokerError::CaFile { path, error });
     }
     for p in SYSTEM_CA_BUNDLES {
         if let Ok(b) = std::fs::read(p) {
@@ -171,10 +169,10 @@ pub fn start_embedded(listen: SocketAddr) -> Result<(), BrokerError> {
     // here first turns "address in use" into an error that names the setting.
     match TcpListener::bind(listen) {
         Ok(l) => drop(l),
-        Err(source) => {
+        Err(error) => {
             return Err(BrokerError::EmbeddedListen {
                 addr: listen,
-                source,
+                error,
             })
         }
     }
@@ -219,9 +217,9 @@ pub fn start_embedded(listen: SocketAddr) -> Result<(), BrokerError> {
                 tracing::error!(error = %e, "embedded MQTT broker stopped");
             }
         })
-        .map_err(|source| BrokerError::EmbeddedListen {
+        .map_err(|error| BrokerError::EmbeddedListen {
             addr: listen,
-            source,
+            error,
         })?;
     let probe = if listen.ip().is_unspecified() {
         SocketAddr::new(

@@ -50,10 +50,10 @@ use outbox::{Inserted, MsgKind, NewMessage, Row};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IncidentError {
-    #[error("data_dir: {path} cannot be used for the outbox and snapshots: {source} (setting `data_dir` in the config)")]
+    #[error("data_dir: {path} cannot be used for the outbox and snapshots: {error} (setting `data_dir` in the config)")]
     DataDir {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("data_dir: {0}")]
     Outbox(#[from] OutboxError),
@@ -200,11 +200,11 @@ pub struct IncidentService {
     outbox: Outbox,
 }
 
-/// Creates the data directory and proves it is writable.
-fn prepare_data_dir(dir: &Path) -> Result<(), IncidentError> {
-    let err = |source| IncidentError::DataDir {
+/// Creates the data directory and proves it is writable (`simpang check` and start-up).
+pub fn check_data_dir(dir: &Path) -> Result<(), IncidentError> {
+    let err = |error| IncidentError::DataDir {
         path: dir.to_path_buf(),
-        source,
+        error,
     };
     std::fs::create_dir_all(dir.join("snapshots")).map_err(err)?;
     let probe = dir.join(format!(".write-probe-{}", std::process::id()));
@@ -221,7 +221,7 @@ impl IncidentService {
         registry: &Registry,
     ) -> Result<Self, IncidentError> {
         let data_dir = cfg.data_dir();
-        prepare_data_dir(&data_dir)?;
+        check_data_dir(&data_dir)?;
         let target = BrokerTarget::from_config(cfg)?;
         if cfg.mqtt.broker == "embedded" {
             let listen = cfg.mqtt.embedded_listen;
@@ -229,7 +229,7 @@ impl IncidentService {
                 .await
                 .map_err(|e| BrokerError::EmbeddedListen {
                     addr: listen,
-                    source: std::io::Error::other(e.to_string()),
+                    error: std::io::Error::other(e.to_string()),
                 })??;
         }
         let outbox = Outbox::open(

@@ -29,8 +29,8 @@ use super::lifecycle::{OpenIncident, Persist};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
-    #[error("outbox database {path}: {source}")]
-    Open { path: PathBuf, source: sqlx::Error },
+    #[error("outbox database {path}: {error}")]
+    Open { path: PathBuf, error: sqlx::Error },
     #[error("outbox database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("outbox: stored lifecycle state is not valid JSON: {0}")]
@@ -142,9 +142,9 @@ const SCHEMA: &[&str] = &[
 impl Outbox {
     /// Opens (creating if needed) the outbox at `path`.
     pub async fn open(path: &Path, max_messages: u64) -> Result<Self, OutboxError> {
-        let open_err = |source| OutboxError::Open {
+        let open_err = |error| OutboxError::Open {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(open_err)?
