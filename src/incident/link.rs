@@ -52,6 +52,18 @@ pub struct LinkMetrics {
     pub connect_failures: IntCounterVec,
 }
 
+/// What a site's connection is: who it is and where its outbox rows start.
+#[derive(Clone, Debug)]
+pub struct LinkSettings {
+    pub site: String,
+    /// MQTT client id, `{mqtt.client_id}-{site}`.
+    pub client_id: String,
+    /// The site's highest outbox id at start.
+    pub last_id: i64,
+    /// (first, longest) wait between connection attempts.
+    pub reconnect: (Duration, Duration),
+}
+
 /// Builds a status message for the site (state, reason) at the current time.
 pub type StatusFn = Arc<dyn Fn(SiteState, StatusReason) -> StatusMessage + Send + Sync>;
 
@@ -102,17 +114,20 @@ pub struct Link {
 }
 
 impl Link {
-    /// Starts the site's connection. `last_id` is the site's highest outbox id at start.
+    /// Starts the site's connection.
     pub fn spawn(
-        site: String,
+        settings: LinkSettings,
         target: &BrokerTarget,
-        client_id: String,
         outbox: Outbox,
-        last_id: i64,
-        reconnect: (Duration, Duration),
         status: StatusFn,
         metrics: LinkMetrics,
     ) -> Link {
+        let LinkSettings {
+            site,
+            client_id,
+            last_id,
+            reconnect,
+        } = settings;
         let mut opts = target.options(&client_id);
         // The request channel holds at most WINDOW rows plus a few status messages; a little
         // slack means try_publish never fails for lack of room.
@@ -483,7 +498,7 @@ impl Driver {
             other => {
                 // An unreachable broker is an outage, not a misconfiguration: say it once
                 // loudly, then quietly while retrying.
-                if attempt <= 1 || attempt % 10 == 0 {
+                if attempt <= 1 || attempt.is_multiple_of(10) {
                     warn!(broker = %self.broker, attempt, retry_in_s = retry_s, error = %other, "cannot reach MQTT broker {}; messages wait in the outbox", self.broker);
                 } else {
                     debug!(broker = %self.broker, attempt, error = %other, "cannot reach MQTT broker");

@@ -82,8 +82,10 @@ pub struct LocalTime {
 }
 
 impl LocalTime {
+    /// `t` in local time, to the millisecond (the precision of incident ids).
     pub fn at(&self, t: DateTime<Utc>) -> DateTime<FixedOffset> {
-        time::local(&self.tz, t)
+        use chrono::SubsecRound;
+        time::local(&self.tz, t.trunc_subsecs(3))
     }
 
     /// "WIB" for Asia/Jakarta; the numeric offset where the zone has no letters.

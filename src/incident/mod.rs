@@ -283,12 +283,14 @@ impl IncidentService {
                 local.clone(),
             );
             let link = Link::spawn(
-                info.id.clone(),
+                link::LinkSettings {
+                    site: info.id.clone(),
+                    client_id,
+                    last_id: last_ids.get(&info.id).copied().unwrap_or(0),
+                    reconnect,
+                },
                 &target,
-                client_id,
                 outbox.clone(),
-                last_ids.get(&info.id).copied().unwrap_or(0),
-                reconnect,
                 status,
                 link_metrics.clone(),
             );
@@ -691,10 +693,11 @@ impl Producer {
             self.local.at(emit.at).format("%d-%m-%Y %H:%M:%S"),
             self.local.abbrev(emit.at)
         );
+        // Time first: on a narrow snapshot the end of the caption is cut off.
         let caption = match (emit.key.kind, emit.event) {
-            (_, IncidentEvent::End) => format!("{title} - selesai {when}"),
-            (IncidentKind::CameraOffline, _) => format!("{title} - gambar terakhir sebelum {when}"),
-            _ => format!("{title} - {when}"),
+            (_, IncidentEvent::End) => format!("{when} - selesai: {title}"),
+            (IncidentKind::CameraOffline, _) => format!("{when} - {title} (gambar terakhir)"),
+            _ => format!("{when} - {title}"),
         };
         let rel = snapshot::relative_path(&emit.id, emit.seq, self.local.at(emit.at));
         let data_dir = self.data_dir.clone();

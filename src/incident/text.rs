@@ -148,12 +148,8 @@ fn evidence_clauses(kind: IncidentKind, e: &Evidence) -> (Vec<String>, Vec<Strin
                 en.push(format!("covering {:.0}% of the zone", a * 100.0));
             }
         }
-        IncidentKind::CameraOffline => {
-            if let Some(r) = &e.reason {
-                id.push(format!("penyebab: {r}"));
-                en.push(format!("cause: {r}"));
-            }
-        }
+        // The cause of an outage is a sentence of its own (see `texts`).
+        IncidentKind::CameraOffline => {}
         IncidentKind::CameraTamper => {
             if let Some(r) = &e.reason {
                 let (a, b) = tamper_reason(r);
@@ -242,7 +238,7 @@ pub fn texts(t: &TextInput<'_>) -> Texts {
     let (head_id, head_en) = match t.kind {
         IncidentKind::TrafficJam => (
             format!("Lalu lintas {lvl} di {place_id} sejak {since} ({since_day})"),
-            format!("Traffic {lvl_en} at {place_id} since {since} ({since_day})"),
+            format!("Traffic is {lvl_en} at {place_id} since {since} ({since_day})"),
         ),
         IncidentKind::Crowd => (
             format!("Kerumunan (tingkat {lvl}) di {place_id} sejak {since} ({since_day})"),
@@ -287,11 +283,17 @@ pub fn texts(t: &TextInput<'_>) -> Texts {
             ),
         ),
     };
+    let (cause_id, cause_en) = match (t.kind, &t.evidence.reason) {
+        (IncidentKind::CameraOffline, Some(r)) => {
+            (format!(" Penyebab: {r}."), format!(" Cause: {r}."))
+        }
+        _ => (String::new(), String::new()),
+    };
     Texts {
         title,
         title_en,
-        description: format!("{}{resumed_id}", sentence(head_id, &ev_id)),
-        description_en: format!("{}{resumed_en}", sentence(head_en, &ev_en)),
+        description: format!("{}{cause_id}{resumed_id}", sentence(head_id, &ev_id)),
+        description_en: format!("{}{cause_en}{resumed_en}", sentence(head_en, &ev_en)),
     }
 }
 
@@ -380,6 +382,26 @@ mod tests {
             .description
             .starts_with("Kamera charitas di Simpang Charitas aktif kembali"));
         assert!(t.description.contains("dinyalakan ulang"));
+    }
+
+    #[test]
+    fn camera_offline_says_since_when_and_why() {
+        let e = Evidence {
+            offline_s: Some(150.0),
+            reason: Some("no frames for 5.0 s".into()),
+            ..Default::default()
+        };
+        let mut i = input(IncidentKind::CameraOffline, IncidentEvent::New, &e);
+        i.zone_name = None;
+        let t = texts(&i);
+        assert_eq!(
+            t.description,
+            "Kamera charitas di Simpang Charitas tidak mengirim gambar sejak 17:03 WIB (23-11-2026) selama 2 menit. Penyebab: no frames for 5.0 s."
+        );
+        assert_eq!(
+            t.description_en,
+            "Camera charitas at Simpang Charitas has sent no picture since 17:03 WIB (23-11-2026) for 2 min. Cause: no frames for 5.0 s."
+        );
     }
 
     #[test]

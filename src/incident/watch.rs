@@ -97,8 +97,9 @@ mod tests {
     #[test]
     fn offline_past_grace_then_back() {
         let mut w = OfflineWatch::new(Duration::seconds(60));
-        // (status, now) -> (phase, start, health_changed)
-        let steps: Vec<(CameraStatus, i64, Option<(RulePhase, i64)>, bool)> = vec![
+        // (status, now) -> (phase, start), health_changed
+        type Step = (CameraStatus, i64, Option<(RulePhase, i64)>, bool);
+        let steps: Vec<Step> = vec![
             (st(false, 0), 1, None, true),
             (st(false, 0), 59, None, false),
             (st(false, 0), 60, Some((RulePhase::Start, 0)), false),
