@@ -688,16 +688,22 @@ impl Producer {
             Severity::Alert
         };
         let (title, _) = text::titles(emit.key.kind, &site.name);
-        let when = format!(
-            "{} {}",
-            self.local.at(emit.at).format("%d-%m-%Y %H:%M:%S"),
-            self.local.abbrev(emit.at)
-        );
-        // Time first: on a narrow snapshot the end of the caption is cut off.
+        let clock = |t| {
+            format!(
+                "{} {}",
+                self.local.at(t).format("%H:%M:%S"),
+                self.local.abbrev(t)
+            )
+        };
+        // Short, time first: a long caption is cut off at the picture's right edge.
         let caption = match (emit.key.kind, emit.event) {
-            (_, IncidentEvent::End) => format!("{when} - selesai: {title}"),
-            (IncidentKind::CameraOffline, _) => format!("{when} - {title} (gambar terakhir)"),
-            _ => format!("{when} - {title}"),
+            (_, IncidentEvent::End) => format!("{} - selesai: {title}", clock(emit.at)),
+            // The picture is the last one before the camera went offline (`started_at`).
+            (IncidentKind::CameraOffline, _) => format!(
+                "{} - gambar terakhir sebelum kamera mati",
+                clock(emit.started_at)
+            ),
+            _ => format!("{} - {title}", clock(emit.at)),
         };
         let rel = snapshot::relative_path(&emit.id, emit.seq, self.local.at(emit.at));
         let data_dir = self.data_dir.clone();

@@ -706,23 +706,100 @@ impl Drop for SimpangRun {
 /// offline path produces incidents), the wall on a free port, no RTSP out, the given `[mqtt]`
 /// body and `[incidents]` body.
 pub fn run_config(dir: &Path, mqtt: &str, incidents: &str, sites: &[&str]) -> PathBuf {
+    // Port 1 on loopback refuses at once: the camera stays offline.
+    let streams: Vec<(&str, String)> = sites
+        .iter()
+        .map(|s| (*s, format!("rtsp://127.0.0.1:1/{s}")))
+        .collect();
+    run_config_streams(dir, mqtt, incidents, &streams)
+}
+
+/// [`run_config`] with each site's stream given.
+pub fn run_config_streams(
+    dir: &Path,
+    mqtt: &str,
+    incidents: &str,
+    sites: &[(&str, String)],
+) -> PathBuf {
     let data = dir.join("data");
     let mut t = format!(
         "data_dir = {data:?}\n\n[city]\nname = \"Palembang\"\ntimezone = \"Asia/Jakarta\"\n\n\
          [detect]\nmodel = {model:?}\nort_library = {ort:?}\n\n\
-         [ingest]\nbackoff_initial_s = 1.0\nbackoff_max_s = 2.0\n\n\
+         [ingest]\nbackoff_initial_s = 1.0\nbackoff_max_s = 2.0\nsilence_timeout_s = 2.0\n\n\
          [mqtt]\n{mqtt}\n\n[incidents]\n{incidents}\n\n\
          [wall]\nlisten = \"127.0.0.1:0\"\nrtsp_port = 0\n",
         model = repo().join("models/nanodet-m-416/manifest.toml"),
         ort = repo().join("vendor-lib/onnxruntime/libonnxruntime.so"),
     );
-    for (i, s) in sites.iter().enumerate() {
-        // Port 1 on loopback refuses at once: the camera stays offline.
+    for (i, (s, stream)) in sites.iter().enumerate() {
         t += &format!(
-            "\n[[sites]]\nid = \"{s}\"\nname = \"Simpang Uji {i}\"\naddress = \"Jl. Uji No. {i}, Palembang\"\nlat = -2.99\nlon = 104.75\nstream = \"rtsp://127.0.0.1:1/{s}\"\n"
+            "\n[[sites]]\nid = \"{s}\"\nname = \"Simpang Uji {i}\"\naddress = \"Jl. Uji No. {i}, Palembang\"\nlat = -2.99\nlon = 104.75\nstream = \"{stream}\"\n"
         );
     }
     let p = dir.join("simpang.toml");
     std::fs::write(&p, t).expect("config file");
     p
+}
+
+/// `simpang samples` serving `footage` for the config's sites on `port`.
+pub struct Samples {
+    child: Option<Child>,
+}
+
+impl Samples {
+    pub fn start(config: &Path, footage: &Path, port: u16, log: &Path) -> Samples {
+        let err = std::fs::File::create(log).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_simpang"))
+            .args(["samples", "--config"])
+            .arg(config)
+            .arg("--footage")
+            .arg(footage)
+            .args(["--port", &port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .spawn()
+            .expect("simpang samples runs");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("samples: rtsp://") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "simpang samples did not start:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        Samples { child: Some(child) }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(&c, libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Samples {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
