@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::config::Config;
+use crate::incident::{self, BrokerTarget};
 use crate::ingest::{self, Templates};
 
 /// Arguments of `simpang check`.
@@ -64,6 +65,12 @@ pub fn check_main(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    // --- incident stage (src/incident): data directory and MQTT broker ---
+    if let Some(cfg) = &cfg {
+        problems += check_incident_stage(cfg);
+    }
+    // --- end incident stage ---
+
     match ingest::init_gstreamer() {
         Err(e) => {
             println!("FAIL {e}");
@@ -110,4 +117,56 @@ pub fn check_main(args: CheckArgs) -> anyhow::Result<ExitCode> {
         println!("{problems} problem(s) found");
         Ok(super::failure())
     }
+}
+
+/// The data directory must be writable (outbox, snapshots); the broker settings must resolve
+/// (URL, CA file). An unreachable broker or a busy embedded port is only a warning: `run`
+/// keeps retrying and keeps messages in the outbox meanwhile. Returns the problems found.
+fn check_incident_stage(cfg: &Config) -> usize {
+    let mut problems = 0;
+    let data_dir = cfg.data_dir();
+    match incident::check_data_dir(&data_dir) {
+        Ok(()) => println!("ok   data_dir {} is writable", data_dir.display()),
+        Err(e) => {
+            println!("FAIL {e}");
+            problems += 1;
+        }
+    }
+    let target = match BrokerTarget::from_config(cfg) {
+        Ok(t) => t,
+        Err(e) => {
+            println!("FAIL {e}");
+            return problems + 1;
+        }
+    };
+    if cfg.mqtt.broker == "embedded" {
+        let addr = cfg.mqtt.embedded_listen;
+        match std::net::TcpListener::bind(addr) {
+            Ok(_) => println!("ok   mqtt.broker embedded, mqtt.embedded_listen {addr} is free"),
+            Err(e) => println!(
+                "WARN mqtt.embedded_listen {addr}: cannot listen now ({e}); is another broker or simpang running?"
+            ),
+        }
+        return problems;
+    }
+    let reachable = std::net::ToSocketAddrs::to_socket_addrs(&(target.host.as_str(), target.port))
+        .map_err(|e| e.to_string())
+        .and_then(|addrs| {
+            let mut last = "no address".to_string();
+            for a in addrs {
+                match std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(3)) {
+                    Ok(_) => return Ok(()),
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            Err(last)
+        });
+    match reachable {
+        Ok(()) => println!("ok   mqtt.broker {} is reachable", target.display),
+        Err(e) => println!(
+            "WARN mqtt.broker {} is not reachable now ({e}); simpang run keeps retrying and keeps messages in the outbox",
+            target.display
+        ),
+    }
+    problems
 }

@@ -189,8 +189,13 @@ pub struct MqttConfig {
     pub password: Option<String>,
     /// PEM CA bundle for `mqtts://` brokers with a private CA.
     pub ca_file: Option<PathBuf>,
+    /// Client id prefix: each site connects as `{client_id}-{site}` (one connection per site, so
+    /// each site's last will marks exactly that site offline).
     pub client_id: String,
     pub keep_alive_s: u64,
+    /// First wait before reconnecting to the broker; doubles up to `reconnect_max_s`.
+    pub reconnect_initial_s: f64,
+    pub reconnect_max_s: f64,
 }
 
 impl Default for MqttConfig {
@@ -203,6 +208,8 @@ impl Default for MqttConfig {
             ca_file: None,
             client_id: "simpang-run".into(),
             keep_alive_s: 15,
+            reconnect_initial_s: 0.5,
+            reconnect_max_s: 30.0,
         }
     }
 }
@@ -224,6 +231,10 @@ pub struct IncidentConfig {
     pub snapshot_quality: u8,
     /// Width of the snapshot (height follows the frame's aspect).
     pub snapshot_width: u32,
+    /// Incidents still open when the process stopped are restored at start; one that no rule
+    /// confirms (a new Start or Update for the same site, zone and kind) within this many seconds
+    /// is ended, so a crash never leaves an incident open forever.
+    pub restore_confirm_s: f64,
 }
 
 impl Default for IncidentConfig {
@@ -235,6 +246,7 @@ impl Default for IncidentConfig {
             outbox_max_messages: 100_000,
             snapshot_quality: 80,
             snapshot_width: 640,
+            restore_confirm_s: 600.0,
         }
     }
 }
@@ -532,11 +544,27 @@ impl Config {
                 "must not be empty".into(),
             );
         }
+        self.validate_mqtt_security(&root.key("mqtt"), &mut bad);
+        if !(self.mqtt.keep_alive_s >= 5 && self.mqtt.keep_alive_s <= 3600) {
+            bad(
+                root.key("mqtt").key("keep_alive_s"),
+                format!("must be in 5..=3600, got {}", self.mqtt.keep_alive_s),
+            );
+        }
+        if !(self.mqtt.reconnect_initial_s > 0.0
+            && self.mqtt.reconnect_initial_s <= self.mqtt.reconnect_max_s)
+        {
+            bad(
+                root.key("mqtt").key("reconnect_initial_s"),
+                "must be positive and not above reconnect_max_s".into(),
+            );
+        }
         let inc = root.key("incidents");
         for (name, v) in [
             ("update_interval_s", self.incidents.update_interval_s),
             ("offline_grace_s", self.incidents.offline_grace_s),
             ("counts_interval_s", self.incidents.counts_interval_s),
+            ("restore_confirm_s", self.incidents.restore_confirm_s),
         ] {
             if v.is_nan() || v <= 0.0 {
                 bad(inc.key(name), format!("must be positive, got {v}"));
@@ -544,6 +572,18 @@ impl Config {
         }
         if !(1..=100).contains(&self.incidents.snapshot_quality) {
             bad(inc.key("snapshot_quality"), "must be 1..=100".into());
+        }
+        if !(16..=3840).contains(&self.incidents.snapshot_width) {
+            bad(inc.key("snapshot_width"), "must be in 16..=3840".into());
+        }
+        if self.incidents.outbox_max_messages < 100 {
+            bad(
+                inc.key("outbox_max_messages"),
+                format!(
+                    "must be at least 100, got {}",
+                    self.incidents.outbox_max_messages
+                ),
+            );
         }
         let w = root.key("wall");
         if self.wall.grid().is_none() {
@@ -694,6 +734,56 @@ impl Config {
         self.desk.validate(&root.key("desk"), &mut bad);
         out
     }
+}
+
+impl Config {
+    /// Credentials and TLS settings of `[mqtt]`: what can be checked without connecting.
+    fn validate_mqtt_security(&self, m: &FieldPath, bad: &mut impl FnMut(FieldPath, String)) {
+        let tls = broker_uses_tls(&self.mqtt.broker);
+        if self.mqtt.password.is_some() && self.mqtt.username.is_none() {
+            // MQTT 3.1.1 (3.1.2.9) does not allow a password without a user name.
+            bad(
+                m.key("password"),
+                "is set without mqtt.username (MQTT 3.1.1 needs a user name with a password)"
+                    .into(),
+            );
+        }
+        if let Some(ca) = &self.mqtt.ca_file {
+            if !tls {
+                bad(
+                    m.key("ca_file"),
+                    format!(
+                        "is set, but mqtt.broker {:?} is not an mqtts:// URL, so TLS is off",
+                        self.mqtt.broker
+                    ),
+                );
+            } else {
+                let path = self.resolve(ca);
+                match std::fs::read(&path) {
+                    Err(e) => bad(
+                        m.key("ca_file"),
+                        format!("cannot read CA file {}: {e}", path.display()),
+                    ),
+                    Ok(bytes)
+                        if !String::from_utf8_lossy(&bytes)
+                            .contains("-----BEGIN CERTIFICATE-----") =>
+                    {
+                        bad(
+                            m.key("ca_file"),
+                            format!("{} holds no PEM certificate", path.display()),
+                        )
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+}
+
+/// True for `mqtts://` and `ssl://` broker URLs.
+pub fn broker_uses_tls(broker: &str) -> bool {
+    let b = broker.trim_start().to_ascii_lowercase();
+    b.starts_with("mqtts://") || b.starts_with("ssl://")
 }
 
 fn is_slug(s: &str) -> bool {

@@ -177,3 +177,56 @@ fn broker_urls() {
         assert!(check_broker_url(bad).is_err(), "{bad}");
     }
 }
+
+// --- [mqtt] credentials, TLS and reconnect settings (incident stage) ---
+#[test]
+fn mqtt_security_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(
+        &pem,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let not_pem = dir.path().join("x.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let with = |mqtt: &str| format!("[mqtt]\n{mqtt}\n{GOOD}");
+    let ok = load(&with(&format!(
+        "broker = \"mqtts://b.example\"\nca_file = {pem:?}\nusername = \"u\"\npassword = \"p\""
+    )))
+    .unwrap();
+    assert_eq!(ok.mqtt.reconnect_initial_s, 0.5);
+    assert!(broker_uses_tls(&ok.mqtt.broker));
+    let cases = [
+        ("password = \"p\"", "mqtt.password", "without mqtt.username"),
+        (
+            "broker = \"mqtt://b.example\"\nca_file = \"/x/ca.pem\"",
+            "mqtt.ca_file",
+            "not an mqtts:// URL",
+        ),
+        (
+            "broker = \"mqtts://b.example\"\nca_file = \"/no/such/ca.pem\"",
+            "mqtt.ca_file",
+            "cannot read CA file",
+        ),
+        (
+            &format!("broker = \"mqtts://b.example\"\nca_file = {not_pem:?}"),
+            "mqtt.ca_file",
+            "no PEM certificate",
+        ),
+        (
+            "reconnect_initial_s = 5.0\nreconnect_max_s = 1.0",
+            "mqtt.reconnect_initial_s",
+            "not above reconnect_max_s",
+        ),
+        ("keep_alive_s = 1", "mqtt.keep_alive_s", "5..=3600"),
+    ];
+    for (mqtt, field, msg) in cases {
+        let p = only_problem(&with(mqtt));
+        assert_eq!(p.field, field, "{mqtt}");
+        assert!(p.message.contains(msg), "{mqtt}: {}", p.message);
+        assert!(p.line >= 2, "{mqtt}: located at line {}", p.line);
+    }
+    let p = only_problem(&format!("[incidents]\noutbox_max_messages = 10\n{GOOD}"));
+    assert_eq!(p.field, "incidents.outbox_max_messages");
+}

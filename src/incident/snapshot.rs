@@ -1,0 +1,135 @@
+//! Incident snapshots: the frame with the zone and the boxes drawn (by `wall::overlay`), as a
+//! JPEG stored under the data directory and carried inline, base64, in the message.
+//!
+//! Inline rather than on a separate topic: one QoS 1 message is the whole report, so the desk
+//! never holds a report whose picture is lost or late, and the outbox has one row per report.
+//! A 640-pixel JPEG at quality 80 is 30-80 KB (40-110 KB as base64): fine for MQTT brokers
+//! (mosquitto's default limit is 256 MB; the embedded broker is set to 16 MB).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use chrono::{DateTime, FixedOffset};
+use sha2::{Digest, Sha256};
+
+use crate::model::{Image, Point, Severity, Snapshot, SnapshotBox};
+use crate::wall::overlay::{self, DrawError};
+
+/// Renders and encodes a snapshot. Returns the JPEG and its size.
+pub fn render_jpeg(
+    frame: &Image,
+    zone: Option<&[Point]>,
+    boxes: &[SnapshotBox],
+    severity: Severity,
+    caption: &str,
+    width: u32,
+    quality: u8,
+) -> Result<(Vec<u8>, u32, u32), DrawError> {
+    let img = overlay::render_snapshot(frame, zone, boxes, severity, caption, width)?;
+    let jpeg = overlay::encode_jpeg(&img, quality)?;
+    Ok((jpeg, img.width, img.height))
+}
+
+/// Where a snapshot is stored, relative to the data directory:
+/// `snapshots/YYYY-MM-DD/<incident id>-<seq>.jpg`, the date being local.
+pub fn relative_path(id: &str, seq: u32, at: DateTime<FixedOffset>) -> PathBuf {
+    PathBuf::from("snapshots")
+        .join(at.format("%Y-%m-%d").to_string())
+        .join(format!("{id}-{seq}.jpg"))
+}
+
+/// Writes the JPEG under `data_dir` (creating the day folder) and describes it for the message.
+pub fn store(
+    data_dir: &Path,
+    rel: &Path,
+    jpeg: &[u8],
+    width: u32,
+    height: u32,
+) -> std::io::Result<Snapshot> {
+    let path = data_dir.join(rel);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // Write then rename, so a crash never leaves a truncated picture under the final name.
+    let tmp = path.with_extension("jpg.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(jpeg)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    Ok(describe(rel, jpeg, width, height))
+}
+
+/// The message's description of a stored JPEG.
+pub fn describe(rel: &Path, jpeg: &[u8], width: u32, height: u32) -> Snapshot {
+    Snapshot {
+        content_type: "image/jpeg".into(),
+        width,
+        height,
+        sha256: hex::encode(Sha256::digest(jpeg)),
+        // Forward slashes whatever the platform: the path is data, read by other machines.
+        path: rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/"),
+        data_base64: base64::engine::general_purpose::STANDARD.encode(jpeg),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BBox, PixelFormat};
+    use chrono::TimeZone;
+
+    #[test]
+    fn renders_stores_and_describes() {
+        let dir = tempfile::tempdir().unwrap();
+        let frame = Image::with_format(320, 180, PixelFormat::I420);
+        let zone = [
+            Point::new(0.1, 0.1),
+            Point::new(0.9, 0.1),
+            Point::new(0.5, 0.9),
+        ];
+        let boxes = [SnapshotBox {
+            bbox: BBox::new(0.2, 0.2, 0.4, 0.5),
+            label: "car".into(),
+        }];
+        let (jpeg, w, h) = render_jpeg(
+            &frame,
+            Some(&zone),
+            &boxes,
+            Severity::Alert,
+            "Kemacetan",
+            640,
+            80,
+        )
+        .unwrap();
+        assert_eq!((w, h), (320, 180));
+        let at = FixedOffset::east_opt(7 * 3600)
+            .unwrap()
+            .with_ymd_and_hms(2026, 11, 23, 23, 30, 0)
+            .unwrap();
+        let rel = relative_path("charitas-traffic_jam-x", 2, at);
+        assert_eq!(
+            rel,
+            Path::new("snapshots/2026-11-23/charitas-traffic_jam-x-2.jpg")
+        );
+        let snap = store(dir.path(), &rel, &jpeg, w, h).unwrap();
+        let on_disk = std::fs::read(dir.path().join(&rel)).unwrap();
+        assert_eq!(on_disk, jpeg);
+        assert_eq!(
+            snap.path,
+            "snapshots/2026-11-23/charitas-traffic_jam-x-2.jpg"
+        );
+        let back = base64::engine::general_purpose::STANDARD
+            .decode(&snap.data_base64)
+            .unwrap();
+        assert_eq!(back, jpeg);
+        assert_eq!(snap.sha256, hex::encode(Sha256::digest(&jpeg)));
+        assert_eq!(&back[..3], &[0xFF, 0xD8, 0xFF]);
+    }
+}

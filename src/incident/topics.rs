@@ -1,0 +1,70 @@
+//! MQTT topic names of the `simpang/v1` contract (docs/mqtt.md). Every topic simpang publishes
+//! or a consumer subscribes to is built here, so the contract lives in one place.
+
+/// Version root of every topic.
+pub const ROOT: &str = "simpang/v1";
+/// Per-site topics: `simpang/v1/sites/{site}/...`.
+pub const SITES: &str = "simpang/v1/sites";
+/// Leaf of the incident topic (QoS 1, not retained).
+pub const INCIDENTS: &str = "incidents";
+/// Leaf of the status topic (QoS 1, retained; the connection's last will sets it offline).
+pub const STATUS: &str = "status";
+/// Leaf of the counts topic (QoS 1, not retained).
+pub const COUNTS: &str = "counts";
+/// Everything simpang publishes.
+pub const ALL: &str = "simpang/v1/#";
+/// Incidents of every site.
+pub const ALL_INCIDENTS: &str = "simpang/v1/sites/+/incidents";
+/// Status of every site.
+pub const ALL_STATUS: &str = "simpang/v1/sites/+/status";
+/// Counts of every site.
+pub const ALL_COUNTS: &str = "simpang/v1/sites/+/counts";
+
+/// `simpang/v1/sites/{site}/incidents`
+pub fn incidents(site: &str) -> String {
+    format!("{SITES}/{site}/{INCIDENTS}")
+}
+
+/// `simpang/v1/sites/{site}/status`
+pub fn status(site: &str) -> String {
+    format!("{SITES}/{site}/{STATUS}")
+}
+
+/// `simpang/v1/sites/{site}/counts`
+pub fn counts(site: &str) -> String {
+    format!("{SITES}/{site}/{COUNTS}")
+}
+
+/// The site id and leaf of a `simpang/v1/sites/{site}/{leaf}` topic.
+pub fn parse(topic: &str) -> Option<(&str, &str)> {
+    let rest = topic.strip_prefix(SITES)?.strip_prefix('/')?;
+    let (site, leaf) = rest.split_once('/')?;
+    (!site.is_empty() && !leaf.contains('/')).then_some((site, leaf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_and_parse() {
+        assert_eq!(incidents("bkb"), "simpang/v1/sites/bkb/incidents");
+        assert_eq!(status("bkb"), "simpang/v1/sites/bkb/status");
+        assert_eq!(
+            counts("kapten-rivai"),
+            "simpang/v1/sites/kapten-rivai/counts"
+        );
+        let cases = [
+            ("simpang/v1/sites/bkb/incidents", Some(("bkb", "incidents"))),
+            ("simpang/v1/sites/bkb/status", Some(("bkb", "status"))),
+            ("simpang/v1/sites//status", None),
+            ("simpang/v1/sites/bkb", None),
+            ("simpang/v1/sites/bkb/a/b", None),
+            ("simpang/v2/sites/bkb/status", None),
+            ("", None),
+        ];
+        for (t, want) in cases {
+            assert_eq!(parse(t), want, "{t}");
+        }
+    }
+}
