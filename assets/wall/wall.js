@@ -1,6 +1,12 @@
-// simpang video wall. No framework, no build step: tiles are MJPEG <img> elements (every browser
-// shows multipart/x-mixed-replace natively), the incident feed and camera status come over one
-// EventSource (/events), which reconnects by itself.
+// simpang video wall. No framework, no build step.
+//
+// Tiles: all sites' annotated JPEGs arrive over ONE multipart connection (/tiles.mjpg, read with
+// fetch() and drawn into a canvas per tile). One <img src=/stream/{site}.mjpg> per tile would be
+// simpler, but browsers allow six HTTP/1.1 connections per host: six tiles plus the event feed
+// would leave a tile (and every thumbnail) waiting forever. Add ?mode=img to the page URL to use
+// per-tile <img> MJPEG anyway (fine for up to five tiles).
+// Feed: incidents and camera status come over one EventSource (/events), which reconnects by
+// itself.
 "use strict";
 
 const KIND = {
@@ -55,14 +61,17 @@ function tickClock() {
     new Intl.DateTimeFormat("id-ID", { timeZone: tz, weekday: "long", day: "numeric", month: "long", year: "numeric" }).format(now);
 }
 
-// Sizes the grid so whole tiles (picture + footer) fit the space, as large as possible.
+// Sizes the grid so whole tiles (picture + footer) fit the width, and the height left after the
+// summary table, as large as possible.
 function layout() {
   const cfg = state.cfg;
   if (!cfg) return;
   const wall = $("wall");
+  const col = wall.parentElement;
   const gap = 8, pad = 16, foot = 27;
-  const W = wall.clientWidth - pad - gap * (cfg.cols - 1);
-  const H = wall.clientHeight - pad - gap * (cfg.rows - 1);
+  const board = Math.min(34 + 31 * cfg.sites.length, Math.floor(col.clientHeight * 0.3));
+  const W = col.clientWidth - pad - gap * (cfg.cols - 1);
+  const H = col.clientHeight - board - pad - gap * (cfg.rows - 1);
   const aspect = cfg.tile_width / cfg.tile_height;
   let w = Math.floor(W / cfg.cols);
   const hMax = Math.floor(H / cfg.rows) - foot;
@@ -72,23 +81,36 @@ function layout() {
   wall.style.gridAutoRows = "min-content";
 }
 
+const IMG_MODE = new URLSearchParams(location.search).get("mode") === "img"
+  || !(window.ReadableStream && window.fetch && window.createImageBitmap);
+
 function streamUrl(site) { return `${site.mjpeg}?t=${Date.now()}`; }
 
 function buildTiles() {
   const wall = $("wall");
   wall.textContent = "";
-  document.documentElement.style.setProperty("--tile-aspect", `${state.cfg.tile_width} / ${state.cfg.tile_height}`);
-  for (const site of state.cfg.sites) {
+  const cfg = state.cfg;
+  document.documentElement.style.setProperty("--tile-aspect", `${cfg.tile_width} / ${cfg.tile_height}`);
+  for (const site of cfg.sites) {
     const tile = el("div", "tile");
     tile.dataset.site = site.id;
     tile.title = `${site.name}\n${site.address}` + (site.rtsp ? `\nRTSP: ${site.rtsp}` : "");
     const video = el("div", "video");
-    const img = el("img");
-    img.alt = `Kamera ${site.name}`;
-    img.src = streamUrl(site);
-    video.appendChild(img);
-    const hint = el("div", "hint", "klik untuk memperbesar");
-    video.appendChild(hint);
+    let img = null, canvas = null;
+    if (IMG_MODE) {
+      img = el("img");
+      img.alt = `Kamera ${site.name}`;
+      img.src = streamUrl(site);
+      video.appendChild(img);
+    } else {
+      canvas = el("canvas");
+      canvas.width = cfg.tile_width;
+      canvas.height = cfg.tile_height;
+      canvas.setAttribute("role", "img");
+      canvas.setAttribute("aria-label", `Kamera ${site.name}`);
+      video.appendChild(canvas);
+    }
+    video.appendChild(el("div", "hint", "klik untuk memperbesar · Esc kembali"));
     const foot = el("div", "foot");
     foot.appendChild(el("span", "dot"));
     foot.appendChild(el("span", "name", site.name));
@@ -103,7 +125,10 @@ function buildTiles() {
     tile.appendChild(foot);
     tile.addEventListener("click", () => toggleEnlarge(site.id));
     wall.appendChild(tile);
-    state.tiles.set(site.id, { el: tile, img, meta, state: st, badge, site });
+    state.tiles.set(site.id, {
+      el: tile, img, canvas, ctx: canvas ? canvas.getContext("2d") : null,
+      meta, state: st, badge, site, busy: false, pending: null, frames: 0,
+    });
   }
   layout();
 }
@@ -116,7 +141,130 @@ function toggleEnlarge(id, force) {
 }
 
 function reloadStreams() {
-  for (const t of state.tiles.values()) t.img.src = streamUrl(t.site);
+  if (IMG_MODE) for (const t of state.tiles.values()) t.img.src = streamUrl(t.site);
+}
+
+// Draws the newest JPEG of a tile; while one decodes, newer ones replace the waiting one, so a
+// slow machine shows fewer frames instead of falling behind.
+function showFrame(t, bytes) {
+  if (t.busy) { t.pending = bytes; return; }
+  t.busy = true;
+  createImageBitmap(new Blob([bytes], { type: "image/jpeg" }))
+    .then((bmp) => {
+      t.ctx.drawImage(bmp, 0, 0, t.canvas.width, t.canvas.height);
+      bmp.close();
+      t.frames++;
+    })
+    .catch(() => {})
+    .finally(() => {
+      t.busy = false;
+      if (t.pending) { const b = t.pending; t.pending = null; showFrame(t, b); }
+    });
+}
+
+const CRLF2 = new Uint8Array([13, 10, 13, 10]);
+function indexOf(buf, pat, from) {
+  outer: for (let i = from; i <= buf.length - pat.length; i++) {
+    for (let j = 0; j < pat.length; j++) if (buf[i + j] !== pat[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+// Splits a multipart byte stream into parts with their headers. Parts carry Content-Length, so
+// the JPEG bytes are never searched for the boundary.
+class MultipartReader {
+  constructor(onPart) { this.buf = new Uint8Array(0); this.onPart = onPart; this.dec = new TextDecoder(); }
+  push(chunk) {
+    const b = new Uint8Array(this.buf.length + chunk.length);
+    b.set(this.buf); b.set(chunk, this.buf.length);
+    this.buf = b;
+    let pos = 0;
+    for (;;) {
+      const end = indexOf(this.buf, CRLF2, pos);
+      if (end < 0) break;
+      const head = this.dec.decode(this.buf.subarray(pos, end));
+      const len = /content-length:\s*(\d+)/i.exec(head);
+      if (!len) { pos = end + 4; continue; }
+      const start = end + 4, stop = start + parseInt(len[1], 10);
+      if (stop > this.buf.length) break;
+      const site = /x-site:\s*(\S+)/i.exec(head);
+      this.onPart(site ? site[1] : null, this.buf.slice(start, stop));
+      pos = stop;
+    }
+    this.buf = this.buf.slice(pos);
+  }
+}
+
+async function runTiles() {
+  for (;;) {
+    try {
+      const r = await fetch("/tiles.mjpg", { cache: "no-store" });
+      if (!r.ok || !r.body) throw new Error(`HTTP ${r.status}`);
+      const reader = r.body.getReader();
+      const parts = new MultipartReader((site, bytes) => {
+        const t = state.tiles.get(site);
+        if (t) showFrame(t, bytes);
+      });
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        parts.push(value);
+      }
+    } catch (err) {
+      console.warn("tiles stream", err);
+    }
+    await new Promise((res) => setTimeout(res, 2000));
+  }
+}
+
+function summaryRow(site) {
+  let tr = document.querySelector(`#summary-body tr[data-site="${CSS.escape(site.id)}"]`);
+  if (!tr) {
+    tr = el("tr");
+    tr.dataset.site = site.id;
+    for (let i = 0; i < 5; i++) tr.appendChild(el("td"));
+    tr.cells[0].className = "site-name";
+    tr.addEventListener("click", () => toggleEnlarge(site.id, true));
+    $("summary-body").appendChild(tr);
+  }
+  return tr;
+}
+
+function applySummary(cfgSite, s) {
+  const tr = summaryRow(cfgSite);
+  tr.cells[0].textContent = cfgSite.name;
+  const cam = tr.cells[1];
+  if (s.live) { cam.textContent = `online · ${s.fps.toFixed(1)} fps`; cam.className = "cam-ok"; }
+  else if (!s.last_frame_at && !(s.reconnects > 0)) { cam.textContent = "menghubungkan"; cam.className = "cam-wait"; }
+  else { cam.textContent = `OFFLINE sejak ${fmtTime(s.since)}`; cam.className = "cam-bad"; }
+  const zones = tr.cells[2];
+  zones.textContent = "";
+  const states = new Map((s.zones || []).map((z) => [z.id, z]));
+  for (const z of cfgSite.zones) {
+    const st = states.get(z.id);
+    const sev = st ? (st.incident ? "alert" : st.severity) : "";
+    const p = el("span", "pill " + sev);
+    p.appendChild(el("i"));
+    const what = st ? (st.label || st.level || `${st.count}`) : "–";
+    p.appendChild(document.createTextNode(`${z.name}: ${what}`));
+    zones.appendChild(p);
+  }
+  if (!cfgSite.zones.length) zones.textContent = "–";
+  const lines = tr.cells[3];
+  lines.textContent = "";
+  const totals = new Map((s.lines || []).map((l) => [l.id, l]));
+  for (const l of cfgSite.lines) {
+    const t = totals.get(l.id) || { in: 0, out: 0 };
+    const p = el("span", "pill");
+    p.appendChild(document.createTextNode(`${l.name}: ${l.in_name} ${t.in} · ${l.out_name} ${t.out}`));
+    lines.appendChild(p);
+  }
+  if (!cfgSite.lines.length) lines.textContent = "–";
+  const an = tr.cells[4];
+  an.className = "mono";
+  an.textContent = s.analytics_age_s == null ? "belum aktif"
+    : s.analytics_age_s < 3 ? "langsung" : `tertunda ${Math.round(s.analytics_age_s)} dtk`;
 }
 
 function applyStatus(s) {
@@ -143,6 +291,10 @@ function applyStatus(s) {
     t.el.classList.toggle("incident", open > 0);
   }
   $("cams-online").textContent = `${online}/${s.sites.length}`;
+  for (const site of s.sites) {
+    const cfgSite = state.cfg.sites.find((c) => c.id === site.id);
+    if (cfgSite) applySummary(cfgSite, site);
+  }
 }
 
 function levelClass(level) {
@@ -283,6 +435,7 @@ async function start() {
   });
   $("lightbox").addEventListener("click", () => { $("lightbox").hidden = true; });
   connectEvents();
+  if (!IMG_MODE) runTiles();
 }
 
 start();

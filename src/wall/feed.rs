@@ -240,6 +240,19 @@ pub async fn run_status(
                 "fps": (fps * 10.0).round() / 10.0,
                 "analytics_age_s": analytics_age,
                 "open_incidents": results.open_incidents.len(),
+                "zones": results.zones.iter().map(|z| json!({
+                    "id": z.zone,
+                    "severity": z.severity,
+                    "level": z.level,
+                    "label": z.label,
+                    "count": z.count,
+                    "incident": results.open_incidents.iter().any(|(_, zz)| zz.as_ref() == Some(&z.zone)),
+                })).collect::<Vec<_>>(),
+                "lines": results.lines.iter().map(|l| json!({
+                    "id": l.line,
+                    "in": l.in_count,
+                    "out": l.out_count,
+                })).collect::<Vec<_>>(),
                 "viewers": s.mjpeg_viewers.load(Ordering::Relaxed),
             }));
         }

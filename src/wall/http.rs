@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `GET /` | the wall page (assets/wall/) |
 //! | `GET /stream/{site}.mjpg` | annotated tile, `multipart/x-mixed-replace` |
+//! | `GET /tiles.mjpg?sites=a,b` | every (or the listed) site's tiles over one connection |
 //! | `GET /snapshot/{site}.jpg` | one annotated tile as JPEG |
 //! | `GET /events` | Server-Sent Events: `incident` and `status` |
 //! | `GET /incidents/{id}/snapshot.jpg` | an incident's snapshot |
@@ -65,6 +66,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/wall.js", get(js))
         .route("/api/wall", get(api_wall))
         .route("/stream/{file}", get(mjpeg))
+        .route("/tiles.mjpg", get(tiles))
         .route("/snapshot/{file}", get(snapshot))
         .route("/events", get(events))
         .route("/incidents/{id}/snapshot.jpg", get(incident_snapshot))
@@ -155,11 +157,17 @@ fn host_only(h: &str) -> String {
 /// One part of the multipart stream. The next boundary is written right after the JPEG: browsers
 /// show a part only once they see the boundary that ends it, so this shows each frame at once
 /// instead of one frame late.
-fn part(f: &JpegFrame) -> Bytes {
-    let head = format!(
-        "Content-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-        f.data.len()
-    );
+fn part(f: &JpegFrame, site: Option<&str>) -> Bytes {
+    let head = match site {
+        Some(id) => format!(
+            "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Site: {id}\r\n\r\n",
+            f.data.len()
+        ),
+        None => format!(
+            "Content-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+            f.data.len()
+        ),
+    };
     let tail = format!("\r\n--{BOUNDARY}\r\n");
     let mut v = Vec::with_capacity(head.len() + f.data.len() + tail.len());
     v.extend_from_slice(head.as_bytes());
@@ -206,7 +214,7 @@ async fn mjpeg(State(st): State<HttpState>, Path(file): Path<String>) -> Respons
             prefix.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
             let current = s.rx.borrow().clone();
             if let Some(f) = current.filter(|f| f.at.elapsed() < Duration::from_millis(500)) {
-                prefix.extend_from_slice(&part(&f));
+                prefix.extend_from_slice(&part(&f, None));
                 s.sent.inc();
                 return Some((Ok::<_, Infallible>(Bytes::from(prefix)), s));
             }
@@ -222,12 +230,16 @@ async fn mjpeg(State(st): State<HttpState>, Path(file): Path<String>) -> Respons
             }
             let current = s.rx.borrow_and_update().clone();
             if let Some(f) = current {
-                prefix.extend_from_slice(&part(&f));
+                prefix.extend_from_slice(&part(&f, None));
                 s.sent.inc();
                 return Some((Ok(Bytes::from(prefix)), s));
             }
         }
     });
+    multipart_response(Body::from_stream(stream))
+}
+
+fn multipart_response(body: Body) -> Response {
     (
         [
             (
@@ -245,9 +257,118 @@ async fn mjpeg(State(st): State<HttpState>, Path(file): Path<String>) -> Respons
                 "no".into(),
             ),
         ],
-        Body::from_stream(stream),
+        body,
     )
         .into_response()
+}
+
+struct TilesState {
+    rx: Vec<(String, watch::Receiver<Option<JpegFrame>>)>,
+    _guards: Vec<ViewerGuard>,
+    cancel: CancellationToken,
+    sent: Vec<prometheus::IntCounter>,
+    started: bool,
+}
+
+/// Query of `/tiles.mjpg`.
+#[derive(serde::Deserialize)]
+pub struct TilesQuery {
+    /// Comma-separated site ids; all sites when absent.
+    sites: Option<String>,
+}
+
+/// All tiles over one connection: the same shared JPEGs as `/stream/{site}.mjpg`, each part
+/// tagged with an `X-Site` header. The wall page reads it with `fetch()` and draws each part
+/// into its tile. One connection instead of one per tile because browsers allow only six
+/// HTTP/1.1 connections per host (Chromium and Firefox alike): six tile streams plus the
+/// `/events` feed would leave one tile, and every thumbnail request, waiting forever.
+async fn tiles(
+    State(st): State<HttpState>,
+    axum::extract::Query(q): axum::extract::Query<TilesQuery>,
+) -> Response {
+    let wanted: Vec<Arc<SiteOutput>> = match &q.sites {
+        Some(list) => {
+            let mut v = Vec::new();
+            for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                match st.site(id) {
+                    Some(s) => v.push(s.clone()),
+                    None => return not_found(id),
+                }
+            }
+            v
+        }
+        None => st.0.sites.clone(),
+    };
+    let metrics = &st.0.shared.metrics;
+    let state = TilesState {
+        rx: wanted
+            .iter()
+            .map(|s| {
+                let mut rx = s.jpeg.subscribe();
+                rx.mark_unchanged();
+                (s.id.to_string(), rx)
+            })
+            .collect(),
+        sent: wanted
+            .iter()
+            .map(|s| {
+                metrics
+                    .mjpeg_frames_sent
+                    .with_label_values(&[s.id.as_str()])
+            })
+            .collect(),
+        _guards: wanted
+            .into_iter()
+            .map(|s| ViewerGuard::new(s, st.0.shared.clone()))
+            .collect(),
+        cancel: st.0.cancel.clone(),
+        started: false,
+    };
+    let stream = futures::stream::unfold(state, |mut s| async move {
+        let mut out = Vec::new();
+        if !s.started {
+            s.started = true;
+            out.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+            for (i, (id, rx)) in s.rx.iter().enumerate() {
+                let current = rx.borrow().clone();
+                if let Some(f) = current.filter(|f| f.at.elapsed() < Duration::from_millis(500)) {
+                    out.extend_from_slice(&part(&f, Some(id)));
+                    s.sent[i].inc();
+                }
+            }
+        }
+        loop {
+            if s.rx.is_empty() {
+                return None;
+            }
+            // Wait for any site's next JPEG, then send every site that has one.
+            let (changed, first) = {
+                let waits = s.rx.iter_mut().map(|(_, rx)| Box::pin(rx.changed()));
+                tokio::select! {
+                    _ = s.cancel.cancelled() => return None,
+                    (r, i, _) = futures::future::select_all(waits) => (r, i),
+                }
+            };
+            if changed.is_err() {
+                return None;
+            }
+            for (i, (id, rx)) in s.rx.iter_mut().enumerate() {
+                // `changed()` marked the first one's value as seen already.
+                if i != first && !rx.has_changed().unwrap_or(false) {
+                    continue;
+                }
+                let current = rx.borrow_and_update().clone();
+                if let Some(f) = current {
+                    out.extend_from_slice(&part(&f, Some(id)));
+                    s.sent[i].inc();
+                }
+            }
+            if !out.is_empty() {
+                return Some((Ok::<_, Infallible>(Bytes::from(out)), s));
+            }
+        }
+    });
+    multipart_response(Body::from_stream(stream))
 }
 
 async fn snapshot(State(st): State<HttpState>, Path(file): Path<String>) -> Response {
@@ -388,7 +509,7 @@ mod tests {
             data: Bytes::from_static(&[0xFF, 0xD8, 0xFF, 0xD9]),
             at: Instant::now(),
         };
-        let p = part(&f);
+        let p = part(&f, None);
         let s = String::from_utf8_lossy(&p);
         assert!(s.starts_with("Content-Type: image/jpeg\r\nContent-Length: 4\r\n\r\n"));
         assert!(s.ends_with(&format!("\r\n--{BOUNDARY}\r\n")));

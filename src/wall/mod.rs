@@ -20,6 +20,7 @@ pub mod canvas;
 pub mod feed;
 pub mod http;
 pub mod jpeg;
+pub mod meter;
 pub mod metrics;
 pub mod mosaic;
 pub mod overlay;
@@ -208,7 +209,7 @@ impl Wall {
                 "address": s.address,
                 "mjpeg": format!("/stream/{}.mjpg", s.id),
                 "zones": s.zones.iter().map(|z| json!({"id": z.id, "name": z.name, "kind": z.kind})).collect::<Vec<_>>(),
-                "lines": s.lines.iter().map(|l| json!({"id": l.id, "name": l.name})).collect::<Vec<_>>(),
+                "lines": s.lines.iter().map(|l| json!({"id": l.id, "name": l.name, "in_name": l.in_name, "out_name": l.out_name})).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         });
         let rtsp_addr = rtsp_out.as_ref().map(|r| (w.rtsp_address, r.port()));

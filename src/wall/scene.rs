@@ -253,10 +253,16 @@ impl SiteScene {
             let bg = sev.map(severity_yuv).unwrap_or(Yuv::gray(60));
             let font = Font::simplex(0.38, 1);
             let (tw, th, base) = font.size(&text)?;
-            let (cx, cy) = spans.centroid;
+            // Anchored just inside the zone's topmost corner, like the zone names of an NVR: the
+            // middle of a zone is where the traffic (and the counting line) is.
+            let top = pts
+                .iter()
+                .min_by_key(|q| (q.y, q.x))
+                .copied()
+                .unwrap_or(CvPoint::new(spans.centroid.0, spans.centroid.1));
             let at = CvPoint::new(
-                (cx - tw / 2).clamp(p.x.max(2), (p.x + p.w).min(c.w) - tw - 10),
-                (cy - th / 2).clamp(HEADER_H + 2, c.h - th - base - 10),
+                (top.x - tw / 2).clamp(p.x.max(2), ((p.x + p.w).min(c.w) - tw - 10).max(2)),
+                (top.y + 4).clamp(HEADER_H + 2, c.h - th - base - 10),
             );
             c.label(&text, at, font, bg, bg.text_on())?;
         }
@@ -316,9 +322,9 @@ impl SiteScene {
         let (dx, dy) = ((b.x - a.x) as f32, (b.y - a.y) as f32);
         let len = (dx * dx + dy * dy).sqrt().max(1.0);
         let (nx, ny) = (-dy / len, dx / len);
-        let arrow = 22.0;
+        let arrow = 26.0;
         let (in_n, out_n) = totals.map(|t| (t.in_count, t.out_count)).unwrap_or((0, 0));
-        let font = Font::simplex(0.4, 1);
+        let font = Font::simplex(0.45, 1);
         let cyan = Yuv::rgb(0, 200, 255);
         // Two anchors along the line so the two arrows do not overlap each other's labels.
         for (frac, sign, n) in [(0.35f32, 1.0f32, in_n), (0.65, -1.0, out_n)] {
@@ -372,6 +378,8 @@ impl SiteScene {
         c.blend_rect(Rect::new(0, 0, c.w, HEADER_H), Yuv::gray(16), 180)?;
         let dot = if live {
             Yuv::rgb(40, 210, 90)
+        } else if connecting(input) {
+            Yuv::rgb(230, 160, 0)
         } else {
             Yuv::rgb(230, 40, 40)
         };
@@ -388,8 +396,7 @@ impl SiteScene {
 
     fn draw_offline(&self, c: &mut Canvas, input: &SceneInput) -> Result<(), DrawError> {
         let st = input.status;
-        let never = st.last_frame_at.is_none() && input.frame.is_none();
-        let connecting = never && input.uptime_s < 20.0;
+        let connecting = connecting(input);
         let (title, bg) = if connecting {
             ("MENGHUBUNGKAN KAMERA...", Yuv::rgb(230, 160, 0))
         } else {
@@ -436,6 +443,15 @@ impl SiteScene {
         }
         Ok(())
     }
+}
+
+/// A camera that has not delivered a frame yet, shortly after start, is "connecting" rather than
+/// offline: the first RTSP setup takes a few seconds and should not look like a failure.
+fn connecting(input: &SceneInput) -> bool {
+    input.status.last_frame_at.is_none()
+        && input.frame.is_none()
+        && input.status.reconnects == 0
+        && input.uptime_s < 20.0
 }
 
 /// Copies `src` centred into `dst` (both I420, `dst` at least 2x2), cropping what does not fit.
