@@ -7,7 +7,7 @@
 //! worker (or the mosaic) only while the media exists: with no client, nothing is drawn or
 //! encoded for RTSP.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -196,23 +196,17 @@ fn mount(
     factory
 }
 
-/// Encoder latency (input to output, by timestamp) and output bytes, from pad probes.
+/// Encoder latency and output bytes, from pad probes. With `tune=zerolatency` x264enc emits
+/// each frame's output inside the call that takes its input (no lookahead, no B-frames), so the
+/// time from the sink probe to the next src probe is the encode time of that frame.
 fn measure_encoder(enc: &gst::Element, label: &str, m: &WallMetrics) {
     let (Some(sink), Some(src)) = (enc.static_pad("sink"), enc.static_pad("src")) else {
         return;
     };
-    let pending: Arc<Mutex<VecDeque<(gst::ClockTime, Instant)>>> = Arc::default();
-    let p_in = pending.clone();
-    sink.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-        if let Some(gst::PadProbeData::Buffer(b)) = &info.data {
-            if let Some(pts) = b.pts() {
-                let mut q = p_in.lock();
-                if q.len() >= 64 {
-                    q.pop_front();
-                }
-                q.push_back((pts, Instant::now()));
-            }
-        }
+    let entered: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let e_in = entered.clone();
+    sink.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        *e_in.lock() = Some(Instant::now());
         gst::PadProbeReturn::Ok
     });
     let latency = m.rtsp_encode_seconds.with_label_values(&[label]);
@@ -220,19 +214,9 @@ fn measure_encoder(enc: &gst::Element, label: &str, m: &WallMetrics) {
     src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         if let Some(gst::PadProbeData::Buffer(b)) = &info.data {
             bytes.inc_by(b.size() as u64);
-            if let Some(pts) = b.pts() {
-                let mut q = pending.lock();
-                while let Some((p, t)) = q.pop_front() {
-                    if p == pts {
-                        latency.observe(t.elapsed().as_secs_f64());
-                        break;
-                    }
-                    if p > pts {
-                        q.push_front((p, t));
-                        break;
-                    }
-                }
-            }
+        }
+        if let Some(t) = entered.lock().take() {
+            latency.observe(t.elapsed().as_secs_f64());
         }
         gst::PadProbeReturn::Ok
     });
