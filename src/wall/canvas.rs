@@ -86,8 +86,8 @@ impl<'a> Canvas<'a> {
             || !img.is_valid()
             || img.width < 2
             || img.height < 2
-            || img.width % 2 != 0
-            || img.height % 2 != 0
+            || !img.width.is_multiple_of(2)
+            || !img.height.is_multiple_of(2)
         {
             return Err(DrawError::BadImage {
                 width: img.width,
@@ -223,7 +223,7 @@ impl<'a> Canvas<'a> {
         let full = Rect::new(0, 0, self.w, self.h);
         Self::plane_rows(&mut self.y, full, |s| {
             for p in s {
-                *p = (16 + ((*p as i32 - 16).max(0) as u32 * k >> 8)) as u8;
+                *p = (16 + (((*p as i32 - 16).max(0) as u32 * k) >> 8)) as u8;
             }
         })?;
         let hr = Rect::new(0, 0, self.w / 2, self.h / 2);

@@ -324,7 +324,7 @@ mod tests {
         assert!(feed.snapshot("b").is_none());
         let first: Value = serde_json::from_str(&backlog[0]).unwrap();
         assert_eq!(first["snapshot_url"], Value::Null);
-        assert_eq!(rx.try_recv().unwrap().as_ref().contains("\"a/1\""), true);
+        assert!(rx.try_recv().unwrap().as_ref().contains("\"a/1\""));
         for i in 0..100 {
             feed.publish(&message(&format!("x{i}"), IncidentEvent::End, None));
         }

@@ -271,6 +271,9 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
+/// One part of a multipart body: lower-cased headers and the bytes.
+pub type Part = (Vec<(String, String)>, Vec<u8>);
+
 /// Reads parts of a `multipart/x-mixed-replace` body: (headers, body) per part.
 pub struct Multipart<R: Read> {
     r: BufReader<R>,
@@ -283,7 +286,7 @@ impl<R: Read> Multipart<R> {
         }
     }
 
-    pub fn next_part(&mut self) -> std::io::Result<(Vec<(String, String)>, Vec<u8>)> {
+    pub fn next_part(&mut self) -> std::io::Result<Part> {
         let mut headers = Vec::new();
         loop {
             let mut line = String::new();
