@@ -7,7 +7,7 @@
 //! worker (or the mosaic) only while the media exists: with no client, nothing is drawn or
 //! encoded for RTSP.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -84,20 +84,28 @@ impl RtspOut {
             .mount_points()
             .ok_or_else(|| WallError::Rtsp("RTSP server has no mount points".into()))?;
         let mut known = HashSet::new();
+        let encoders = Encoders::default();
         for site in sites {
             let factory = mount(
                 &site_enc,
                 site.id.as_str(),
                 SinkOwner::Site(site.clone()),
                 shared.clone(),
+                encoders.clone(),
             );
             mounts.add_factory(&format!("/annotated/{}", site.id), factory);
             known.insert(site.id.to_string());
         }
-        let factory = mount(&mosaic_enc, MOSAIC, SinkOwner::Mosaic, shared.clone());
+        let factory = mount(
+            &mosaic_enc,
+            MOSAIC,
+            SinkOwner::Mosaic,
+            shared.clone(),
+            encoders.clone(),
+        );
         mounts.add_factory(&format!("/annotated/{MOSAIC}"), factory);
         known.insert(MOSAIC.to_string());
-        count_clients(&server, Arc::new(known), shared.metrics.clone());
+        count_clients(&server, Arc::new(known), shared.metrics.clone(), encoders);
 
         let ctx = glib::MainContext::new();
         let main_loop = glib::MainLoop::new(Some(&ctx), false);
@@ -143,6 +151,9 @@ impl RtspOut {
     }
 }
 
+/// The encoders of the live media of each mount, to ask them for a key frame.
+type Encoders = Arc<Mutex<HashMap<String, Vec<gst::Element>>>>;
+
 /// Who feeds a mount's appsrc.
 #[derive(Clone)]
 enum SinkOwner {
@@ -164,6 +175,7 @@ fn mount(
     label: &str,
     owner: SinkOwner,
     shared: Arc<WorkerShared>,
+    encoders: Encoders,
 ) -> rtsp::RTSPMediaFactory {
     let factory = rtsp::RTSPMediaFactory::new();
     factory.set_launch(&launch_line(enc));
@@ -179,8 +191,14 @@ fn mount(
             warn!(mount = %label, "annotated media has no appsrc");
             return;
         };
-        if let Some(enc) = bin.and_then(|b| b.by_name("enc")) {
-            measure_encoder(&enc, &label, &shared.metrics);
+        let enc = bin.and_then(|b| b.by_name("enc"));
+        if let Some(enc) = &enc {
+            measure_encoder(enc, &label, &shared.metrics);
+            encoders
+                .lock()
+                .entry(label.clone())
+                .or_default()
+                .push(enc.clone());
         }
         debug!(mount = %label, "annotated RTSP media configured");
         owner.sinks(&shared).lock().push(src.clone());
@@ -188,9 +206,13 @@ fn mount(
         // The media ends when its last client leaves: stop feeding it at once rather than on
         // the next refused push.
         let (owner2, shared2, label2) = (owner.clone(), shared.clone(), label.clone());
+        let encoders2 = encoders.clone();
         media.connect_unprepared(move |_| {
             debug!(mount = %label2, "annotated RTSP media unprepared");
             owner2.sinks(&shared2).lock().retain(|s| s != &src);
+            if let (Some(e), Some(list)) = (&enc, encoders2.lock().get_mut(&label2)) {
+                list.retain(|x| x != e);
+            }
         });
     });
     factory
@@ -229,11 +251,18 @@ pub fn mount_key(uri: &str) -> Option<&str> {
     (!key.is_empty()).then_some(key)
 }
 
-/// Keeps `simpang_wall_viewers{output="rtsp"}` at the number of clients playing each mount.
-fn count_clients(server: &rtsp::RTSPServer, known: Arc<HashSet<String>>, m: WallMetrics) {
+/// Keeps `simpang_wall_viewers{output="rtsp"}` at the number of clients playing each mount, and
+/// asks the mount's encoder for a key frame when a client starts playing: a client joining a
+/// shared stream shows a picture at once instead of after up to a key-frame interval.
+fn count_clients(
+    server: &rtsp::RTSPServer,
+    known: Arc<HashSet<String>>,
+    m: WallMetrics,
+    encoders: Encoders,
+) {
     server.connect_client_connected(move |_, client| {
         let playing: Arc<Mutex<HashSet<String>>> = Arc::default();
-        let (p, k, mm) = (playing.clone(), known.clone(), m.clone());
+        let (p, k, mm, enc) = (playing.clone(), known.clone(), m.clone(), encoders.clone());
         client.connect_play_request(move |_, ctx| {
             let Some(uri) = ctx.uri().map(|u| u.request_uri().to_string()) else {
                 return;
@@ -241,6 +270,14 @@ fn count_clients(server: &rtsp::RTSPServer, known: Arc<HashSet<String>>, m: Wall
             if let Some(key) = mount_key(&uri).filter(|k2| k.contains(*k2)) {
                 if p.lock().insert(key.to_string()) {
                     mm.viewers.with_label_values(&[key, "rtsp"]).inc();
+                }
+                for e in enc.lock().get(key).into_iter().flatten() {
+                    let ev = gstreamer_video::UpstreamForceKeyUnitEvent::builder()
+                        .all_headers(true)
+                        .build();
+                    if let Some(pad) = e.static_pad("src") {
+                        pad.send_event(ev);
+                    }
                 }
             }
         });
