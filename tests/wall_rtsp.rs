@@ -111,7 +111,7 @@ fn annotated_rtsp_site_and_mosaic_decode_share_one_encode_and_stop_without_clien
             ..Default::default()
         },
     );
-    let (_run, base) = start_run(&cfg, &sites);
+    let (mut run, base) = start_run(&cfg, &sites);
     wait_cameras_online(&base, &sites);
     assert_eq!(
         metric(&base, "simpang_wall_rtsp_frames_total", "charitas"),
@@ -179,4 +179,13 @@ fn annotated_rtsp_site_and_mosaic_decode_share_one_encode_and_stop_without_clien
         metric(&base, "simpang_wall_frames_rendered_total", "bkb"),
     ];
     assert_eq!(before, after, "drawing or encoding went on without clients");
+
+    // A connected RTSP client does not hold up shutdown.
+    let c = Client::open(&url);
+    c.frames(3, Duration::from_secs(30));
+    let status = run.terminate(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "simpang run did not exit cleanly with an RTSP client connected: {status:?}"
+    );
 }

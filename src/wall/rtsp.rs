@@ -63,6 +63,8 @@ pub fn launch_line(s: &EncoderSettings) -> String {
 /// A running RTSP server.
 pub struct RtspOut {
     port: u16,
+    server: rtsp::RTSPServer,
+    ctx: glib::MainContext,
     main_loop: glib::MainLoop,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -121,12 +123,12 @@ impl RtspOut {
         if bound <= 0 {
             return Err(WallError::Rtsp(format!("cannot listen on {addr}:{port}")));
         }
-        let ml = main_loop.clone();
+        let (ml, ctx2, server2) = (main_loop.clone(), ctx.clone(), server.clone());
         let thread = std::thread::Builder::new()
             .name("wall-rtsp".into())
             .spawn(move || {
-                let _keep = (server, source_id);
-                if ctx.with_thread_default(|| ml.run()).is_err() {
+                let _keep = (server2, source_id);
+                if ctx2.with_thread_default(|| ml.run()).is_err() {
                     warn!("RTSP main loop could not own its context");
                 }
             })
@@ -134,6 +136,8 @@ impl RtspOut {
         info!(%addr, port = bound, "annotated RTSP out listening");
         Ok(Self {
             port: bound as u16,
+            server,
+            ctx,
             main_loop,
             thread: Some(thread),
         })
@@ -143,8 +147,14 @@ impl RtspOut {
         self.port
     }
 
+    /// Disconnects every client (their media shut down with them) and ends the server.
     pub fn stop(mut self) {
-        self.main_loop.quit();
+        // Clients and media belong to the server's main loop: close them from there.
+        let (server, ml) = (self.server.clone(), self.main_loop.clone());
+        self.ctx.invoke(move || {
+            server.client_filter(Some(&mut |_, _| rtsp::RTSPFilterResult::Remove));
+            ml.quit();
+        });
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
