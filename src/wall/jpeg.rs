@@ -41,6 +41,13 @@ impl JpegEncoder {
             .by_name("sink")
             .and_then(|e| e.dynamic_cast::<gst_app::AppSink>().ok())
             .ok_or_else(|| WallError::Gst("JPEG encoder has no appsink".into()))?;
+        // jpegenc runs on the appsrc's streaming thread: lower its priority with the wall's.
+        if let Some(pad) = pipeline.by_name("src").and_then(|e| e.static_pad("src")) {
+            pad.add_probe(gst::PadProbeType::BUFFER, |_, _| {
+                super::metrics::deprioritize_current_thread();
+                gst::PadProbeReturn::Ok
+            });
+        }
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| WallError::Gst(format!("JPEG encoder cannot start: {e}")))?;

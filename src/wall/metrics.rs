@@ -132,3 +132,26 @@ pub fn thread_cpu_seconds() -> f64 {
     }
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
+
+/// Niceness of the wall's threads (workers, mosaic, JPEG and x264 streaming threads). On a box
+/// where detection and the wall compete for two cores, the scheduler then favours analytics:
+/// viewers cost the wall frames, never the detector its rate.
+pub const WALL_NICE: i32 = 5;
+
+thread_local! {
+    static DEPRIORITIZED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Lowers the calling thread's scheduling priority to [`WALL_NICE`] (Linux: per thread). Cheap
+/// to call again on the same thread (pad probes call it on every buffer).
+pub fn deprioritize_current_thread() {
+    if DEPRIORITIZED.with(|d| d.replace(true)) {
+        return;
+    }
+    // SAFETY: gettid has no preconditions; setpriority on our own thread id only changes this
+    // thread's niceness. Failure (e.g. a seccomp profile) leaves the priority as it was.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, WALL_NICE);
+    }
+}

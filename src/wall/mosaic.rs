@@ -150,6 +150,7 @@ pub fn spawn(
         .spawn(move || {
             let span = info_span!("wall", site = MOSAIC);
             let _g = span.enter();
+            super::metrics::deprioritize_current_thread();
             let m = &shared.metrics;
             let cpu = m.cpu_seconds.with_label_values(&["mosaic"]);
             let compose_s = m.mosaic_compose_seconds.with_label_values::<&str>(&[]);

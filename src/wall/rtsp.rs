@@ -237,10 +237,18 @@ fn measure_encoder(enc: &gst::Element, label: &str, m: &WallMetrics) {
     };
     let entered: Arc<Mutex<Option<Instant>>> = Arc::default();
     let e_in = entered.clone();
-    sink.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-        *e_in.lock() = Some(Instant::now());
-        gst::PadProbeReturn::Ok
-    });
+    // Events and buffers arrive on the media's streaming thread, which runs x264; the caps
+    // event comes before x264 opens (and starts its slice threads, which inherit the niceness).
+    sink.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            super::metrics::deprioritize_current_thread();
+            if let Some(gst::PadProbeData::Buffer(_)) = &info.data {
+                *e_in.lock() = Some(Instant::now());
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
     let latency = m.rtsp_encode_seconds.with_label_values(&[label]);
     let bytes = m.rtsp_bytes.with_label_values(&[label]);
     src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {

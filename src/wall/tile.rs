@@ -189,6 +189,7 @@ pub fn spawn_worker(
         .spawn(move || {
             let span = info_span!("wall", site = %site.id);
             let _g = span.enter();
+            super::metrics::deprioritize_current_thread();
             Worker {
                 site,
                 scene,
