@@ -424,7 +424,7 @@ async function start() {
     return;
   }
   $("wall-title").textContent = state.cfg.title;
-  $("wall-city").textContent = `Kota ${state.cfg.city} · ${state.cfg.sites.length} kamera`;
+  $("wall-city").textContent = `Video wall analitik CCTV · Kota ${state.cfg.city} · ${state.cfg.sites.length} kamera`;
   document.title = `${state.cfg.title} · Video Wall`;
   buildTiles();
   tickClock();

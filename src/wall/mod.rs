@@ -101,12 +101,7 @@ impl Wall {
             metrics.jpeg_frames.with_label_values(&[s.id.as_str()]);
             metrics.frames_rendered.with_label_values(&[s.id.as_str()]);
             metrics.rtsp_frames.with_label_values(&[s.id.as_str()]);
-            sites.push(Arc::new(SiteOutput::new(
-                i,
-                h.clone(),
-                s.name.clone(),
-                s.address.clone(),
-            )));
+            sites.push(Arc::new(SiteOutput::new(i, h.clone(), s.name.clone())));
         }
         metrics.viewers.with_label_values(&[rtsp::MOSAIC, "rtsp"]);
         metrics.rtsp_frames.with_label_values(&[rtsp::MOSAIC]);

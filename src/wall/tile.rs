@@ -82,7 +82,6 @@ pub struct SiteOutput {
     pub index: usize,
     pub id: SiteId,
     pub name: String,
-    pub address: String,
     pub hub: Arc<SiteHub>,
     /// MJPEG viewers (and snapshot requests waiting for a frame).
     pub mjpeg_viewers: AtomicUsize,
@@ -95,12 +94,11 @@ pub struct SiteOutput {
 }
 
 impl SiteOutput {
-    pub fn new(index: usize, hub: Arc<SiteHub>, name: String, address: String) -> Self {
+    pub fn new(index: usize, hub: Arc<SiteHub>, name: String) -> Self {
         Self {
             index,
             id: hub.id.clone(),
             name,
-            address,
             hub,
             mjpeg_viewers: AtomicUsize::new(0),
             jpeg: watch::channel(None).0,
