@@ -79,6 +79,9 @@ function layout() {
   w = Math.max(w, 160);
   wall.style.gridTemplateColumns = `repeat(${cfg.cols}, ${w}px)`;
   wall.style.gridAutoRows = "min-content";
+  // The summary table lines up with the grid above it.
+  const board = col.querySelector(".board");
+  if (board) board.style.width = `${w * cfg.cols + gap * (cfg.cols - 1) + pad}px`;
 }
 
 const IMG_MODE = new URLSearchParams(location.search).get("mode") === "img"

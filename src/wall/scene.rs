@@ -25,7 +25,6 @@ const MAX_EXTRAPOLATION_S: f64 = 0.5;
 const STALE_RESULTS_S: f64 = 3.0;
 
 const BAR: Yuv = Yuv::gray(24);
-const HEADER_H: i32 = 24;
 
 /// Zone geometry from config.
 #[derive(Clone, Debug)]
@@ -84,6 +83,9 @@ pub struct SiteScene {
     tz: String,
     tile_w: u32,
     tile_h: u32,
+    /// Size of text and marks relative to a 640x360 tile, so a 1280x720 tile (or a 320x180
+    /// one) reads the same at the same viewing size.
+    ui: f64,
     cached_for: Option<Placement>,
     zone_spans: Vec<Spans>,
 }
@@ -118,9 +120,29 @@ impl SiteScene {
             tz: tz.to_string(),
             tile_w,
             tile_h,
+            // Not below 0.75: small tiles are shown enlarged, and text must stay legible.
+            ui: (tile_h as f64 / 360.0).clamp(0.75, 3.0),
             cached_for: None,
             zone_spans: Vec::new(),
         }
+    }
+
+    fn simplex(&self, scale: f64) -> Font {
+        Font::simplex(scale * self.ui, if self.ui >= 1.6 { 2 } else { 1 })
+    }
+
+    fn duplex(&self, scale: f64, thickness: i32) -> Font {
+        let t = ((thickness as f64) * self.ui.max(1.0)).round() as i32;
+        Font::duplex(scale * self.ui, t.max(1))
+    }
+
+    /// A length in pixels of a 640x360 tile, at this tile's size.
+    fn px(&self, v: f64) -> i32 {
+        (v * self.ui).round() as i32
+    }
+
+    fn header_h(&self) -> i32 {
+        self.px(24.0)
     }
 
     pub fn tile_size(&self) -> (u32, u32) {
@@ -238,7 +260,8 @@ impl SiteScene {
                         64
                     };
                     c.blend_spans(spans, col, alpha)?;
-                    c.polyline(&pts, true, col, if incident { 3 } else { 2 })?;
+                    let t = if incident { 3.0 } else { 2.0 };
+                    c.polyline(&pts, true, col, self.px(t).max(2))?;
                 }
                 None => c.polyline(&pts, true, Yuv::gray(200), 1)?,
             }
@@ -251,7 +274,7 @@ impl SiteScene {
                 _ => z.name.clone(),
             };
             let bg = sev.map(severity_yuv).unwrap_or(Yuv::gray(60));
-            let font = Font::simplex(0.38, 1);
+            let font = self.simplex(0.38);
             let (tw, th, base) = font.size(&text)?;
             // Anchored just inside the zone's topmost corner, like the zone names of an NVR: the
             // middle of a zone is where the traffic (and the counting line) is.
@@ -262,7 +285,7 @@ impl SiteScene {
                 .unwrap_or(CvPoint::new(spans.centroid.0, spans.centroid.1));
             let at = CvPoint::new(
                 (top.x - tw / 2).clamp(p.x.max(2), ((p.x + p.w).min(c.w) - tw - 10).max(2)),
-                (top.y + 4).clamp(HEADER_H + 2, c.h - th - base - 10),
+                (top.y + 4).clamp(self.header_h() + 2, c.h - th - base - 10),
             );
             c.label(&text, at, font, bg, bg.text_on())?;
         }
@@ -290,7 +313,7 @@ impl SiteScene {
             } else {
                 "ANALITIK BELUM AKTIF"
             };
-            let font = Font::simplex(0.36, 1);
+            let font = self.simplex(0.36);
             let (tw, th, base) = font.size(text)?;
             c.label(
                 text,
@@ -313,18 +336,18 @@ impl SiteScene {
         let (a, b) = (p.px(l.a), p.px(l.b));
         let col = Yuv::rgb(255, 255, 255);
         // A dark underlay keeps the white line visible on bright asphalt.
-        c.line(a, b, Yuv::gray(30), 4)?;
-        c.line(a, b, col, 2)?;
-        c.dot(a, 4, col)?;
-        c.dot(b, 4, col)?;
+        c.line(a, b, Yuv::gray(30), self.px(4.0).max(3))?;
+        c.line(a, b, col, self.px(2.0).max(1))?;
+        c.dot(a, self.px(4.0), col)?;
+        c.dot(b, self.px(4.0), col)?;
         // "in" is a crossing from the left of A->B to its right (image coordinates, y down):
         // the right-hand normal of (dx, dy) is (-dy, dx).
         let (dx, dy) = ((b.x - a.x) as f32, (b.y - a.y) as f32);
         let len = (dx * dx + dy * dy).sqrt().max(1.0);
         let (nx, ny) = (-dy / len, dx / len);
-        let arrow = 26.0;
+        let arrow = 26.0 * self.ui as f32;
         let (in_n, out_n) = totals.map(|t| (t.in_count, t.out_count)).unwrap_or((0, 0));
-        let font = Font::simplex(0.45, 1);
+        let font = self.simplex(0.45);
         let cyan = Yuv::rgb(0, 200, 255);
         // Two anchors along the line so the two arrows do not overlap each other's labels.
         for (frac, sign, n) in [(0.35f32, 1.0f32, in_n), (0.65, -1.0, out_n)] {
@@ -337,11 +360,12 @@ impl SiteScene {
                 (m.x as f32 + sign * nx * arrow) as i32,
                 (m.y as f32 + sign * ny * arrow) as i32,
             );
-            c.arrow(m, to, cyan, 2)?;
+            c.arrow(m, to, cyan, self.px(2.0).max(2))?;
             let text = n.to_string();
             let (tw, th, base) = font.size(&text)?;
             let lx = (to.x + (to.x - m.x) / 2 - tw / 2).clamp(2, c.w - tw - 10);
-            let ly = (to.y + (to.y - m.y) / 2 - th / 2).clamp(HEADER_H + 2, c.h - th - base - 10);
+            let ly =
+                (to.y + (to.y - m.y) / 2 - th / 2).clamp(self.header_h() + 2, c.h - th - base - 10);
             c.label(&text, CvPoint::new(lx, ly), font, cyan, cyan.text_on())?;
         }
         Ok(())
@@ -361,21 +385,25 @@ impl SiteScene {
         let r = Rect::new(tl.x, tl.y, (br.x - tl.x).max(2), (br.y - tl.y).max(2));
         let name = class_name(&self.labels, t.class_id);
         let col = class_colour(&name);
-        c.rect(r, col, 2)?;
+        c.rect(r, col, self.px(2.0).max(2))?;
         let text = match t.speed_kmh {
             Some(v) if v >= 1.0 => format!("{name} {} {:.0}km/j", t.id, v),
             _ => format!("{name} {}", t.id),
         };
-        let font = Font::simplex(0.34, 1);
+        let font = self.simplex(0.34);
         let (_, th, base) = font.size(&text)?;
         let h = th + base + 2 * 2;
-        let y = if r.y - h >= HEADER_H { r.y - h } else { r.y };
+        let y = if r.y - h >= self.header_h() {
+            r.y - h
+        } else {
+            r.y
+        };
         c.label(&text, CvPoint::new(r.x.max(0), y), font, col, col.text_on())?;
         Ok(())
     }
 
     fn draw_header(&self, c: &mut Canvas, input: &SceneInput, live: bool) -> Result<(), DrawError> {
-        c.blend_rect(Rect::new(0, 0, c.w, HEADER_H), Yuv::gray(16), 180)?;
+        c.blend_rect(Rect::new(0, 0, c.w, self.header_h()), Yuv::gray(16), 180)?;
         let dot = if live {
             Yuv::rgb(40, 210, 90)
         } else if connecting(input) {
@@ -383,14 +411,33 @@ impl SiteScene {
         } else {
             Yuv::rgb(230, 40, 40)
         };
-        c.dot(CvPoint::new(11, HEADER_H / 2), 5, dot)?;
-        let font = Font::duplex(0.45, 1);
-        let clock = clock_text(&self.tz, input.now);
+        c.dot(
+            CvPoint::new(self.px(11.0), self.header_h() / 2),
+            self.px(5.0),
+            dot,
+        )?;
+        let font = self.duplex(0.45, 1);
+        // Narrow tiles show the time only: the site name matters more than the date.
+        let clock = if self.tile_w < 480 {
+            time_text(&self.tz, input.now)
+        } else {
+            clock_text(&self.tz, input.now)
+        };
         let (cw, _, _) = font.size(&clock)?;
         let max_name = (c.w - cw - 40).max(40);
         let name = fit_text(&self.name, font, max_name)?;
-        c.text(&name, CvPoint::new(22, HEADER_H - 7), font, 235)?;
-        c.text(&clock, CvPoint::new(c.w - cw - 8, HEADER_H - 7), font, 235)?;
+        c.text(
+            &name,
+            CvPoint::new(self.px(22.0), self.header_h() - self.px(7.0)),
+            font,
+            235,
+        )?;
+        c.text(
+            &clock,
+            CvPoint::new(c.w - cw - self.px(8.0), self.header_h() - self.px(7.0)),
+            font,
+            235,
+        )?;
         Ok(())
     }
 
@@ -402,7 +449,7 @@ impl SiteScene {
         } else {
             ("KAMERA OFFLINE", Yuv::rgb(200, 30, 30))
         };
-        let big = Font::duplex(0.8, 2);
+        let big = self.duplex(0.8, 2);
         let (tw, th, base) = big.size(title)?;
         let cy = c.h / 2 - 10;
         let r = c.label(
@@ -413,7 +460,7 @@ impl SiteScene {
             bg.text_on(),
         )?;
         let _ = base;
-        let small = Font::simplex(0.45, 1);
+        let small = self.simplex(0.45);
         let mut y = r.y + r.height + 22;
         let mut lines = Vec::new();
         if !connecting {
@@ -433,7 +480,7 @@ impl SiteScene {
         }
         for (i, l) in lines.iter().enumerate() {
             let f = if i == 0 && !connecting {
-                Font::duplex(0.55, 1)
+                self.duplex(0.55, 1)
             } else {
                 small
             };
@@ -558,6 +605,16 @@ pub fn clock_text(tz: &str, now: DateTime<Utc>) -> String {
     format!(
         "{} {}",
         t.format("%d/%m/%Y %H:%M:%S"),
+        tz_abbrev(t.offset().local_minus_utc())
+    )
+}
+
+/// `17:05:09 WIB`.
+pub fn time_text(tz: &str, now: DateTime<Utc>) -> String {
+    let t = crate::time::local(tz, now);
+    format!(
+        "{} {}",
+        t.format("%H:%M:%S"),
         tz_abbrev(t.offset().local_minus_utc())
     )
 }
