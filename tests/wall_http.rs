@@ -385,7 +385,11 @@ fn tiles_show_connecting_offline_and_live_states() {
     // Never connected, just started: amber "connecting" banner, tile size.
     let m = snapshot(&lw.base, "charitas", "connecting");
     assert_eq!((m.cols(), m.rows()), (320, 180));
-    assert!(red_pixels(&m) < 60, "connecting is amber, not red: {}", red_pixels(&m));
+    assert!(
+        red_pixels(&m) < 60,
+        "connecting is amber, not red: {}",
+        red_pixels(&m)
+    );
 
     // Was online, now lost: "KAMERA OFFLINE sejak ..." on red.
     site.update_status(|st| {
