@@ -247,6 +247,7 @@ fn chromium_shows_six_live_tiles_the_incident_feed_and_enlarges_a_tile() {
         .timeout(Duration::from_secs(60))
         .send_json(json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "goog:loggingPrefs": { "browser": "ALL" },
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": [
@@ -291,6 +292,14 @@ fn chromium_shows_six_live_tiles_the_incident_feed_and_enlarges_a_tile() {
         shot.rows(),
         shots.join("wall.png").display()
     );
+
+    // No script errors on the page.
+    let logs = wd.call("POST", "/se/log", Some(json!({ "type": "browser" })));
+    let severe: Vec<&Value> = logs
+        .as_array()
+        .map(|l| l.iter().filter(|e| e["level"] == "SEVERE").collect())
+        .unwrap_or_default();
+    assert!(severe.is_empty(), "browser console errors: {severe:?}");
 
     // The incident feed is there and lists what was published, with thumbnails that loaded.
     let feed = wd.script(

@@ -80,8 +80,8 @@ function layout() {
   wall.style.gridTemplateColumns = `repeat(${cfg.cols}, ${w}px)`;
   wall.style.gridAutoRows = "min-content";
   // The summary table lines up with the grid above it.
-  const board = col.querySelector(".board");
-  if (board) board.style.width = `${w * cfg.cols + gap * (cfg.cols - 1) + pad}px`;
+  const boardEl = col.querySelector(".board");
+  if (boardEl) boardEl.style.width = `${w * cfg.cols + gap * (cfg.cols - 1) + pad}px`;
 }
 
 const IMG_MODE = new URLSearchParams(location.search).get("mode") === "img"
