@@ -101,8 +101,10 @@ impl Running {
         })
         .await;
         let _ = self.http_stop.send(());
-        let _ = self.http.await;
+        // The wall's MJPEG and SSE responses never end by themselves: stop the wall first so a
+        // graceful HTTP shutdown is not held open by a connected viewer.
         self.wall.stop();
+        let _ = self.http.await;
         self.incidents.stop().await;
     }
 }

@@ -10,7 +10,7 @@ pub mod rules;
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -269,6 +269,16 @@ pub struct WallConfig {
     pub jpeg_quality: u8,
     /// Annotated RTSP out; 0 disables it.
     pub rtsp_port: u16,
+    /// Address the RTSP server binds (a wall controller on the LAN needs a LAN address).
+    pub rtsp_address: IpAddr,
+    /// H.264 bitrate of each per-site annotated stream, kbit/s.
+    pub rtsp_bitrate_kbps: u32,
+    /// Frame rate of the `/annotated/wall` mosaic (the per-site streams keep the source rate).
+    pub mosaic_fps: f64,
+    /// H.264 bitrate of the mosaic, kbit/s.
+    pub mosaic_bitrate_kbps: u32,
+    /// Heading of the web wall.
+    pub title: String,
 }
 
 impl Default for WallConfig {
@@ -281,6 +291,11 @@ impl Default for WallConfig {
             mjpeg_fps: 10.0,
             jpeg_quality: 75,
             rtsp_port: 8555,
+            rtsp_address: IpAddr::from([127, 0, 0, 1]),
+            rtsp_bitrate_kbps: 1500,
+            mosaic_fps: 15.0,
+            mosaic_bitrate_kbps: 4000,
+            title: "Command Center".into(),
         }
     }
 }
@@ -613,6 +628,29 @@ impl Config {
         }
         if !(1..=100).contains(&self.wall.jpeg_quality) {
             bad(w.key("jpeg_quality"), "must be 1..=100".into());
+        }
+        if !(self.wall.mosaic_fps > 0.0 && self.wall.mosaic_fps <= 60.0) {
+            bad(w.key("mosaic_fps"), "must be in (0, 60]".into());
+        }
+        for (name, v) in [
+            ("rtsp_bitrate_kbps", self.wall.rtsp_bitrate_kbps),
+            ("mosaic_bitrate_kbps", self.wall.mosaic_bitrate_kbps),
+        ] {
+            if !(100..=100_000).contains(&v) {
+                bad(
+                    w.key(name),
+                    format!("must be in 100..=100000 kbit/s, got {v}"),
+                );
+            }
+        }
+        if self.wall.rtsp_port != 0 && self.wall.rtsp_port == self.wall.listen.port() {
+            bad(
+                w.key("rtsp_port"),
+                format!(
+                    "{} is also the HTTP port of `listen`; use another port (or 0 to disable RTSP out)",
+                    self.wall.rtsp_port
+                ),
+            );
         }
 
         if self.sites.is_empty() {

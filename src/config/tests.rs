@@ -229,4 +229,55 @@ fn mqtt_security_settings() {
     }
     let p = only_problem(&format!("[incidents]\noutbox_max_messages = 10\n{GOOD}"));
     assert_eq!(p.field, "incidents.outbox_max_messages");
+
+#[test]
+fn wall_settings_are_checked() {
+    let with_wall = |wall: &str| format!("[wall]\n{wall}\n{GOOD}");
+    let cases = [
+        ("mosaic_fps = 0.0", "wall.mosaic_fps", "(0, 60]"),
+        (
+            "rtsp_bitrate_kbps = 10",
+            "wall.rtsp_bitrate_kbps",
+            "100..=100000",
+        ),
+        (
+            "mosaic_bitrate_kbps = 1000000",
+            "wall.mosaic_bitrate_kbps",
+            "100..=100000",
+        ),
+        (
+            "listen = \"127.0.0.1:8555\"\nrtsp_port = 8555",
+            "wall.rtsp_port",
+            "also the HTTP port",
+        ),
+        (
+            "rtsp_address = \"not-an-ip\"",
+            "wall.rtsp_address",
+            "invalid IP address",
+        ),
+    ];
+    for (wall, field, msg) in cases {
+        let text = with_wall(wall);
+        let p = only_problem(&text);
+        assert_eq!(p.field, field, "{wall}: {p}");
+        assert!(p.message.contains(msg), "{wall}: {p}");
+        let key = field.trim_start_matches("wall.");
+        assert_eq!(
+            p.line,
+            1 + text.lines().position(|l| l.starts_with(key)).unwrap(),
+            "{wall}: {p}"
+        );
+    }
+    let ok = load(&with_wall(
+        "rtsp_port = 0\nrtsp_address = \"0.0.0.0\"\ntitle = \"Lawang Jabo\"",
+    ))
+    .unwrap();
+    assert_eq!(
+        (ok.wall.rtsp_port, ok.wall.title.as_str()),
+        (0, "Lawang Jabo")
+    );
+    assert_eq!(
+        (ok.wall.mosaic_fps, ok.wall.rtsp_bitrate_kbps),
+        (15.0, 1500)
+    );
 }

@@ -1,0 +1,477 @@
+//! The web wall over HTTP: MJPEG tiles from a real `simpang run` fed by real sample cameras, the
+//! SSE incident feed, offline tiles and the page itself.
+
+mod wall_support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use opencv::core::Rect;
+use opencv::prelude::*;
+use simpang::config::Config;
+use simpang::hub::Hub;
+use simpang::model::{
+    DisplayFrame, Evidence, Image, Incident, IncidentEvent, IncidentKind, IncidentMessage,
+    PixelFormat, Severity, SiteId, SiteResults, Snapshot, ZoneId, ZoneKind, ZoneState,
+    INCIDENT_SCHEMA,
+};
+use simpang::wall::Wall;
+use wall_support::*;
+
+const MJPEG_FPS: f64 = 10.0;
+
+/// Reads `n` JPEG parts from an MJPEG URL; returns them decoded and how long it took.
+fn read_frames(url: &str, n: usize) -> (Vec<Mat>, Duration) {
+    let (ct, body) = open_stream(url);
+    assert!(
+        ct.starts_with("multipart/x-mixed-replace") && ct.contains("boundary="),
+        "{ct}"
+    );
+    let mut mp = Multipart::new(body);
+    let t0 = Instant::now();
+    let frames = (0..n)
+        .map(|_| {
+            let (h, body) = mp.next_part().expect("part");
+            assert!(h
+                .iter()
+                .any(|(k, v)| k == "content-type" && v == "image/jpeg"));
+            decode_jpeg(&body)
+        })
+        .collect();
+    (frames, t0.elapsed())
+}
+
+#[test]
+fn mjpeg_tiles_have_the_configured_size_and_one_encode_serves_every_viewer() {
+    let dir = tempfile::tempdir().unwrap();
+    let sites = ["charitas", "bkb"];
+    let (_samples, port) = start_samples(&sites);
+    let cfg = write_config(
+        dir.path(),
+        port,
+        &WallOpts {
+            mjpeg_fps: MJPEG_FPS,
+            ..Default::default()
+        },
+    );
+    let (mut run, base) = start_run(&cfg, &sites);
+    wait_cameras_online(&base, &sites);
+
+    // Nobody watches: nothing is drawn or encoded.
+    std::thread::sleep(Duration::from_secs(2));
+    for s in sites {
+        assert_eq!(metric(&base, "simpang_wall_frames_rendered_total", s), 0.0);
+        assert_eq!(metric(&base, "simpang_wall_jpeg_frames_total", s), 0.0);
+    }
+
+    // Two viewers of the same tile at once.
+    let url = format!("{base}/stream/charitas.mjpg");
+    let enc0 = metric(&base, "simpang_wall_jpeg_frames_total", "charitas");
+    let t0 = Instant::now();
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || read_frames(&url, 30))
+        })
+        .collect();
+    let results: Vec<_> = readers.into_iter().map(|v| v.join().unwrap()).collect();
+    let window = t0.elapsed().as_secs_f64();
+    let encodes = metric(&base, "simpang_wall_jpeg_frames_total", "charitas") - enc0;
+    for (frames, took) in &results {
+        assert_eq!(frames.len(), 30);
+        for f in frames {
+            assert_eq!((f.cols(), f.rows()), (640, 360), "configured tile size");
+        }
+        // real picture in the middle of the tile, not a flat fill
+        let sd = gray_stddev(&frames[20], Rect::new(200, 100, 240, 200));
+        assert!(sd > 12.0, "picture content stddev {sd}");
+        // paced at the configured rate (30 frames at 10 fps: about 3 s)
+        let fps = 29.0 / took.as_secs_f64();
+        assert!(
+            fps > MJPEG_FPS * 0.6 && fps < MJPEG_FPS * 1.4,
+            "viewer got {fps:.1} fps"
+        );
+    }
+    // One encode per frame for both viewers: were it per viewer, this would be about twice.
+    let per_s = encodes / window;
+    assert!(
+        per_s < MJPEG_FPS * 1.35,
+        "{encodes} encodes in {window:.1} s for two viewers: {per_s:.1}/s"
+    );
+
+    // The 4:3 camera is pillarboxed into the 16:9 tile: flat bars, picture in the middle.
+    let (frames, _) = read_frames(&format!("{base}/stream/bkb.mjpg"), 10);
+    for f in &frames {
+        assert_eq!((f.cols(), f.rows()), (640, 360));
+    }
+    let last = &frames[9];
+    let bar = gray_stddev(last, Rect::new(0, 40, 70, 300));
+    let pic = gray_stddev(last, Rect::new(200, 60, 240, 280));
+    assert!(bar < 4.0 && pic > 12.0, "bar sd {bar}, picture sd {pic}");
+
+    // Viewers gone: the encoder stops.
+    wait_until("no MJPEG viewers", Duration::from_secs(10), || {
+        sites.iter().all(|s| viewers(&base, s, "mjpeg") == 0.0)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let a = metric(&base, "simpang_wall_jpeg_frames_total", "charitas");
+    std::thread::sleep(Duration::from_secs(2));
+    let b = metric(&base, "simpang_wall_jpeg_frames_total", "charitas");
+    assert_eq!(a, b, "JPEG encoding went on without viewers");
+
+    // A connected viewer does not hold up shutdown (the stream ends, the server stops).
+    let (_, mut body) = open_stream(&url);
+    let mut first = [0u8; 64];
+    std::io::Read::read_exact(&mut body, &mut first).unwrap();
+    let status = run.terminate(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "simpang run did not exit cleanly with a viewer connected: {status:?}"
+    );
+}
+
+fn small_config(rtsp_port: u16) -> Config {
+    let text = format!(
+        r#"
+[city]
+name = "Palembang"
+[wall]
+listen = "127.0.0.1:0"
+rtsp_port = {rtsp_port}
+layout = "2x1"
+tile_width = 320
+tile_height = 180
+[[sites]]
+id = "charitas"
+name = "Simpang Charitas"
+address = "Jl. Jend. Sudirman"
+lat = -2.97
+lon = 104.75
+stream = "rtsp://127.0.0.1:9/none"
+[[sites.zones]]
+id = "sudirman"
+name = "Pendekat Sudirman"
+kind = "traffic_jam"
+polygon = [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]]
+[[sites]]
+id = "bkb"
+name = "BKB"
+address = "Jl. Sultan Mahmud Badaruddin"
+lat = -2.99
+lon = 104.76
+stream = "rtsp://127.0.0.1:9/none"
+"#
+    );
+    Config::from_str_at(&text, std::path::Path::new("wall-test.toml")).unwrap()
+}
+
+/// A wall on a hub the test controls (no cameras), served on a free port.
+struct LibWall {
+    rt: tokio::runtime::Runtime,
+    hub: Arc<Hub>,
+    wall: Option<Wall>,
+    base: String,
+}
+
+impl LibWall {
+    fn start(cfg: &Config) -> LibWall {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let hub = Hub::new(cfg.sites.iter().map(|s| SiteId::new(&s.id)));
+        let registry = prometheus::Registry::new();
+        let (wall, base) = rt.block_on(async {
+            let wall = Wall::start(cfg, hub.clone(), Arc::from(Vec::new()), &registry).unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let app = wall.router();
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            (wall, format!("http://{addr}"))
+        });
+        LibWall {
+            rt,
+            hub,
+            wall: Some(wall),
+            base,
+        }
+    }
+}
+
+impl Drop for LibWall {
+    fn drop(&mut self) {
+        if let Some(w) = self.wall.take() {
+            w.stop();
+        }
+        let _ = &self.rt;
+    }
+}
+
+fn jpeg_of(w: u32, h: u32) -> Vec<u8> {
+    let mut img = Image::with_format(w, h, PixelFormat::I420);
+    for (i, p) in img.data[..(w * h) as usize].iter_mut().enumerate() {
+        *p = 16 + (i % w as usize * 200 / w as usize) as u8;
+    }
+    simpang::wall::overlay::encode_jpeg(&img, 80).unwrap()
+}
+
+fn incident(id: &str, event: IncidentEvent, seq: u32, snapshot: Option<&[u8]>) -> IncidentMessage {
+    use base64::Engine;
+    let now = Utc::now().fixed_offset();
+    IncidentMessage {
+        schema: INCIDENT_SCHEMA.into(),
+        event,
+        incident: Incident {
+            id: id.into(),
+            seq,
+            site: "charitas".into(),
+            site_name: "Simpang Charitas".into(),
+            camera: "charitas".into(),
+            kind: IncidentKind::TrafficJam,
+            level: "macet".into(),
+            title: "Kemacetan di Simpang Charitas".into(),
+            title_en: "Traffic jam at Simpang Charitas".into(),
+            description: "Antrean kendaraan di pendekat Jl. Sudirman".into(),
+            description_en: "Queue on the Jl. Sudirman approach".into(),
+            address: "Jl. Jend. Sudirman".into(),
+            lat: -2.97,
+            lon: 104.75,
+            zone: Some("sudirman".into()),
+            zone_name: Some("Pendekat Sudirman".into()),
+            started_at: now,
+            updated_at: now,
+            ended_at: (event == IncidentEvent::End).then_some(now),
+            evidence: Evidence {
+                vehicle_count: Some(23),
+                median_speed_kmh: Some(4.0),
+                ..Default::default()
+            },
+            snapshot: snapshot.map(|j| Snapshot {
+                content_type: "image/jpeg".into(),
+                width: 64,
+                height: 36,
+                sha256: String::new(),
+                path: "snapshots/x.jpg".into(),
+                data_base64: base64::engine::general_purpose::STANDARD.encode(j),
+            }),
+        },
+    }
+}
+
+/// Reads SSE events (name, data) until `pred` accepts one or `timeout` passes.
+fn next_event(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    timeout: Duration,
+    mut pred: impl FnMut(&str, &serde_json::Value) -> bool,
+) -> (String, serde_json::Value) {
+    let end = Instant::now() + timeout;
+    let (mut name, mut data) = (String::new(), String::new());
+    while Instant::now() < end {
+        let line = lines.next().expect("SSE stream ended").expect("SSE read");
+        if let Some(v) = line.strip_prefix("event:") {
+            name = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.trim_start());
+        } else if line.is_empty() && !data.is_empty() {
+            let v: serde_json::Value = serde_json::from_str(&data).expect("event JSON");
+            if pred(&name, &v) {
+                return (name, v);
+            }
+            name.clear();
+            data.clear();
+        }
+    }
+    panic!("no matching SSE event within {timeout:?}");
+}
+
+#[test]
+fn events_deliver_published_incidents_with_snapshots_and_backlog() {
+    use std::io::BufRead;
+    let lw = LibWall::start(&small_config(0));
+    let (ct, body) = open_stream(&format!("{}/events", lw.base));
+    assert!(ct.starts_with("text/event-stream"), "{ct}");
+    let mut lines = std::io::BufReader::new(body).lines();
+    // The first status line proves the stream (and its subscription) is live.
+    let (_, status) = next_event(&mut lines, Duration::from_secs(5), |n, _| n == "status");
+    assert_eq!(status["sites"].as_array().map(|a| a.len()), Some(2));
+    assert_eq!(status["sites"][0]["id"], "charitas");
+    assert_eq!(status["sites"][0]["live"], false);
+
+    let jpeg = jpeg_of(64, 36);
+    lw.hub
+        .incidents
+        .send(incident(
+            "charitas-jam-1",
+            IncidentEvent::New,
+            1,
+            Some(&jpeg),
+        ))
+        .unwrap();
+    let (_, inc) = next_event(&mut lines, Duration::from_secs(5), |n, _| n == "incident");
+    assert_eq!(inc["id"], "charitas-jam-1");
+    assert_eq!(inc["event"], "new");
+    assert_eq!(inc["open"], true);
+    assert_eq!(inc["level"], "macet");
+    assert_eq!(inc["evidence"]["vehicle_count"], 23);
+    assert!(inc.get("snapshot").is_none(), "base64 must not be pushed");
+    let snap_url = inc["snapshot_url"].as_str().expect("snapshot_url");
+    let got = ureq::get(&format!("{}{snap_url}", lw.base)).call().unwrap();
+    assert_eq!(got.header("content-type"), Some("image/jpeg"));
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut got.into_reader(), &mut bytes).unwrap();
+    assert_eq!(bytes, jpeg);
+
+    // The end of the incident reaches the open stream...
+    lw.hub
+        .incidents
+        .send(incident("charitas-jam-1", IncidentEvent::End, 2, None))
+        .unwrap();
+    let (_, end) = next_event(&mut lines, Duration::from_secs(5), |n, _| n == "incident");
+    assert_eq!(
+        (end["event"].as_str(), end["open"].as_bool()),
+        (Some("end"), Some(false))
+    );
+    // ... keeping the snapshot it had.
+    assert!(end["snapshot_url"].is_string());
+
+    // A browser opening the wall later starts with the recent incidents.
+    let (_, body2) = open_stream(&format!("{}/events", lw.base));
+    let mut lines2 = std::io::BufReader::new(body2).lines();
+    let (_, replay) = next_event(&mut lines2, Duration::from_secs(5), |n, _| n == "incident");
+    assert_eq!(replay["id"], "charitas-jam-1");
+    assert_eq!(replay["event"], "end");
+
+    let missing = ureq::get(&format!("{}/incidents/nope/snapshot.jpg", lw.base)).call();
+    assert!(matches!(missing, Err(ureq::Error::Status(404, _))));
+}
+
+fn red_pixels(m: &Mat) -> usize {
+    let mut n = 0;
+    for y in 0..m.rows() {
+        for x in 0..m.cols() {
+            let p = m.at_2d::<opencv::core::Vec3b>(y, x).unwrap();
+            if p[2] > 150 && p[1] < 90 && p[0] < 90 {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// One annotated tile as JPEG, also saved as target/screenshots/tile-{name}.jpg to look at.
+fn snapshot(base: &str, site: &str, name: &str) -> Mat {
+    let resp = ureq::get(&format!("{base}/snapshot/{site}.jpg"))
+        .timeout(Duration::from_secs(10))
+        .call()
+        .unwrap();
+    assert_eq!(resp.header("content-type"), Some("image/jpeg"));
+    let mut b = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut b).unwrap();
+    let dir = repo().join("target/screenshots");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(format!("tile-{name}.jpg")), &b);
+    decode_jpeg(&b)
+}
+
+#[test]
+fn tiles_show_connecting_offline_and_live_states() {
+    let lw = LibWall::start(&small_config(0));
+    let site = lw.hub.site("charitas").unwrap().clone();
+
+    // Never connected, just started: amber "connecting" banner, tile size.
+    let m = snapshot(&lw.base, "charitas", "connecting");
+    assert_eq!((m.cols(), m.rows()), (320, 180));
+    assert!(
+        red_pixels(&m) < 60,
+        "connecting is amber, not red: {}",
+        red_pixels(&m)
+    );
+
+    // Was online, now lost: "KAMERA OFFLINE sejak ..." on red.
+    site.update_status(|st| {
+        st.online = false;
+        st.since = Utc::now() - chrono::Duration::minutes(5);
+        st.last_frame_at = Some(st.since);
+        st.last_error = Some("no frames for 5.0 s".into());
+        st.reconnects = 2;
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let m = snapshot(&lw.base, "charitas", "offline");
+    assert!(
+        red_pixels(&m) > 800,
+        "offline banner: {} red px",
+        red_pixels(&m)
+    );
+
+    // Live frame with the zone in alert: picture shown, lower half tinted red.
+    let mut img = Image::with_format(320, 180, PixelFormat::I420);
+    img.data[..320 * 180].fill(110);
+    site.results.store(Arc::new(SiteResults {
+        captured_at: Some(Utc::now()),
+        zones: vec![ZoneState {
+            zone: ZoneId::new("sudirman"),
+            kind: ZoneKind::TrafficJam,
+            severity: Severity::Alert,
+            label: "macet".into(),
+            level: None,
+            count: 20,
+        }],
+        ..Default::default()
+    }));
+    let feeder = {
+        let site = site.clone();
+        std::thread::spawn(move || {
+            for seq in 0..40 {
+                site.publish_display(DisplayFrame {
+                    site: site.id.clone(),
+                    seq,
+                    captured_at: Utc::now(),
+                    image: Arc::new(img.clone()),
+                });
+                std::thread::sleep(Duration::from_millis(40));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let m = snapshot(&lw.base, "charitas", "alert");
+    feeder.join().unwrap();
+    let upper = m.at_2d::<opencv::core::Vec3b>(60, 100).unwrap();
+    let lower = m.at_2d::<opencv::core::Vec3b>(150, 100).unwrap();
+    assert!(
+        upper[0].abs_diff(upper[2]) < 12,
+        "outside the zone stays gray: {upper:?}"
+    );
+    assert!(
+        lower[2] as i32 - lower[0] as i32 > 25,
+        "inside the alert zone tinted red: {lower:?}"
+    );
+}
+
+#[test]
+fn page_api_and_unknown_sites() {
+    let lw = LibWall::start(&small_config(0));
+    let html = get_text(&format!("{}/", lw.base));
+    assert!(html.contains("id=\"incident-feed\"") && html.contains("/wall.js"));
+    assert!(get_text(&format!("{}/wall.js", lw.base)).contains("EventSource"));
+    let api: serde_json::Value =
+        serde_json::from_str(&get_text(&format!("{}/api/wall", lw.base))).unwrap();
+    assert_eq!(
+        (api["cols"].as_u64(), api["rows"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(api["sites"][1]["mjpeg"], "/stream/bkb.mjpg");
+    assert_eq!(api["timezone"], "Asia/Jakarta");
+    for path in [
+        "/stream/nope.mjpg",
+        "/stream/charitas.jpg",
+        "/snapshot/nope.jpg",
+        "/tiles.mjpg?sites=charitas,nope",
+    ] {
+        let r = ureq::get(&format!("{}{path}", lw.base)).call();
+        assert!(matches!(r, Err(ureq::Error::Status(404, _))), "{path}");
+    }
+}
