@@ -229,6 +229,7 @@ fn mqtt_security_settings() {
     }
     let p = only_problem(&format!("[incidents]\noutbox_max_messages = 10\n{GOOD}"));
     assert_eq!(p.field, "incidents.outbox_max_messages");
+}
 
 #[test]
 fn wall_settings_are_checked() {
