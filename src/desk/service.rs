@@ -30,7 +30,7 @@ pub enum DeskError {
     Forbidden,
     #[error("silakan masuk terlebih dahulu")]
     Unauthorized,
-    #[error("{}", .0.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; "))]
+    #[error("{}", .0.iter().map(|f| f.message.clone()).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldError>),
     #[error("berkas terlalu besar (maksimal {max} byte)")]
     TooLarge { max: usize },

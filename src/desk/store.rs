@@ -148,6 +148,18 @@ fn sqlite_path(url: &str) -> String {
     rest.split('?').next().unwrap_or_default().to_string()
 }
 
+/// `s` with LIKE's wildcards and the escape character itself escaped by `\`.
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A query text with `$N` placeholders built alongside its arguments, for filters whose shape
 /// depends on the request (sqlx's QueryBuilder writes `?` for `Any`, which PostgreSQL rejects).
 #[derive(Default)]
@@ -430,16 +442,21 @@ fn apply_filter(sql: &mut Sql, f: &ReportFilter) {
             .bind(Arg::Text(s.as_str().into()));
     }
     if let Some(q) = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-        let like = format!("%{}%", q.to_lowercase());
-        sql.push(" AND (LOWER(ticket) LIKE ")
-            .bind(Arg::Text(like.clone()))
-            .push(" OR LOWER(title) LIKE ")
-            .bind(Arg::Text(like.clone()))
-            .push(" OR LOWER(description) LIKE ")
-            .bind(Arg::Text(like.clone()))
-            .push(" OR LOWER(address) LIKE ")
-            .bind(Arg::Text(like))
-            .push(")");
+        // The words are matched literally: '%' and '_' typed by a person are not wildcards.
+        let like = format!("%{}%", escape_like(&q.to_lowercase()));
+        sql.push(" AND (");
+        for (i, col) in ["ticket", "title", "description", "address"]
+            .iter()
+            .enumerate()
+        {
+            if i > 0 {
+                sql.push(" OR ");
+            }
+            sql.push(&format!("LOWER({col}) LIKE "))
+                .bind(Arg::Text(like.clone()))
+                .push(" ESCAPE '\\'");
+        }
+        sql.push(")");
     }
     if let Some(now) = f.overdue_at {
         sql.push(" AND status IN ('dispositioned', 'reopened') AND due_at < ")
@@ -1083,6 +1100,21 @@ mod tests {
         ];
         for (url, want) in cases {
             assert_eq!(sqlite_path(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn like_escapes() {
+        let cases = [
+            ("", ""),
+            ("jalan", "jalan"),
+            ("100%", "100\\%"),
+            ("a_b", "a\\_b"),
+            ("c:\\x", "c:\\\\x"),
+            ("' OR 1=1 --", "' OR 1=1 --"),
+        ];
+        for (s, want) in cases {
+            assert_eq!(escape_like(s), want, "{s:?}");
         }
     }
 

@@ -697,13 +697,32 @@ fn evidence_rows(evidence: &str) -> Vec<(String, String)> {
     out
 }
 
-fn audit_value(v: &Value) -> String {
+fn audit_value(desk: &Desk, key: &str, v: &Value) -> String {
     match v {
         Value::Null => "—".into(),
         Value::String(s) => s.clone(),
+        // Times are stored as Unix seconds; people read them as dates.
+        Value::Number(n) if key.ends_with("_at") => n
+            .as_i64()
+            .map(|t| fmt_time(desk, t))
+            .unwrap_or_else(|| n.to_string()),
         other => other.to_string(),
     }
 }
+
+/// Fields shown for a report's creation; the rest of the row is in the report itself.
+const CREATION_KEYS: &[&str] = &[
+    "source",
+    "status",
+    "category_id",
+    "title",
+    "address",
+    "incident_id",
+    "level",
+    "photo",
+    "snapshot",
+    "phone_given",
+];
 
 fn audit_action_label(a: &str) -> &str {
     match a {
@@ -731,7 +750,7 @@ fn audit_action_label(a: &str) -> &str {
 }
 
 /// Keys a person reads in the audit trail; long ones (evidence JSON, descriptions) shortened.
-fn audit_changes(a: &AuditRow) -> Markup {
+fn audit_changes(desk: &Desk, a: &AuditRow) -> Markup {
     let parse = |s: &Option<String>| {
         s.as_deref()
             .and_then(|j| serde_json::from_str::<Value>(j).ok())
@@ -757,13 +776,13 @@ fn audit_changes(a: &AuditRow) -> Markup {
     html! {
         ul.changes {
             @for (k, v) in am {
-                @if !(creation && (v.is_null() || k == "id")) {
+                @if !creation || (!v.is_null() && CREATION_KEYS.contains(&k.as_str())) {
                     li {
                         code { (k) } ": "
                         @if let Some(bv) = b.get(k) {
-                            span.before { (short(audit_value(bv))) } " → "
+                            span.before { (short(audit_value(desk, k, bv))) } " → "
                         }
-                        span.after { (short(audit_value(v))) }
+                        span.after { (short(audit_value(desk, k, v))) }
                     }
                 }
             }
@@ -1034,7 +1053,7 @@ pub fn report_page(
                                     td.nowrap { (fmt_time(desk, a.at)) }
                                     td { (a.actor) }
                                     td { (audit_action_label(&a.action)) }
-                                    td { (audit_changes(a)) }
+                                    td { (audit_changes(desk, a)) }
                                 }
                             }
                         }
@@ -1051,7 +1070,7 @@ pub fn report_page(
                         dt { "Diterima" } dd { (fmt_time(desk, r.created_at)) }
                         dt { "Diverifikasi" } dd { (fmt_opt(desk, r.verified_at)) }
                         dt { "Disposisi" } dd { (fmt_opt(desk, r.dispositioned_at)) }
-                        dt { "Tenggat" } dd { (fmt_opt(desk, r.due_at)) @if r.due_at.is_some() { br; (due_cell(desk, r)) } }
+                        dt { "Tenggat" } dd { (fmt_opt(desk, r.due_at)) @if r.due_at.is_some() && v.status.awaits_agency() { br; (due_cell(desk, r)) } }
                         dt { "Dijawab" } dd { (fmt_opt(desk, r.answered_at)) }
                         dt { "Ditutup" } dd { (fmt_opt(desk, r.closed_at)) }
                         dt { "Operator" } dd { (v.operator.as_deref().unwrap_or("—")) }
@@ -1414,7 +1433,7 @@ pub fn audit_page(desk: &Desk, s: &Session, rows: &[AuditRow], page: i64) -> Mar
                                 @if a.entity == "report" { a.mono href={"/reports/" (a.entity_id)} { (a.entity_id) } }
                                 @else { span.mono { (a.entity) ":" (a.entity_id) } }
                             }
-                            td { (audit_changes(a)) }
+                            td { (audit_changes(desk, a)) }
                         }
                     }
                 }
