@@ -328,8 +328,7 @@ fn sla_due_overdue_and_compliance(kind: Kind) {
         None,
     );
     for tk in [&a, &b, &c] {
-        let cat = if tk == &b { "dishub" } else { "dishub" };
-        ok(op.act(tk, "disposition", json!({ "agency": cat })));
+        ok(op.act(tk, "disposition", json!({ "agency": "dishub" })));
     }
     let due_a = ok(op.get(&format!("/api/reports/{a}")));
     let due_b = ok(op.get(&format!("/api/reports/{b}")));

@@ -342,19 +342,11 @@ stream = "rtsp://127.0.0.1:8554/bkb"
 "#;
 
 /// Options of a test desk.
+#[derive(Default)]
 pub struct Opts {
     pub broker: Option<String>,
     /// Extra TOML appended to the `[desk]` table (before its sub-tables).
     pub desk_toml: String,
-}
-
-impl Default for Opts {
-    fn default() -> Self {
-        Opts {
-            broker: None,
-            desk_toml: String::new(),
-        }
-    }
 }
 
 /// A running desk: its own runtime, database and listener.
@@ -606,7 +598,10 @@ pub struct Http {
 impl Http {
     pub fn new(base: &str) -> Http {
         Http {
+            // No connection reuse: a server that answers before reading a body (a 401 to a
+            // POST) closes the connection, and ureq does not retry a POST on a stale one.
             agent: ureq::AgentBuilder::new()
+                .max_idle_connections(0)
                 .redirects(0)
                 .timeout(Duration::from_secs(30))
                 .build(),

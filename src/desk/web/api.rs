@@ -79,67 +79,81 @@ pub async fn sms(
     Ok((status, Json(json!({ "ticket": ticket, "reply": reply }))).into_response())
 }
 
-/// Reads the citizen form (multipart) into a report, enforcing the photo size while reading.
+/// A citizen form that could not be taken, with what was read of it (to show it again).
+pub(super) struct FormError {
+    pub error: DeskError,
+    pub partial: NewReport,
+}
+
+/// Reads the citizen form (multipart) into a report. A photo over the limit is read to the
+/// end of the request (which the body limit keeps bounded) and dropped, so the client gets a
+/// clean 413 instead of a connection cut mid-upload; the other fields are kept for the form.
 pub(super) async fn read_report_form(
     mut mp: Multipart,
     max_photo: usize,
-) -> Result<NewReport, DeskError> {
+) -> Result<NewReport, FormError> {
     let mut r = NewReport::default();
     let mut errs: Vec<FieldError> = Vec::new();
     let mut lat = String::new();
     let mut lon = String::new();
-    let too_large = || DeskError::TooLarge { max: max_photo };
+    let mut too_large = false;
+    let unreadable = |field: &'static str, e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            DeskError::TooLarge { max: max_photo }
+        } else {
+            DeskError::Invalid(vec![FieldError {
+                field,
+                message: format!("formulir tidak terbaca: {}", e.body_text()),
+            }])
+        }
+    };
     loop {
-        let field = match mp.next_field().await {
+        let mut field = match mp.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
             Err(e) => {
-                return Err(DeskError::Invalid(vec![FieldError {
-                    field: "form",
-                    message: format!("formulir tidak terbaca: {}", e.body_text()),
-                }]))
+                return Err(FormError {
+                    error: unreadable("form", e),
+                    partial: r,
+                })
             }
         };
         let name = field.name().unwrap_or_default().to_string();
         if name == "photo" {
             let has_name = field.file_name().is_some_and(|n| !n.is_empty());
-            let mut field = field;
             let mut bytes = Vec::new();
             loop {
                 match field.chunk().await {
                     Ok(Some(c)) => {
-                        if bytes.len() + c.len() > max_photo {
-                            return Err(too_large());
+                        if too_large || bytes.len() + c.len() > max_photo {
+                            too_large = true;
+                            bytes = Vec::new();
+                        } else {
+                            bytes.extend_from_slice(&c);
                         }
-                        bytes.extend_from_slice(&c);
                     }
                     Ok(None) => break,
-                    Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                        return Err(too_large())
-                    }
                     Err(e) => {
-                        return Err(DeskError::Invalid(vec![FieldError {
-                            field: "photo",
-                            message: format!("foto tidak terbaca: {}", e.body_text()),
-                        }]))
+                        return Err(FormError {
+                            error: unreadable("photo", e),
+                            partial: r,
+                        })
                     }
                 }
             }
             // A file input left empty still sends a part, without a name or bytes.
-            if has_name || !bytes.is_empty() {
+            if !too_large && (has_name || !bytes.is_empty()) {
                 r.photo = Some(bytes);
             }
             continue;
         }
         let text = match field.text().await {
             Ok(t) => t,
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
             Err(e) => {
-                return Err(DeskError::Invalid(vec![FieldError {
-                    field: "form",
-                    message: format!("formulir tidak terbaca: {}", e.body_text()),
-                }]))
+                return Err(FormError {
+                    error: unreadable("form", e),
+                    partial: r,
+                })
             }
         };
         match name.as_str() {
@@ -171,8 +185,17 @@ pub(super) async fn read_report_form(
     };
     r.lat = coord("lat", &lat);
     r.lon = coord("lon", &lon);
+    if too_large {
+        return Err(FormError {
+            error: DeskError::TooLarge { max: max_photo },
+            partial: r,
+        });
+    }
     if !errs.is_empty() {
-        return Err(DeskError::Invalid(errs));
+        return Err(FormError {
+            error: DeskError::Invalid(errs),
+            partial: r,
+        });
     }
     Ok(r)
 }
@@ -190,7 +213,9 @@ pub async fn report_submit(
             ))
         }
     };
-    let input = read_report_form(mp, desk.desk_config().max_photo_bytes).await?;
+    let input = read_report_form(mp, desk.desk_config().max_photo_bytes)
+        .await
+        .map_err(|e| e.error)?;
     let created = desk.create_web_report(input).await?;
     let url = desk
         .track_url(&created.ticket)

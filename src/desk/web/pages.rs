@@ -463,16 +463,10 @@ pub async fn report_submit(
                 .into_response())
         }
     };
-    let input = match api::read_report_form(mp, desk.desk_config().max_photo_bytes).await {
-        Ok(i) => i,
-        Err(DeskError::Invalid(errs)) => {
-            return Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                views::report_form_page(&desk, &FormValues::default(), &errs),
-            )
-                .into_response())
-        }
-        Err(e) => return Err(PageError(e)),
+    let max = desk.desk_config().max_photo_bytes;
+    let (input, early) = match api::read_report_form(mp, max).await {
+        Ok(i) => (i, None),
+        Err(api::FormError { error, partial }) => (partial, Some(error)),
     };
     let values = FormValues {
         title: input.title.clone(),
@@ -491,7 +485,11 @@ pub async fn report_submit(
             .unwrap_or_default(),
         phone: input.phone.clone().unwrap_or_default(),
     };
-    match desk.create_web_report(input).await {
+    let result = match early {
+        None => desk.create_web_report(input).await,
+        Some(e) => Err(e),
+    };
+    match result {
         Ok(created) => Ok((StatusCode::CREATED, views::receipt_page(&created)).into_response()),
         Err(DeskError::Invalid(errs)) => Ok((
             StatusCode::UNPROCESSABLE_ENTITY,
