@@ -76,7 +76,14 @@ fn citizen_reports_with_bad_fields_or_photos_are_refused_whole() {
     let long151 = "J".repeat(151);
     // (case, fields, photo (file name, declared type, bytes), status, field named in the error)
     type Photo<'a> = Option<(&'a str, &'a str, &'a [u8])>;
-    let cases: Vec<(&str, Vec<(&str, String)>, Photo, u16, Option<&str>)> = vec![
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, String)>,
+        Photo<'a>,
+        u16,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
         ("valid", good(), None, 201, None),
         (
             "valid with jpeg",
