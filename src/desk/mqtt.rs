@@ -2,6 +2,7 @@
 //! (drains the `status_outbox` table). Both reconnect with backoff and never end the service.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,13 +93,16 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff.reset();
                 tracing::info!(broker = %cfg.broker, session_present = ack.session_present, "incident intake connected");
-                if !ack.session_present {
-                    if let Err(e) =
-                        client.try_subscribe(cfg.incidents_topic.clone(), QoS::AtLeastOnce)
-                    {
-                        tracing::error!(error = %e, "cannot subscribe to incidents");
-                    }
+                if ack.session_present {
+                    desk.intake_up.store(true, Ordering::Relaxed);
+                } else if let Err(e) =
+                    client.try_subscribe(cfg.incidents_topic.clone(), QoS::AtLeastOnce)
+                {
+                    tracing::error!(error = %e, "cannot subscribe to incidents");
                 }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                desk.intake_up.store(true, Ordering::Relaxed);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 match desk.apply_incident(&p.topic, &p.payload).await {
@@ -114,6 +118,7 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
             }
             Ok(_) => {}
             Err(e) => {
+                desk.intake_up.store(false, Ordering::Relaxed);
                 let wait = backoff.next();
                 tracing::warn!(error = %e, retry_in_s = wait.as_secs_f64(), broker = %cfg.broker, "incident intake: broker connection lost");
                 tokio::select! {
@@ -123,6 +128,7 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
             }
         }
     }
+    desk.intake_up.store(false, Ordering::Relaxed);
     let _ = client.try_disconnect();
 }
 

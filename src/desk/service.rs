@@ -257,6 +257,8 @@ pub struct Desk {
     pub(crate) login_limiter: RateLimiter,
     pub(crate) pin_limiter: RateLimiter,
     pub(crate) shutdown: CancellationToken,
+    /// The incident subscription is in place on a live broker connection.
+    pub(crate) intake_up: std::sync::atomic::AtomicBool,
 }
 
 /// Ticket alphabet: no 0/O, 1/I/L or U, so a ticket read out over the phone is unambiguous.
@@ -274,6 +276,7 @@ impl Desk {
             feed,
             outbox_wake: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
+            intake_up: std::sync::atomic::AtomicBool::new(false),
             cfg,
         }
     }
@@ -292,6 +295,10 @@ impl Desk {
     }
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+    /// True while the desk is subscribed to incidents on a connected broker.
+    pub fn intake_subscribed(&self) -> bool {
+        self.intake_up.load(Ordering::Relaxed)
     }
 
     /// `ts` in the city's time zone.
