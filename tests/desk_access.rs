@@ -442,3 +442,46 @@ fn the_public_tracker_never_shows_personal_data() {
         "the agency, not the person"
     );
 }
+
+#[test]
+fn demo_accounts_sign_in_with_the_printed_passwords() {
+    let t = TestDesk::start(Kind::Sqlite, Opts::default()).expect("desk");
+    let first = t
+        .block_on(simpang::desk::ensure_demo_accounts(&t.desk))
+        .expect("demo accounts");
+    let roles: Vec<(&str, Role, Option<&str>)> = first
+        .iter()
+        .map(|a| (a.username.as_str(), a.role, a.agency.as_deref()))
+        .collect();
+    assert_eq!(
+        roles,
+        vec![
+            ("admin", Role::Admin, None),
+            ("operator", Role::Operator, None),
+            ("dishub", Role::Agency, Some("dishub")),
+            ("dlh", Role::Agency, Some("dlh")),
+            ("satpolpp", Role::Agency, Some("satpolpp")),
+            ("pemantau", Role::Viewer, None),
+        ]
+    );
+    for a in &first {
+        let me = t.login_with(&a.username, &a.password).get("/api/me").json();
+        assert_eq!(me["user"]["role"], a.role.as_str());
+    }
+    // A second start gives new passwords (printed again); the old ones stop working.
+    let second = t
+        .block_on(simpang::desk::ensure_demo_accounts(&t.desk))
+        .expect("again");
+    assert_eq!(second.len(), first.len());
+    let old = t.anon().post_json(
+        "/api/login",
+        &json!({ "username": "admin", "password": first[0].password }),
+    );
+    assert_eq!(old.status, 422);
+    assert_eq!(
+        t.login_with("admin", &second[0].password)
+            .get("/api/me")
+            .status,
+        200
+    );
+}

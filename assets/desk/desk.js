@@ -49,7 +49,7 @@
     badge.appendChild(el("span", "dot"));
     badge.appendChild(document.createTextNode(ev.status_label));
     m2.appendChild(badge);
-    m2.appendChild(el("span", "muted", new Date(ev.at * 1000).toLocaleString("id-ID", { dateStyle: "medium", timeStyle: "short" })));
+    m2.appendChild(el("span", "muted", ev.at_label));
     body.appendChild(m2);
     a.appendChild(body);
     return a;

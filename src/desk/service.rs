@@ -149,6 +149,8 @@ pub struct FeedEvent {
     pub site_name: Option<String>,
     pub level: Option<String>,
     pub at: i64,
+    /// `at` as the desk shows times ("24 Nov 2026, 17.05 WIB").
+    pub at_label: String,
     /// Snapshot attachment id, for `/attachments/{id}`.
     pub snapshot: Option<i64>,
     /// The agency the report is with (the feed is filtered per agency officer).
@@ -206,6 +208,8 @@ pub struct ReportView {
     pub merged: Vec<ReportRow>,
     pub merged_into: Option<String>,
     pub audit: Vec<AuditRow>,
+    /// Account id -> display name, for the ids the audit trail records.
+    pub names: BTreeMap<i64, String>,
     pub operator: Option<String>,
     pub officer: Option<String>,
 }
@@ -305,6 +309,29 @@ impl Desk {
     pub fn local(&self, ts: i64) -> DateTime<FixedOffset> {
         let utc = Utc.timestamp_opt(ts, 0).single().unwrap_or_default();
         crate::time::local(&self.cfg.city.timezone, utc)
+    }
+
+    /// A time as people read it on the desk: "24 Nov 2026, 17.05 WIB".
+    pub fn time_label(&self, ts: i64) -> String {
+        use chrono::{Datelike, Timelike};
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des",
+        ];
+        let t = self.local(ts);
+        let zone = match t.offset().local_minus_utc() {
+            25_200 => "WIB".to_string(),
+            28_800 => "WITA".to_string(),
+            32_400 => "WIT".to_string(),
+            s => format!("UTC{:+}", s / 3600),
+        };
+        format!(
+            "{} {} {}, {:02}.{:02} {zone}",
+            t.day(),
+            MONTHS[t.month0() as usize],
+            t.year(),
+            t.hour(),
+            t.minute()
+        )
     }
 
     pub fn category_name(&self, id: &str) -> String {
@@ -452,6 +479,7 @@ impl Desk {
             site_name: r.site_name.clone(),
             level: r.level.clone(),
             at: r.updated_at,
+            at_label: self.time_label(r.updated_at),
             snapshot,
             agency_id: r.agency_id.clone(),
         });
@@ -1268,6 +1296,7 @@ impl Desk {
         }
         view.audit =
             store::audit_list(&mut c, Some(("report", &view.report.ticket)), 500, 0).await?;
+        view.names = store::user_names(&mut c).await?.into_iter().collect();
         Ok(view)
     }
 
@@ -1316,6 +1345,7 @@ impl Desk {
             merged,
             merged_into,
             audit: Vec::new(),
+            names: BTreeMap::new(),
             operator,
             officer,
         })
@@ -1488,6 +1518,15 @@ impl Desk {
         }
         let mut c = self.store.pool().acquire().await?;
         Ok(store::audit_list(&mut c, None, limit, offset).await?)
+    }
+
+    /// Account id -> display name (staff only).
+    pub async fn user_names(&self, user: &StaffUser) -> Result<BTreeMap<i64, String>, DeskError> {
+        if !matches!(user.role, Role::Admin | Role::Operator) {
+            return Err(DeskError::Forbidden);
+        }
+        let mut c = self.store.pool().acquire().await?;
+        Ok(store::user_names(&mut c).await?.into_iter().collect())
     }
 
     pub async fn dead_letters(

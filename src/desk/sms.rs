@@ -88,7 +88,14 @@ pub fn receipt(ticket: &str, track_url: Option<&str>) -> String {
 
 /// A short title from a free text: the first line, cut at a word boundary.
 pub fn title_from(text: &str, max_chars: usize) -> String {
-    let first = text.lines().next().unwrap_or_default().trim();
+    let line = text.lines().next().unwrap_or_default().trim();
+    // SMS are often typed all lower-case; a title starts with a capital.
+    let mut chars = line.chars();
+    let first: String = match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    let first = first.as_str();
     if first.chars().count() <= max_chars {
         return first.to_string();
     }
@@ -174,8 +181,10 @@ mod tests {
     fn titles() {
         let cases = [
             ("Lampu mati", 80, "Lampu mati"),
+            ("lampu mati", 80, "Lampu mati"),
+            ("élan", 80, "Élan"),
             ("", 80, ""),
-            ("baris satu\nbaris dua", 80, "baris satu"),
+            ("baris satu\nbaris dua", 80, "Baris satu"),
             ("satu dua tiga empat lima", 15, "satu dua tiga…"),
             ("abcdefghijklmnopqrstuvwxyz", 10, "abcdefghi…"),
         ];

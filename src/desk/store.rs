@@ -990,6 +990,13 @@ pub async fn users(c: &mut AnyConnection) -> Result<Vec<UserRow>, StoreError> {
     .await?)
 }
 
+/// Every account's id and display name (a small table), for naming people in the audit trail.
+pub async fn user_names(c: &mut AnyConnection) -> Result<Vec<(i64, String)>, StoreError> {
+    Ok(sqlx::query_as("SELECT id, display_name FROM users")
+        .fetch_all(&mut *c)
+        .await?)
+}
+
 pub async fn set_user_password(
     c: &mut AnyConnection,
     id: i64,

@@ -434,7 +434,8 @@ pub async fn audit(
 ) -> PageResult {
     let page = q.page.unwrap_or(1).max(1);
     let rows = desk.audit_log(&s.user, 100, (page - 1) * 100).await?;
-    Ok(views::audit_page(&desk, &s, &rows, page).into_response())
+    let names = desk.user_names(&s.user).await?;
+    Ok(views::audit_page(&desk, &s, &rows, &names, page).into_response())
 }
 
 pub async fn dead_letters(State(desk): State<AppState>, PageSession(s): PageSession) -> PageResult {

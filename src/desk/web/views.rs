@@ -1,8 +1,9 @@
 //! HTML templates (maud escapes every interpolated value). Indonesian for the people who use
 //! the desk; layout and components shared by the staff and public pages.
 
+use std::collections::BTreeMap;
+
 use axum::http::StatusCode;
-use chrono::{Datelike, Timelike};
 use maud::{html, Markup, DOCTYPE};
 use serde_json::Value;
 
@@ -12,31 +13,8 @@ use crate::desk::domain::{self, Colour, Role, Source, Status};
 use crate::desk::service::{Created, Dashboard, Desk, FieldError, GroupStat, ReportView};
 use crate::desk::store::{AuditRow, DeadLetterRow, ReportRow, UserRow};
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des",
-];
-
-/// Indonesia's zone names for the offsets it uses; others as UTC±h.
-fn zone_name(offset_s: i32) -> String {
-    match offset_s {
-        25_200 => "WIB".into(),
-        28_800 => "WITA".into(),
-        32_400 => "WIT".into(),
-        s => format!("UTC{:+}", s / 3600),
-    }
-}
-
 pub fn fmt_time(desk: &Desk, ts: i64) -> String {
-    let t = desk.local(ts);
-    format!(
-        "{} {} {}, {:02}.{:02} {}",
-        t.day(),
-        MONTHS[t.month0() as usize],
-        t.year(),
-        t.hour(),
-        t.minute(),
-        zone_name(t.offset().local_minus_utc())
-    )
+    desk.time_label(ts)
 }
 
 pub fn fmt_opt(desk: &Desk, ts: Option<i64>) -> String {
@@ -697,9 +675,72 @@ fn evidence_rows(evidence: &str) -> Vec<(String, String)> {
     out
 }
 
-fn audit_value(desk: &Desk, key: &str, v: &Value) -> String {
+/// The Indonesian name of a stored field, for the audit trail people read.
+fn field_label(key: &str) -> &str {
+    match key {
+        "status" => "status",
+        "category_id" => "kategori",
+        "agency_id" => "OPD",
+        "title" => "judul",
+        "description" => "isi",
+        "address" => "alamat",
+        "source" => "sumber",
+        "operator_id" => "operator",
+        "officer_id" => "petugas OPD",
+        "verified_at" => "diverifikasi",
+        "dispositioned_at" => "disposisi",
+        "due_at" => "tenggat",
+        "answered_at" => "dijawab",
+        "closed_at" => "ditutup",
+        "cleared_at" => "kondisi normal",
+        "merged_into" => "digabung ke",
+        "reject_reason" => "alasan penolakan",
+        "level" => "tingkat",
+        "evidence" => "bukti kamera",
+        "incident_id" => "id insiden",
+        "incident_seq" => "urutan pesan",
+        "photo" => "foto",
+        "snapshot" => "cuplikan",
+        "phone_given" => "nomor HP dicantumkan",
+        "kind" => "jenis",
+        "body" => "pesan",
+        "duplicate" => "duplikat",
+        "active" => "aktif",
+        "role" => "peran",
+        "display_name" => "nama",
+        "client" => "alamat klien",
+        other => other,
+    }
+}
+
+fn audit_value(desk: &Desk, names: &BTreeMap<i64, String>, key: &str, v: &Value) -> String {
     match v {
+        Value::Number(n) if matches!(key, "operator_id" | "officer_id") => n
+            .as_i64()
+            .and_then(|id| names.get(&id).cloned())
+            .unwrap_or_else(|| n.to_string()),
         Value::Null => "—".into(),
+        Value::Bool(true) => "ya".into(),
+        Value::Bool(false) => "tidak".into(),
+        Value::String(s) if key == "status" => s
+            .parse::<Status>()
+            .map(|st| st.label().to_string())
+            .unwrap_or_else(|_| s.clone()),
+        Value::String(s) if key == "category_id" => desk.category_name(s),
+        Value::String(s) if key == "agency_id" => desk
+            .desk_config()
+            .agency(s)
+            .map(|a| a.short())
+            .unwrap_or_else(|| s.clone()),
+        Value::String(s) if key == "source" => s
+            .parse::<Source>()
+            .map(|src| src.label().to_string())
+            .unwrap_or_else(|_| s.clone()),
+        Value::String(s) if key == "kind" => match s.as_str() {
+            "chat" => "percakapan".into(),
+            "note" => "catatan internal".into(),
+            other => other.into(),
+        },
         Value::String(s) => s.clone(),
         // Times are stored as Unix seconds; people read them as dates.
         Value::Number(n) if key.ends_with("_at") => n
@@ -750,7 +791,7 @@ fn audit_action_label(a: &str) -> &str {
 }
 
 /// Keys a person reads in the audit trail; long ones (evidence JSON, descriptions) shortened.
-fn audit_changes(desk: &Desk, a: &AuditRow) -> Markup {
+fn audit_changes(desk: &Desk, names: &BTreeMap<i64, String>, a: &AuditRow) -> Markup {
     let parse = |s: &Option<String>| {
         s.as_deref()
             .and_then(|j| serde_json::from_str::<Value>(j).ok())
@@ -778,11 +819,11 @@ fn audit_changes(desk: &Desk, a: &AuditRow) -> Markup {
             @for (k, v) in am {
                 @if !creation || (!v.is_null() && CREATION_KEYS.contains(&k.as_str())) {
                     li {
-                        code { (k) } ": "
+                        span.field-name { (field_label(k)) } ": "
                         @if let Some(bv) = b.get(k) {
-                            span.before { (short(audit_value(desk, k, bv))) } " → "
+                            span.before { (short(audit_value(desk, names, k, bv))) } " → "
                         }
-                        span.after { (short(audit_value(desk, k, v))) }
+                        span.after { (short(audit_value(desk, names, k, v))) }
                     }
                 }
             }
@@ -1053,7 +1094,7 @@ pub fn report_page(
                                     td.nowrap { (fmt_time(desk, a.at)) }
                                     td { (a.actor) }
                                     td { (audit_action_label(&a.action)) }
-                                    td { (audit_changes(desk, a)) }
+                                    td { (audit_changes(desk, &v.names, a)) }
                                 }
                             }
                         }
@@ -1416,7 +1457,13 @@ pub fn users_page(
     staff_page(desk, s, "users", "Pengguna", body)
 }
 
-pub fn audit_page(desk: &Desk, s: &Session, rows: &[AuditRow], page: i64) -> Markup {
+pub fn audit_page(
+    desk: &Desk,
+    s: &Session,
+    rows: &[AuditRow],
+    names: &BTreeMap<i64, String>,
+    page: i64,
+) -> Markup {
     let body = html! {
         div.page-head { div { h1 { "Jejak audit" } p.muted { "Setiap perubahan: siapa, kapan, sebelum → sesudah." } } }
         section.card.flush {
@@ -1433,7 +1480,7 @@ pub fn audit_page(desk: &Desk, s: &Session, rows: &[AuditRow], page: i64) -> Mar
                                 @if a.entity == "report" { a.mono href={"/reports/" (a.entity_id)} { (a.entity_id) } }
                                 @else { span.mono { (a.entity) ":" (a.entity_id) } }
                             }
-                            td { (audit_changes(desk, a)) }
+                            td { (audit_changes(desk, names, a)) }
                         }
                     }
                 }
