@@ -380,3 +380,100 @@ fn intake_and_status_publishing_survive_a_broker_restart() {
         "the status change made while the broker was down was acknowledged by it after it came back"
     );
 }
+
+/// `simpang demo` runs rumqttd inside the process instead of Mosquitto: the desk's persistent,
+/// manually acknowledged session must work there too. (rumqttd's sample config caps payloads at
+/// 20 KB; inline snapshots need more, so this broker allows 4 MiB.)
+#[test]
+fn works_with_the_embedded_rumqttd_broker() {
+    let port = desk_support::free_port();
+    let cfg: rumqttd::Config = toml::from_str(&format!(
+        r#"
+id = 0
+[router]
+id = 0
+max_connections = 100
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:{port}"
+next_connection_delay_ms = 1
+[v4.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = 4194304
+max_inflight_count = 100
+dynamic_filters = true
+"#
+    ))
+    .expect("rumqttd config");
+    // The broker lives as long as the test process; it has no stop call.
+    std::thread::spawn(move || {
+        let _ = rumqttd::Broker::new(cfg).start();
+    });
+    assert!(
+        eventually(WAIT, || std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok())
+        .is_some()
+    );
+    let t = TestDesk::start(
+        Kind::Sqlite,
+        Opts {
+            broker: Some(format!("mqtt://127.0.0.1:{port}")),
+            ..Default::default()
+        },
+    )
+    .expect("desk");
+    t.user("operator", Role::Operator, None);
+    assert!(
+        eventually(WAIT, || t.desk.intake_subscribed().then_some(())).is_some(),
+        "subscribed on rumqttd"
+    );
+    let op = t.login("operator");
+
+    let mut opts = rumqttc::MqttOptions::new("desk-test-pub", "127.0.0.1", port);
+    opts.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
+    let (client, mut conn) = rumqttc::Client::new(opts, 10);
+    let snap = jpeg(640, 360, 5);
+    let m = incident(
+        "ampera-emb-traffic_jam-1",
+        1,
+        IncidentEvent::New,
+        "ampera",
+        IncidentKind::TrafficJam,
+        "macet",
+        Some(&snap),
+    );
+    client
+        .publish(
+            "simpang/v1/sites/ampera/incidents",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            to_bytes(&m),
+        )
+        .expect("publish");
+    let acked = conn
+        .iter()
+        .take(20)
+        .any(|ev| matches!(ev, Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))));
+    assert!(acked, "rumqttd acknowledged the incident");
+    let ticket = eventually(WAIT, || {
+        cctv_reports(&op)
+            .first()
+            .map(|r| r["ticket"].as_str().unwrap().to_string())
+    })
+    .expect("report from rumqttd");
+    let v = report(&op, &ticket);
+    assert_eq!(snapshots(&op, &v), vec![snap]);
+    let drained = eventually(WAIT, || {
+        let pending: i64 = t.block_on(async {
+            sqlx::query_scalar("SELECT COUNT(*) FROM status_outbox WHERE published_at IS NULL")
+                .fetch_one(t.desk.store().pool())
+                .await
+                .unwrap()
+        });
+        (pending == 0).then_some(())
+    });
+    assert!(drained.is_some(), "status messages acknowledged by rumqttd");
+}

@@ -8,8 +8,8 @@
 //! status messages for MQTT in the same transaction ([`store`]). [`web`] serves the pages and
 //! the JSON API; [`mqtt`] runs the broker connections.
 //!
-//! Entry points: [`main`] for the command line; [`open`], [`serve`] and [`spawn_mqtt`] for tests
-//! and `simpang demo` (which also calls [`ensure_demo_accounts`]).
+//! Entry points: [`main`] for the command line; [`open`] then [`run_until`] for `simpang demo`
+//! (with [`ensure_demo_accounts`] in between); [`serve`] and [`spawn_mqtt`] separately for tests.
 
 pub mod auth;
 pub mod domain;
@@ -148,6 +148,24 @@ pub async fn serve(
     .await
 }
 
+/// Runs an opened desk until `shutdown`: MQTT intake and status publishing, the HTTP server on
+/// `listener`; then stops the background tasks and closes the database. What `simpang desk`
+/// does after opening; `simpang demo` calls it the same way (after [`ensure_demo_accounts`]).
+pub async fn run_until(
+    desk: Arc<Desk>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tasks = spawn_mqtt(&desk);
+    let served = serve(listener, desk.clone(), shutdown).await;
+    desk.shutdown_token().cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    desk.store().close().await;
+    served
+}
+
 /// One demo account and the password it was given.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DemoAccount {
@@ -238,13 +256,8 @@ async fn serve_main(
         }
     }
     tracing::info!(url = %format!("http://{local}"), db = %redact(url), "simpang desk listening");
-    let tasks = spawn_mqtt(&desk);
-    serve(listener, desk.clone(), crate::app::shutdown_signal()).await?;
-    desk.shutdown_token().cancel();
-    for t in tasks {
-        let _ = t.await;
-    }
-    desk.store().close().await;
+    run_until(desk, listener, crate::app::shutdown_signal()).await?;
+    tracing::info!("simpang desk stopped");
     Ok(ExitCode::SUCCESS)
 }
 

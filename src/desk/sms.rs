@@ -185,8 +185,8 @@ mod tests {
             ("élan", 80, "Élan"),
             ("", 80, ""),
             ("baris satu\nbaris dua", 80, "Baris satu"),
-            ("satu dua tiga empat lima", 15, "satu dua tiga…"),
-            ("abcdefghijklmnopqrstuvwxyz", 10, "abcdefghi…"),
+            ("satu dua tiga empat lima", 15, "Satu dua tiga…"),
+            ("abcdefghijklmnopqrstuvwxyz", 10, "Abcdefghi…"),
         ];
         for (text, max, want) in cases {
             assert_eq!(title_from(text, max), want, "{text:?}");
