@@ -34,6 +34,7 @@ on_both_databases!(
     dashboard_counts,
     listing_filters,
     status_messages_are_queued_per_change,
+    published_status_messages_are_pruned_after_a_week,
 );
 
 /// A desk with the usual staff: an operator, two Dishub officers, one DLH officer, a viewer
@@ -1180,4 +1181,42 @@ fn status_messages_are_queued_per_change(kind: Kind) {
         seen, want,
         "one message per status change; chat messages change no status"
     );
+}
+
+fn published_status_messages_are_pruned_after_a_week(kind: Kind) {
+    use simpang::desk::store;
+    let Some(t) = desk(kind) else { return };
+    let pool = t.desk.store().pool().clone();
+    t.block_on(async {
+        let mut c = pool.acquire().await.unwrap();
+        for (id, at) in [(1, 1_000), (2, 1_000), (3, 2_000)] {
+            store::insert_outbox(&mut c, at, &format!("t/{id}"), "{}")
+                .await
+                .unwrap();
+        }
+        drop(c);
+        // (row, published at): 1 published long ago, 2 pending, 3 published recently.
+        store::outbox_done(&pool, 1, 1_000).await.unwrap();
+        store::outbox_done(&pool, 3, 900_000).await.unwrap();
+        assert_eq!(
+            store::outbox_prune(&pool, 1_000).await.unwrap(),
+            0,
+            "the boundary is kept"
+        );
+        assert_eq!(store::outbox_prune(&pool, 1_001).await.unwrap(), 1);
+        let left: Vec<(String,)> = sqlx::query_as("SELECT topic FROM status_outbox ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            left,
+            vec![("t/2".to_string(),), ("t/3".to_string(),)],
+            "pending and recent rows stay"
+        );
+        let pending = store::outbox_pending(&pool, 0, 10).await.unwrap();
+        assert_eq!(
+            pending.iter().map(|r| r.topic.as_str()).collect::<Vec<_>>(),
+            vec!["t/2"]
+        );
+    });
 }

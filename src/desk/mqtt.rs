@@ -183,6 +183,7 @@ async fn publish_session(
     let mut inflight: HashMap<u16, i64> = HashMap::new();
     let mut last_id = 0i64;
     let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut pruned: Option<std::time::Instant> = None;
     loop {
         let mut send = false;
         tokio::select! {
@@ -213,7 +214,17 @@ async fn publish_session(
                 }
             },
             _ = wake.notified(), if connected => send = true,
-            _ = tick.tick(), if connected => send = true,
+            _ = tick.tick(), if connected => {
+                send = true;
+                // Published rows are kept a week for inspection, then dropped (hourly check).
+                if pruned.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+                    pruned = Some(std::time::Instant::now());
+                    let week_ago = desk.clock.now() - 7 * 86_400;
+                    if let Err(e) = store::outbox_prune(desk.store().pool(), week_ago).await {
+                        tracing::warn!(error = %e, "cannot prune the status outbox");
+                    }
+                }
+            }
         }
         if send && connected && queued.len() + inflight.len() < 100 {
             let rows = match store::outbox_pending(desk.store().pool(), last_id, 50).await {

@@ -783,7 +783,7 @@ impl Desk {
         let Some(before) = store::report_by_ticket(&mut tx, ticket).await? else {
             return Ok((None, not_found()));
         };
-        if before.phone.as_deref() != Some(phone) || before.source()? != Source::Sms {
+        if before.phone.as_deref() != Some(phone) {
             return Ok((None, not_found()));
         }
         match self

@@ -900,6 +900,17 @@ pub async fn outbox_pending(
     .await?)
 }
 
+/// Drops published status messages older than `before` (they have served their purpose).
+pub async fn outbox_prune(pool: &AnyPool, before: i64) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "DELETE FROM status_outbox WHERE published_at IS NOT NULL AND published_at < $1",
+    )
+    .bind(before)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
 pub async fn outbox_done(pool: &AnyPool, id: i64, at: i64) -> Result<(), StoreError> {
     sqlx::query("UPDATE status_outbox SET published_at = $1 WHERE id = $2")
         .bind(at)
