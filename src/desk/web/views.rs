@@ -736,6 +736,10 @@ fn audit_value(desk: &Desk, names: &BTreeMap<i64, String>, key: &str, v: &Value)
             .parse::<Source>()
             .map(|src| src.label().to_string())
             .unwrap_or_else(|_| s.clone()),
+        Value::String(s) if key == "role" => s
+            .parse::<Role>()
+            .map(|r| r.label().to_string())
+            .unwrap_or_else(|_| s.clone()),
         Value::String(s) if key == "kind" => match s.as_str() {
             "chat" => "percakapan".into(),
             "note" => "catatan internal".into(),
