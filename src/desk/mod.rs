@@ -1,14 +1,386 @@
-//! `simpang desk`: the complaint workflow service (built in its own issue).
+//! `simpang desk`: the complaint workflow service.
+//!
+//! Reports come in three ways: camera incidents over MQTT ([`intake`]), the citizen web form,
+//! and the SMS gateway ([`sms`]). Operators verify and disposition them to an agency (OPD) from
+//! the routing table in config; the agency answers; the reporter (or, for camera reports, the
+//! operator) confirms. Status red → yellow → green, with an SLA due time per category
+//! ([`domain`]). Every change goes through [`service::Desk`], which writes the audit log and the
+//! status messages for MQTT in the same transaction ([`store`]). [`web`] serves the pages and
+//! the JSON API; [`mqtt`] runs the broker connections.
+//!
+//! Entry points: [`main`] for the command line; [`open`] then [`run_until`] for `simpang demo`
+//! (with [`ensure_demo_accounts`] in between); [`serve`] and [`spawn_mqtt`] separately for tests.
 
+pub mod auth;
+pub mod domain;
+pub mod intake;
+pub mod mqtt;
+pub mod photo;
+pub mod service;
+pub mod sms;
+pub mod store;
+pub mod web;
+
+use std::future::Future;
+use std::io::{IsTerminal, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+pub use domain::{Colour, Role, Source, Status};
+pub use intake::IntakeOutcome;
+pub use service::{Clock, Desk, DeskError, StaffUser};
+pub use store::Store;
+
+use crate::config::Config;
 
 /// Arguments of `simpang desk`.
 #[derive(clap::Args, Debug)]
 pub struct DeskArgs {
-    #[arg(long, default_value = "config/palembang.toml")]
-    pub config: std::path::PathBuf,
+    #[arg(long, global = true, default_value = "config/palembang.toml")]
+    pub config: PathBuf,
+    /// Listen address (overrides `[desk] listen`).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Database URL: `sqlite://PATH` or `postgres://USER:PASS@HOST:PORT/DB` (overrides
+    /// `[desk] database`; default `data_dir/desk.db`).
+    #[arg(long, global = true)]
+    pub db: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<DeskCommand>,
 }
 
-pub fn main(_args: DeskArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("simpang desk is not built yet")
+#[derive(clap::Subcommand, Debug)]
+pub enum DeskCommand {
+    /// Staff accounts.
+    User {
+        #[command(subcommand)]
+        cmd: UserCommand,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create an account; the password is read from standard input.
+    Add {
+        /// Account name: lower-case letters, digits, '.', '-', '_'.
+        name: String,
+        /// admin, operator, agency (an agency's liaison officer) or viewer.
+        #[arg(long)]
+        role: String,
+        /// Agency id from `[[desk.agencies]]` (agency officers only).
+        #[arg(long)]
+        agency: Option<String>,
+        /// Full name shown on pages (defaults to the account name).
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// List accounts.
+    List,
+}
+
+/// The database URL: `--db`, else `[desk] database` (a relative SQLite path is relative to the
+/// config file), else `data_dir/desk.db`.
+pub fn database_url(cfg: &Config, cli: Option<&str>) -> String {
+    if let Some(u) = cli {
+        return u.to_string();
+    }
+    match &cfg.desk.database {
+        Some(u) if u.starts_with("sqlite:") => {
+            let rest = u
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            let (path, query) = match rest.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (rest, None),
+            };
+            let resolved = cfg.resolve(Path::new(path));
+            match query {
+                Some(q) => format!("sqlite://{}?{q}", resolved.display()),
+                None => format!("sqlite://{}", resolved.display()),
+            }
+        }
+        Some(u) => u.clone(),
+        None => format!("sqlite://{}", cfg.data_dir().join("desk.db").display()),
+    }
+}
+
+/// Opens the database (migrating it) and builds the service.
+pub async fn open(cfg: Arc<Config>, db_url: &str, clock: Clock) -> Result<Arc<Desk>, DeskError> {
+    let store = Store::open(db_url).await?;
+    Ok(Arc::new(Desk::new(cfg, store, clock)))
+}
+
+/// Starts the incident subscriber and the status publisher (unless `[desk.mqtt] broker` is
+/// `none`). They stop when the desk's shutdown token is cancelled (by [`serve`] on shutdown).
+pub fn spawn_mqtt(desk: &Arc<Desk>) -> Vec<tokio::task::JoinHandle<()>> {
+    if desk.desk_config().mqtt.broker == "none" {
+        tracing::info!("MQTT disabled ([desk.mqtt] broker = \"none\")");
+        return Vec::new();
+    }
+    let token = desk.shutdown_token();
+    vec![
+        tokio::spawn(mqtt::run_intake(desk.clone(), token.clone())),
+        tokio::spawn(mqtt::run_status_publisher(desk.clone(), token)),
+    ]
+}
+
+/// Serves the desk on an already-bound listener until `shutdown` resolves; then ends the live
+/// feeds and background tasks (through the desk's shutdown token) and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    desk: Arc<Desk>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let token = desk.shutdown_token();
+    let app = web::router(desk);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        token.cancel();
+    })
+    .await
+}
+
+/// Runs an opened desk until `shutdown`: MQTT intake and status publishing, the HTTP server on
+/// `listener`; then stops the background tasks and closes the database. What `simpang desk`
+/// does after opening; `simpang demo` calls it the same way (after [`ensure_demo_accounts`]).
+pub async fn run_until(
+    desk: Arc<Desk>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tasks = spawn_mqtt(&desk);
+    let served = serve(listener, desk.clone(), shutdown).await;
+    desk.shutdown_token().cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    desk.store().close().await;
+    served
+}
+
+/// One demo account and the password it was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DemoAccount {
+    pub username: String,
+    pub password: String,
+    pub role: Role,
+    pub agency: Option<String>,
+}
+
+/// Makes sure the demo accounts exist, each with a fresh random password (so the printed
+/// credentials always work), and returns them for printing.
+pub async fn ensure_demo_accounts(desk: &Desk) -> Result<Vec<DemoAccount>, DeskError> {
+    let plan: [(&str, &str, Role, Option<&str>); 6] = [
+        ("admin", "Admin Diskominfo", Role::Admin, None),
+        ("operator", "Operator Lawang Jabo", Role::Operator, None),
+        (
+            "dishub",
+            "Petugas Dinas Perhubungan",
+            Role::Agency,
+            Some("dishub"),
+        ),
+        ("dlh", "Petugas DLHK", Role::Agency, Some("dlh")),
+        (
+            "satpolpp",
+            "Petugas Satpol PP",
+            Role::Agency,
+            Some("satpolpp"),
+        ),
+        ("pemantau", "Pemantau Bappeda", Role::Viewer, None),
+    ];
+    let mut out = Vec::new();
+    for (name, display, role, agency) in plan {
+        if let Some(a) = agency {
+            if desk.desk_config().agency(a).is_none() {
+                continue;
+            }
+        }
+        let password = auth::random_password();
+        let exists = {
+            let mut c = desk.store().pool().acquire().await?;
+            store::user_by_name(&mut c, name).await?.is_some()
+        };
+        if exists {
+            desk.set_password(name, &password).await?;
+        } else {
+            desk.create_user(None, name, display, role, agency, &password)
+                .await?;
+        }
+        out.push(DemoAccount {
+            username: name.into(),
+            password,
+            role,
+            agency: agency.map(str::to_string),
+        });
+    }
+    Ok(out)
+}
+
+pub fn main(args: DeskArgs) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(&args.config)?;
+    let url = database_url(&cfg, args.db.as_deref());
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async move {
+        match args.command {
+            None => serve_main(cfg, &url, args.listen).await,
+            Some(DeskCommand::User { cmd }) => user_main(cfg, &url, cmd).await,
+        }
+    })
+}
+
+async fn serve_main(
+    cfg: Config,
+    url: &str,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    let addr = listen.unwrap_or(cfg.desk.listen);
+    let desk = open(Arc::new(cfg), url, Clock::default())
+        .await
+        .with_context(|| format!("opening the desk database {}", redact(url)))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    {
+        let mut c = desk.store().pool().acquire().await?;
+        if store::users(&mut c).await?.is_empty() {
+            tracing::warn!("no staff accounts yet: create one with `simpang desk user add NAME --role admin` (password on stdin)");
+        }
+    }
+    tracing::info!(url = %format!("http://{local}"), db = %redact(url), "simpang desk listening");
+    run_until(desk, listener, crate::app::shutdown_signal()).await?;
+    tracing::info!("simpang desk stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn user_main(cfg: Config, url: &str, cmd: UserCommand) -> anyhow::Result<ExitCode> {
+    let desk = open(Arc::new(cfg), url, Clock::default())
+        .await
+        .with_context(|| format!("opening the desk database {}", redact(url)))?;
+    match cmd {
+        UserCommand::Add {
+            name,
+            role,
+            agency,
+            display_name,
+        } => {
+            let role: Role = role
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{e} (use admin, operator, agency or viewer)"))?;
+            if std::io::stdin().is_terminal() {
+                eprint!("Kata sandi untuk {name} (minimal 10 karakter, terlihat saat diketik): ");
+            }
+            let mut password = String::new();
+            if std::io::stdin().is_terminal() {
+                std::io::stdin().read_line(&mut password)?;
+            } else {
+                std::io::stdin().read_to_string(&mut password)?;
+            }
+            let password = password.trim_end_matches(['\n', '\r']);
+            match desk
+                .create_user(
+                    None,
+                    &name,
+                    display_name.as_deref().unwrap_or(""),
+                    role,
+                    agency.as_deref(),
+                    password,
+                )
+                .await
+            {
+                Ok(u) => {
+                    println!(
+                        "created {} ({}{})",
+                        u.username,
+                        u.role,
+                        u.agency_id.map(|a| format!(", {a}")).unwrap_or_default()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(DeskError::Invalid(errs)) => {
+                    for e in errs {
+                        eprintln!("error: {}: {}", e.field, e.message);
+                    }
+                    Ok(ExitCode::from(2))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        UserCommand::List => {
+            let mut c = desk.store().pool().acquire().await?;
+            for u in store::users(&mut c).await? {
+                println!(
+                    "{:<20} {:<9} {:<12} {}{}",
+                    u.username,
+                    u.role,
+                    u.agency_id.as_deref().unwrap_or("-"),
+                    u.display_name,
+                    if u.active == 1 { "" } else { "  (nonaktif)" }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A database URL with any password hidden, for logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("postgres://desk:geheim@db:5432/desk"),
+            "postgres://desk:***@db:5432/desk"
+        );
+        assert_eq!(redact("sqlite:///x/desk.db"), "sqlite:///x/desk.db");
+    }
+
+    #[test]
+    fn database_urls() {
+        let text = r#"
+data_dir = "../data"
+[city]
+name = "P"
+[[sites]]
+id = "a"
+name = "A"
+address = "x"
+lat = 0.0
+lon = 0.0
+stream = "rtsp://h/a"
+"#;
+        let mut cfg = Config::from_str_at(text, Path::new("/etc/simpang/c.toml")).unwrap();
+        assert_eq!(
+            database_url(&cfg, None),
+            "sqlite:///etc/simpang/../data/desk.db"
+        );
+        assert_eq!(database_url(&cfg, Some("postgres://x/y")), "postgres://x/y");
+        cfg.desk.database = Some("sqlite://db/desk.db?mode=rwc".into());
+        assert_eq!(
+            database_url(&cfg, None),
+            "sqlite:///etc/simpang/db/desk.db?mode=rwc"
+        );
+        cfg.desk.database = Some("postgres://h/d".into());
+        assert_eq!(database_url(&cfg, None), "postgres://h/d");
+    }
 }

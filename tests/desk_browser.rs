@@ -1,0 +1,580 @@
+//! Headless Chromium, driven over WebDriver (Debian's chromedriver; a small client over
+//! ureq): signs in through the login form, opens the dashboard (and watches a camera incident
+//! arrive on the live feed), a camera report, the list, and the citizen pages; dispositions a
+//! report with the page's own form. Full-page screenshots go to target/screenshots/desk-*.png
+//! and must not be blank.
+
+mod desk_support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use desk_support::{
+    eventually, file_report, incident, jpeg, screenshot_dir, to_bytes, Kind, Opts, TestDesk,
+};
+use serde_json::{json, Value};
+use simpang::desk::Role;
+use simpang::model::{BBox, IncidentEvent, IncidentKind, Point, Severity, SnapshotBox};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Driver {
+    child: Child,
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = desk_support::free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver must be installed (Debian package chromium-driver)");
+        let d = Driver {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(60))
+                .build(),
+        };
+        let up = eventually(Duration::from_secs(20), || {
+            d.call("GET", "/status", None).ok()
+        });
+        assert!(up.is_some(), "chromedriver did not start");
+        d
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let req = self.agent.request(method, &format!("{}{path}", self.base));
+        let res = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        match res {
+            Ok(r) => r
+                .into_json::<Value>()
+                .map(|v| v["value"].clone())
+                .map_err(|e| e.to_string()),
+            Err(ureq::Error::Status(code, r)) => {
+                Err(format!("{code}: {}", r.into_string().unwrap_or_default()))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn session(&self) -> Browser<'_> {
+        let profile = tempfile::tempdir().expect("profile dir");
+        let args = vec![
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--hide-scrollbars".into(),
+            "--window-size=1440,900".into(),
+            "--lang=id-ID".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let caps = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args }
+        } } });
+        let v = self
+            .call("POST", "/session", Some(caps))
+            .expect("browser session");
+        Browser {
+            d: self,
+            id: v["sessionId"].as_str().expect("session id").to_string(),
+            _profile: profile,
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Browser<'a> {
+    d: &'a Driver,
+    id: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser<'_> {
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.d
+            .call(method, &format!("/session/{}{path}", self.id), body)
+            .unwrap_or_else(|e| panic!("webdriver {method} {path}: {e}"))
+    }
+    fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url })));
+    }
+    fn url(&self) -> String {
+        self.cmd("GET", "/url", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+    fn find(&self, css: &str) -> Option<String> {
+        self.d
+            .call(
+                "POST",
+                &format!("/session/{}/element", self.id),
+                Some(json!({ "using": "css selector", "value": css })),
+            )
+            .ok()
+            .and_then(|v| v[ELEMENT].as_str().map(str::to_string))
+    }
+    fn must(&self, css: &str) -> String {
+        eventually(Duration::from_secs(10), || self.find(css))
+            .unwrap_or_else(|| panic!("no element {css} on {}", self.url()))
+    }
+    fn type_into(&self, css: &str, text: &str) {
+        let el = self.must(css);
+        self.cmd("POST", &format!("/element/{el}/clear"), Some(json!({})));
+        self.cmd(
+            "POST",
+            &format!("/element/{el}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+    fn click(&self, css: &str) {
+        let el = self.must(css);
+        self.cmd("POST", &format!("/element/{el}/click"), Some(json!({})));
+    }
+    fn js(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+    fn text(&self) -> String {
+        self.js("return document.body.innerText")
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+    /// Waits until the page's URL ends with `suffix`.
+    fn wait_url(&self, suffix: &str) {
+        let ok = eventually(Duration::from_secs(10), || {
+            self.url().contains(suffix).then_some(())
+        });
+        assert!(ok.is_some(), "expected {suffix}, at {}", self.url());
+    }
+    /// A full-page screenshot, saved and checked not to be blank.
+    fn shot(&self, name: &str) -> std::path::PathBuf {
+        let h = self
+            .js("return Math.ceil(document.documentElement.scrollHeight)")
+            .as_i64()
+            .unwrap_or(900);
+        self.cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": 1440, "height": h.clamp(700, 5000) + 120 })),
+        );
+        self.js("if (document.activeElement) document.activeElement.blur(); window.scrollTo(0, 0); return 0");
+        std::thread::sleep(Duration::from_millis(400));
+        let b64 = self.cmd("GET", "/screenshot", None);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().expect("screenshot"))
+            .expect("base64 png");
+        let path = screenshot_dir().join(format!("desk-{name}.png"));
+        std::fs::write(&path, &png).expect("save screenshot");
+        assert_not_blank(&png, &path);
+        self.cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": 1440, "height": 900 })),
+        );
+        path
+    }
+}
+
+impl Drop for Browser<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .d
+            .call("DELETE", &format!("/session/{}", self.id), None);
+    }
+}
+
+/// Decodes the PNG and requires real content: a normal size and pixel variance well above a
+/// flat page's (a blank white or an error-grey page has almost none).
+fn assert_not_blank(png: &[u8], path: &Path) {
+    use opencv::core::{Mat, Scalar, Vector};
+    let buf = Vector::<u8>::from_slice(png);
+    let img =
+        opencv::imgcodecs::imdecode(&buf, opencv::imgcodecs::IMREAD_GRAYSCALE).expect("decode png");
+    use opencv::prelude::MatTraitConst;
+    assert!(
+        img.cols() >= 1000 && img.rows() >= 600,
+        "{}: {}x{}",
+        path.display(),
+        img.cols(),
+        img.rows()
+    );
+    let (mut mean, mut dev) = (Mat::default(), Mat::default());
+    opencv::core::mean_std_dev(&img, &mut mean, &mut dev, &opencv::core::no_array())
+        .expect("stddev");
+    let sd = *dev.at::<f64>(0).expect("sd");
+    let m = *mean.at::<f64>(0).expect("mean");
+    let _ = Scalar::default();
+    assert!(
+        sd > 12.0,
+        "{} looks blank: mean {m:.1}, stddev {sd:.1}",
+        path.display()
+    );
+}
+
+/// A snapshot like the incident stage makes: a frame of the site's sample footage (when
+/// `scripts/setup.sh` has made it) with a box and a caption; a synthetic picture otherwise.
+fn snapshot(site: &str, frame_no: u64, caption: &str) -> Vec<u8> {
+    use simpang::ingest::reader::{ReadOptions, VideoReader};
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("samples/sites")
+        .join(format!("{site}.mp4"));
+    let opts = ReadOptions {
+        size: Some((640, 360)),
+        ..Default::default()
+    };
+    let frame = VideoReader::open(&file, &opts).ok().and_then(|mut r| {
+        let mut last = None;
+        while let Ok(Some(f)) = r.next_frame() {
+            last = Some(f.image);
+            if f.index >= frame_no {
+                break;
+            }
+        }
+        last
+    });
+    match frame {
+        Some(img) => {
+            let zone = [
+                Point::new(0.25, 0.45),
+                Point::new(0.75, 0.45),
+                Point::new(0.95, 1.0),
+                Point::new(0.05, 1.0),
+            ];
+            let boxes = [
+                SnapshotBox {
+                    bbox: BBox::new(0.35, 0.55, 0.5, 0.8),
+                    label: "car".into(),
+                },
+                SnapshotBox {
+                    bbox: BBox::new(0.55, 0.5, 0.68, 0.7),
+                    label: "person".into(),
+                },
+            ];
+            let snap = simpang::wall::overlay::render_snapshot(
+                &img,
+                Some(&zone),
+                &boxes,
+                Severity::Alert,
+                caption,
+                640,
+            )
+            .expect("render");
+            simpang::wall::overlay::encode_jpeg(&snap, 80).expect("jpeg")
+        }
+        None => jpeg(640, 360, frame_no as u8),
+    }
+}
+
+fn seed(t: &TestDesk) -> (String, String, String) {
+    let topic = |s: &str| format!("simpang/v1/sites/{s}/incidents");
+    let mut cctv = Vec::new();
+    for (i, (site, kind, level)) in [
+        ("ampera", IncidentKind::TrafficJam, "macet"),
+        ("bkb", IncidentKind::Crowd, "tinggi"),
+        ("ampera", IncidentKind::Garbage, "sedang"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let snap = snapshot(site, 30 + 40 * i as u64, &format!("{site} {level}"));
+        let m = incident(
+            &format!("{site}-z{i}-{}", kind.as_str()),
+            1,
+            IncidentEvent::New,
+            site,
+            kind,
+            level,
+            Some(&snap),
+        );
+        let out = t
+            .block_on(t.desk.apply_incident(&topic(site), &to_bytes(&m)))
+            .expect("apply");
+        cctv.push(out.ticket().expect("ticket").to_string());
+    }
+    let op = t.login("operator");
+    let h = t.anon();
+    let (a, _) = file_report(
+        &h,
+        "Lampu lalu lintas mati di Simpang Charitas",
+        "traffic",
+        Some("081234567890"),
+    );
+    let (b, _) = file_report(
+        &h,
+        "Sampah menumpuk di bawah Jembatan Ampera",
+        "garbage",
+        None,
+    );
+    let (c, _) = file_report(
+        &h,
+        "Jalan berlubang di Jl. Demang Lebar Daun",
+        "roads",
+        None,
+    );
+    let (_d, _) = file_report(
+        &h,
+        "Genangan setinggi betis di Jl. Kol. H. Burlian",
+        "flood",
+        None,
+    );
+    let sms = h.post_json("/api/sms", &json!({ "from": "081277778888", "text": "LAPOR lampu PJU mati sepanjang Jl. Angkatan 45" }));
+    assert_eq!(sms.status, 201);
+    op.act(&cctv[0], "verify", json!({}));
+    op.act(
+        &cctv[0],
+        "disposition",
+        json!({ "agency": "dishub", "note": "Mohon kirim petugas ke ujung jembatan" }),
+    );
+    t.login("dishub1").act(&cctv[0], "answer", json!({ "text": "Dua petugas Dishub mengatur arus di ujung Jembatan Ampera sejak 17.20; antrean mulai terurai." }));
+    op.act(&b, "disposition", json!({ "agency": "dlh" }));
+    op.act(&c, "disposition", json!({ "agency": "pupr" }));
+    op.act(&cctv[1], "disposition", json!({ "agency": "satpolpp" }));
+    // A day and a half later: the crowd report (24 h SLA) is overdue, the road (72 h) is not.
+    t.desk.clock.advance(30 * 3600);
+    (cctv[0].clone(), a, cctv[1].clone())
+}
+
+#[test]
+fn staff_and_citizens_use_the_desk_in_a_real_browser() {
+    let t = TestDesk::start(
+        Kind::Sqlite,
+        Opts {
+            // No tile server is reachable from a test: the map must fall back to the fields.
+            desk_toml: "[desk.map]\ntile_url = \"http://127.0.0.1:9/{z}/{x}/{y}.png\"\n".into(),
+            ..Default::default()
+        },
+    )
+    .expect("desk");
+    t.user("operator", Role::Operator, None);
+    t.user("dishub1", Role::Agency, Some("dishub"));
+    t.user("dishub2", Role::Agency, Some("dishub"));
+    t.user("admin", Role::Admin, None);
+    let (cctv_answered, citizen, _overdue) = seed(&t);
+    let bad = t.block_on(t.desk.apply_incident(
+        "simpang/v1/sites/bkb/incidents",
+        b"{\"schema\":\"simpang.incident/1\",\"event\":\"new\"",
+    ));
+    assert!(matches!(
+        bad,
+        Ok(simpang::desk::IntakeOutcome::DeadLetter(_))
+    ));
+
+    let driver = Driver::start();
+    let b = driver.session();
+    let base = &t.base;
+
+    // Signing in through the form (login CSRF cookie, session cookie, redirect back).
+    b.goto(&format!("{base}/reports/{cctv_answered}"));
+    b.wait_url("/login?next=");
+    b.shot("login");
+    b.type_into("#username", "operator");
+    b.type_into("#password", "salah-sekali");
+    b.click("button[type=submit]");
+    assert!(eventually(Duration::from_secs(10), || b
+        .text()
+        .contains("kata sandi salah")
+        .then_some(()))
+    .is_some());
+    b.type_into("#username", "operator");
+    b.type_into("#password", &desk_support::password("operator"));
+    b.click("button[type=submit]");
+    b.wait_url(&format!("/reports/{cctv_answered}"));
+
+    // The camera report: snapshots, evidence, answer, actions.
+    let text = b.text();
+    for s in [
+        "Kemacetan di Jembatan Ampera",
+        "Cuplikan kamera",
+        "Bukti terukur dari kamera",
+        "Dijawab OPD",
+        "Konfirmasi penyelesaian",
+        "Riwayat perubahan",
+    ] {
+        assert!(
+            text.to_lowercase().contains(&s.to_lowercase()),
+            "report page shows {s:?}"
+        );
+    }
+    let loaded = b.js("return Array.from(document.querySelectorAll('.gallery img')).every(i => i.complete && i.naturalWidth > 0)");
+    assert_eq!(loaded, json!(true), "the snapshot images load");
+    b.shot("report-cctv");
+
+    // The dashboard, then a new camera incident arrives on the live feed without a reload.
+    b.goto(&format!("{base}/dashboard"));
+    b.wait_url("/dashboard");
+    let live = eventually(Duration::from_secs(10), || {
+        (b.js("return document.getElementById('live-status').dataset.state") == json!("open"))
+            .then_some(())
+    });
+    assert!(live.is_some(), "the live feed connects");
+    // innerText follows CSS (the labels are upper-cased): compare without case.
+    let text = b.text().to_lowercase();
+    for s in [
+        "Laporan masuk",
+        "Kepatuhan SLA",
+        "Papan status",
+        "Per kategori",
+        "Per OPD",
+        "Lewat tenggat",
+        "Insiden CCTV terbaru",
+    ] {
+        assert!(text.contains(&s.to_lowercase()), "dashboard shows {s:?}");
+    }
+    let snap = snapshot("bkb", 200, "bkb padat");
+    let m = incident(
+        "bkb-z9-crowd",
+        1,
+        IncidentEvent::New,
+        "bkb",
+        IncidentKind::Crowd,
+        "sedang",
+        Some(&snap),
+    );
+    let out = t
+        .block_on(
+            t.desk
+                .apply_incident("simpang/v1/sites/bkb/incidents", &to_bytes(&m)),
+        )
+        .unwrap();
+    let fresh = out.ticket().unwrap().to_string();
+    let arrived = eventually(Duration::from_secs(10), || {
+        b.find(&format!("#feed [data-ticket=\"{fresh}\"]"))
+    });
+    assert!(
+        arrived.is_some(),
+        "the new incident appears on the open dashboard"
+    );
+    let first = b.js("return document.querySelector('#feed .feed-item').dataset.ticket");
+    assert_eq!(first, json!(fresh), "newest first");
+    let total = eventually(Duration::from_secs(10), || {
+        let v = b.js("return document.querySelector('[data-kpi=total]').textContent");
+        (v == json!("9")).then_some(v)
+    });
+    assert!(total.is_some(), "the counters follow the feed");
+    let overdue = b.js("return document.querySelector('[data-kpi=overdue]').textContent");
+    assert_eq!(overdue, json!("1"));
+    b.shot("dashboard");
+
+    // The list, and a disposition made with the report page's own form.
+    b.goto(&format!("{base}/reports"));
+    b.shot("reports");
+    b.goto(&format!("{base}/reports/{citizen}"));
+    assert!(
+        b.text().contains("081234567890"),
+        "operators see the reporter's number"
+    );
+    b.click("form[action$='/disposition'] button[type=submit]");
+    b.wait_url("?ok=disposition");
+    assert!(b.text().contains("Laporan didisposisikan"));
+    assert!(b.text().contains("Dinas Perhubungan"));
+    b.shot("report-citizen");
+
+    // Citizens: the form (map offline → coordinate fields), the receipt, the tracker.
+    b.click("form[action='/logout'] button");
+    b.wait_url("/login");
+    b.goto(&format!("{base}/lapor"));
+    let offline = eventually(Duration::from_secs(15), || {
+        (b.js("return !document.querySelector('.map-offline-note').hidden") == json!(true))
+            .then_some(())
+    });
+    assert!(
+        offline.is_some(),
+        "without tiles the map gives way to the coordinate fields"
+    );
+    b.type_into("#title", "Pohon tumbang menutup Jl. Jenderal Sudirman");
+    b.js("document.getElementById('category').value = 'other'");
+    b.type_into(
+        "#description",
+        "Pohon besar tumbang setelah hujan deras, menutup dua lajur.",
+    );
+    b.type_into("#address", "Jl. Jend. Sudirman dekat Masjid Agung");
+    b.type_into("#lat", "-2.98870");
+    b.type_into("#lon", "104.76130");
+    b.type_into("#phone", "081355556666");
+    b.shot("lapor");
+    b.click("form[action='/lapor'] button[type=submit]");
+    assert!(eventually(Duration::from_secs(10), || b
+        .text()
+        .contains("Laporan diterima")
+        .then_some(()))
+    .is_some());
+    let text = b.text();
+    let ticket = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("PLG-"))
+        .expect("ticket on the receipt")
+        .to_string();
+    assert!(text.contains("PIN pelapor"));
+    b.shot("receipt");
+    b.goto(&format!("{base}/track/{cctv_answered}"));
+    let text = b.text();
+    assert!(text.contains("Dijawab OPD") && text.contains("Dinas Perhubungan"));
+    b.shot("track");
+    b.goto(&format!("{base}/track/{ticket}"));
+    assert!(
+        !b.text().contains("081355556666"),
+        "the tracker never shows the phone number"
+    );
+
+    // The admin: accounts (deactivate one and hand its reports over, with the page's form),
+    // the audit log and the dead letters.
+    b.goto(&format!("{base}/login"));
+    b.type_into("#username", "admin");
+    b.type_into("#password", &desk_support::password("admin"));
+    b.click("button[type=submit]");
+    b.wait_url("/dashboard");
+    b.goto(&format!("{base}/admin/users"));
+    let text = b.text();
+    assert!(text.contains("dishub1 (uji)") && text.contains("Petugas penghubung OPD"));
+    b.shot("users");
+    b.js("document.querySelector(\"form[action='/admin/users/dishub1/deactivate'] select\").value = 'dishub2'; return 0");
+    b.click("form[action='/admin/users/dishub1/deactivate'] button[type=submit]");
+    b.wait_url("?ok=deactivate");
+    assert!(b.text().contains("Akun dinonaktifkan"));
+    let v = t
+        .login("operator")
+        .get(&format!("/api/reports/{cctv_answered}"))
+        .json();
+    assert_eq!(
+        v["officer"], "dishub2 (uji)",
+        "the open report went to the colleague"
+    );
+    b.goto(&format!("{base}/audit"));
+    let text = b.text();
+    assert!(
+        text.contains("Akun dinonaktifkan") && text.contains("Dialihkan"),
+        "audit shows the change"
+    );
+    b.shot("audit");
+    b.goto(&format!("{base}/dead-letters"));
+    assert!(b.text().contains("malformed JSON"));
+    b.shot("dead-letters");
+}

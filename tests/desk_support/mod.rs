@@ -1,0 +1,895 @@
+//! Shared helpers of the desk's integration tests: a desk on a free loopback port over a real
+//! SQLite file or a PostgreSQL cluster started for the test, a Mosquitto broker, an HTTP client
+//! with a cookie, and builders for incident messages and images. Everything started here stops
+//! (and its files go) when the value is dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value};
+use simpang::config::Config;
+use simpang::desk::store::Backend;
+use simpang::desk::{self, Clock, Desk, Role, StaffUser};
+use simpang::model::{
+    Evidence, Image, Incident, IncidentEvent, IncidentKind, IncidentMessage, Snapshot,
+    INCIDENT_SCHEMA,
+};
+
+/// The database a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+// ------------------------------------------------------------------------------------------------
+// PostgreSQL
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// A throw-away PostgreSQL 15 cluster on a free loopback port, run as the `postgres` OS user
+/// (the server refuses to run as root).
+pub struct Pg {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+fn postgres_ids() -> Result<(u32, u32), String> {
+    let out = |args: &[&str]| -> Result<u32, String> {
+        let o = Command::new("id")
+            .args(args)
+            .output()
+            .map_err(|e| format!("id: {e}"))?;
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .map_err(|_| "no postgres OS user".to_string())
+    };
+    Ok((out(&["-u", "postgres"])?, out(&["-g", "postgres"])?))
+}
+
+impl Pg {
+    pub fn start() -> Result<Pg, String> {
+        if !Path::new(PG_BIN).join("postgres").exists() {
+            return Err(format!("{PG_BIN}/postgres not installed"));
+        }
+        let (uid, gid) = postgres_ids()?;
+        let dir = tempfile::Builder::new()
+            .prefix("simpang-desk-pg")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let chown = |p: &Path| {
+            std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(|e| format!("chown: {e}"))
+        };
+        chown(dir.path())?;
+        let data = dir.path().join("data");
+        let init = Command::new(Path::new(PG_BIN).join("initdb"))
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
+            .arg(&data)
+            .uid(uid)
+            .gid(gid)
+            .current_dir(dir.path())
+            .output()
+            .map_err(|e| format!("initdb: {e}"))?;
+        if !init.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&init.stderr)
+            ));
+        }
+        let port = free_port();
+        let child = Command::new(Path::new(PG_BIN).join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(dir.path())
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ])
+            .uid(uid)
+            .gid(gid)
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("postgres: {e}"))?;
+        let mut pg = Pg { child, dir, port };
+        if !wait_for_port(port, Duration::from_secs(30)) {
+            return Err("postgres did not open its port within 30 s".into());
+        }
+        // The port opens a moment before the server accepts logins.
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = Command::new(Path::new(PG_BIN).join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                break;
+            }
+            if Instant::now() > end || pg.child.try_wait().ok().flatten().is_some() {
+                return Err("postgres did not become ready".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(pg)
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        // SIGQUIT: immediate shutdown; the postmaster takes its backends down with it.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGQUIT);
+        }
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = &self.dir;
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Mosquitto
+
+/// A Mosquitto broker on a free loopback port (anonymous, no persistence).
+pub struct Mosquitto {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        Self::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Mosquitto {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .expect("write mosquitto.conf");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto must be installed (Debian package mosquitto)");
+        assert!(
+            wait_for_port(port, Duration::from_secs(10)),
+            "mosquitto did not open port {port}"
+        );
+        Mosquitto { child, dir, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Publishes one message at QoS 1 with the real `mosquitto_pub` client.
+    pub fn publish(&self, topic: &str, payload: &[u8]) {
+        let mut c = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-q",
+                "1",
+                "-t",
+                topic,
+                "-s",
+            ])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("mosquitto_pub");
+        c.stdin
+            .take()
+            .expect("stdin")
+            .write_all(payload)
+            .expect("payload to mosquitto_pub");
+        let st = c.wait().expect("mosquitto_pub exit");
+        assert!(st.success(), "mosquitto_pub failed");
+    }
+
+    /// Collects every message on `filter` (lines of "topic payload") from now on.
+    pub fn subscribe(&self, filter: &str) -> Subscription {
+        let mut child = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-q",
+                "1",
+                "-v",
+                "-t",
+                filter,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub");
+        let out = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        // mosquitto_sub has no "subscribed" signal; give it a moment to subscribe.
+        std::thread::sleep(Duration::from_millis(300));
+        Subscription { child, lines }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = &self.dir;
+    }
+}
+
+pub struct Subscription {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Subscription {
+    /// (topic, payload JSON) pairs received so far.
+    pub fn messages(&self) -> Vec<(String, Value)> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| {
+                let (t, p) = l.split_once(' ')?;
+                Some((t.to_string(), serde_json::from_str(p).ok()?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The desk under test
+
+pub const SITES: &str = r#"
+[city]
+name = "Palembang"
+timezone = "Asia/Jakarta"
+
+[[sites]]
+id = "ampera"
+name = "Jembatan Ampera"
+address = "Jembatan Ampera, Jl. Sultan Mahmud Badaruddin II, Palembang"
+lat = -2.99170
+lon = 104.76360
+stream = "rtsp://127.0.0.1:8554/ampera"
+
+[[sites]]
+id = "bkb"
+name = "Benteng Kuto Besak (BKB)"
+address = "Jl. Sultan Mahmud Badaruddin, 19 Ilir, Palembang"
+lat = -2.99245
+lon = 104.75930
+stream = "rtsp://127.0.0.1:8554/bkb"
+"#;
+
+/// Options of a test desk.
+#[derive(Default)]
+pub struct Opts {
+    pub broker: Option<String>,
+    /// Extra TOML appended to the `[desk]` table (before its sub-tables).
+    pub desk_toml: String,
+}
+
+/// A running desk: its own runtime, database and listener.
+pub struct TestDesk {
+    pub rt: tokio::runtime::Runtime,
+    pub desk: Arc<Desk>,
+    pub base: String,
+    pub addr: SocketAddr,
+    pub kind: Kind,
+    pub db_url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    pg: Option<Pg>,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn config(broker: Option<&str>, desk_toml: &str, dir: &Path) -> Config {
+    let text = format!(
+        "data_dir = \"{}\"\n{SITES}\n[desk]\n{desk_toml}\n[desk.mqtt]\nbroker = \"{}\"\nclient_id = \"desk-test-{}\"\nbackoff_initial_s = 0.2\nbackoff_max_s = 1.0\n",
+        dir.display(),
+        broker.unwrap_or("none"),
+        free_port()
+    );
+    Config::from_str_at(&text, &dir.join("test.toml")).expect("test config is valid")
+}
+
+impl TestDesk {
+    /// Starts a desk; `None` (after printing why) only when PostgreSQL cannot start here.
+    pub fn start(kind: Kind, opts: Opts) -> Option<TestDesk> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (db_url, pg) = match kind {
+            Kind::Sqlite => (
+                format!("sqlite://{}", dir.path().join("desk.db").display()),
+                None,
+            ),
+            Kind::Postgres => match Pg::start() {
+                Ok(pg) => (pg.url(), Some(pg)),
+                Err(why) => {
+                    eprintln!("SKIPPED (PostgreSQL): the test cluster cannot start: {why}");
+                    return None;
+                }
+            },
+        };
+        let cfg = Arc::new(config(opts.broker.as_deref(), &opts.desk_toml, dir.path()));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let desk = rt
+            .block_on(desk::open(cfg, &db_url, Clock::default()))
+            .expect("desk opens its database");
+        let want = match kind {
+            Kind::Sqlite => Backend::Sqlite,
+            Kind::Postgres => Backend::Postgres,
+        };
+        assert_eq!(desk.store().backend(), want, "the desk runs on {db_url}");
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = {
+            let d = desk.clone();
+            rt.spawn(desk::serve(listener, d, async move {
+                let _ = rx.await;
+            }))
+        };
+        let tasks = {
+            let _g = rt.enter();
+            desk::spawn_mqtt(&desk)
+        };
+        Some(TestDesk {
+            base: format!("http://{addr}"),
+            rt,
+            desk,
+            addr,
+            kind,
+            db_url,
+            stop: Some(tx),
+            server: Some(server),
+            tasks,
+            pg,
+            dir,
+        })
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Creates an account (password `rahasia-<name>-123`).
+    pub fn user(&self, name: &str, role: Role, agency: Option<&str>) -> StaffUser {
+        self.block_on(self.desk.create_user(
+            None,
+            name,
+            &format!("{name} (uji)"),
+            role,
+            agency,
+            &password(name),
+        ))
+        .expect("create user")
+    }
+
+    pub fn anon(&self) -> Http {
+        Http::new(&self.base)
+    }
+
+    /// Signs in through the JSON API; the client then carries the cookie and CSRF token.
+    pub fn login(&self, name: &str) -> Http {
+        self.login_with(name, &password(name))
+    }
+
+    pub fn login_with(&self, name: &str, password: &str) -> Http {
+        let mut h = Http::new(&self.base);
+        let r = h.post_json(
+            "/api/login",
+            &json!({ "username": name, "password": password }),
+        );
+        assert_eq!(r.status, 200, "login {name}: {}", r.text());
+        h.take_cookie(&r);
+        h.csrf = r.json()["csrf"].as_str().map(str::to_string);
+        h
+    }
+
+    /// Row counts of the tables a bad input must leave alone.
+    pub fn counts(&self) -> Counts {
+        let q = |t: &str| {
+            let sql = format!("SELECT COUNT(*) FROM {t}");
+            self.block_on(async {
+                let n: i64 = sqlx::query_scalar(&sql)
+                    .fetch_one(self.desk.store().pool())
+                    .await
+                    .expect("count");
+                n
+            })
+        };
+        Counts {
+            reports: q("reports"),
+            attachments: q("attachments"),
+            messages: q("messages"),
+            audit: q("audit_log"),
+            dead_letters: q("dead_letters"),
+        }
+    }
+
+    /// The audit actions recorded for a ticket, oldest first.
+    pub fn audit_actions(&self, ticket: &str) -> Vec<String> {
+        self.block_on(async {
+            let rows: Vec<(String,)> = sqlx::query_as(
+                "SELECT action FROM audit_log WHERE entity = 'report' AND entity_id = $1 ORDER BY id",
+            )
+            .bind(ticket)
+            .fetch_all(self.desk.store().pool())
+            .await
+            .expect("audit");
+            rows.into_iter().map(|r| r.0).collect()
+        })
+    }
+}
+
+impl Drop for TestDesk {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = self
+                .rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await });
+        }
+        for t in self.tasks.drain(..) {
+            let _ = self
+                .rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(10), t).await });
+        }
+        let store = self.desk.store().clone();
+        self.rt.block_on(store.close());
+        // The cluster goes after the pool is closed.
+        self.pg.take();
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counts {
+    pub reports: i64,
+    pub attachments: i64,
+    pub messages: i64,
+    pub audit: i64,
+    pub dead_letters: i64,
+}
+
+pub fn password(name: &str) -> String {
+    format!("rahasia-{name}-123")
+}
+
+// ------------------------------------------------------------------------------------------------
+// HTTP
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// A form or multipart field.
+pub enum Part<'a> {
+    Text(&'a str),
+    File {
+        name: &'a str,
+        content_type: &'a str,
+        bytes: &'a [u8],
+    },
+}
+
+/// A client that keeps the session cookie and sends the CSRF header on changes. Redirects
+/// are not followed, so tests see them.
+pub struct Http {
+    agent: ureq::Agent,
+    pub base: String,
+    pub cookie: Option<String>,
+    pub csrf: Option<String>,
+}
+
+impl Http {
+    pub fn new(base: &str) -> Http {
+        Http {
+            // No connection reuse: a server that answers before reading a body (a 401 to a
+            // POST) closes the connection, and ureq does not retry a POST on a stale one.
+            agent: ureq::AgentBuilder::new()
+                .max_idle_connections(0)
+                .redirects(0)
+                .timeout(Duration::from_secs(30))
+                .build(),
+            base: base.to_string(),
+            cookie: None,
+            csrf: None,
+        }
+    }
+
+    /// Keeps the session cookie a response sets.
+    pub fn take_cookie(&mut self, r: &Resp) {
+        for c in r.headers_named("set-cookie") {
+            if let Some(v) = c.strip_prefix("simpang_desk_session=") {
+                let token = v.split(';').next().unwrap_or_default();
+                self.cookie = (!token.is_empty()).then(|| format!("simpang_desk_session={token}"));
+            }
+        }
+    }
+
+    fn finish(res: Result<ureq::Response, ureq::Error>) -> Resp {
+        let r = match res {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("HTTP transport error: {e}"),
+        };
+        let status = r.status();
+        let headers = r
+            .headers_names()
+            .into_iter()
+            .flat_map(|n| {
+                r.all(&n)
+                    .into_iter()
+                    .map(|v| (n.clone(), v.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut body = Vec::new();
+        r.into_reader().read_to_end(&mut body).expect("read body");
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn req(&self, method: &str, path: &str) -> ureq::Request {
+        let mut r = self.agent.request(method, &format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            r = r.set("cookie", c);
+        }
+        if let Some(t) = &self.csrf {
+            r = r.set("x-csrf-token", t);
+        }
+        r
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        Self::finish(self.req("GET", path).call())
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> Resp {
+        Self::finish(
+            self.req("POST", path)
+                .set("content-type", "application/json")
+                .send_bytes(body.to_string().as_bytes()),
+        )
+    }
+
+    pub fn post_raw(&self, path: &str, content_type: &str, body: &[u8]) -> Resp {
+        Self::finish(
+            self.req("POST", path)
+                .set("content-type", content_type)
+                .send_bytes(body),
+        )
+    }
+
+    pub fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Resp {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        self.post_raw(path, "application/x-www-form-urlencoded", body.as_bytes())
+    }
+
+    pub fn post_multipart(&self, path: &str, fields: &[(&str, Part)]) -> Resp {
+        let (ct, body) = multipart(fields);
+        self.post_raw(path, &ct, &body)
+    }
+
+    /// A staff action through the JSON API.
+    pub fn act(&self, ticket: &str, action: &str, body: Value) -> Resp {
+        self.post_json(&format!("/api/reports/{ticket}/{action}"), &body)
+    }
+}
+
+pub fn multipart(fields: &[(&str, Part)]) -> (String, Vec<u8>) {
+    let boundary = "----simpang-desk-test-7d3f9a";
+    let mut b = Vec::new();
+    for (name, part) in fields {
+        b.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match part {
+            Part::Text(v) => {
+                b.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+                );
+                b.extend_from_slice(v.as_bytes());
+            }
+            Part::File {
+                name: file,
+                content_type,
+                bytes,
+            } => {
+                b.extend_from_slice(
+                    format!(
+                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\nContent-Type: {content_type}\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+                b.extend_from_slice(bytes);
+            }
+        }
+        b.extend_from_slice(b"\r\n");
+    }
+    b.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), b)
+}
+
+/// Files a citizen report through `POST /api/reports`; returns (ticket, pin).
+pub fn file_report(h: &Http, title: &str, category: &str, phone: Option<&str>) -> (String, String) {
+    let mut fields = vec![
+        ("title", Part::Text(title)),
+        ("category", Part::Text(category)),
+        (
+            "description",
+            Part::Text("Sudah tiga hari belum ada penanganan dari petugas."),
+        ),
+        ("address", Part::Text("Jl. Merdeka, 19 Ilir, Palembang")),
+        ("lat", Part::Text("-2.9875")),
+        ("lon", Part::Text("104.7570")),
+    ];
+    if let Some(p) = phone {
+        fields.push(("phone", Part::Text(p)));
+    }
+    let r = h.post_multipart("/api/reports", &fields);
+    assert_eq!(r.status, 201, "file report: {}", r.text());
+    let j = r.json();
+    (
+        j["ticket"].as_str().expect("ticket").to_string(),
+        j["pin"].as_str().expect("pin").to_string(),
+    )
+}
+
+// ------------------------------------------------------------------------------------------------
+// Images and incident messages
+
+/// A real JPEG (OpenCV's encoder through the wall's helper): a gradient with a box; `seed`
+/// changes the picture.
+pub fn jpeg(w: u32, h: u32, seed: u8) -> Vec<u8> {
+    let mut img = Image::new(w, h);
+    for y in 0..h {
+        for x in 0..w {
+            let i = ((y * w + x) * 3) as usize;
+            img.data[i] = (x * 255 / w) as u8 ^ seed;
+            img.data[i + 1] = (y * 255 / h) as u8;
+            img.data[i + 2] = if (w / 3..w / 2).contains(&x) && (h / 3..h / 2).contains(&y) {
+                255
+            } else {
+                seed.wrapping_mul(3)
+            };
+        }
+    }
+    simpang::wall::overlay::encode_jpeg(&img, 85).expect("encode jpeg")
+}
+
+/// A real PNG of `w` x `h`.
+pub fn png(w: u32, h: u32) -> Vec<u8> {
+    use opencv::core::{Vector, VectorToVec};
+    let mut img = Image::new(w, h);
+    for (i, b) in img.data.iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    let m = simpang::wall::overlay::to_bgr_mat(&img).expect("mat");
+    let mut buf = Vector::<u8>::new();
+    opencv::imgcodecs::imencode(".png", &m, &mut buf, &Vector::new()).expect("encode png");
+    buf.to_vec()
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(b))
+}
+
+/// An incident message built from the crate's own model types (the MQTT contract).
+pub fn incident(
+    id: &str,
+    seq: u32,
+    event: IncidentEvent,
+    site: &str,
+    kind: IncidentKind,
+    level: &str,
+    snapshot: Option<&[u8]>,
+) -> IncidentMessage {
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-23T17:00:00+07:00").expect("time");
+    let at = t0 + chrono::Duration::seconds(i64::from(seq) * 30);
+    let (name, address, lat, lon) = match site {
+        "bkb" => (
+            "Benteng Kuto Besak (BKB)",
+            "Jl. Sultan Mahmud Badaruddin, 19 Ilir, Palembang",
+            -2.99245,
+            104.7593,
+        ),
+        _ => (
+            "Jembatan Ampera",
+            "Jembatan Ampera, Jl. Sultan Mahmud Badaruddin II, Palembang",
+            -2.9917,
+            104.7636,
+        ),
+    };
+    let title = match kind {
+        IncidentKind::TrafficJam => format!("Kemacetan di {name}"),
+        IncidentKind::Crowd => format!("Kerumunan di {name}"),
+        IncidentKind::Garbage => format!("Sampah di {name}"),
+        IncidentKind::CameraOffline => format!("Kamera {name} terputus"),
+        IncidentKind::CameraTamper => format!("Kamera {name} terganggu"),
+    };
+    IncidentMessage {
+        schema: INCIDENT_SCHEMA.into(),
+        event,
+        incident: Incident {
+            id: id.into(),
+            seq,
+            site: site.into(),
+            site_name: name.into(),
+            camera: site.into(),
+            kind,
+            level: level.into(),
+            title: title.clone(),
+            title_en: title,
+            description: format!("Terdeteksi otomatis oleh kamera {name}."),
+            description_en: "Detected by the camera.".into(),
+            address: address.into(),
+            lat,
+            lon,
+            zone: Some("lajur".into()),
+            zone_name: Some("Lajur utama".into()),
+            started_at: t0,
+            updated_at: at,
+            ended_at: (event == IncidentEvent::End).then_some(at),
+            evidence: Evidence {
+                vehicle_count: Some(10 + seq),
+                median_speed_kmh: Some(5.0),
+                dwell_s: Some(60.0 * seq as f32),
+                ..Default::default()
+            },
+            snapshot: snapshot.map(|b| Snapshot {
+                content_type: "image/jpeg".into(),
+                width: 320,
+                height: 180,
+                sha256: sha256_hex(b),
+                path: format!("snapshots/{id}-{seq}.jpg"),
+                data_base64: base64::engine::general_purpose::STANDARD.encode(b),
+            }),
+        },
+    }
+}
+
+pub fn to_bytes(m: &IncidentMessage) -> Vec<u8> {
+    serde_json::to_vec(m).expect("serialise incident")
+}
+
+/// Polls `f` until it returns Some or `timeout` passes.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Where browser screenshots go: `target/screenshots`.
+pub fn screenshot_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("screenshots");
+    std::fs::create_dir_all(&d).expect("screenshot dir");
+    d
+}
