@@ -86,7 +86,22 @@ pub enum UserCommand {
 /// config file), else `data_dir/desk.db`.
 pub fn database_url(cfg: &Config, cli: Option<&str>) -> String {
     if let Some(u) = cli {
-        return u.to_string();
+        // A relative SQLite path on the command line is relative to the working directory.
+        return match u
+            .strip_prefix("sqlite://")
+            .or_else(|| u.strip_prefix("sqlite:"))
+        {
+            Some(rest) => {
+                let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+                let abs = absolute(Path::new(path));
+                if query.is_empty() {
+                    format!("sqlite://{}", abs.display())
+                } else {
+                    format!("sqlite://{}?{query}", abs.display())
+                }
+            }
+            None => u.to_string(),
+        };
     }
     match &cfg.desk.database {
         Some(u) if u.starts_with("sqlite:") => {
@@ -97,15 +112,24 @@ pub fn database_url(cfg: &Config, cli: Option<&str>) -> String {
                 Some((p, q)) => (p, Some(q)),
                 None => (rest, None),
             };
-            let resolved = cfg.resolve(Path::new(path));
+            let resolved = absolute(&cfg.resolve(Path::new(path)));
             match query {
                 Some(q) => format!("sqlite://{}?{q}", resolved.display()),
                 None => format!("sqlite://{}", resolved.display()),
             }
         }
         Some(u) => u.clone(),
-        None => format!("sqlite://{}", cfg.data_dir().join("desk.db").display()),
+        None => format!(
+            "sqlite://{}",
+            absolute(&cfg.data_dir().join("desk.db")).display()
+        ),
     }
+}
+
+/// sqlx's `Any` driver reads `sqlite://config/../data/desk.db` as a URL whose host is `config`,
+/// so SQLite paths must be absolute before they go into a URL.
+fn absolute(p: &Path) -> std::path::PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// Opens the database (migrating it) and builds the service.
@@ -382,5 +406,18 @@ stream = "rtsp://h/a"
         );
         cfg.desk.database = Some("postgres://h/d".into());
         assert_eq!(database_url(&cfg, None), "postgres://h/d");
+
+        // Relative config path and relative --db: the URL still carries an absolute path
+        // (sqlx would read a leading relative segment as a host name).
+        let cwd = std::env::current_dir().unwrap();
+        let rel = Config::from_str_at(text, Path::new("config/c.toml")).unwrap();
+        assert_eq!(
+            database_url(&rel, None),
+            format!("sqlite://{}/config/../data/desk.db", cwd.display())
+        );
+        assert_eq!(
+            database_url(&rel, Some("sqlite://x/d.db?mode=rwc")),
+            format!("sqlite://{}/x/d.db?mode=rwc", cwd.display())
+        );
     }
 }
