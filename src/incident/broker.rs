@@ -235,13 +235,36 @@ pub fn start_embedded(listen: SocketAddr) -> Result<(), BrokerError> {
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok() {
+        if mqtt_handshake(&probe) {
             tracing::info!(%listen, "embedded MQTT broker listening");
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     Err(BrokerError::EmbeddedStart(listen))
+}
+
+/// True when an MQTT broker at `addr` accepts a connection: CONNECT, CONNACK (accepted),
+/// DISCONNECT. A bare TCP probe would make the broker log an aborted connection as an error.
+fn mqtt_handshake(addr: &SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect_timeout(addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let id = b"simpang-probe";
+    // MQTT 3.1.1 CONNECT: protocol name, level 4, clean session, keep-alive 10 s, client id.
+    let mut packet = vec![0x10, (10 + 2 + id.len()) as u8];
+    packet.extend_from_slice(&[0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x0A]);
+    packet.extend_from_slice(&[0x00, id.len() as u8]);
+    packet.extend_from_slice(id);
+    let mut ack = [0u8; 4];
+    let ok = s.write_all(&packet).is_ok()
+        && s.read_exact(&mut ack).is_ok()
+        && ack[0] == 0x20
+        && ack[3] == 0x00;
+    let _ = s.write_all(&[0xE0, 0x00]);
+    ok
 }
 
 #[cfg(test)]
