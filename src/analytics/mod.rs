@@ -2,3 +2,5 @@
 pub mod crowd;
 pub mod geom;
 pub mod hold;
+pub mod jam;
+pub mod lines;
