@@ -358,6 +358,16 @@ pub struct SiteResults {
     pub lines: Vec<LineTotals>,
     /// Zones (and `None` for camera-level) with an open incident.
     pub open_incidents: Vec<(IncidentKind, Option<ZoneId>)>,
+    /// How long each tracked object has been inside each zone (confirmed and coasting tracks).
+    pub dwell: Vec<ZoneDwell>,
+}
+
+/// Time a tracked object has spent inside a zone so far.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ZoneDwell {
+    pub zone: ZoneId,
+    pub track: TrackId,
+    pub dwell_s: f32,
 }
 
 /// Kind of incident, as it travels over MQTT.

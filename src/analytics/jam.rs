@@ -243,6 +243,11 @@ impl Jam {
         }
     }
 
+    /// Median speed over the window, in the zone's unit.
+    pub fn median_speed(&self) -> Option<f32> {
+        self.median(self.bin_width())
+    }
+
     fn median(&self, bw: f32) -> Option<f32> {
         let total: u32 = self.speeds.len() as u32;
         if total == 0 {
