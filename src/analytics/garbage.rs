@@ -14,14 +14,21 @@
 //! 3. **Blobs**: connected static regions inside the zone of at least `min_area` of the zone
 //!    become objects — a quarter of that when a litter-class detection (bottle, bag...) overlaps
 //!    the blob, which also names it.
-//! 4. **Presence**: MOG2 eventually learns any object into the background (after roughly
-//!    0.7 / learning_rate frames), and a person may stand in front of it. So once found, an
-//!    object stays present while its picture (a grey template taken from the blob, refreshed
-//!    slowly for light changes) still matches the frame, or while it is hidden by an excluded
-//!    box; it is gone when the ground shows again.
-//! 5. **Ghosts**: when an object is gone, MOG2 — if it had learned the object — now sees the bare
-//!    ground as foreground. The ground picture of each removed object is kept, and a blob that
-//!    shows that same ground is not a new object.
+//! 4. **Ground check**: a blob only becomes an object if the picture there differs from the
+//!    remembered *ground*: a grey background that learns (time constant [`GROUND_TAU_S`]) only
+//!    where nothing is in front of it — not under people and vehicles, not under foreground, not
+//!    under known objects. MOG2 learns whatever stays long enough, so when a person who sat for
+//!    ten minutes, a parked car, or a removed bag leaves, MOG2 sees the bare ground as new
+//!    foreground (a "ghost"); the ground model still knows that ground, and the ghost is
+//!    ignored.
+//! 5. **Presence**: once found, an object stays present while its picture (a grey template
+//!    taken from the blob, blended slowly towards the frame for light changes) still matches, or
+//!    while it is hidden behind an excluded box; MOG2 having learned it does not matter. It is
+//!    gone when the picture no longer matches.
+//!
+//! MOG2 learns a still object into its background after about `ln(1/0.9) / learning_rate`
+//! frames (OpenCV's background ratio is 0.9): ~210 frames, 42 s at 5 fps, for the default
+//! 0.0005. That must stay above `static_s` (20 s), or objects vanish before they are found.
 //!
 //! The zone's condition is "an object is present"; [`Hold`] gives dwell (counted from when the
 //! object became static, so it stays `static_s + dwell_s` before an incident), clear time and
@@ -44,14 +51,20 @@ pub const WORK_SIDE: i32 = 160;
 pub const WARMUP_FRAMES: u32 = 25;
 /// Accumulator decay rate (per second of background) relative to its growth.
 pub const DECAY: f32 = 4.0;
+/// The accumulator stops this many seconds above `static_s`: it only has to tell "static", and a
+/// low ceiling lets a removed object's pixels drop out within half a second.
+pub const ACC_HEADROOM_S: f32 = 2.0;
+/// Share of a blob that must be foreground in the current frame for the blob to show its object
+/// now (the static mask lags the picture by the accumulator's decay).
+pub const MIN_FG_SHARE: f32 = 0.3;
 /// Excluded boxes are enlarged by this share of their size on each side (limbs, shadows).
 pub const EXCLUDE_MARGIN: f32 = 0.15;
 /// Mean absolute grey difference under which a template still matches.
 pub const TEMPLATE_MAD: f32 = 14.0;
 /// An object counts as present if seen within this many seconds.
 pub const PRESENT_S: f64 = 1.0;
-/// Remembered ground pictures are forgotten after this long without a blob on them.
-pub const GHOST_FORGET_S: f64 = 30.0;
+/// Time constant of the ground model where it may learn, seconds.
+pub const GROUND_TAU_S: f32 = 30.0;
 /// Blobs covering more than this share of the zone are a global change (light, camera shake),
 /// not an object.
 pub const MAX_BLOB_SHARE: f32 = 0.5;
@@ -64,13 +77,6 @@ struct Object {
     last_seen: DateTime<Utc>,
     class_id: Option<ClassId>,
     area_px: u32,
-}
-
-#[derive(Clone, Debug)]
-struct Ghost {
-    rect: Rect,
-    ground: Vec<u8>,
-    last_blob: DateTime<Utc>,
 }
 
 /// Where the zone sits in frames of one size.
@@ -123,11 +129,13 @@ pub struct Garbage {
     centroids: Mat,
     acc: Vec<f32>,
     excluded: Vec<u8>,
+    /// The ground as last seen uncovered, grey, per work pixel.
+    ground: Vec<f32>,
     gray_buf: Vec<u8>,
+    fg_buf: Vec<u8>,
     blobs: Vec<(Rect, u32, Option<ClassId>)>,
     matched: Vec<bool>,
     objects: Vec<Object>,
-    ghosts: Vec<Ghost>,
     hold: Hold,
     gate: UpdateGate,
     last_at: Option<DateTime<Utc>>,
@@ -157,11 +165,12 @@ impl Garbage {
             centroids: Mat::default(),
             acc: Vec::new(),
             excluded: Vec::new(),
+            ground: Vec::new(),
             gray_buf: Vec::new(),
+            fg_buf: Vec::new(),
             blobs: Vec::new(),
             matched: Vec::new(),
             objects: Vec::new(),
-            ghosts: Vec::new(),
             hold: Hold::new(timing),
             gate: UpdateGate::default(),
             last_at: None,
@@ -270,8 +279,8 @@ impl Garbage {
             let n = g.mask.len();
             self.acc = vec![0.0; n];
             self.excluded = vec![0; n];
+            self.ground = vec![0.0; n];
             self.objects.clear();
-            self.ghosts.clear();
             self.geo = Some(g);
             self.mog = None;
             self.frames = 0;
@@ -321,7 +330,17 @@ impl Garbage {
             BackgroundSubtractorMOG2Trait::apply(m, &self.crop, &mut self.fg, rate)?;
         }
         self.frames = self.frames.saturating_add(1);
+        let gray = self.gray.data_bytes()?;
+        if gray.len() != self.ground.len() {
+            return Err(opencv::Error::new(core::StsBadSize, "grey picture size"));
+        }
+        self.gray_buf.clear();
+        self.gray_buf.extend_from_slice(gray);
         if !warm {
+            let a = 1.0 / self.frames as f32;
+            for (gr, &v) in self.ground.iter_mut().zip(&self.gray_buf) {
+                *gr += a * (v as f32 - *gr);
+            }
             return Ok(self.decide(at, g, 0));
         }
         imgproc::morphology_ex(
@@ -335,9 +354,16 @@ impl Garbage {
             imgproc::morphology_default_border_value()?,
         )?;
 
-        // 2. exclusions and the accumulator
+        // 2. exclusions (1: people and vehicles, 2: known objects) and the accumulator
         self.excluded.iter_mut().for_each(|e| *e = 0);
         let w = g.work.width as usize;
+        for o in &self.objects {
+            let r = o.rect;
+            for y in r.y..r.y + r.height {
+                let row = y as usize * w;
+                self.excluded[row + r.x as usize..row + (r.x + r.width) as usize].fill(2);
+            }
+        }
         for b in exclude {
             if let Some(r) = self.to_work(g, b, EXCLUDE_MARGIN) {
                 for y in r.y..r.y + r.height {
@@ -350,18 +376,26 @@ impl Garbage {
         if fg.len() != self.acc.len() {
             return Err(opencv::Error::new(core::StsBadSize, "foreground mask size"));
         }
+        self.fg_buf.clear();
+        self.fg_buf.extend_from_slice(fg);
+        let fg = &self.fg_buf;
         let static_s = self.rule.static_s as f32;
+        let ground_rate = (dt / GROUND_TAU_S).min(1.0);
         for i in 0..self.acc.len() {
             if g.mask[i] == 0 {
                 self.acc[i] = 0.0;
                 continue;
             }
+            if self.excluded[i] == 0 && fg[i] != 255 {
+                let gr = &mut self.ground[i];
+                *gr += ground_rate * (self.gray_buf[i] as f32 - *gr);
+            }
             let a = &mut self.acc[i];
-            if self.excluded[i] != 0 {
+            if self.excluded[i] == 1 {
                 // covered by a person or vehicle: never gains; loses as if background
                 *a = (*a - dt).max(0.0);
             } else if fg[i] == 255 {
-                *a += dt;
+                *a = (*a + dt).min(static_s + ACC_HEADROOM_S);
             } else {
                 *a = (*a - DECAY * dt).max(0.0);
             }
@@ -434,47 +468,52 @@ impl Garbage {
         g: &Geometry,
         blobs: &[(Rect, u32, Option<ClassId>)],
     ) -> GarbageStep {
-        let mut gray = std::mem::take(&mut self.gray_buf);
-        gray.clear();
-        match self.gray.data_bytes() {
-            Ok(b) if b.len() == g.mask.len() => gray.extend_from_slice(b),
-            _ => return self.decide(at, g, 0),
-        }
+        // filled in step_with (same size as the zone mask)
+        let gray = std::mem::take(&mut self.gray_buf);
         let w = g.work.width;
         let static_since = at - TimeDelta::milliseconds((self.rule.static_s * 1000.0) as i64);
         let mut matched = std::mem::take(&mut self.matched);
         matched.clear();
         matched.resize(self.objects.len(), false);
-        for &(r, area, class_id) in blobs {
+        for &(r, blob_px, class_id) in blobs {
+            if fg_share(&self.fg_buf, w, &r) < MIN_FG_SHARE {
+                // the object that made this blob has left (or become background): the static
+                // mask has not caught up yet
+                continue;
+            }
             let hidden = hidden_share(&self.excluded, w, &r) > 0.5;
+
             if let Some(i) = self
                 .objects
                 .iter()
                 .position(|o| iou(&o.rect, &r) > 0.3 || contains(&o.rect, &r))
             {
                 let o = &mut self.objects[i];
+                if hidden || mad(&gray, w, &o.rect, &o.template) >= TEMPLATE_MAD {
+                    // Hidden: someone stands in front of it. Not matching: foreground where the
+                    // object was, but not the object — the bare ground after it was taken away
+                    // (MOG2 had learned the object). The presence check below decides both.
+                    continue;
+                }
                 matched[i] = true;
+                if iou(&o.rect, &r) < 0.8 && inter(&o.rect, &r) as f32 >= 0.8 * area(&o.rect) as f32
+                {
+                    // more was dumped next to it: take a new picture of the whole
+                    o.rect = r;
+                    o.template = patch(&gray, w, &r);
+                } else {
+                    blend(&mut o.template, &gray, w, &o.rect);
+                }
                 o.last_seen = at;
-                o.area_px = area;
+                o.area_px = blob_px;
                 if class_id.is_some() {
                     o.class_id = class_id;
                 }
-                if !hidden {
-                    o.rect = r;
-                    o.template = patch(&gray, w, &r);
-                }
                 continue;
             }
-            if let Some(gh) = self
-                .ghosts
-                .iter_mut()
-                .find(|gh| iou(&gh.rect, &r) > 0.3 || contains(&gh.rect, &r))
-            {
-                if mad(&gray, w, &gh.rect, &gh.ground) < TEMPLATE_MAD {
-                    // the bare ground where an object was: MOG2 still remembers the object
-                    gh.last_blob = at;
-                    continue;
-                }
+            if mad_ground(&gray, w, &r, &self.ground) < TEMPLATE_MAD {
+                // the ground as it was before: a ghost of something that left
+                continue;
             }
             if hidden {
                 continue;
@@ -485,7 +524,7 @@ impl Garbage {
                 first_static: static_since,
                 last_seen: at,
                 class_id,
-                area_px: area,
+                area_px: blob_px,
             });
             matched.push(true);
         }
@@ -501,30 +540,12 @@ impl Garbage {
             }
             if mad(&gray, w, &o.rect, &o.template) < TEMPLATE_MAD {
                 o.last_seen = at;
-                // follow slow light changes
-                let fresh = patch(&gray, w, &o.rect);
-                for (t, f) in o.template.iter_mut().zip(fresh) {
-                    *t = ((*t as u16 * 15 + f as u16) / 16) as u8;
-                }
+                blend(&mut o.template, &gray, w, &o.rect);
             }
         }
-        // forget objects long gone, remembering the ground they leave
+        // forget objects long gone
         let forget = TimeDelta::milliseconds((self.rule.clear_s.max(5.0) * 1000.0) as i64);
-        let mut i = 0;
-        while i < self.objects.len() {
-            if at - self.objects[i].last_seen > forget {
-                let o = self.objects.swap_remove(i);
-                self.ghosts.push(Ghost {
-                    rect: o.rect,
-                    ground: patch(&gray, w, &o.rect),
-                    last_blob: at,
-                });
-            } else {
-                i += 1;
-            }
-        }
-        let ghost_forget = TimeDelta::milliseconds((GHOST_FORGET_S * 1000.0) as i64);
-        self.ghosts.retain(|gh| at - gh.last_blob <= ghost_forget);
+        self.objects.retain(|o| at - o.last_seen <= forget);
         self.gray_buf = gray;
         self.matched = matched;
         let present = self.present(at).count() as u32;
@@ -628,10 +649,37 @@ fn hidden_share(excluded: &[u8], w: i32, r: &Rect) -> f32 {
         let row = (y * w) as usize;
         n += excluded[row + r.x as usize..row + (r.x + r.width) as usize]
             .iter()
-            .map(|&e| e as u32)
-            .sum::<u32>();
+            .filter(|&&e| e == 1)
+            .count() as u32;
     }
     n as f32 / area(r).max(1) as f32
+}
+
+fn fg_share(fg: &[u8], w: i32, r: &Rect) -> f32 {
+    let mut n = 0u32;
+    for y in r.y..r.y + r.height {
+        let row = (y * w) as usize;
+        n += fg[row + r.x as usize..row + (r.x + r.width) as usize]
+            .iter()
+            .filter(|&&v| v == 255)
+            .count() as u32;
+    }
+    n as f32 / area(r).max(1) as f32
+}
+
+/// Moves a template 1/16 of the way towards the current picture (follows slow light changes).
+fn blend(template: &mut [u8], gray: &[u8], w: i32, r: &Rect) {
+    if template.len() != area(r) as usize {
+        return;
+    }
+    let mut k = 0;
+    for y in r.y..r.y + r.height {
+        let row = (y * w) as usize;
+        for &v in &gray[row + r.x as usize..row + (r.x + r.width) as usize] {
+            template[k] = ((template[k] as u16 * 15 + v as u16) / 16) as u8;
+            k += 1;
+        }
+    }
 }
 
 fn patch(gray: &[u8], w: i32, r: &Rect) -> Vec<u8> {
@@ -641,6 +689,21 @@ fn patch(gray: &[u8], w: i32, r: &Rect) -> Vec<u8> {
         out.extend_from_slice(&gray[row + r.x as usize..row + (r.x + r.width) as usize]);
     }
     out
+}
+
+/// Mean absolute difference between the grey picture and the ground model at `r`.
+fn mad_ground(gray: &[u8], w: i32, r: &Rect, ground: &[f32]) -> f32 {
+    if ground.len() != gray.len() || area(r) == 0 {
+        return f32::INFINITY;
+    }
+    let mut sum = 0.0f32;
+    for y in r.y..r.y + r.height {
+        let row = (y * w) as usize;
+        for i in row + r.x as usize..row + (r.x + r.width) as usize {
+            sum += (gray[i] as f32 - ground[i]).abs();
+        }
+    }
+    sum / area(r) as f32
 }
 
 /// Mean absolute difference between the grey picture at `r` and `template`.
@@ -658,4 +721,168 @@ fn mad(gray: &[u8], w: i32, r: &Rect, template: &[u8]) -> f32 {
         }
     }
     sum as f32 / template.len() as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use opencv::core::Vec3b;
+
+    use super::*;
+    use crate::analytics::hold::tests::{r1, t};
+
+    const W: i32 = 200;
+
+    /// A textured background with a little sensor noise per frame, and optionally a dark
+    /// 24 x 20 object at (90, 120).
+    fn frame(i: usize, object: bool) -> Vec<u8> {
+        let mut v = vec![0u8; (W * W * 3) as usize];
+        let mut seed = 99u32;
+        let mut noise = (i as u32).wrapping_mul(2654435761);
+        for y in 0..W {
+            for x in 0..W {
+                seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+                noise = noise.wrapping_mul(1103515245).wrapping_add(12345);
+                let base = 90 + ((seed >> 16) % 60) as i32 + ((x / 10 + y / 10) % 2) as i32 * 20;
+                let n = ((noise >> 16) % 5) as i32 - 2;
+                let mut px = [base + n, base + 10 + n, base - 10 + n];
+                if object && (90..114).contains(&x) && (120..140).contains(&y) {
+                    let k = ((x * 7 + y * 13) % 11) as i32;
+                    px = [25 + k + n, 25 + k + n, 30 + k + n];
+                }
+                let o = ((y * W + x) * 3) as usize;
+                for c in 0..3 {
+                    v[o + c] = px[c].clamp(0, 255) as u8;
+                }
+            }
+        }
+        v
+    }
+
+    fn rule() -> GarbageRule {
+        GarbageRule {
+            // MOG2 learns a still object in ln(1/0.9)/0.007 = 15 frames (3 s): after it is
+            // found (static_s 1 s), long before it leaves
+            learning_rate: 0.007,
+            static_s: 1.0,
+            dwell_s: 2.0,
+            clear_s: 2.0,
+            cooldown_s: 1.0,
+            min_area: 0.005,
+            ..GarbageRule::default()
+        }
+    }
+
+    /// Runs 5 fps frames; `object(time)` says when the object is there, `exclude(time)` gives
+    /// boxes of people. Returns ("start"/"end", time).
+    fn run(
+        rule: GarbageRule,
+        until: f64,
+        object: impl Fn(f64) -> bool,
+        exclude: impl Fn(f64) -> Vec<BBox>,
+    ) -> Vec<(&'static str, f64)> {
+        let poly = Polygon::new(&[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]);
+        let mut g = Garbage::new(rule, poly);
+        let mut out = Vec::new();
+        for i in 0..=(until * 5.0) as usize {
+            let s = i as f64 * 0.2;
+            let bytes = frame(i, object(s));
+            let m = Mat::new_rows_cols_with_bytes::<Vec3b>(W, W, &bytes).unwrap();
+            let r = g.step(t(s), &m, &exclude(s), &[]).unwrap();
+            match r.step {
+                Step::Start { .. } => out.push(("start", r1(s))),
+                Step::End { .. } => out.push(("end", r1(s))),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn cases() {
+        type F = Box<dyn Fn(f64) -> bool>;
+        type X = Box<dyn Fn(f64) -> Vec<BBox>>;
+        let nobody: X = Box::new(|_| vec![]);
+        let cases: Vec<(&str, f64, F, X, Vec<(&str, f64)>)> = vec![
+            (
+                "empty scene",
+                60.0,
+                Box::new(|_| false),
+                Box::new(|_| vec![]),
+                vec![],
+            ),
+            (
+                // MOG2 learns the object after 3 s; the template keeps it present for the full
+                // 80 s. By then MOG2 has forgotten the ground (after ln(0.1)/ln(1-0.007) = 330
+                // frames), so after removal the bare ground is foreground to it: the ground
+                // model recognises it, no new object.
+                "stays open after the background learns it; no ghost after removal",
+                140.0,
+                Box::new(|s| (10.0..90.0).contains(&s)),
+                Box::new(|_| vec![]),
+                vec![("start", 12.8), ("end", 93.0)],
+            ),
+            // found at 10.8, last seen 11.4, counted present for PRESENT_S more: 12.4 < 12.8
+            (
+                "gone before static + dwell",
+                60.0,
+                Box::new(|s| (10.0..11.6).contains(&s)),
+                Box::new(|_| vec![]),
+                vec![],
+            ),
+            (
+                // and when they leave after MOG2 forgot the ground, their ghost is not garbage
+                "a person standing on the spot is excluded",
+                140.0,
+                Box::new(|s| (10.0..90.0).contains(&s)),
+                Box::new(|s| {
+                    if (10.0..90.0).contains(&s) {
+                        vec![BBox::new(
+                            85.0 / 200.0,
+                            100.0 / 200.0,
+                            120.0 / 200.0,
+                            142.0 / 200.0,
+                        )]
+                    } else {
+                        vec![]
+                    }
+                }),
+                vec![],
+            ),
+            (
+                "a passer-by hiding it for 3 s keeps it open",
+                60.0,
+                Box::new(|s| (10.0..50.0).contains(&s)),
+                Box::new(|s| {
+                    if (25.0..28.0).contains(&s) {
+                        vec![BBox::new(0.4, 0.5, 0.62, 0.75)]
+                    } else {
+                        vec![]
+                    }
+                }),
+                vec![("start", 12.8), ("end", 53.0)],
+            ),
+        ];
+        for (name, until, object, exclude, want) in cases {
+            assert_eq!(run(rule(), until, object, exclude), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn geometry_and_helpers() {
+        // a zone in the lower right quarter of a 416 x 416 frame works at 160 x 160 at most
+        let poly = Polygon::new(&[[0.5, 0.5], [1.0, 0.5], [1.0, 1.0], [0.5, 1.0]]);
+        let g = Garbage::new(rule(), poly).geometry(416, 416);
+        assert_eq!(g.rect, Rect::new(208, 208, 208, 208));
+        assert_eq!(g.work, Size::new(160, 160));
+        assert_eq!(g.zone_px, 160 * 160);
+        let r = Rect::new(1, 1, 2, 2);
+        let gray = vec![10u8; 16];
+        assert_eq!(mad(&gray, 4, &r, &[10, 10, 10, 10]), 0.0);
+        assert_eq!(mad(&gray, 4, &r, &[20, 20, 20, 20]), 10.0);
+        assert_eq!(mad(&gray, 4, &r, &[1]), f32::INFINITY);
+        assert!((iou(&Rect::new(0, 0, 2, 2), &Rect::new(1, 0, 2, 2)) - 1.0 / 3.0).abs() < 1e-6);
+        assert!(contains(&Rect::new(0, 0, 4, 4), &r));
+        assert!(!contains(&r, &Rect::new(0, 0, 4, 4)));
+        assert_eq!(overlap(&r, &Rect::new(10, 10, 1, 1)), 0.0);
+    }
 }

@@ -694,6 +694,8 @@ impl SiteAnalytics {
                     objects: Some(r.objects),
                     static_area: Some(r.static_area),
                     classes,
+                    // since the oldest object became static, not since the dwell began
+                    dwell_s: (r.objects > 0).then_some(r.oldest_s),
                     ..Evidence::default()
                 };
                 (r.step, "sedang".to_string(), r.update, ev, boxes)
@@ -716,7 +718,8 @@ impl SiteAnalytics {
             } else {
                 evidence
             };
-            evidence.dwell_s = Some(secs(at - started_at));
+            let held = secs(at - started_at);
+            evidence.dwell_s = Some(evidence.dwell_s.map_or(held, |d| d.max(held)));
             let level = if phase == RulePhase::End && z.kind == ZoneKind::TrafficJam {
                 // the word describes the incident, not the lancar it ended on
                 "macet".to_string()
