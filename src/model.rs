@@ -458,6 +458,9 @@ pub struct Evidence {
     pub sharpness_ratio: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub histogram_distance: Option<f32>,
+    /// Camera tamper: how far the view moved from the reference, 0 (same) .. 0.5 (unrelated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view_distance: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offline_s: Option<f32>,
     /// Free-form reason, e.g. "covered", "defocused", "turned_away", "stream error: ...".

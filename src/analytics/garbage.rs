@@ -801,7 +801,6 @@ mod tests {
     fn cases() {
         type F = Box<dyn Fn(f64) -> bool>;
         type X = Box<dyn Fn(f64) -> Vec<BBox>>;
-        let nobody: X = Box::new(|_| vec![]);
         let cases: Vec<(&str, f64, F, X, Vec<(&str, f64)>)> = vec![
             (
                 "empty scene",

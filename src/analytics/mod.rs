@@ -772,7 +772,7 @@ impl SiteAnalytics {
                 at,
                 evidence: Evidence {
                     sharpness_ratio: r.sharpness_ratio,
-                    histogram_distance: r.histogram_distance,
+                    view_distance: r.view_distance,
                     reason: Some(r.reason.map_or("cleared", |x| x.as_str()).to_string()),
                     dwell_s: Some(secs(at - started_at)),
                     ..Evidence::default()
