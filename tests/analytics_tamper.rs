@@ -98,7 +98,10 @@ fn tamper_on_real_footage() {
         (RulePhase::Start, "covered")
     );
     assert!((25.0..=26.0).contains(&covered[0].1), "{covered:?}");
-    assert_eq!(covered[1].0, RulePhase::End);
+    assert_eq!(
+        (covered[1].0, covered[1].2.as_str()),
+        (RulePhase::End, "covered")
+    );
     assert!((50.0..=52.0).contains(&covered[1].1), "{covered:?}");
 
     let blurred = run(vtest, "", 60.0, |s, img, _| {

@@ -20,7 +20,8 @@ pub struct CrowdStep {
     /// Median count over the smoothing window.
     pub persons: u32,
     pub density_per_m2: Option<f32>,
-    /// "tinggi" at twice the threshold, else "sedang".
+    /// "tinggi" from twice the threshold (down again below `release_ratio` of that), else
+    /// "sedang".
     pub level: &'static str,
     /// An open incident's evidence changed enough for an update event.
     pub update: bool,
@@ -36,6 +37,7 @@ pub struct Crowd {
     window: VecDeque<(DateTime<Utc>, u32)>,
     scratch: Vec<u32>,
     crowded: bool,
+    high: bool,
 }
 
 impl Crowd {
@@ -53,6 +55,7 @@ impl Crowd {
             window: VecDeque::new(),
             scratch: Vec::new(),
             crowded: false,
+            high: false,
         }
     }
 
@@ -88,7 +91,13 @@ impl Crowd {
         } else if self.crowded && !over(r.release_ratio) {
             self.crowded = false;
         }
-        let level = if over(2.0) { "tinggi" } else { "sedang" };
+        // the level word has its own hysteresis, or a count at twice the threshold flaps it
+        if !self.high && over(2.0) {
+            self.high = true;
+        } else if self.high && !over(2.0 * r.release_ratio) {
+            self.high = false;
+        }
+        let level = if self.high { "tinggi" } else { "sedang" };
         let step = self.hold.step(at, self.crowded);
         let update = match step {
             Step::Start { .. } => {
@@ -262,6 +271,16 @@ mod tests {
                 Box::new(|s, _| if s < 25.0 { 12 } else { 25 }),
                 // 25 ≥ 2x threshold: level "tinggi" at once, at 26.0 (when the median reaches 25)
                 vec![("start", 10.0), ("update", 26.0)],
+            ),
+            (
+                "level word does not flap at twice the threshold",
+                None,
+                rule(),
+                80.0,
+                Box::new(|s, i| if s < 20.0 { 12 } else { 19 + (i % 3) as u32 }),
+                // 21.0: the count grew by 7 (10 s after the start); 21.4: "tinggi" once the
+                // median reaches 20; then nothing for a minute of wobbling (release at 14)
+                vec![("start", 10.0), ("update", 21.0), ("update", 21.4)],
             ),
             (
                 "density threshold",

@@ -152,6 +152,8 @@ pub struct SiteAnalytics {
     lines: Vec<LineRt>,
     clocks: Vec<Clock>,
     tamper: Option<(Tamper, TamperMeter)>,
+    /// The reason of the open tamper incident, for its end event.
+    tamper_reason: &'static str,
     tracks: Vec<Track>,
     frame_no: u64,
     last_at: Option<DateTime<Utc>>,
@@ -373,6 +375,7 @@ impl SiteAnalytics {
                 .tamper
                 .enabled
                 .then(|| (Tamper::new(site.tamper.clone()), TamperMeter::new())),
+            tamper_reason: "",
             labels,
             tracks: Vec::new(),
             frame_no: 0,
@@ -708,7 +711,14 @@ impl SiteAnalytics {
             Step::Active { started_at, .. } if update => Some((RulePhase::Update, started_at)),
             _ => None,
         };
-        if matches!(step, Step::Start { .. } | Step::Active { .. }) {
+        if matches!(
+            step,
+            Step::Start { .. }
+                | Step::Active {
+                    clearing: false,
+                    ..
+                }
+        ) {
             z.last_evidence = evidence.clone();
         }
         if let Some((phase, started_at)) = phase {
@@ -755,6 +765,9 @@ impl SiteAnalytics {
             }
         };
         let r = tamper.step(at, &sample);
+        if let (Some(why), true) = (r.reason, r.step.is_open()) {
+            self.tamper_reason = why.as_str();
+        }
         let phase = match r.step {
             Step::Start { started_at } => Some((RulePhase::Start, started_at)),
             Step::End { started_at } => Some((RulePhase::End, started_at)),
@@ -773,7 +786,12 @@ impl SiteAnalytics {
                 evidence: Evidence {
                     sharpness_ratio: r.sharpness_ratio,
                     view_distance: r.view_distance,
-                    reason: Some(r.reason.map_or("cleared", |x| x.as_str()).to_string()),
+                    // an end reports what the incident was about
+                    reason: Some(
+                        r.reason
+                            .map_or(self.tamper_reason, |x| x.as_str())
+                            .to_string(),
+                    ),
                     dwell_s: Some(secs(at - started_at)),
                     ..Evidence::default()
                 },
