@@ -174,6 +174,8 @@ mod tests {
         out
     }
 
+    // a table of cases: the tuple type is the table's columns
+    #[allow(clippy::type_complexity)]
     #[test]
     fn cases() {
         type Count = Box<dyn Fn(f64, usize) -> u32>;
@@ -201,15 +203,7 @@ mod tests {
                 None,
                 rule(),
                 30.0,
-                Box::new(|s, i| {
-                    if s >= 5.0 && i % 2 == 0 {
-                        12
-                    } else if s >= 5.0 {
-                        0
-                    } else {
-                        0
-                    }
-                }),
+                Box::new(|s, i| if s >= 5.0 && i % 2 == 0 { 12 } else { 0 }),
                 // the lower median of alternating 12/0 is 0: not a crowd, whatever the dwell
                 vec![],
             ),
@@ -259,7 +253,7 @@ mod tests {
                 None,
                 rule(),
                 200.0,
-                Box::new(|s, _| if s < 20.0 || s >= 40.0 { 12 } else { 0 }),
+                Box::new(|s, _| if (20.0..40.0).contains(&s) { 0 } else { 12 }),
                 // start 10, end 36 (cleared from 21), cooldown to 96, back since 40
                 vec![("start", 10.0), ("end", 36.0), ("start", 96.0)],
             ),

@@ -381,20 +381,24 @@ impl Garbage {
         let fg = &self.fg_buf;
         let static_s = self.rule.static_s as f32;
         let ground_rate = (dt / GROUND_TAU_S).min(1.0);
-        for i in 0..self.acc.len() {
-            if g.mask[i] == 0 {
-                self.acc[i] = 0.0;
+        let pixels = self
+            .acc
+            .iter_mut()
+            .zip(self.ground.iter_mut())
+            .zip(g.mask.iter().zip(&self.excluded))
+            .zip(fg.iter().zip(&self.gray_buf));
+        for (((a, gr), (&inside, &excl)), (&f, &v)) in pixels {
+            if inside == 0 {
+                *a = 0.0;
                 continue;
             }
-            if self.excluded[i] == 0 && fg[i] != 255 {
-                let gr = &mut self.ground[i];
-                *gr += ground_rate * (self.gray_buf[i] as f32 - *gr);
+            if excl == 0 && f != 255 {
+                *gr += ground_rate * (v as f32 - *gr);
             }
-            let a = &mut self.acc[i];
-            if self.excluded[i] == 1 {
+            if excl == 1 {
                 // covered by a person or vehicle: never gains; loses as if background
                 *a = (*a - dt).max(0.0);
-            } else if fg[i] == 255 {
+            } else if f == 255 {
                 *a = (*a + dt).min(static_s + ACC_HEADROOM_S);
             } else {
                 *a = (*a - DECAY * dt).max(0.0);
@@ -742,11 +746,11 @@ mod tests {
             for x in 0..W {
                 seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
                 noise = noise.wrapping_mul(1103515245).wrapping_add(12345);
-                let base = 90 + ((seed >> 16) % 60) as i32 + ((x / 10 + y / 10) % 2) as i32 * 20;
+                let base = 90 + ((seed >> 16) % 60) as i32 + ((x / 10 + y / 10) % 2) * 20;
                 let n = ((noise >> 16) % 5) as i32 - 2;
                 let mut px = [base + n, base + 10 + n, base - 10 + n];
                 if object && (90..114).contains(&x) && (120..140).contains(&y) {
-                    let k = ((x * 7 + y * 13) % 11) as i32;
+                    let k = (x * 7 + y * 13) % 11;
                     px = [25 + k + n, 25 + k + n, 30 + k + n];
                 }
                 let o = ((y * W + x) * 3) as usize;
@@ -797,6 +801,8 @@ mod tests {
         out
     }
 
+    // a table of cases: the tuple type is the table's columns
+    #[allow(clippy::type_complexity)]
     #[test]
     fn cases() {
         type F = Box<dyn Fn(f64) -> bool>;

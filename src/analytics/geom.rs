@@ -221,11 +221,12 @@ impl Homography {
                 return None;
             }
             m.swap(col, piv);
-            for r in 0..8 {
+            let pivot_row = m[col];
+            for (r, row) in m.iter_mut().enumerate() {
                 if r != col {
-                    let f = m[r][col] / m[col][col];
-                    for c in col..9 {
-                        m[r][c] -= f * m[col][c];
+                    let f = row[col] / pivot_row[col];
+                    for (x, p) in row.iter_mut().zip(pivot_row).skip(col) {
+                        *x -= f * p;
                     }
                 }
             }

@@ -263,6 +263,8 @@ pub(crate) mod tests {
             .collect()
     }
 
+    // a table of cases: the tuple type is the table's columns
+    #[allow(clippy::type_complexity)]
     #[test]
     fn cases() {
         let cases: Vec<(&str, Timing, Vec<(f64, bool)>, Vec<(&str, f64)>)> = vec![
@@ -296,7 +298,7 @@ pub(crate) mod tests {
             (
                 "short clearing does not end it",
                 timing(),
-                sampled(40.0, |s| s < 15.0 || s >= 19.0),
+                sampled(40.0, |s| !(15.0..19.0).contains(&s)),
                 vec![("S", 10.0)],
             ),
             (
@@ -304,7 +306,7 @@ pub(crate) mod tests {
                 // start waits for the cooldown
                 "cooldown holds back a new start",
                 timing(),
-                sampled(60.0, |s| s < 20.0 || s >= 27.0),
+                sampled(60.0, |s| !(20.0..27.0).contains(&s)),
                 vec![("S", 10.0), ("E", 25.0), ("S", 45.0)],
             ),
             (

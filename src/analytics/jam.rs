@@ -316,6 +316,8 @@ mod tests {
         (out, level)
     }
 
+    // a table of cases: the tuple type is the table's columns
+    #[allow(clippy::type_complexity)]
     #[test]
     fn cases() {
         type F = Box<dyn Fn(f64, usize) -> (f32, u32, Option<f32>)>;
@@ -462,7 +464,7 @@ mod tests {
             },
             200.0,
             |s, _| {
-                if s < 20.0 || s >= 40.0 {
+                if !(20.0..40.0).contains(&s) {
                     (0.6, 12, Some(1.0))
                 } else {
                     (0.0, 0, Some(50.0))

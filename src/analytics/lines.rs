@@ -238,6 +238,8 @@ mod tests {
         ys.iter().map(|&y| (y, TrackState::Confirmed)).collect()
     }
 
+    // a table of cases: the tuple type is the table's columns
+    #[allow(clippy::type_complexity)]
     #[test]
     fn crossing_cases() {
         use TrackState::*;

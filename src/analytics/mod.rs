@@ -79,7 +79,7 @@ enum RuleRt {
     Jam {
         jam: Jam,
         classes: Vec<bool>,
-        grid: CoverageGrid,
+        grid: Box<CoverageGrid>,
     },
     Crowd {
         crowd: Crowd,
@@ -275,7 +275,7 @@ impl SiteAnalytics {
                     RuleRt::Jam {
                         jam: Jam::new(r, scale.is_some(), intervals.len()),
                         classes,
-                        grid: CoverageGrid::new(&poly),
+                        grid: Box::new(CoverageGrid::new(&poly)),
                     }
                 }
                 ZoneKind::Crowd => {

@@ -114,7 +114,8 @@ pub fn view_distance(a: &[f32], b: &[f32]) -> f32 {
         bb += y * y;
     }
     let d = (aa * bb).sqrt();
-    if !(d > 1e-6) {
+    // also catches NaN
+    if d.is_nan() || d <= 1e-6 {
         return 0.5;
     }
     ((1.0 - ab / d) * 0.5).clamp(0.0, 1.0)
@@ -333,7 +334,11 @@ mod tests {
                 let xs = (x + shift) % THUMB;
                 t[y * THUMB + x] = 60.0
                     + 4.0 * (xs + y) as f32
-                    + if (xs / 4 + y / 4) % 2 == 0 { 30.0 } else { 0.0 };
+                    + if (xs / 4 + y / 4).is_multiple_of(2) {
+                        30.0
+                    } else {
+                        0.0
+                    };
             }
         }
         t
@@ -389,6 +394,8 @@ mod tests {
         out
     }
 
+    // a table of cases: the tuple type is the table's columns
+    #[allow(clippy::type_complexity)]
     #[test]
     fn cases() {
         type F = Box<dyn Fn(f64) -> TamperSample>;
@@ -490,7 +497,7 @@ mod tests {
             if s < 10.0 {
                 normal()
             } else {
-                let q = if (s * 5.0).round() as i64 % 2 == 0 {
+                let q = if ((s * 5.0).round() as u64).is_multiple_of(2) {
                     0.33
                 } else {
                     0.37

@@ -285,6 +285,8 @@ mod tests {
         best
     }
 
+    // a table of cases: the tuple type is the table's columns
+    #[allow(clippy::type_complexity)]
     #[test]
     fn cases() {
         let cases: Vec<(&str, usize, usize, Vec<Edge>, Vec<(u32, u32)>)> = vec![

@@ -72,7 +72,7 @@ impl Axis {
     pub fn update(&mut self, z: f32, size: f32, n: &Noise) {
         let r = (n.measure * size) * (n.measure * size);
         let s = self.p00 + r;
-        if !(s > 0.0) || !z.is_finite() {
+        if s.is_nan() || s <= 0.0 || !z.is_finite() {
             return;
         }
         let (k0, k1) = (self.p00 / s, self.p01 / s);

@@ -273,7 +273,10 @@ impl Tracker {
         self.dets.clear();
         for d in dets {
             let b = d.bbox;
-            if !(b.x1.is_finite() && b.y1.is_finite() && b.x2.is_finite() && b.y2.is_finite())
+            if !b.x1.is_finite()
+                || !b.y1.is_finite()
+                || !b.x2.is_finite()
+                || !b.y2.is_finite()
                 || !d.score.is_finite()
                 || d.score < self.cfg.low_score
             {
