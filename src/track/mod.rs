@@ -490,9 +490,15 @@ impl Tracker {
         for (r, &ti) in self.rows.iter().enumerate() {
             let tr = &self.tracks[ti as usize];
             let tb = tr.bbox_px();
+            // quick reject on x: boxes that do not overlap even when grown by the buffer
+            let grow = gate.buffer * (tb[2] - tb[0]);
             for (c, &di) in self.cols.iter().enumerate() {
                 let d = &self.dets[di as usize];
                 if d.group != tr.group {
+                    continue;
+                }
+                let dgrow = gate.buffer * (d.b[2] - d.b[0]);
+                if d.b[0] - dgrow > tb[2] + grow || d.b[2] + dgrow < tb[0] - grow {
                     continue;
                 }
                 let v = iou(&tb, &d.b, gate.buffer);
