@@ -536,19 +536,12 @@ impl SiteAnalytics {
         let inside = |t: &Track, classes: &[bool]| {
             has(classes, t.class_id) && z.poly.contains(t.bbox.bottom_center())
         };
-        let (step, level, update, evidence, boxes): (
-            Step,
-            String,
-            bool,
-            Evidence,
-            Vec<SnapshotBox>,
-        ) = match &mut z.rule {
+        let (step, level, update, evidence): (Step, String, bool, Evidence) = match &mut z.rule {
             RuleRt::Jam { jam, classes, grid } => {
                 grid.clear();
                 self.speeds.clear();
                 let zone_h_px = z.poly.bbox().height() * src.1 as f32;
                 let mut vehicles = 0;
-                let mut boxes = Vec::new();
                 for t in self
                     .tracks
                     .iter()
@@ -568,13 +561,6 @@ impl SiteAnalytics {
                         };
                         self.speeds.extend(v);
                     }
-                    boxes.push(SnapshotBox {
-                        bbox: t.bbox,
-                        label: match t.speed_kmh {
-                            Some(k) => format!("{} {:.0} km/j", name_of(t.class_id), k),
-                            None => name_of(t.class_id),
-                        },
-                    });
                 }
                 let r = jam.step(
                     at,
@@ -601,24 +587,14 @@ impl SiteAnalytics {
                     median_speed_px_s: px,
                     ..Evidence::default()
                 };
-                (r.step, r.level.as_str().to_string(), r.update, ev, boxes)
+                (r.step, r.level.as_str().to_string(), r.update, ev)
             }
             RuleRt::Crowd { crowd, classes } => {
-                let mut n = 0;
-                let mut boxes = Vec::new();
-                for t in self
+                let n = self
                     .tracks
                     .iter()
-                    .filter(|t| t.state != TrackState::Tentative)
-                {
-                    if inside(t, classes) {
-                        n += 1;
-                        boxes.push(SnapshotBox {
-                            bbox: t.bbox,
-                            label: "orang".into(),
-                        });
-                    }
-                }
+                    .filter(|t| t.state != TrackState::Tentative && inside(t, classes))
+                    .count() as u32;
                 let r = crowd.step(at, n);
                 z.state.severity = r.severity;
                 z.state.level = None;
@@ -629,7 +605,7 @@ impl SiteAnalytics {
                     density_per_m2: r.density_per_m2,
                     ..Evidence::default()
                 };
-                (r.step, r.level.to_string(), r.update, ev, boxes)
+                (r.step, r.level.to_string(), r.update, ev)
             }
             RuleRt::Garbage {
                 garbage,
@@ -671,20 +647,13 @@ impl SiteAnalytics {
                         return;
                     }
                 };
-                let present = garbage.present_boxes(at);
-                let mut classes: Vec<String> = present
+                let mut classes: Vec<String> = garbage
+                    .present_boxes(at)
                     .iter()
                     .filter_map(|(_, c)| c.map(&name_of))
                     .collect();
                 classes.sort();
                 classes.dedup();
-                let boxes = present
-                    .iter()
-                    .map(|(b, c)| SnapshotBox {
-                        bbox: *b,
-                        label: c.map(&name_of).unwrap_or_else(|| "sampah".into()),
-                    })
-                    .collect();
                 z.state.severity = r.severity;
                 z.state.level = None;
                 z.state.label = if r.objects > 0 {
@@ -701,7 +670,7 @@ impl SiteAnalytics {
                     dwell_s: (r.objects > 0).then_some(r.oldest_s),
                     ..Evidence::default()
                 };
-                (r.step, "sedang".to_string(), r.update, ev, boxes)
+                (r.step, "sedang".to_string(), r.update, ev)
             }
         };
         let kind = IncidentKind::from(z.kind);
@@ -736,9 +705,12 @@ impl SiteAnalytics {
             } else {
                 level
             };
+            let zone = Some(z.id.clone());
+            // the objects behind the decision, built only when an event goes out
+            let boxes = self.boxes(zi, at, &name_of);
             events.push(RuleEvent {
                 site,
-                zone: Some(z.id.clone()),
+                zone,
                 kind,
                 phase,
                 level,
@@ -748,6 +720,52 @@ impl SiteAnalytics {
                 frame: None,
                 boxes,
             });
+        }
+    }
+
+    /// Snapshot boxes of what a zone's rule looks at now.
+    fn boxes(
+        &self,
+        zi: usize,
+        at: DateTime<Utc>,
+        name_of: &dyn Fn(ClassId) -> String,
+    ) -> Vec<SnapshotBox> {
+        let z = &self.zones[zi];
+        let inside = |t: &&Track, classes: &[bool]| {
+            t.state != TrackState::Tentative
+                && has(classes, t.class_id)
+                && z.poly.contains(t.bbox.bottom_center())
+        };
+        match &z.rule {
+            RuleRt::Jam { classes, .. } => self
+                .tracks
+                .iter()
+                .filter(|t| inside(t, classes))
+                .map(|t| SnapshotBox {
+                    bbox: t.bbox,
+                    label: match t.speed_kmh {
+                        Some(k) => format!("{} {:.0} km/j", name_of(t.class_id), k),
+                        None => name_of(t.class_id),
+                    },
+                })
+                .collect(),
+            RuleRt::Crowd { classes, .. } => self
+                .tracks
+                .iter()
+                .filter(|t| inside(t, classes))
+                .map(|t| SnapshotBox {
+                    bbox: t.bbox,
+                    label: "orang".into(),
+                })
+                .collect(),
+            RuleRt::Garbage { garbage, .. } => garbage
+                .present_boxes(at)
+                .into_iter()
+                .map(|(bbox, c)| SnapshotBox {
+                    bbox,
+                    label: c.map(name_of).unwrap_or_else(|| "sampah".into()),
+                })
+                .collect(),
         }
     }
 
