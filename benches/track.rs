@@ -16,7 +16,8 @@ use simpang::analytics::geom::Polygon;
 use simpang::analytics::tamper::TamperMeter;
 use simpang::analytics::SiteAnalytics;
 use simpang::config::{Config, GarbageRule};
-use simpang::model::{AnalyticsFrame, BBox, Detection, Image, Labels, SiteId};
+use simpang::ingest::reader::{ReadOptions, VideoReader};
+use simpang::model::{AnalyticsFrame, BBox, Detection, Image, Labels, PixelFormat, SiteId};
 use simpang::track::{Tracker, TrackerConfig};
 
 fn labels() -> Labels {
@@ -75,13 +76,20 @@ fn bench_tracker(c: &mut Criterion) {
     g.finish();
 }
 
-fn textured(w: usize, h: usize, seed: u32) -> Vec<u8> {
-    let mut s = seed;
-    (0..w * h * 3)
-        .map(|_| {
-            s = s.wrapping_mul(1103515245).wrapping_add(12345);
-            (s >> 24) as u8
-        })
+/// 16 consecutive analytics frames (5 fps, 416 x 416) of vtest.mp4: real pictures with people
+/// walking, so MOG2 and the garbage step do their usual work.
+fn vtest_frames() -> Vec<Vec<u8>> {
+    let opts = ReadOptions {
+        size: Some((416, 416)),
+        format: PixelFormat::Bgr,
+        fps: Some(5.0),
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/vtest.mp4");
+    VideoReader::open(&path, &opts)
+        .expect("samples/vtest.mp4 (scripts/setup.sh makes it)")
+        .skip(50)
+        .take(16)
+        .map(|f| f.expect("decode").image.data)
         .collect()
 }
 
@@ -149,7 +157,8 @@ points = [[0.0, 0.6], [1.0, 0.6]]
 }
 
 fn bench_pictures(c: &mut Criterion) {
-    let frames: Vec<Vec<u8>> = (0..8).map(|k| textured(416, 416, k)).collect();
+    let frames = vtest_frames();
+    let n = frames.len();
     let mats: Vec<_> = frames
         .iter()
         .map(|b| Mat::new_rows_cols_with_bytes::<Vec3b>(416, 416, b).expect("mat"))
@@ -179,7 +188,7 @@ fn bench_pictures(c: &mut Criterion) {
             b.iter(|| {
                 video::BackgroundSubtractorMOG2Trait::apply(
                     &mut mog,
-                    &small[k % 8],
+                    &small[k % n],
                     &mut fg,
                     0.0005,
                 )
@@ -195,12 +204,12 @@ fn bench_pictures(c: &mut Criterion) {
     let exclude = [BBox::new(0.1, 0.5, 0.2, 0.8), BBox::new(0.5, 0.6, 0.6, 0.9)];
     let mut k = 0usize;
     for _ in 0..30 {
-        gb.step(t(k), &mats[k % 8], &exclude, &[]).expect("garbage");
+        gb.step(t(k), &mats[k % n], &exclude, &[]).expect("garbage");
         k += 1;
     }
     g.bench_function("garbage_step_half_frame_zone", |b| {
         b.iter(|| {
-            let r = gb.step(t(k), &mats[k % 8], &exclude, &[]).expect("garbage");
+            let r = gb.step(t(k), &mats[k % n], &exclude, &[]).expect("garbage");
             k += 1;
             black_box(r.objects)
         })
@@ -209,7 +218,7 @@ fn bench_pictures(c: &mut Criterion) {
     let mut meter = TamperMeter::new();
     g.bench_function("tamper_measure", |b| {
         b.iter(|| {
-            let s = meter.measure(&mats[k % 8]).expect("tamper");
+            let s = meter.measure(&mats[k % n]).expect("tamper");
             k += 1;
             black_box(s.sharpness)
         })
