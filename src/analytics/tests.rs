@@ -390,3 +390,10 @@ fn align_to_interval_boundaries() {
     );
     assert_eq!(align(at, 0), at);
 }
+
+#[test]
+fn site_analytics_can_move_to_the_frame_loop_thread() {
+    fn send<T: Send>() {}
+    send::<SiteAnalytics>();
+    send::<AnalyticsOutput>();
+}
