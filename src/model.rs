@@ -358,6 +358,16 @@ pub struct SiteResults {
     pub lines: Vec<LineTotals>,
     /// Zones (and `None` for camera-level) with an open incident.
     pub open_incidents: Vec<(IncidentKind, Option<ZoneId>)>,
+    /// How long each tracked object has been inside each zone (confirmed and coasting tracks).
+    pub dwell: Vec<ZoneDwell>,
+}
+
+/// Time a tracked object has spent inside a zone so far.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ZoneDwell {
+    pub zone: ZoneId,
+    pub track: TrackId,
+    pub dwell_s: f32,
 }
 
 /// Kind of incident, as it travels over MQTT.
@@ -448,6 +458,9 @@ pub struct Evidence {
     pub sharpness_ratio: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub histogram_distance: Option<f32>,
+    /// Camera tamper: how far the view moved from the reference, 0 (same) .. 0.5 (unrelated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view_distance: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offline_s: Option<f32>,
     /// Free-form reason, e.g. "covered", "defocused", "turned_away", "stream error: ...".

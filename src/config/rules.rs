@@ -257,11 +257,16 @@ pub struct TamperRule {
     pub enabled: bool,
     /// Sharpness below this share of the reference counts as defocused.
     pub min_sharpness_ratio: f64,
-    /// Mean brightness under this (0-255) with little texture counts as covered.
+    /// Mean brightness under this (0-255) with little texture (std under 2 x `flat_std`) counts
+    /// as covered.
     pub dark_level: f64,
-    /// Histogram distance (Bhattacharyya, 0..1) from the reference above this counts as turned
-    /// away. Set to 1 to disable for cameras that move (PTZ, vehicle-mounted).
-    pub max_histogram_distance: f64,
+    /// Brightness standard deviation (0-255) under which the picture is flat: covered, whatever
+    /// its brightness (tape, paint, a hand, a cloth).
+    pub flat_std: f64,
+    /// View distance `(1 - NCC) / 2` of a grey thumbnail against the reference (0 same view,
+    /// 0.5 unrelated) above this counts as turned away. Set to 1 to disable for cameras that
+    /// move (PTZ, vehicle-mounted).
+    pub max_view_distance: f64,
     /// The reference adapts over this many seconds, so lighting changes are not tamper.
     pub reference_s: f64,
     pub dwell_s: f64,
@@ -275,7 +280,8 @@ impl Default for TamperRule {
             enabled: true,
             min_sharpness_ratio: 0.35,
             dark_level: 25.0,
-            max_histogram_distance: 0.6,
+            flat_std: 6.0,
+            max_view_distance: 0.25,
             reference_s: 600.0,
             dwell_s: 5.0,
             clear_s: 10.0,
@@ -290,11 +296,10 @@ impl TamperRule {
         if !(0.0..=255.0).contains(&self.dark_level) {
             bad(p.key("dark_level"), "must be in [0, 255]".into());
         }
-        fraction(
-            self.max_histogram_distance,
-            p.key("max_histogram_distance"),
-            bad,
-        );
+        if !(0.0..=128.0).contains(&self.flat_std) {
+            bad(p.key("flat_std"), "must be in [0, 128]".into());
+        }
+        fraction(self.max_view_distance, p.key("max_view_distance"), bad);
         positive(self.reference_s, p.key("reference_s"), bad);
         non_negative(self.dwell_s, p.key("dwell_s"), bad);
         non_negative(self.clear_s, p.key("clear_s"), bad);

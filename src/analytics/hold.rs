@@ -1,0 +1,388 @@
+//! The life cycle every rule shares: a pure state machine over a yes/no condition, fed explicit
+//! timestamps (no clock inside, so tests need none).
+//!
+//! ```text
+//!            cond                 cond held dwell_s            !cond held clear_s
+//!   Idle ──────────▶ Pending ─────────────────────▶ Active ───────────────────────▶ Cooldown
+//!    ▲    !cond         │        (and cooldown over)  │  ▲ cond again: keep going       │
+//!    └──────────────────┘                             └──┘                              │
+//!    └──────────────────────────────── cooldown_s over ─────────────────────────────────┘
+//! ```
+//!
+//! The condition itself comes from each rule with its own hysteresis (enter at one threshold,
+//! leave at a lower one) and smoothing, so that a value wobbling at a threshold does not toggle
+//! it; the machine adds the time filters on top: dwell before a start, a clear time before an
+//! end, a cooldown before the next start. A condition that returns during the cooldown starts
+//! counting its dwell at once, but cannot open an incident before the cooldown is over.
+
+use chrono::{DateTime, Utc};
+
+/// Time filters of a rule, seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timing {
+    pub dwell_s: f64,
+    pub clear_s: f64,
+    pub cooldown_s: f64,
+}
+
+/// A frame gap longer than this (camera offline, analytics stalled) restarts a pending dwell:
+/// the condition was not observed in between, so it cannot count as held.
+pub const MAX_GAP_S: f64 = 30.0;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum State {
+    Idle,
+    Pending {
+        since: DateTime<Utc>,
+    },
+    Active {
+        started_at: DateTime<Utc>,
+        clear_since: Option<DateTime<Utc>>,
+    },
+}
+
+/// What one step decided.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Step {
+    /// Nothing going on.
+    Idle,
+    /// The condition holds but not yet for its dwell (or a cooldown is running).
+    Pending { since: DateTime<Utc> },
+    /// Open an incident now; `started_at` is when the condition began.
+    Start { started_at: DateTime<Utc> },
+    /// An incident is open; `clearing` while the condition is gone but not for clear_s yet.
+    Active {
+        started_at: DateTime<Utc>,
+        clearing: bool,
+    },
+    /// Close the incident now.
+    End { started_at: DateTime<Utc> },
+}
+
+impl Step {
+    /// The incident is open after this step (Start or Active).
+    pub fn is_open(&self) -> bool {
+        matches!(self, Step::Start { .. } | Step::Active { .. })
+    }
+}
+
+/// One rule instance's life cycle.
+#[derive(Clone, Debug)]
+pub struct Hold {
+    timing: Timing,
+    state: State,
+    cooldown_until: Option<DateTime<Utc>>,
+    last_at: Option<DateTime<Utc>>,
+}
+
+fn secs(d: chrono::TimeDelta) -> f64 {
+    d.num_milliseconds() as f64 / 1000.0
+}
+
+impl Hold {
+    pub fn new(timing: Timing) -> Self {
+        Self {
+            timing,
+            state: State::Idle,
+            cooldown_until: None,
+            last_at: None,
+        }
+    }
+
+    /// True while an incident is open.
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Active { .. })
+    }
+
+    /// When the current condition (pending or open) began.
+    pub fn since(&self) -> Option<DateTime<Utc>> {
+        match self.state {
+            State::Idle => None,
+            State::Pending { since } => Some(since),
+            State::Active { started_at, .. } => Some(started_at),
+        }
+    }
+
+    /// Feeds the condition as observed at `at`. Timestamps that go backwards count as `at` =
+    /// the latest one seen.
+    pub fn step(&mut self, at: DateTime<Utc>, cond: bool) -> Step {
+        let at = match self.last_at {
+            Some(last) if at < last => last,
+            _ => at,
+        };
+        let gap = self.last_at.map(|l| secs(at - l)).unwrap_or(0.0);
+        self.last_at = Some(at);
+        let t = self.timing;
+        match self.state {
+            State::Idle | State::Pending { .. } => {
+                if !cond {
+                    self.state = State::Idle;
+                    return Step::Idle;
+                }
+                let since = match self.state {
+                    State::Pending { since } if gap <= MAX_GAP_S => since,
+                    _ => at,
+                };
+                let cooled = self.cooldown_until.is_none_or(|u| at >= u);
+                if cooled && secs(at - since) >= t.dwell_s {
+                    self.cooldown_until = None;
+                    self.state = State::Active {
+                        started_at: since,
+                        clear_since: None,
+                    };
+                    Step::Start { started_at: since }
+                } else {
+                    self.state = State::Pending { since };
+                    Step::Pending { since }
+                }
+            }
+            State::Active {
+                started_at,
+                clear_since,
+            } => {
+                if cond {
+                    self.state = State::Active {
+                        started_at,
+                        clear_since: None,
+                    };
+                    return Step::Active {
+                        started_at,
+                        clearing: false,
+                    };
+                }
+                let clear_since = clear_since.unwrap_or(at);
+                if secs(at - clear_since) >= t.clear_s {
+                    self.state = State::Idle;
+                    self.cooldown_until =
+                        Some(at + chrono::TimeDelta::milliseconds((t.cooldown_s * 1000.0) as i64));
+                    Step::End { started_at }
+                } else {
+                    self.state = State::Active {
+                        started_at,
+                        clear_since: Some(clear_since),
+                    };
+                    Step::Active {
+                        started_at,
+                        clearing: true,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Least time between two `update` events of one incident unless its level word changes. The
+/// incident stage rate-limits again (`incidents.update_interval_s`); this keeps the channel
+/// quiet when a count wobbles.
+pub const UPDATE_MIN_S: f64 = 10.0;
+
+/// Decides when an open incident's evidence changed enough for an `update` event.
+#[derive(Clone, Debug, Default)]
+pub struct UpdateGate {
+    last_at: Option<DateTime<Utc>>,
+    last_level: &'static str,
+    last_value: f64,
+}
+
+impl UpdateGate {
+    /// Remembers what the start (or last update) event said.
+    pub fn reported(&mut self, at: DateTime<Utc>, level: &'static str, value: f64) {
+        self.last_at = Some(at);
+        self.last_level = level;
+        self.last_value = value;
+    }
+
+    /// True (and remembered) when the level word changed, or when `value` moved from the last
+    /// reported one by at least `min_change` (absolute) and [`UPDATE_MIN_S`] have passed.
+    pub fn check(
+        &mut self,
+        at: DateTime<Utc>,
+        level: &'static str,
+        value: f64,
+        min_change: f64,
+    ) -> bool {
+        let due = match self.last_at {
+            None => true,
+            Some(last) if level != self.last_level => last <= at,
+            Some(last) => {
+                (value - self.last_value).abs() >= min_change && secs(at - last) >= UPDATE_MIN_S
+            }
+        };
+        if due {
+            self.reported(at, level, value);
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use chrono::{TimeDelta, TimeZone};
+
+    use super::*;
+
+    pub fn t(s: f64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap()
+            + TimeDelta::milliseconds((s * 1000.0).round() as i64)
+    }
+
+    /// Rounds to 0.1 s, for comparing times built from 0.2 s steps.
+    pub fn r1(s: f64) -> f64 {
+        (s * 10.0).round() / 10.0
+    }
+
+    fn timing() -> Timing {
+        Timing {
+            dwell_s: 10.0,
+            clear_s: 5.0,
+            cooldown_s: 20.0,
+        }
+    }
+
+    /// Feeds `(time, cond)` pairs; returns the times of starts and ends as ("S"|"E", t).
+    fn run(timing: Timing, seq: &[(f64, bool)]) -> Vec<(&'static str, f64)> {
+        let mut h = Hold::new(timing);
+        let mut out = Vec::new();
+        for &(s, c) in seq {
+            match h.step(t(s), c) {
+                Step::Start { .. } => out.push(("S", r1(s))),
+                Step::End { .. } => out.push(("E", r1(s))),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The condition `f(time)` sampled every 0.2 s (5 fps) up to `until`.
+    fn sampled(until: f64, f: impl Fn(f64) -> bool) -> Vec<(f64, bool)> {
+        (0..=(until * 5.0) as usize)
+            .map(|i| {
+                let s = i as f64 * 0.2;
+                (s, f(s))
+            })
+            .collect()
+    }
+
+    // a table of cases: the tuple type is the table's columns
+    #[allow(clippy::type_complexity)]
+    #[test]
+    fn cases() {
+        let cases: Vec<(&str, Timing, Vec<(f64, bool)>, Vec<(&str, f64)>)> = vec![
+            ("empty", timing(), vec![], vec![]),
+            ("never true", timing(), sampled(60.0, |_| false), vec![]),
+            // true from 1.0: starts at the first frame with 10 s held (11.0), not before
+            (
+                "starts after the dwell",
+                timing(),
+                sampled(30.0, |s| s >= 1.0),
+                vec![("S", 11.0)],
+            ),
+            (
+                "shorter than dwell",
+                timing(),
+                sampled(30.0, |s| (1.0..10.8).contains(&s)),
+                vec![],
+            ),
+            (
+                "a gap restarts the dwell",
+                timing(),
+                sampled(30.0, |s| s >= 1.0 && !(8.0..8.3).contains(&s)),
+                vec![("S", 18.4)],
+            ),
+            (
+                "ends after the clear time",
+                timing(),
+                sampled(40.0, |s| (0.0..20.0).contains(&s)),
+                vec![("S", 10.0), ("E", 25.0)],
+            ),
+            (
+                "short clearing does not end it",
+                timing(),
+                sampled(40.0, |s| !(15.0..19.0).contains(&s)),
+                vec![("S", 10.0)],
+            ),
+            (
+                // ends at 25; cooldown to 45; true again from 27 (dwell done at 37) but the
+                // start waits for the cooldown
+                "cooldown holds back a new start",
+                timing(),
+                sampled(60.0, |s| !(20.0..27.0).contains(&s)),
+                vec![("S", 10.0), ("E", 25.0), ("S", 45.0)],
+            ),
+            (
+                "zero dwell starts at once",
+                Timing {
+                    dwell_s: 0.0,
+                    clear_s: 0.0,
+                    cooldown_s: 0.0,
+                },
+                vec![(0.0, false), (1.0, true), (2.0, false), (3.0, true)],
+                vec![("S", 1.0), ("E", 2.0), ("S", 3.0)],
+            ),
+            (
+                "time going backwards counts as no time",
+                timing(),
+                vec![
+                    (5.0, true),
+                    (1.0, true),
+                    (2.0, true),
+                    (14.9, true),
+                    (15.0, true),
+                ],
+                vec![("S", 15.0)],
+            ),
+            (
+                "a long frame gap restarts the dwell",
+                timing(),
+                vec![
+                    (0.0, true),
+                    (5.0, true),
+                    (50.0, true),
+                    (55.0, true),
+                    (60.0, true),
+                ],
+                vec![("S", 60.0)],
+            ),
+        ];
+        for (name, timing, seq, want) in cases {
+            assert_eq!(run(timing, &seq), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn started_at_is_the_dwell_start_and_stays() {
+        let mut h = Hold::new(timing());
+        assert_eq!(h.step(t(0.0), false), Step::Idle);
+        assert_eq!(h.step(t(1.0), true), Step::Pending { since: t(1.0) });
+        assert_eq!(h.step(t(11.0), true), Step::Start { started_at: t(1.0) });
+        assert!(h.is_open());
+        assert_eq!(
+            h.step(t(12.0), false),
+            Step::Active {
+                started_at: t(1.0),
+                clearing: true
+            }
+        );
+        assert_eq!(h.since(), Some(t(1.0)));
+        assert_eq!(h.step(t(17.0), false), Step::End { started_at: t(1.0) });
+        assert!(!h.is_open());
+        assert_eq!(h.since(), None);
+    }
+
+    #[test]
+    fn update_gate_cases() {
+        let mut g = UpdateGate::default();
+        g.reported(t(0.0), "sedang", 10.0);
+        let cases = [
+            ("small change", 20.0, "sedang", 11.0, false),
+            ("big change too soon", 5.0, "sedang", 20.0, false),
+            ("big change after the interval", 20.0, "sedang", 20.0, true),
+            ("same value", 40.0, "sedang", 20.0, false),
+            ("level change at once", 40.5, "tinggi", 20.0, true),
+            ("level change back", 40.6, "sedang", 20.0, true),
+        ];
+        for (name, at, level, v, want) in cases {
+            assert_eq!(g.check(t(at), level, v, 3.0), want, "{name}");
+        }
+    }
+}
