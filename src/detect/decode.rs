@@ -72,7 +72,16 @@ impl<'a> DecodeParams<'a> {
         }
     }
 
-    fn push(&self, out: &mut Vec<Detection>, x1: f32, y1: f32, x2: f32, y2: f32, score: f32, c: usize) {
+    fn push(
+        &self,
+        out: &mut Vec<Detection>,
+        x1: f32,
+        y1: f32,
+        x2: f32,
+        y2: f32,
+        score: f32,
+        c: usize,
+    ) {
         out.push(Detection {
             bbox: BBox::new(
                 x1 / self.input_w,
@@ -202,7 +211,12 @@ pub fn decode_yolov8(
     scratch.class.resize(anchors, 0);
     for c in 0..nc {
         let row = &data[(4 + c) * anchors..(5 + c) * anchors];
-        for ((b, k), &v) in scratch.best.iter_mut().zip(scratch.class.iter_mut()).zip(row) {
+        for ((b, k), &v) in scratch
+            .best
+            .iter_mut()
+            .zip(scratch.class.iter_mut())
+            .zip(row)
+        {
             if v > *b {
                 *b = v;
                 *k = c as u16;
@@ -234,7 +248,12 @@ mod tests {
 
     /// A 4x4 grid at stride 8 (32x32 input): every score 0.01 except one cell, every
     /// distribution uniform except that cell's, which is one-hot at `sides` bins.
-    fn level_data(cell: usize, class: usize, score: f32, sides: [usize; 4]) -> (Vec<f32>, Vec<f32>) {
+    fn level_data(
+        cell: usize,
+        class: usize,
+        score: f32,
+        sides: [usize; 4],
+    ) -> (Vec<f32>, Vec<f32>) {
         let mut cls = vec![0.01; 16 * NC];
         cls[cell * NC + class] = score;
         let mut reg = vec![0.0; 16 * 4 * BINS];
@@ -244,16 +263,35 @@ mod tests {
         (cls, reg)
     }
 
-    fn decode(cls: &[f32], reg: &[f32], thr: &[f32], offset: f32) -> Result<Vec<Detection>, DecodeError> {
+    fn decode(
+        cls: &[f32],
+        reg: &[f32],
+        thr: &[f32],
+        offset: f32,
+    ) -> Result<Vec<Detection>, DecodeError> {
         let level = NanodetLevel {
             stride: 8,
             grid_w: 4,
             grid_h: 4,
-            cls: Rows { data: cls, row_len: NC, offset: 0 },
-            reg: Rows { data: reg, row_len: 4 * BINS, offset: 0 },
+            cls: Rows {
+                data: cls,
+                row_len: NC,
+                offset: 0,
+            },
+            reg: Rows {
+                data: reg,
+                row_len: 4 * BINS,
+                offset: 0,
+            },
         };
         let mut out = Vec::new();
-        decode_nanodet_level(&level, 10, offset, &DecodeParams::new(thr, 32, 32), &mut out)?;
+        decode_nanodet_level(
+            &level,
+            10,
+            offset,
+            &DecodeParams::new(thr, 32, 32),
+            &mut out,
+        )?;
         Ok(out)
     }
 
@@ -271,10 +309,21 @@ mod tests {
         assert_eq!(out[0].class_id, 1);
         assert_eq!(out[0].score, 0.9);
         // l=16, t=8, r=8, b=16 → (4, 4, 28, 28) px of 32
-        assert!(close(out[0].bbox, [4.0 / 32.0, 4.0 / 32.0, 28.0 / 32.0, 28.0 / 32.0]), "{:?}", out[0]);
+        assert!(
+            close(
+                out[0].bbox,
+                [4.0 / 32.0, 4.0 / 32.0, 28.0 / 32.0, 28.0 / 32.0]
+            ),
+            "{:?}",
+            out[0]
+        );
         // NanoDet-Plus convention: centre at the cell corner
         let out = decode(&cls, &reg, &[0.5; NC], 0.0).unwrap();
-        assert!(close(out[0].bbox, [0.0, 0.0, 24.0 / 32.0, 24.0 / 32.0]), "{:?}", out[0]);
+        assert!(
+            close(out[0].bbox, [0.0, 0.0, 24.0 / 32.0, 24.0 / 32.0]),
+            "{:?}",
+            out[0]
+        );
     }
 
     #[test]
@@ -289,12 +338,18 @@ mod tests {
     #[test]
     fn nanodet_per_class_thresholds() {
         let (cls, reg) = level_data(5, 2, 0.45, [1, 1, 1, 1]);
-        assert!(decode(&cls, &reg, &[0.5, 0.5, 0.5], 0.5).unwrap().is_empty());
+        assert!(decode(&cls, &reg, &[0.5, 0.5, 0.5], 0.5)
+            .unwrap()
+            .is_empty());
         assert_eq!(decode(&cls, &reg, &[0.5, 0.5, 0.4], 0.5).unwrap().len(), 1);
         // a low threshold on another class does not let this one through
-        assert!(decode(&cls, &reg, &[0.1, 0.5, 0.5], 0.5).unwrap().is_empty());
+        assert!(decode(&cls, &reg, &[0.1, 0.5, 0.5], 0.5)
+            .unwrap()
+            .is_empty());
         // strictly above: a score equal to the threshold is dropped
-        assert!(decode(&cls, &reg, &[0.5, 0.5, 0.45], 0.5).unwrap().is_empty());
+        assert!(decode(&cls, &reg, &[0.5, 0.5, 0.45], 0.5)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -311,11 +366,26 @@ mod tests {
             stride: 8,
             grid_w: 4,
             grid_h: 4,
-            cls: Rows { data: &both, row_len: row, offset: 0 },
-            reg: Rows { data: &both, row_len: row, offset: NC },
+            cls: Rows {
+                data: &both,
+                row_len: row,
+                offset: 0,
+            },
+            reg: Rows {
+                data: &both,
+                row_len: row,
+                offset: NC,
+            },
         };
         let mut out = Vec::new();
-        decode_nanodet_level(&level, 10, 0.5, &DecodeParams::new(&[0.5; NC], 32, 32), &mut out).unwrap();
+        decode_nanodet_level(
+            &level,
+            10,
+            0.5,
+            &DecodeParams::new(&[0.5; NC], 32, 32),
+            &mut out,
+        )
+        .unwrap();
         let separate = decode(&cls, &reg, &[0.5; NC], 0.5).unwrap();
         assert_eq!(out, separate);
         assert_eq!(out.len(), 1);
@@ -334,15 +404,17 @@ mod tests {
         // 3 anchors, 2 classes; anchor 1: class 1 at 0.8, box cx 32 cy 16 w 20 h 10;
         // anchor 2: class 0 at 0.3 (below threshold); anchor 0: nothing.
         let rows: [[f32; 3]; 6] = [
-            [5.0, 32.0, 40.0],   // cx
-            [5.0, 16.0, 40.0],   // cy
-            [2.0, 20.0, 8.0],    // w
-            [2.0, 10.0, 8.0],    // h
-            [0.01, 0.10, 0.30],  // class 0
-            [0.02, 0.80, 0.05],  // class 1
+            [5.0, 32.0, 40.0],  // cx
+            [5.0, 16.0, 40.0],  // cy
+            [2.0, 20.0, 8.0],   // w
+            [2.0, 10.0, 8.0],   // h
+            [0.01, 0.10, 0.30], // class 0
+            [0.02, 0.80, 0.05], // class 1
         ];
         if transposed {
-            (0..3).flat_map(|n| rows.iter().map(move |r| r[n])).collect()
+            (0..3)
+                .flat_map(|n| rows.iter().map(move |r| r[n]))
+                .collect()
         } else {
             rows.iter().flatten().copied().collect()
         }
@@ -353,15 +425,37 @@ mod tests {
         for transposed in [false, true] {
             let mut out = Vec::new();
             let p = DecodeParams::new(&[0.25, 0.25], 64, 64);
-            decode_yolov8(&yolo_data(transposed), 3, transposed, &p, &mut YoloScratch::default(), &mut out).unwrap();
+            decode_yolov8(
+                &yolo_data(transposed),
+                3,
+                transposed,
+                &p,
+                &mut YoloScratch::default(),
+                &mut out,
+            )
+            .unwrap();
             assert_eq!(out.len(), 2, "{out:?}");
             let d = out.iter().find(|d| d.class_id == 1).unwrap();
             assert_eq!(d.score, 0.8);
-            assert!(close(d.bbox, [22.0 / 64.0, 11.0 / 64.0, 42.0 / 64.0, 21.0 / 64.0]), "{d:?}");
+            assert!(
+                close(d.bbox, [22.0 / 64.0, 11.0 / 64.0, 42.0 / 64.0, 21.0 / 64.0]),
+                "{d:?}"
+            );
             let d = out.iter().find(|d| d.class_id == 0).unwrap();
-            assert!(close(d.bbox, [36.0 / 64.0, 36.0 / 64.0, 44.0 / 64.0, 44.0 / 64.0]), "{d:?}");
+            assert!(
+                close(d.bbox, [36.0 / 64.0, 36.0 / 64.0, 44.0 / 64.0, 44.0 / 64.0]),
+                "{d:?}"
+            );
             let p = DecodeParams::new(&[0.5, 0.5], 64, 64);
-            decode_yolov8(&yolo_data(transposed), 3, transposed, &p, &mut YoloScratch::default(), &mut out).unwrap();
+            decode_yolov8(
+                &yolo_data(transposed),
+                3,
+                transposed,
+                &p,
+                &mut YoloScratch::default(),
+                &mut out,
+            )
+            .unwrap();
             assert_eq!(out.len(), 3); // appended: the 0.8 one only
         }
     }
@@ -370,7 +464,14 @@ mod tests {
     fn yolov8_short_output_is_an_error() {
         let mut out = Vec::new();
         let p = DecodeParams::new(&[0.25, 0.25], 64, 64);
-        let e = decode_yolov8(&yolo_data(false)[..17], 3, false, &p, &mut YoloScratch::default(), &mut out);
+        let e = decode_yolov8(
+            &yolo_data(false)[..17],
+            3,
+            false,
+            &p,
+            &mut YoloScratch::default(),
+            &mut out,
+        );
         assert!(e.is_err());
     }
 

@@ -425,7 +425,10 @@ fn read_labels(path: &Path) -> Result<Labels, String> {
         ));
     }
     if names.len() > u16::MAX as usize {
-        return Err(format!("labels file {} has too many classes", path.display()));
+        return Err(format!(
+            "labels file {} has too many classes",
+            path.display()
+        ));
     }
     Ok(names.into())
 }
@@ -455,7 +458,11 @@ car = 0.4
 
     fn dir_with_labels() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("labels.txt"), "person\ncar\ntraffic light\n\n").unwrap();
+        std::fs::write(
+            d.path().join("labels.txt"),
+            "person\ncar\ntraffic light\n\n",
+        )
+        .unwrap();
         d
     }
 
@@ -494,7 +501,13 @@ car = 0.4
                 "decoder",
                 "unknown variant `ssd`",
             ),
-            ("width = 416", "width = 400", 7, "input.width", "multiple of 32"),
+            (
+                "width = 416",
+                "width = 400",
+                7,
+                "input.width",
+                "multiple of 32",
+            ),
             ("width = 416", "width = 4", 7, "input.width", "8..=4096"),
             (
                 "std = [57.375, 57.12, 58.395]",

@@ -86,6 +86,8 @@ pub struct DetectOptions {
     pub optimization: OptimizationLevel,
     /// Run at this (width, height) instead of the manifest's; needs `input.dynamic = true`.
     pub input_size: Option<(u32, u32)>,
+    /// One score threshold for every class instead of the manifest's (`simpang detect --score`).
+    pub score_threshold: Option<f32>,
 }
 
 impl Default for DetectOptions {
@@ -99,6 +101,7 @@ impl Default for DetectOptions {
             spinning: false,
             optimization: OptimizationLevel::All,
             input_size: None,
+            score_threshold: None,
         }
     }
 }
@@ -116,6 +119,7 @@ impl DetectOptions {
             spinning: d.spinning,
             optimization: d.optimization,
             input_size: d.input_size.map(|[w, h]| (w, h)),
+            score_threshold: None,
         }
     }
 }
@@ -208,6 +212,8 @@ struct Model {
     batch: usize,
     debug_delay: Duration,
     per_image: usize,
+    /// Score threshold per class id.
+    thresholds: Vec<f32>,
 }
 
 /// An ONNX object detector: a bounded pool of ORT sessions. `Send + Sync`.
@@ -238,6 +244,13 @@ impl Detector {
             return Err(DetectError::Options(
                 "threads, sessions and max_batch must be at least 1".into(),
             ));
+        }
+        if let Some(t) = opts.score_threshold {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(DetectError::Options(format!(
+                    "score threshold must be in [0, 1], got {t}"
+                )));
+            }
         }
         let m = Manifest::load(path)?;
         let size = match opts.input_size {
@@ -275,14 +288,22 @@ impl Detector {
         };
         let per_image = 3 * size.0 as usize * size.1 as usize;
         let zeros = vec![0.0f32; per_image * batch.max(2)];
-        let names: Vec<String> = first.outputs().iter().map(|o| o.name().to_string()).collect();
+        let names: Vec<String> = first
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
         let shapes = {
             let out = runtime::run(&mut first, m.input.layout, 1, size, &zeros)
                 .map_err(|e| mismatch(format!("warm-up run failed: {e}")))?;
             let mut shapes = Vec::new();
             for i in 0..out.len() {
                 let (shape, _) = out[i].try_extract_tensor::<f32>().map_err(|e| {
-                    mismatch(format!("output {} is not a float32 tensor: {}", names[i], e.message()))
+                    mismatch(format!(
+                        "output {} is not a float32 tensor: {}",
+                        names[i],
+                        e.message()
+                    ))
                 })?;
                 shapes.push(shape.to_vec());
             }
@@ -326,6 +347,10 @@ impl Detector {
                 .map_err(|e| mismatch(format!("warm-up run failed: {e}")))?;
             let _ = tx.send(Box::new(make_worker(s)));
         }
+        let thresholds = match opts.score_threshold {
+            Some(t) => vec![t; m.labels.len()],
+            None => m.thresholds.to_vec(),
+        };
         tracing::info!(
             model = %m.name,
             file = %m.onnx.display(),
@@ -346,6 +371,7 @@ impl Detector {
                 batch,
                 debug_delay: opts.debug_delay,
                 per_image,
+                thresholds,
             },
             pool: Pool { tx, rx },
             sessions: opts.sessions,
@@ -411,7 +437,9 @@ impl Detector {
             Err(e) => {
                 let m = e.to_string();
                 return (
-                    (0..n).map(|_| Err(DetectError::Inference(m.clone()))).collect(),
+                    (0..n)
+                        .map(|_| Err(DetectError::Inference(m.clone())))
+                        .collect(),
                     timings,
                 );
             }
@@ -435,7 +463,8 @@ impl Detector {
             let mut lease = leases.pop();
             if let Some(w) = lease.as_mut().and_then(|l| l.worker.as_deref_mut()) {
                 for (start, imgs) in &chunks {
-                    timings += self.model.process(w, *start, imgs, &mut results);
+                    let out = &mut results[*start..*start + imgs.len()];
+                    timings += self.model.process(w, *start, imgs, out);
                 }
             }
         } else {
@@ -457,7 +486,7 @@ impl Detector {
                             };
                             local.clear();
                             local.resize_with(imgs.len(), || None);
-                            let t = model.process_into(w, imgs, &mut local);
+                            let t = model.process(w, *start, imgs, &mut local);
                             mine.push((*start, std::mem::take(&mut local), t));
                         }
                         let mut g = shared.lock().unwrap_or_else(|p| p.into_inner());
@@ -473,28 +502,21 @@ impl Detector {
         }
         let results = results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(DetectError::Inference("frame was not processed".into()))))
+            .map(|r| {
+                r.unwrap_or_else(|| Err(DetectError::Inference("frame was not processed".into())))
+            })
             .collect();
         (results, timings)
     }
 }
 
 impl Model {
-    /// Processes `imgs` (frames `start..` of the call) on worker `w` into `results`.
+    /// One inference call for up to `batch` images, frames `start..` of the caller's list;
+    /// `out[i]` gets the result of `imgs[i]`.
     fn process(
         &self,
         w: &mut Worker,
         start: usize,
-        imgs: &[&Image],
-        results: &mut [Option<FrameResult>],
-    ) -> DetectTimings {
-        self.process_into(w, imgs, &mut results[start..start + imgs.len()])
-    }
-
-    /// One inference call for up to `batch` images; `out[i]` gets the result of `imgs[i]`.
-    fn process_into(
-        &self,
-        w: &mut Worker,
         imgs: &[&Image],
         out: &mut [Option<FrameResult>],
     ) -> DetectTimings {
@@ -504,11 +526,18 @@ impl Model {
         for (i, img) in imgs.iter().enumerate() {
             let slot = w.slots.len();
             let buf = &mut w.input[slot * self.per_image..(slot + 1) * self.per_image];
-            match preprocess::preprocess(img, self.size.0, self.size.1, &self.norm, &mut w.slow, buf) {
+            match preprocess::preprocess(
+                img,
+                self.size.0,
+                self.size.1,
+                &self.norm,
+                &mut w.slow,
+                buf,
+            ) {
                 Ok(()) => w.slots.push(i),
                 Err(e) => {
                     out[i] = Some(Err(DetectError::BadFrame {
-                        index: i,
+                        index: start + i,
                         message: e.to_string(),
                     }))
                 }
@@ -543,21 +572,28 @@ impl Model {
             }
             return t;
         }
-        let params = DecodeParams::new(&self.manifest.thresholds, self.size.0, self.size.1);
+        let params = DecodeParams::new(&self.thresholds, self.size.0, self.size.1);
         for (j, &i) in w.slots.iter().enumerate() {
             w.candidates.clear();
-            let r = runtime::decode_image(&self.binding, &views, j, &params, &mut w.yolo, &mut w.candidates)
-                .map(|()| {
-                    nms::nms(
-                        &mut w.candidates,
-                        self.manifest.nms_iou,
-                        self.manifest.pre_nms_top_k,
-                        self.manifest.max_detections,
-                        &mut w.kept,
-                    );
-                    w.kept.clone()
-                })
-                .map_err(|e| DetectError::Inference(e.to_string()));
+            let r = runtime::decode_image(
+                &self.binding,
+                &views,
+                j,
+                &params,
+                &mut w.yolo,
+                &mut w.candidates,
+            )
+            .map(|()| {
+                nms::nms(
+                    &mut w.candidates,
+                    self.manifest.nms_iou,
+                    self.manifest.pre_nms_top_k,
+                    self.manifest.max_detections,
+                    &mut w.kept,
+                );
+                w.kept.clone()
+            })
+            .map_err(|e| DetectError::Inference(e.to_string()));
             out[i] = Some(r);
         }
         t.postprocess = t2.elapsed();

@@ -142,7 +142,14 @@ pub fn preprocess(
     match img.format {
         PixelFormat::Bgr => {
             let bgr = flat.reshape(3, ih)?;
-            imgproc::resize(&bgr, &mut slow.resized, size, 0.0, 0.0, imgproc::INTER_LINEAR)?;
+            imgproc::resize(
+                &bgr,
+                &mut slow.resized,
+                size,
+                0.0,
+                0.0,
+                imgproc::INTER_LINEAR,
+            )?;
         }
         PixelFormat::I420 => {
             let yuv = flat.reshape(1, ih * 3 / 2)?;
@@ -151,7 +158,14 @@ pub fn preprocess(
                 norm.run(slow.bgr.data_bytes()?, out);
                 return Ok(());
             }
-            imgproc::resize(&slow.bgr, &mut slow.resized, size, 0.0, 0.0, imgproc::INTER_LINEAR)?;
+            imgproc::resize(
+                &slow.bgr,
+                &mut slow.resized,
+                size,
+                0.0,
+                0.0,
+                imgproc::INTER_LINEAR,
+            )?;
         }
     }
     norm.run(slow.resized.data_bytes()?, out);

@@ -143,7 +143,10 @@ pub fn check_input(
         }
     }
     let ValueType::Tensor { ty, shape, .. } = input.dtype() else {
-        return Err(mismatch(format!("input {:?} is not a tensor", input.name())));
+        return Err(mismatch(format!(
+            "input {:?} is not a tensor",
+            input.name()
+        )));
     };
     if *ty != TensorElementType::Float32 {
         return Err(mismatch(format!(
@@ -181,12 +184,10 @@ pub fn check_input(
     let dynamic_batch = match dims[0] {
         d if d < 0 => true,
         1 => false,
-        d => {
-            return Err(mismatch(format!(
-                "input {:?} has a fixed batch of {d}; export the model with batch 1 or a dynamic batch",
-                input.name()
-            )))
-        }
+        d => return Err(mismatch(format!(
+            "input {:?} has a fixed batch of {d}; export the model with batch 1 or a dynamic batch",
+            input.name()
+        ))),
     };
     Ok(InputInfo {
         name: input.name().to_string(),
@@ -347,7 +348,8 @@ pub fn bind(
                     }
                 };
                 // Which levels the rows cover: one stride, or all of them in stride order.
-                let spans: Vec<(usize, usize)> = if let Some(l) = cells.iter().position(|&c| c == n) {
+                let spans: Vec<(usize, usize)> = if let Some(l) = cells.iter().position(|&c| c == n)
+                {
                     vec![(l, 0)]
                 } else if n == total {
                     let mut first = 0;
@@ -392,7 +394,11 @@ pub fn bind(
                 let (Some(c), Some(r)) = (cls[l], reg[l]) else {
                     return Err(format!(
                         "no {} output for stride {stride} ({} cells); the model has {}",
-                        if cls[l].is_none() { "class-score" } else { "box" },
+                        if cls[l].is_none() {
+                            "class-score"
+                        } else {
+                            "box"
+                        },
                         cells[l],
                         described()
                     ));
@@ -438,7 +444,10 @@ pub fn output_views<'a>(
             return Err(format!(
                 "output {} has shape {dims:?} for a batch of {b}; expected [{b}, {}]",
                 binding.names[i],
-                want.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                want.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         views.push(data);
@@ -549,10 +558,18 @@ mod tests {
     #[test]
     fn nanodet_mismatches_are_explained() {
         let cases: &[(&[Vec<i64>], usize, &str)] = &[
-            (&[vec![1, 169, 80], vec![1, 169, 44]], 80, "no class-score output for stride 8"),
+            (
+                &[vec![1, 169, 80], vec![1, 169, 44]],
+                80,
+                "no class-score output for stride 8",
+            ),
             (&[vec![1, 2704, 79]], 80, "79 values per cell"),
             (&[vec![1, 2700, 80]], 80, "2700 cells"),
-            (&[vec![1, 2704, 80], vec![1, 2704, 80]], 80, "two class-score outputs"),
+            (
+                &[vec![1, 2704, 80], vec![1, 2704, 80]],
+                80,
+                "two class-score outputs",
+            ),
             (&[vec![2704, 80]], 80, "expects [1, cells, values]"),
             (&[vec![1, 2704, 44]], 44, "cannot be told apart"),
         ];
@@ -567,13 +584,31 @@ mod tests {
         let y = DecoderSpec::Yolov8;
         assert_eq!(
             bind(&y, 80, (640, 640), &names(1), &[vec![1, 84, 8400]]).unwrap(),
-            BindingKind::Yolov8 { output: 0, anchors: 8400, transposed: false }
+            BindingKind::Yolov8 {
+                output: 0,
+                anchors: 8400,
+                transposed: false
+            }
         );
         assert_eq!(
-            bind(&y, 80, (640, 640), &names(2), &[vec![1, 32, 160], vec![1, 8400, 84]]).unwrap(),
-            BindingKind::Yolov8 { output: 1, anchors: 8400, transposed: true }
+            bind(
+                &y,
+                80,
+                (640, 640),
+                &names(2),
+                &[vec![1, 32, 160], vec![1, 8400, 84]]
+            )
+            .unwrap(),
+            BindingKind::Yolov8 {
+                output: 1,
+                anchors: 8400,
+                transposed: true
+            }
         );
         let e = bind(&y, 3, (640, 640), &names(1), &[vec![1, 84, 8400]]).unwrap_err();
-        assert!(e.contains("[1, 4+3, N]") && e.contains("o0 [1, 84, 8400]"), "{e}");
+        assert!(
+            e.contains("[1, 4+3, N]") && e.contains("o0 [1, 84, 8400]"),
+            "{e}"
+        );
     }
 }
