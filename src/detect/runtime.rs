@@ -184,10 +184,12 @@ pub fn check_input(
     let dynamic_batch = match dims[0] {
         d if d < 0 => true,
         1 => false,
-        d => return Err(mismatch(format!(
+        d => {
+            return Err(mismatch(format!(
             "input {:?} has a fixed batch of {d}; export the model with batch 1 or a dynamic batch",
             input.name()
-        ))),
+        )))
+        }
     };
     Ok(InputInfo {
         name: input.name().to_string(),
