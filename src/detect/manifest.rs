@@ -185,9 +185,9 @@ pub struct Manifest {
 impl Manifest {
     /// Reads, parses and validates a manifest; reads its labels file.
     pub fn load(path: &Path) -> Result<Manifest, DetectError> {
-        let text = std::fs::read_to_string(path).map_err(|source| DetectError::ManifestRead {
+        let text = std::fs::read_to_string(path).map_err(|error| DetectError::ManifestRead {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Self::from_str_at(&text, path)
     }

@@ -38,10 +38,10 @@ use runtime::{Binding, InputInfo};
 /// Why the detector could not load or could not process a frame.
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
-    #[error("cannot read model manifest {path}: {source}")]
+    #[error("cannot read model manifest {path}: {error}")]
     ManifestRead {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
     Manifest { problems: Vec<Problem> },
@@ -351,7 +351,7 @@ impl Detector {
             Some(t) => vec![t; m.labels.len()],
             None => m.thresholds.to_vec(),
         };
-        tracing::info!(
+        tracing::debug!(
             model = %m.name,
             file = %m.onnx.display(),
             decoder = m.decoder.family().as_str(),
