@@ -307,7 +307,7 @@ struct Mp4Writer {
 impl Mp4Writer {
     fn open(path: &Path, width: u32, height: u32) -> anyhow::Result<Self> {
         crate::ingest::init_gstreamer()?;
-        if width % 2 != 0 || height % 2 != 0 {
+        if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
             bail!("cannot encode {width}x{height} video: H.264 needs even sides");
         }
         let shown = path.display().to_string();
@@ -555,7 +555,7 @@ impl Output {
             .enumerate()
             .filter(|(_, k)| *k > 0)
             .collect();
-        classes.sort_by(|a, b| b.1.cmp(&a.1));
+        classes.sort_by_key(|c| std::cmp::Reverse(c.1));
         let classes = classes
             .iter()
             .map(|(c, k)| format!("{} {k}", self.name(*c as u16)))

@@ -106,7 +106,9 @@ pub fn check_image(img: &Image) -> Result<(), PreprocessError> {
             Image::byte_len(img.width, img.height, img.format)
         )));
     }
-    if img.format == PixelFormat::I420 && (img.width % 2 != 0 || img.height % 2 != 0) {
+    if img.format == PixelFormat::I420
+        && (!img.width.is_multiple_of(2) || !img.height.is_multiple_of(2))
+    {
         return Err(PreprocessError::BadFrame(format!(
             "I420 picture {}x{} must have even sides",
             img.width, img.height

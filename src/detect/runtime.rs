@@ -91,16 +91,22 @@ pub fn build_session(
         path: m.onnx.clone(),
         message,
     };
-    let b = Session::builder(env).map_err(|e| DetectError::Ort(e.to_string()))?;
-    let mut b = b
+    let ort_err =
+        |e: ort::Error<ort::session::builder::SessionBuilder>| DetectError::Ort(e.to_string());
+    let mut b = Session::builder(env)
+        .map_err(|e| DetectError::Ort(e.to_string()))?
         .with_optimization_level(ort_level(opts.optimization))
-        .and_then(|b| b.with_intra_threads(opts.threads))
-        .and_then(|b| b.with_inter_threads(1))
+        .map_err(ort_err)?
+        .with_intra_threads(opts.threads)
+        .map_err(ort_err)?
+        .with_inter_threads(1)
+        .map_err(ort_err)?
         // With one intra-op thread there are no pool threads to spin; with more, spinning burns
         // the cores the decoders and the other sessions need, so it is off unless asked for.
-        .and_then(|b| b.with_intra_op_spinning(opts.spinning))
-        .and_then(|b| b.with_inter_op_spinning(false))
-        .map_err(|e| DetectError::Ort(e.to_string()))?;
+        .with_intra_op_spinning(opts.spinning)
+        .map_err(ort_err)?
+        .with_inter_op_spinning(false)
+        .map_err(ort_err)?;
     b.commit_from_file(&m.onnx)
         .map_err(|e| load(e.message().to_string()))
 }
