@@ -468,35 +468,43 @@ impl Detector {
                 }
             }
         } else {
+            // Work sharing: each session takes the next unprocessed chunk until none is left.
+            // The calling thread works too, so frames are processed even if no helper thread
+            // can be started (a failed spawn drops its lease, which goes back to the pool).
             let next = AtomicUsize::new(0);
             let shared = Mutex::new((&mut results, &mut timings));
+            let work = |mut lease: Lease<'_>| {
+                let Some(w) = lease.worker.as_deref_mut() else {
+                    return;
+                };
+                let mut mine = Vec::new();
+                while let Some((start, imgs)) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let mut local: Vec<Option<FrameResult>> = Vec::new();
+                    local.resize_with(imgs.len(), || None);
+                    let t = self.model.process(w, *start, imgs, &mut local);
+                    mine.push((*start, local, t));
+                }
+                let mut g = shared.lock().unwrap_or_else(|p| p.into_inner());
+                for (start, rs, t) in mine {
+                    for (k, r) in rs.into_iter().enumerate() {
+                        g.0[start + k] = r;
+                    }
+                    *g.1 += t;
+                }
+            };
             std::thread::scope(|s| {
-                for mut lease in leases {
-                    let (next, chunks, shared, model) = (&next, &chunks, &shared, &self.model);
-                    s.spawn(move || {
-                        let Some(w) = lease.worker.as_deref_mut() else {
-                            return;
-                        };
-                        let mut local: Vec<Option<FrameResult>> = Vec::new();
-                        let mut mine = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some((start, imgs)) = chunks.get(i) else {
-                                break;
-                            };
-                            local.clear();
-                            local.resize_with(imgs.len(), || None);
-                            let t = model.process(w, *start, imgs, &mut local);
-                            mine.push((*start, std::mem::take(&mut local), t));
-                        }
-                        let mut g = shared.lock().unwrap_or_else(|p| p.into_inner());
-                        for (start, rs, t) in mine {
-                            for (k, r) in rs.into_iter().enumerate() {
-                                g.0[start + k] = r;
-                            }
-                            *g.1 += t;
-                        }
-                    });
+                let mut leases = leases.into_iter();
+                let mine = leases.next();
+                for lease in leases {
+                    let spawned = std::thread::Builder::new()
+                        .name("detect".into())
+                        .spawn_scoped(s, || work(lease));
+                    if let Err(e) = spawned {
+                        tracing::warn!(error = %e, "cannot start a detector thread; fewer sessions work on this batch");
+                    }
+                }
+                if let Some(l) = mine {
+                    work(l);
                 }
             });
         }
