@@ -131,6 +131,26 @@ pub struct DetectConfig {
     /// Artificial extra latency per inference (ms), to test that a slow detector never slows
     /// the display. 0 in production.
     pub debug_delay_ms: u64,
+    /// Let ONNX Runtime's intra-op threads spin while waiting for work. Off: with two cores
+    /// shared by decoders and sessions, spinning takes CPU from them (docs/detector.md).
+    pub spinning: bool,
+    /// ONNX Runtime graph optimisation level.
+    pub optimization: OptimizationLevel,
+    /// Run the model at this `[width, height]` instead of the manifest's size; needs a model
+    /// whose manifest says `dynamic = true` (sides a multiple of the largest stride).
+    pub input_size: Option<[u32; 2]>,
+}
+
+/// ONNX Runtime graph optimisation levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizationLevel {
+    Disable,
+    Basic,
+    Extended,
+    Layout,
+    #[default]
+    All,
 }
 
 impl Default for DetectConfig {
@@ -143,6 +163,9 @@ impl Default for DetectConfig {
             max_batch: 1,
             ort_library: PathBuf::from("../vendor-lib/onnxruntime/libonnxruntime.so"),
             debug_delay_ms: 0,
+            spinning: false,
+            optimization: OptimizationLevel::All,
+            input_size: None,
         }
     }
 }
@@ -537,6 +560,14 @@ impl Config {
         }
         if self.detect.max_batch == 0 || self.detect.max_batch > 32 {
             bad(d.key("max_batch"), "must be between 1 and 32".into());
+        }
+        if let Some([w, h]) = self.detect.input_size {
+            if !(32..=4096).contains(&w) || !(32..=4096).contains(&h) {
+                bad(
+                    d.key("input_size"),
+                    format!("sides must be in 32..=4096, got [{w}, {h}]"),
+                );
+            }
         }
         let ing = root.key("ingest");
         if self.ingest.silence_timeout_s <= 0.0 {
