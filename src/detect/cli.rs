@@ -528,7 +528,7 @@ impl Output {
                 let [x1, y1, x2, y2] = d.bbox.to_pixels(w, h);
                 writeln!(
                     o,
-                    "    {:<14} {:.2}   x {:>4.0}..{:<4.0}  y {:>4.0}..{:<4.0}",
+                    "    {:<14} {:.2}   x {:>4.0}..{:<4.0}  y {:>4.0}..{:.0}",
                     self.name(d.class_id),
                     d.score,
                     x1,
