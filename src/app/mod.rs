@@ -2,6 +2,7 @@
 
 mod check;
 mod demo;
+mod frameloop;
 mod run;
 
 use std::path::PathBuf;
@@ -24,6 +25,10 @@ pub enum AppError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Detect(#[from] crate::detect::DetectError),
+    #[error(transparent)]
+    Analytics(#[from] crate::analytics::AnalyticsError),
     #[error(transparent)]
     Incident(#[from] crate::incident::IncidentError),
     #[error(transparent)]

@@ -15,6 +15,9 @@ use tracing::info;
 use super::AppError;
 use crate::config::Config;
 use crate::hub::{AnalyticsQueue, Hub};
+use super::frameloop::{self, FrameLoop, LoopMetrics};
+use crate::analytics::SiteAnalytics;
+use crate::detect::Detector;
 use crate::incident::IncidentService;
 use crate::ingest::{self, CameraHandle, CameraSettings, Templates};
 use crate::metrics::{self, IngestMetrics};
@@ -81,6 +84,7 @@ pub struct Running {
     pub registry: Registry,
     cameras: Vec<CameraHandle>,
     queue: Arc<AnalyticsQueue>,
+    frame_loop: FrameLoop,
     incidents: IncidentService,
     wall: Wall,
     http: tokio::task::JoinHandle<()>,
@@ -91,7 +95,9 @@ impl Running {
     pub async fn stop(self) {
         self.queue.close();
         let cams = self.cameras;
+        let frame_loop = self.frame_loop;
         let _ = tokio::task::spawn_blocking(move || {
+            frame_loop.stop();
             for c in &cams {
                 c.signal_stop();
             }
@@ -124,9 +130,22 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
             .as_deref(),
     )?);
 
-    // The analytics branch scales to the detector's input size.
-    let analytics_size = (416, 416);
-    let labels: Labels = Arc::from(Vec::<String>::new());
+    // The detector first: its input size is what the analytics branch scales to, its class
+    // names are what the rules and the overlay speak. A bad model stops here, named, before any
+    // camera starts.
+    let detector = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || Detector::load(&cfg))
+            .await
+            .map_err(|e| AppError::Other(format!("detector loading failed: {e}")))??
+    };
+    let analytics_size = detector.input_size();
+    let labels: Labels = detector.labels();
+    let site_analytics = cfg
+        .sites
+        .iter()
+        .map(|s| SiteAnalytics::new(s, labels.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
 
     // Incidents: lifecycle, snapshots, outbox, MQTT (src/incident).
     let incidents = IncidentService::start(&cfg, hub.clone(), &registry).await?;
@@ -143,6 +162,18 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
         addr: cfg.wall.listen,
         source,
     })?;
+
+    // Detection workers -> tracker and rules per camera -> hub and incident stage.
+    let frame_loop = frameloop::spawn(
+        &cfg,
+        Arc::new(detector),
+        site_analytics,
+        hub.clone(),
+        queue.clone(),
+        incidents.sender(),
+        LoopMetrics::register(&registry)?,
+    )
+    .map_err(|e| AppError::Other(format!("cannot start detection workers: {e}")))?;
 
     let mut cameras = Vec::new();
     for settings in CameraSettings::from_config(&cfg, analytics_size) {
@@ -181,6 +212,7 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
         registry,
         cameras,
         queue,
+        frame_loop,
         incidents,
         wall,
         http,

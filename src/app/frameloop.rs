@@ -1,0 +1,240 @@
+//! The frame loop: detection workers take the newest analytics frame of each camera
+//! round-robin (several cameras per inference when batching is on), run the detector, then that
+//! camera's tracker and rules, publish the results for the wall and hand rule events and counts
+//! to the incident stage.
+//!
+//! One worker per detector session: a worker blocks only on inference, and the queue never
+//! hands out a second frame of a camera whose previous frame is still in flight, so every
+//! camera's tracker sees its frames in order. A camera whose frames arrive faster than the
+//! detector takes them loses its oldest frame (counted), never delays another camera, and never
+//! delays the display path, which does not pass through here at all.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use parking_lot::Mutex;
+use prometheus::{HistogramVec, IntCounterVec, Registry};
+use tracing::{error, warn};
+
+use crate::analytics::SiteAnalytics;
+use crate::config::Config;
+use crate::detect::Detector;
+use crate::hub::{AnalyticsQueue, Hub};
+use crate::incident::IncidentSender;
+use crate::metrics;
+use crate::model::Image;
+
+/// Metrics of the frame loop.
+#[derive(Clone)]
+pub struct LoopMetrics {
+    /// Seconds per stage: preprocess, inference, postprocess (per batch), analytics (per frame).
+    pub stage_latency: HistogramVec,
+    /// Seconds from frame capture to published results, per site.
+    pub result_age: HistogramVec,
+    pub processed: IntCounterVec,
+    pub detections: IntCounterVec,
+    pub errors: IntCounterVec,
+}
+
+impl LoopMetrics {
+    pub fn register(r: &Registry) -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            stage_latency: metrics::latency_vec(
+                r,
+                "simpang_stage_latency_seconds",
+                "Time spent per frame-loop stage (detector stages per batch, analytics per frame)",
+                &["stage"],
+            )?,
+            result_age: metrics::latency_vec(
+                r,
+                "simpang_result_age_seconds",
+                "From frame capture to its analytics results being published",
+                &["site"],
+            )?,
+            processed: metrics::int_counter_vec(
+                r,
+                "simpang_analytics_processed_total",
+                "Analytics frames that went through detection, tracking and rules",
+                &["site"],
+            )?,
+            detections: metrics::int_counter_vec(
+                r,
+                "simpang_detections_total",
+                "Objects detected",
+                &["site"],
+            )?,
+            errors: metrics::int_counter_vec(
+                r,
+                "simpang_frame_errors_total",
+                "Analytics frames that failed (detector error or a recovered analytics fault)",
+                &["site"],
+            )?,
+        })
+    }
+}
+
+/// The running workers.
+pub struct FrameLoop {
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl FrameLoop {
+    /// Stops the workers after their current frame (the queue must be closed too, so waiting
+    /// workers wake).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+}
+
+struct Shared {
+    cfg: Config,
+    detector: Arc<Detector>,
+    sites: Vec<Mutex<SiteAnalytics>>,
+    hub: Arc<Hub>,
+    queue: Arc<AnalyticsQueue>,
+    incidents: IncidentSender,
+    metrics: LoopMetrics,
+    stop: Arc<AtomicBool>,
+}
+
+/// Starts one worker per detector session.
+pub fn spawn(
+    cfg: &Config,
+    detector: Arc<Detector>,
+    sites: Vec<SiteAnalytics>,
+    hub: Arc<Hub>,
+    queue: Arc<AnalyticsQueue>,
+    incidents: IncidentSender,
+    metrics: LoopMetrics,
+) -> std::io::Result<FrameLoop> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers_n = detector.sessions().max(1);
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        detector,
+        sites: sites.into_iter().map(Mutex::new).collect(),
+        hub,
+        queue,
+        incidents,
+        metrics,
+        stop: stop.clone(),
+    });
+    let mut workers = Vec::new();
+    for n in 0..workers_n {
+        let s = shared.clone();
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("detect-{n}"))
+                .spawn(move || worker(&s))?,
+        );
+    }
+    Ok(FrameLoop { stop, workers })
+}
+
+fn worker(s: &Shared) {
+    let max_batch = s.detector.batch_size().max(1);
+    let mut last_error_log: Option<Instant> = None;
+    while !s.stop.load(Ordering::SeqCst) {
+        let batch = s.queue.take(max_batch, Duration::from_millis(200));
+        if batch.is_empty() {
+            continue;
+        }
+        let images: Vec<&Image> = batch.iter().map(|(_, f)| &f.image).collect();
+        let result = s.detector.detect_batch(&images);
+        let (detections, timings) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // One log line per few seconds: a broken model would otherwise flood the log at
+                // the detect rate of every camera.
+                if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                    error!(error = %e, "detector failed on a batch");
+                    last_error_log = Some(Instant::now());
+                }
+                for (i, f) in &batch {
+                    s.metrics.errors.with_label_values(&[f.site.as_str()]).inc();
+                    s.queue.done(*i);
+                }
+                continue;
+            }
+        };
+        for (stage, d) in [
+            ("preprocess", timings.preprocess),
+            ("inference", timings.inference),
+            ("postprocess", timings.postprocess),
+        ] {
+            s.metrics
+                .stage_latency
+                .with_label_values(&[stage])
+                .observe(d.as_secs_f64());
+        }
+        for ((i, frame), dets) in batch.iter().zip(detections) {
+            let site = frame.site.as_str();
+            let t = Instant::now();
+            let Some(cell) = s.sites.get(*i) else {
+                s.queue.done(*i);
+                continue;
+            };
+            let out = {
+                let mut analytics = cell.lock();
+                match catch_unwind(AssertUnwindSafe(|| analytics.process(frame, &dets))) {
+                    Ok(out) => Some(out),
+                    Err(_) => {
+                        // A bug in one camera's rules must not stop the others: start that
+                        // camera's analytics afresh and carry on.
+                        error!(site, "analytics panicked; its state was reset");
+                        s.metrics.errors.with_label_values(&[site]).inc();
+                        if let Some(cfg_site) = s.cfg.sites.get(*i) {
+                            match SiteAnalytics::new(cfg_site, s.detector.labels()) {
+                                Ok(fresh) => *analytics = fresh,
+                                Err(e) => warn!(site, error = %e, "cannot reset analytics"),
+                            }
+                        }
+                        None
+                    }
+                }
+            };
+            s.metrics
+                .stage_latency
+                .with_label_values(&["analytics"])
+                .observe(t.elapsed().as_secs_f64());
+            if let Some(out) = out {
+                s.metrics
+                    .detections
+                    .with_label_values(&[site])
+                    .inc_by(dets.len() as u64);
+                if let Some(hub) = s.hub.sites.get(*i) {
+                    hub.results.store(Arc::new(out.results));
+                    // The snapshot shows the display frame (wall size, undistorted), which is
+                    // at most one display interval newer than the analytics frame.
+                    let display = hub.display.load_full().map(|d| d.image.clone());
+                    for mut ev in out.events {
+                        if ev.frame.is_none() {
+                            ev.frame = display.clone();
+                        }
+                        s.incidents.rule_event(ev);
+                    }
+                }
+                for c in out.counts {
+                    s.incidents.counts(c);
+                }
+                s.metrics.processed.with_label_values(&[site]).inc();
+                let age = (Utc::now() - frame.captured_at)
+                    .to_std()
+                    .unwrap_or_default();
+                s.metrics
+                    .result_age
+                    .with_label_values(&[site])
+                    .observe(age.as_secs_f64());
+            }
+            s.queue.done(*i);
+        }
+    }
+}
