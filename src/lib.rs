@@ -11,6 +11,7 @@
 //! - [`wall`]: overlay drawing, MJPEG/SSE web wall, annotated RTSP out
 //! - [`desk`]: the complaint workflow service
 //! - [`bench`]: replay footage as N cameras and measure
+//! - [`timing`]: raw stage timings the bench collects (off in `run`)
 //! - [`app`]: wiring of the stages for `simpang run`, `demo` and `check`
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -26,5 +27,6 @@ pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod time;
+pub mod timing;
 pub mod track;
 pub mod wall;

@@ -27,6 +27,7 @@ use crate::hub::{AnalyticsQueue, Hub};
 use crate::incident::IncidentSender;
 use crate::metrics;
 use crate::model::Image;
+use crate::timing::{self, Stage};
 
 /// Metrics of the frame loop.
 #[derive(Clone)]
@@ -165,15 +166,16 @@ fn worker(s: &Shared) {
                 continue;
             }
         };
-        for (stage, d) in [
-            ("preprocess", timings.preprocess),
-            ("inference", timings.inference),
-            ("postprocess", timings.postprocess),
+        for (stage, raw, d) in [
+            ("preprocess", Stage::Preprocess, timings.preprocess),
+            ("inference", Stage::Inference, timings.inference),
+            ("postprocess", Stage::Postprocess, timings.postprocess),
         ] {
             s.metrics
                 .stage_latency
                 .with_label_values(&[stage])
                 .observe(d.as_secs_f64());
+            timing::record(raw, d);
         }
         for ((i, frame), dets) in batch.iter().zip(detections) {
             let site = frame.site.as_str();
@@ -201,10 +203,12 @@ fn worker(s: &Shared) {
                     }
                 }
             };
+            let spent = t.elapsed();
             s.metrics
                 .stage_latency
                 .with_label_values(&["analytics"])
-                .observe(t.elapsed().as_secs_f64());
+                .observe(spent.as_secs_f64());
+            timing::record(Stage::Tracking, spent);
             if let Some(out) = out {
                 s.metrics
                     .detections
@@ -233,6 +237,7 @@ fn worker(s: &Shared) {
                     .result_age
                     .with_label_values(&[site])
                     .observe(age.as_secs_f64());
+                timing::record(Stage::ResultAge, age);
             }
             s.queue.done(*i);
         }

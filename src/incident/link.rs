@@ -33,6 +33,7 @@ use super::broker::BrokerTarget;
 use super::message::{SiteState, StatusMessage, StatusReason};
 use super::outbox::{MsgKind, Outbox, Row};
 use super::topics;
+use crate::timing::{self, Stage};
 
 /// Publishes in flight per connection (sent, not yet acked). Large enough to keep a slow link
 /// busy, small enough that rumqttc's packet ids (1..=INFLIGHT) never wrap onto an unacked one.
@@ -521,6 +522,13 @@ impl Driver {
             .latency
             .with_label_values(&[kind.as_str()])
             .observe(latency);
+        timing::record_secs(
+            match kind {
+                MsgKind::Incident => Stage::PublishIncident,
+                MsgKind::Counts => Stage::PublishCounts,
+            },
+            latency,
+        );
         self.metrics
             .published
             .with_label_values(&[&self.site, kind.as_str()])

@@ -140,6 +140,21 @@ impl Templates {
         substitute(&strip_comments(head), &all, origin)
     }
 
+    /// The source template of `kind` (source and decoder) followed by `branches` instead of the
+    /// camera's two branches: the bench decodes through exactly what the cameras use, into its
+    /// own sink.
+    pub fn render_with_branches(
+        &self,
+        kind: SourceKind,
+        params: &BTreeMap<&str, String>,
+        branches: &str,
+    ) -> Result<String, IngestError> {
+        let (origin, head) = self.get(kind.template_name())?;
+        let mut all = params.clone();
+        all.insert("branches", branches.to_string());
+        substitute(&strip_comments(head), &all, origin)
+    }
+
     /// Every element factory the templates name, with the template naming it.
     pub fn elements(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
@@ -264,6 +279,16 @@ mod tests {
             assert!(line.contains("appsink name=display"));
             assert!(!line.contains('#'));
         }
+    }
+
+    #[test]
+    fn custom_branches_follow_the_source() {
+        let line = Templates::builtin()
+            .render_with_branches(SourceKind::File, &params(), "dec. ! fakesink name=sink")
+            .unwrap();
+        assert!(line.contains("filesrc"), "{line}");
+        assert!(line.contains("dec. ! fakesink name=sink"), "{line}");
+        assert!(!line.contains("appsink"), "{line}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use super::overlay::DrawError;
 use super::rtsp::MOSAIC;
 use super::tile::{push_to_sinks, SiteOutput, WorkerShared};
 use crate::model::{Image, PixelFormat};
+use crate::timing::{self, Stage};
 
 /// Grid geometry of the mosaic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,7 +181,9 @@ pub fn spawn(
                     warn!(error = %e, "cannot compose mosaic");
                     continue;
                 }
-                compose_s.observe(t.elapsed().as_secs_f64());
+                let spent = t.elapsed();
+                compose_s.observe(spent.as_secs_f64());
+                timing::record(Stage::Mosaic, spent);
                 match i420_buffer(&out, gst::ClockTime::ZERO) {
                     Ok(buf) => {
                         if push_to_sinks(&shared.mosaic_sinks, &buf) > 0 {

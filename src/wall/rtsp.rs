@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use super::metrics::WallMetrics;
 use super::tile::{RtspSinks, SiteOutput, WorkerShared};
 use super::WallError;
+use crate::timing::{self, Stage};
 
 /// The mount of the mosaic, and its label in metrics.
 pub const MOSAIC: &str = "wall";
@@ -251,12 +252,19 @@ fn measure_encoder(enc: &gst::Element, label: &str, m: &WallMetrics) {
     );
     let latency = m.rtsp_encode_seconds.with_label_values(&[label]);
     let bytes = m.rtsp_bytes.with_label_values(&[label]);
+    let stage = if label == MOSAIC {
+        Stage::X264Mosaic
+    } else {
+        Stage::X264Site
+    };
     src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         if let Some(gst::PadProbeData::Buffer(b)) = &info.data {
             bytes.inc_by(b.size() as u64);
         }
         if let Some(t) = entered.lock().take() {
-            latency.observe(t.elapsed().as_secs_f64());
+            let spent = t.elapsed();
+            latency.observe(spent.as_secs_f64());
+            timing::record(stage, spent);
         }
         gst::PadProbeReturn::Ok
     });

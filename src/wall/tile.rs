@@ -27,6 +27,7 @@ use super::scene::{SceneInput, SiteScene};
 use crate::hub::SiteHub;
 use crate::ingest::frames::RateGate;
 use crate::model::{Image, SiteId};
+use crate::timing::{self, Stage};
 
 /// A display frame older than this means the camera stopped delivering: the tile turns into the
 /// offline tile (the supervisor declares the camera offline only after its silence timeout).
@@ -317,7 +318,9 @@ impl Worker {
                 continue;
             }
             rendered.inc();
-            render_s.observe(t.elapsed().as_secs_f64());
+            let spent = t.elapsed();
+            render_s.observe(spent.as_secs_f64());
+            timing::record(Stage::Overlay, spent);
 
             if want_rtsp {
                 match i420_buffer(&self.out, gst::ClockTime::ZERO) {
@@ -337,7 +340,9 @@ impl Worker {
                 match self.encode_jpeg() {
                     Ok(data) => {
                         jpeg_failures = 0;
-                        jpeg_s.observe(t.elapsed().as_secs_f64());
+                        let spent = t.elapsed();
+                        jpeg_s.observe(spent.as_secs_f64());
+                        timing::record(Stage::Jpeg, spent);
                         jpeg_frames.inc();
                         jpeg_bytes.inc_by(data.len() as u64);
                         self.seq += 1;

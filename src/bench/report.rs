@@ -1,0 +1,848 @@
+//! The bench report: what a trial measured, the ceilings, the searches and the baseline, as
+//! JSON (`--json`) and as the table printed at the end. Both are made from the same structs, so
+//! the table cannot say something the JSON does not.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::procfs::Machine;
+use crate::timing::Summary;
+
+/// How the footage is played.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// At the footage's frame rate, like cameras (display sinks sync to the clock).
+    Realtime,
+    /// As fast as the machine decodes (nothing syncs): throughput, not real time.
+    Max,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Realtime => "realtime",
+            Mode::Max => "max",
+        }
+    }
+}
+
+/// The replayed file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Footage {
+    pub path: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+    pub duration_s: f64,
+}
+
+/// The detector as configured.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ModelInfo {
+    pub name: String,
+    pub manifest: String,
+    pub input_width: u32,
+    pub input_height: u32,
+    pub sessions: usize,
+    pub threads: usize,
+    pub max_batch: usize,
+    pub detect_fps: f64,
+}
+
+/// One row of the stage table.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StageRow {
+    pub stage: String,
+    #[serde(flatten)]
+    pub summary: Summary,
+}
+
+/// Frames of one camera stream over the measured window.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct StreamRow {
+    pub site: String,
+    /// Frames out of the decoder.
+    pub decoded: u64,
+    /// Frames delivered to the display path (the wall's input).
+    pub display_frames: u64,
+    /// Display frames thrown away by the pipeline (`simpang_display_frames_dropped_total`).
+    pub display_dropped: u64,
+    /// Display frames due at the source rate over the window that never came (a paced file
+    /// that falls behind is late, not dropped: this is how its shortfall shows).
+    pub display_missed: u64,
+    /// Frames delivered to analytics (at the detect rate).
+    pub analytics_frames: u64,
+    /// Analytics frames replaced by a newer one before the detector took them.
+    pub analytics_dropped: u64,
+    /// Analytics frames through detection, tracking and rules.
+    pub processed: u64,
+    pub decoded_fps: f64,
+    pub display_fps: f64,
+    pub analytics_fps: f64,
+}
+
+/// Wall work done in the window (it works only while watched).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct WallActivity {
+    pub frames_rendered: u64,
+    pub jpeg_frames: u64,
+    pub mosaic_frames: u64,
+}
+
+/// Incident-stage messages in the window.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Messages {
+    /// Incident messages (new / update / end) committed to the outbox.
+    pub incident_messages: u64,
+    /// Incident messages the broker acknowledged.
+    pub published_incidents: u64,
+    /// Counts reports the broker acknowledged.
+    pub published_counts: u64,
+}
+
+/// CPU of a group of threads (by thread name) over the window; 100 = one core.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ThreadGroup {
+    pub group: String,
+    pub threads: usize,
+    pub cpu_percent: f64,
+}
+
+/// The in-process stand-ins for wall viewers, run by the bench harness (not the measured
+/// process), and what they received in the window.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Consumers {
+    pub mjpeg_url: String,
+    pub mjpeg_frames: u64,
+    pub mjpeg_fps: f64,
+    pub rtsp_url: String,
+    pub rtsp_frames: u64,
+    pub rtsp_fps: f64,
+}
+
+/// Everything one run of N streams measured.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct TrialResult {
+    pub streams: usize,
+    pub mode: Option<Mode>,
+    pub window_s: f64,
+    pub warmup_s: f64,
+    pub source_fps: f64,
+    pub detect_fps: f64,
+    pub stages: Vec<StageRow>,
+    pub per_stream: Vec<StreamRow>,
+    pub total: StreamRow,
+    /// Process CPU over the window (user + system, all threads); 100 = one core.
+    pub cpu_percent: f64,
+    pub cpu_seconds: f64,
+    /// Peak resident set size of the process over its life (VmHWM).
+    pub peak_rss_mb: f64,
+    /// Media seconds played per wall second, per stream (1.0 = real time).
+    pub realtime_factor: f64,
+    pub holds: bool,
+    pub failures: Vec<String>,
+    pub wall: WallActivity,
+    pub messages: Messages,
+    pub threads: Vec<ThreadGroup>,
+    /// Filled by the harness.
+    pub consumers: Option<Consumers>,
+    /// CPU of the harness process (consumers, progress) over the window; not in `cpu_percent`.
+    pub harness_cpu_percent: Option<f64>,
+    pub load_end: [f64; 3],
+}
+
+impl TrialResult {
+    pub fn stage(&self, name: &str) -> Option<&Summary> {
+        self.stages
+            .iter()
+            .find(|s| s.stage == name)
+            .map(|s| &s.summary)
+    }
+}
+
+/// Whether streams held real time, and if not why: every stream must show at least 99% of its
+/// display frames at the source rate (drops and shortfall together under 1%) and process
+/// analytics frames at the detect rate (one frame or 1% of counting slack at the window's
+/// edges).
+pub fn judge(
+    rows: &[StreamRow],
+    mode: Mode,
+    source_fps: f64,
+    detect_fps: f64,
+    window_s: f64,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    let want_display = source_fps * window_s;
+    let want_analytics = detect_fps.min(source_fps) * window_s;
+    for r in rows {
+        match mode {
+            Mode::Realtime => {
+                let lost = r.display_dropped + r.display_missed;
+                if lost as f64 >= 0.01 * want_display {
+                    failures.push(format!(
+                        "{}: display {:.2} fps, {} of {:.0} frames dropped or late (>= 1%)",
+                        r.site, r.display_fps, lost, want_display
+                    ));
+                }
+            }
+            Mode::Max => {
+                if r.decoded_fps < 0.99 * source_fps {
+                    failures.push(format!(
+                        "{}: decodes {:.2} fps, under the source's {:.2}",
+                        r.site, r.decoded_fps, source_fps
+                    ));
+                }
+            }
+        }
+        let slack = (0.01 * want_analytics).max(1.0);
+        if (r.processed as f64) < want_analytics - slack {
+            failures.push(format!(
+                "{}: analytics {:.2} fps, under the detect rate {:.2} ({} of {:.0} frames, {} dropped)",
+                r.site, r.analytics_fps, detect_fps, r.processed, want_analytics, r.analytics_dropped
+            ));
+        }
+    }
+    failures
+}
+
+/// The same-run ceilings of this machine.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct DecodeCeiling {
+    /// Decode pipelines run side by side (one per core).
+    pub pipelines: usize,
+    pub frames: u64,
+    pub seconds: f64,
+    /// Frames per second, all pipelines together.
+    pub fps: f64,
+    pub cpu_percent: f64,
+    /// CPU milliseconds per frame.
+    pub cpu_ms_per_frame: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct InferenceCeiling {
+    pub sessions: usize,
+    pub threads: usize,
+    pub max_batch: usize,
+    pub frames: u64,
+    pub seconds: f64,
+    /// Frames per second through the pool, all sessions busy.
+    pub fps: f64,
+    pub cpu_percent: f64,
+    pub cpu_ms_per_frame: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Ceilings {
+    pub decode: DecodeCeiling,
+    pub inference: InferenceCeiling,
+    /// Streams the decoders alone could keep up with.
+    pub decode_limit_streams: f64,
+    /// Streams the detector alone could serve at the detect rate.
+    pub inference_limit_streams: f64,
+    /// Streams this machine can serve with decode and inference sharing it and nothing else:
+    /// `1 / (source_fps / decode_fps + detect_fps / inference_fps)`.
+    pub limit_streams: f64,
+}
+
+impl Ceilings {
+    pub fn new(
+        decode: DecodeCeiling,
+        inference: InferenceCeiling,
+        source_fps: f64,
+        detect_fps: f64,
+    ) -> Ceilings {
+        let per = |fps: f64, need: f64| if need > 0.0 { fps / need } else { 0.0 };
+        let d = per(decode.fps, source_fps);
+        let i = per(inference.fps, detect_fps.min(source_fps));
+        let limit = if d > 0.0 && i > 0.0 {
+            1.0 / (1.0 / d + 1.0 / i)
+        } else {
+            0.0
+        };
+        Ceilings {
+            decode,
+            inference,
+            decode_limit_streams: d,
+            inference_limit_streams: i,
+            limit_streams: limit,
+        }
+    }
+}
+
+/// One step of a search for the largest N that holds real time.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SearchStep {
+    pub streams: usize,
+    pub holds: bool,
+    pub failures: Vec<String>,
+    pub cpu_percent: f64,
+    pub peak_rss_mb: f64,
+    pub min_display_fps: f64,
+    pub min_analytics_fps: f64,
+}
+
+impl SearchStep {
+    pub fn of(t: &TrialResult) -> SearchStep {
+        let min = |f: fn(&StreamRow) -> f64| {
+            t.per_stream
+                .iter()
+                .map(f)
+                .fold(f64::INFINITY, f64::min)
+                .min(1e9)
+        };
+        SearchStep {
+            streams: t.streams,
+            holds: t.holds,
+            failures: t.failures.clone(),
+            cpu_percent: t.cpu_percent,
+            peak_rss_mb: t.peak_rss_mb,
+            min_display_fps: if t.per_stream.is_empty() {
+                0.0
+            } else {
+                min(|r| r.display_fps)
+            },
+            min_analytics_fps: if t.per_stream.is_empty() {
+                0.0
+            } else {
+                min(|r| r.analytics_fps)
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Search {
+    pub steps: Vec<SearchStep>,
+    /// The largest N that held (0 if even one stream did not).
+    pub sustained: usize,
+    /// True when the search stopped at `--max-streams` while still holding.
+    pub capped: bool,
+}
+
+/// One stream of the Python baseline over its window.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct BaselineStream {
+    pub frames: u64,
+    pub detections: u64,
+    pub fps: f64,
+    pub detect_fps: f64,
+    /// How far behind camera pace the loop was at the end of the window, seconds.
+    pub lag_s: f64,
+}
+
+/// What one run of the Python baseline printed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct BaselineRun {
+    pub setup: String,
+    pub streams: usize,
+    pub window_s: f64,
+    pub source_fps: f64,
+    pub detect_fps: f64,
+    pub per_stream: Vec<BaselineStream>,
+    pub cpu_percent: f64,
+    pub peak_rss_mb: f64,
+    pub inference_ms_p50: Option<f64>,
+    /// Set by the harness with [`judge`].
+    #[serde(default)]
+    pub holds: bool,
+    #[serde(default)]
+    pub failures: Vec<String>,
+}
+
+impl BaselineRun {
+    /// The streams as rows [`judge`] reads (frames read at camera pace are its display).
+    pub fn rows(&self) -> Vec<StreamRow> {
+        let want = (self.source_fps * self.window_s).round();
+        self.per_stream
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StreamRow {
+                site: format!("py-{i}"),
+                decoded: s.frames,
+                display_frames: s.frames,
+                display_missed: (want - s.frames as f64).max(0.0) as u64,
+                analytics_frames: s.detections,
+                processed: s.detections,
+                decoded_fps: s.fps,
+                display_fps: s.fps,
+                analytics_fps: s.detect_fps,
+                ..StreamRow::default()
+            })
+            .collect()
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct BaselineSetup {
+    /// `per_stream` (a) or `shared` (b).
+    pub setup: String,
+    pub description: String,
+    pub runs: Vec<BaselineRun>,
+    pub sustained: usize,
+    pub capped: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Baseline {
+    pub python: String,
+    pub setups: Vec<BaselineSetup>,
+    /// The better of the two setups' sustained streams.
+    pub best_sustained: usize,
+    /// simpang's sustained streams / `best_sustained` (None when either is unknown or zero).
+    pub ratio: Option<f64>,
+    /// What simpang's figure in the ratio is: the searched maximum, or N of a run that held.
+    pub simpang_basis: String,
+}
+
+/// The whole report (`--json`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub schema: String,
+    pub started_at: String,
+    pub machine: Machine,
+    pub load_start: [f64; 3],
+    pub load_end: [f64; 3],
+    pub model: ModelInfo,
+    pub footage: Footage,
+    pub mode: Option<Mode>,
+    pub seconds: f64,
+    pub warmup_s: f64,
+    pub wall_consumers: String,
+    /// True when every stream had the bench's low-threshold crowd zone (see `bench::setup`).
+    pub bench_zone: bool,
+    pub ceilings: Ceilings,
+    /// The run of `--streams N`; with `--find-max`, the largest run that held (or the last one).
+    pub run: Option<TrialResult>,
+    pub find_max: Option<Search>,
+    /// Every run of the search, in the order made.
+    pub find_max_runs: Vec<TrialResult>,
+    /// Streams known to hold real time: the search's result, or N of a run that held.
+    pub sustained: Option<usize>,
+    /// `sustained / ceilings.limit_streams`.
+    pub efficiency: Option<f64>,
+    pub baseline: Option<Baseline>,
+}
+
+pub const SCHEMA: &str = "simpang.bench/1";
+
+fn ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into())
+}
+
+/// The rows of the stage table that the issue asks for, in order, with what each measures.
+pub const STAGE_NOTES: &[(&str, &str)] = &[
+    ("decode", "decoder: compressed frame in -> picture out"),
+    ("scale_display", "1080p -> tile size, I420 (every frame)"),
+    ("scale_analytics", "1080p -> model size, BGR (detect rate)"),
+    ("preprocess", "BGR -> tensor"),
+    ("inference", "ONNX Runtime, one call"),
+    ("postprocess", "decode + NMS"),
+    ("tracking_rules", "tracker + zone/line rules, one frame"),
+    ("result_age", "capture -> results published"),
+    ("overlay", "wall: copy + draw one tile"),
+    ("jpeg", "wall: JPEG of one tile"),
+    ("x264_site", "wall: x264, per-site RTSP frame"),
+    ("x264_mosaic", "wall: x264, mosaic frame"),
+    ("mosaic", "wall: compose the mosaic"),
+    ("publish_incident", "rule event -> broker PUBACK"),
+    ("publish_counts", "counts report -> broker PUBACK"),
+];
+
+/// The table of one trial.
+pub fn trial_table(t: &TrialResult) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{} streams, {} mode, {:.0} s window after {:.0} s warm-up",
+        t.streams,
+        t.mode.map(Mode::as_str).unwrap_or("?"),
+        t.window_s,
+        t.warmup_s
+    );
+    let _ = writeln!(
+        o,
+        "  {:<17} {:>8} {:>9} {:>9} {:>9} {:>9}  what",
+        "stage", "count", "p50 ms", "p95 ms", "p99 ms", "mean ms"
+    );
+    for row in &t.stages {
+        let note = STAGE_NOTES
+            .iter()
+            .find(|(n, _)| *n == row.stage)
+            .map(|(_, w)| *w)
+            .unwrap_or("");
+        let s = &row.summary;
+        let _ = writeln!(
+            o,
+            "  {:<17} {:>8} {:>9} {:>9} {:>9} {:>9}  {}",
+            row.stage,
+            s.count,
+            ms(s.p50_ms),
+            ms(s.p95_ms),
+            ms(s.p99_ms),
+            ms(s.mean_ms),
+            note
+        );
+    }
+    let _ = writeln!(
+        o,
+        "  {:<14} {:>8} {:>8} {:>8} {:>7} {:>6} {:>9} {:>8} {:>9} {:>8}",
+        "stream",
+        "decoded",
+        "display",
+        "disp_fps",
+        "dropped",
+        "missed",
+        "analytics",
+        "an_drop",
+        "processed",
+        "an_fps"
+    );
+    for r in t.per_stream.iter().chain(std::iter::once(&t.total)) {
+        let _ = writeln!(
+            o,
+            "  {:<14} {:>8} {:>8} {:>8.2} {:>7} {:>6} {:>9} {:>8} {:>9} {:>8.2}",
+            r.site,
+            r.decoded,
+            r.display_frames,
+            r.display_fps,
+            r.display_dropped,
+            r.display_missed,
+            r.analytics_frames,
+            r.analytics_dropped,
+            r.processed,
+            r.analytics_fps
+        );
+    }
+    let _ = writeln!(
+        o,
+        "  process: CPU {:.1} % (100 % = one core), peak RSS {:.0} MB, real-time factor {:.3}",
+        t.cpu_percent, t.peak_rss_mb, t.realtime_factor
+    );
+    if !t.threads.is_empty() {
+        let parts: Vec<String> = t
+            .threads
+            .iter()
+            .map(|g| format!("{} {:.1}%", g.group, g.cpu_percent))
+            .collect();
+        let _ = writeln!(o, "  CPU by thread group: {}", parts.join(", "));
+    }
+    let _ = writeln!(
+        o,
+        "  wall: {} tiles drawn, {} JPEGs, {} mosaic frames; MQTT: {} incident messages stored, {} acknowledged, {} counts reports acknowledged",
+        t.wall.frames_rendered,
+        t.wall.jpeg_frames,
+        t.wall.mosaic_frames,
+        t.messages.incident_messages,
+        t.messages.published_incidents,
+        t.messages.published_counts
+    );
+    if let Some(c) = &t.consumers {
+        let _ = writeln!(
+            o,
+            "  viewers (harness): {} {} frames ({:.1}/s), {} {} frames ({:.1}/s); harness CPU {:.1} %",
+            c.mjpeg_url,
+            c.mjpeg_frames,
+            c.mjpeg_fps,
+            c.rtsp_url,
+            c.rtsp_frames,
+            c.rtsp_fps,
+            t.harness_cpu_percent.unwrap_or(0.0)
+        );
+    }
+    if t.holds {
+        let _ = writeln!(
+            o,
+            "  verdict: HOLDS real time ({:.0} fps display, {:.0} fps analytics on every stream)",
+            t.source_fps, t.detect_fps
+        );
+    } else {
+        let _ = writeln!(o, "  verdict: does NOT hold real time");
+        for f in &t.failures {
+            let _ = writeln!(o, "    - {f}");
+        }
+    }
+    o
+}
+
+fn search_table(title: &str, s: &Search) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "{title}");
+    let _ = writeln!(
+        o,
+        "  {:>7} {:>6} {:>8} {:>9} {:>13} {:>15}",
+        "streams", "holds", "CPU %", "RSS MB", "min disp fps", "min analyt fps"
+    );
+    for st in &s.steps {
+        let _ = writeln!(
+            o,
+            "  {:>7} {:>6} {:>8.1} {:>9.0} {:>13.2} {:>15.2}",
+            st.streams,
+            if st.holds { "yes" } else { "no" },
+            st.cpu_percent,
+            st.peak_rss_mb,
+            st.min_display_fps,
+            st.min_analytics_fps
+        );
+    }
+    let _ = writeln!(
+        o,
+        "  sustained: {} streams{}",
+        s.sustained,
+        if s.capped { " (stopped at --max-streams)" } else { "" }
+    );
+    o
+}
+
+/// The whole report as printed.
+pub fn table(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "simpang bench ({})", r.started_at);
+    let _ = writeln!(
+        o,
+        "machine: {}, {} CPUs, AVX-512: {}{}; kernel {}",
+        r.machine.cpu_model,
+        r.machine.cpus,
+        if r.machine.avx512 { "yes" } else { "no" },
+        if r.machine.avx512_flags.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", r.machine.avx512_flags.join(" "))
+        },
+        r.machine.kernel
+    );
+    let _ = writeln!(
+        o,
+        "load average: {:.2} {:.2} {:.2} at start, {:.2} {:.2} {:.2} at end",
+        r.load_start[0], r.load_start[1], r.load_start[2], r.load_end[0], r.load_end[1], r.load_end[2]
+    );
+    let m = &r.model;
+    let _ = writeln!(
+        o,
+        "model: {} ({}x{}), {} session(s) x {} thread(s), batch {}, detect {:.1} fps per stream",
+        m.name, m.input_width, m.input_height, m.sessions, m.threads, m.max_batch, m.detect_fps
+    );
+    let f = &r.footage;
+    let _ = writeln!(
+        o,
+        "footage: {} ({}x{} @ {:.2} fps, {:.1} s, looped)",
+        f.path, f.width, f.height, f.fps, f.duration_s
+    );
+    let _ = writeln!(o, "wall output: {}", r.wall_consumers);
+    let _ = writeln!(
+        o,
+        "rules: each stream has the zones and lines of the config site it copies{}",
+        if r.bench_zone {
+            ", plus the bench crowd zone (>= 2 people in view for 2 s opens an incident)"
+        } else {
+            " (no bench zone)"
+        }
+    );
+    let c = &r.ceilings;
+    let _ = writeln!(o, "ceilings (same run):");
+    let _ = writeln!(
+        o,
+        "  decode only     {:>8.1} frames/s, {} pipelines (fakesink), CPU {:.0} %, {:.2} CPU-ms/frame -> {:.2} streams",
+        c.decode.fps, c.decode.pipelines, c.decode.cpu_percent, c.decode.cpu_ms_per_frame, c.decode_limit_streams
+    );
+    let _ = writeln!(
+        o,
+        "  inference only  {:>8.1} frames/s, {} session(s) x {} thread(s), CPU {:.0} %, {:.2} CPU-ms/frame -> {:.2} streams",
+        c.inference.fps,
+        c.inference.sessions,
+        c.inference.threads,
+        c.inference.cpu_percent,
+        c.inference.cpu_ms_per_frame,
+        c.inference_limit_streams
+    );
+    let _ = writeln!(
+        o,
+        "  limit           {:>8.2} streams = 1 / ({:.2}/{:.1} + {:.2}/{:.1})",
+        c.limit_streams, f.fps, c.decode.fps, m.detect_fps, c.inference.fps
+    );
+    if let Some(t) = &r.run {
+        o.push_str("run: ");
+        o.push_str(&trial_table(t));
+    }
+    if let Some(s) = &r.find_max {
+        o.push_str(&search_table("find-max (simpang):", s));
+    }
+    match (r.sustained, r.efficiency) {
+        (Some(n), Some(e)) => {
+            let _ = writeln!(
+                o,
+                "sustained: {n} streams; efficiency {n} / {:.2} = {e:.2}",
+                c.limit_streams
+            );
+        }
+        (Some(n), None) => {
+            let _ = writeln!(o, "sustained: {n} streams");
+        }
+        _ => {
+            let _ = writeln!(o, "sustained: unknown (the run did not hold; try --find-max)");
+        }
+    }
+    if let Some(b) = &r.baseline {
+        let _ = writeln!(o, "baseline (plain Python, {}):", b.python);
+        for s in &b.setups {
+            let _ = writeln!(o, "  ({}) {}", s.setup, s.description);
+            let _ = writeln!(
+                o,
+                "    {:>7} {:>6} {:>8} {:>9} {:>13} {:>15} {:>10}",
+                "streams", "holds", "CPU %", "RSS MB", "min fps", "min detect fps", "infer p50"
+            );
+            for run in &s.runs {
+                let minf = |f: fn(&BaselineStream) -> f64| {
+                    run.per_stream.iter().map(f).fold(f64::INFINITY, f64::min)
+                };
+                let _ = writeln!(
+                    o,
+                    "    {:>7} {:>6} {:>8.1} {:>9.0} {:>13.2} {:>15.2} {:>10}",
+                    run.streams,
+                    if run.holds { "yes" } else { "no" },
+                    run.cpu_percent,
+                    run.peak_rss_mb,
+                    minf(|s| s.fps),
+                    minf(|s| s.detect_fps),
+                    ms(run.inference_ms_p50)
+                );
+            }
+            let _ = writeln!(
+                o,
+                "    sustained: {} streams{}",
+                s.sustained,
+                if s.capped { " (stopped at --max-streams)" } else { "" }
+            );
+        }
+        match b.ratio {
+            Some(x) => {
+                let _ = writeln!(
+                    o,
+                    "  ratio: simpang {} / best Python {} = {x:.2}x",
+                    b.simpang_basis, b.best_sustained
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    o,
+                    "  ratio: not defined (simpang {}, best Python {})",
+                    b.simpang_basis, b.best_sustained
+                );
+            }
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(site: &str, display: u64, processed: u64, window: f64) -> StreamRow {
+        StreamRow {
+            site: site.into(),
+            decoded: display,
+            display_frames: display,
+            display_missed: (25.0 * window - display as f64).max(0.0) as u64,
+            analytics_frames: processed,
+            processed,
+            display_fps: display as f64 / window,
+            analytics_fps: processed as f64 / window,
+            decoded_fps: display as f64 / window,
+            ..StreamRow::default()
+        }
+    }
+
+    #[test]
+    fn judge_cases() {
+        // (display frames, processed) in 10 s at 25 fps / 5 fps; holds?
+        let cases = [
+            ((250, 50), true),
+            ((248, 49), true),  // 2 frames short (< 1%), one analytics frame at the edge
+            ((247, 50), false), // 3 frames = 1.2%
+            ((250, 48), false), // two analytics frames short
+            ((0, 0), false),
+        ];
+        for ((d, p), holds) in cases {
+            let f = judge(&[row("a", d, p, 10.0)], Mode::Realtime, 25.0, 5.0, 10.0);
+            assert_eq!(f.is_empty(), holds, "{d} {p}: {f:?}");
+        }
+        let mut r = row("a", 250, 50, 10.0);
+        r.display_dropped = 3;
+        assert_eq!(
+            judge(&[r], Mode::Realtime, 25.0, 5.0, 10.0).len(),
+            1,
+            "counted drops fail like missing frames"
+        );
+        let mut fast = row("a", 600, 50, 10.0);
+        fast.decoded_fps = 60.0;
+        assert!(judge(&[fast.clone()], Mode::Max, 25.0, 5.0, 10.0).is_empty());
+        fast.decoded_fps = 20.0;
+        assert!(!judge(&[fast], Mode::Max, 25.0, 5.0, 10.0).is_empty());
+    }
+
+    #[test]
+    fn limit_combines_both_ceilings() {
+        let d = DecodeCeiling {
+            fps: 500.0,
+            ..Default::default()
+        };
+        let i = InferenceCeiling {
+            fps: 50.0,
+            ..Default::default()
+        };
+        let c = Ceilings::new(d, i, 25.0, 5.0);
+        assert!((c.decode_limit_streams - 20.0).abs() < 1e-9);
+        assert!((c.inference_limit_streams - 10.0).abs() < 1e-9);
+        // each stream needs 1/20 + 1/10 of the machine
+        assert!((c.limit_streams - 1.0 / 0.15).abs() < 1e-9);
+        let none = Ceilings::new(DecodeCeiling::default(), InferenceCeiling::default(), 25.0, 5.0);
+        assert_eq!(none.limit_streams, 0.0);
+    }
+
+    #[test]
+    fn baseline_rows_count_missing_frames() {
+        let run = BaselineRun {
+            streams: 1,
+            window_s: 10.0,
+            source_fps: 25.0,
+            detect_fps: 5.0,
+            per_stream: vec![BaselineStream {
+                frames: 200,
+                detections: 40,
+                fps: 20.0,
+                detect_fps: 4.0,
+                lag_s: 2.0,
+            }],
+            ..Default::default()
+        };
+        let rows = run.rows();
+        assert_eq!(rows[0].display_missed, 50);
+        assert_eq!(judge(&rows, Mode::Realtime, 25.0, 5.0, 10.0).len(), 2);
+    }
+
+    #[test]
+    fn table_lists_every_stage_row() {
+        let t = TrialResult {
+            streams: 1,
+            mode: Some(Mode::Realtime),
+            stages: STAGE_NOTES
+                .iter()
+                .map(|(n, _)| StageRow {
+                    stage: n.to_string(),
+                    summary: Summary::default(),
+                })
+                .collect(),
+            per_stream: vec![row("a", 250, 50, 10.0)],
+            holds: true,
+            ..Default::default()
+        };
+        let text = trial_table(&t);
+        for (n, _) in STAGE_NOTES {
+            assert!(text.contains(&format!("  {n} ")), "{n} missing:\n{text}");
+        }
+        assert!(text.contains("HOLDS"));
+    }
+}
