@@ -67,6 +67,17 @@ pub enum AnalyticsError {
     },
 }
 
+impl AnalyticsError {
+    /// The field the error is about, relative to its site (`zones[1].crowd.classes`).
+    pub fn field(&self) -> &str {
+        match self {
+            AnalyticsError::UnknownClass { field, .. } | AnalyticsError::Invalid { field, .. } => {
+                field
+            }
+        }
+    }
+}
+
 /// What one analytics frame produced.
 #[derive(Clone, Debug, Default)]
 pub struct AnalyticsOutput {
