@@ -168,6 +168,11 @@ impl Tamper {
     }
 
     /// Feeds one frame's measurements.
+
+    /// The camera is gone: ends an open incident (its start is returned), forgets the rest.
+    pub fn abandon(&mut self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.hold.abandon(at)
+    }
     pub fn step(&mut self, at: DateTime<Utc>, s: &TamperSample) -> TamperStep {
         let dt = self
             .last_at
