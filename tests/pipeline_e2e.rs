@@ -103,7 +103,7 @@ async fn crowd_incident_from_sample_footage_end_to_end() {
         .expect("a status with the camera online");
     let delay = (new.incident.updated_at - online_since).num_milliseconds() as f64 / 1000.0;
     assert!(
-        delay >= DWELL_S - 0.5 && delay <= DWELL_S + 2.0,
+        (DWELL_S - 0.5..=DWELL_S + 2.0).contains(&delay),
         "crowd opened {delay:.2} s after the camera came online (dwell {DWELL_S} s)"
     );
     let persons = new.incident.evidence.persons.unwrap_or(0);

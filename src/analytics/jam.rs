@@ -124,13 +124,13 @@ impl Jam {
         }
     }
 
-    /// Feeds one frame: its sample and the speeds (zone unit) of the vehicles tracked in the
-    /// zone. Non-finite or negative speeds are ignored.
-
     /// The camera is gone: ends an open incident (its start is returned), forgets the rest.
     pub fn abandon(&mut self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.hold.abandon(at)
     }
+
+    /// Feeds one frame: its sample and the speeds (zone unit) of the vehicles tracked in the
+    /// zone. Non-finite or negative speeds are ignored.
     pub fn step(&mut self, at: DateTime<Utc>, sample: JamSample, speeds: &[f32]) -> JamStep {
         let horizon = at - TimeDelta::milliseconds((self.rule.window_s * 1000.0) as i64);
         while let Some((t, s)) = self.frames.front() {

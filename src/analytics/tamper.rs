@@ -167,12 +167,12 @@ impl Tamper {
         (reason, ratio, dist)
     }
 
-    /// Feeds one frame's measurements.
-
     /// The camera is gone: ends an open incident (its start is returned), forgets the rest.
     pub fn abandon(&mut self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.hold.abandon(at)
     }
+
+    /// Feeds one frame's measurements.
     pub fn step(&mut self, at: DateTime<Utc>, s: &TamperSample) -> TamperStep {
         let dt = self
             .last_at
