@@ -99,6 +99,13 @@ fn display_keeps_the_source_rate_while_the_wall_is_watched_and_detection_is_slow
         &sites,
         secs,
     );
+    let decoded = simpang::wall::meter::rates(
+        &before,
+        &after,
+        "simpang_frames_decoded_total",
+        &sites,
+        secs,
+    );
     let processed = simpang::wall::meter::rates(
         &before,
         &after,
@@ -135,6 +142,15 @@ fn display_keeps_the_source_rate_while_the_wall_is_watched_and_detection_is_slow
             (g - rates[s]).abs() <= rates[s] * 0.15 + 0.5,
             "{s}: gauge {g:.2} vs measured {:.2}",
             rates[s]
+        );
+    }
+    // Every decoded frame reached the display: nothing on the display path waited for analytics.
+    for s in sites {
+        assert!(
+            rates[s] >= decoded[s] * 0.97,
+            "{s}: display {:.2} fps but decoded {:.2} fps",
+            rates[s],
+            decoded[s]
         );
     }
     // The detector really was the bottleneck: each camera's analytics ran well under its 5 fps
