@@ -192,8 +192,9 @@ mod tests {
     fn matching_cases() {
         let a = det(0, 0.9, 0.0, 0.0, 0.2, 0.4);
         let b = det(0, 0.8, 0.5, 0.5, 0.7, 0.9);
-        // a box shifted so that IoU is exactly 0.5: width 0.2, overlap 0.2*2/3 → IoU 0.5
-        let half = det(0, 0.7, 0.2 / 3.0, 0.0, 0.2 + 0.2 / 3.0, 0.4);
+        // IoU exactly 0.5 in binary floating point: the left half of a box (area 1/2 of it)
+        let whole = det(0, 0.9, 0.0, 0.0, 0.5, 0.5);
+        let half = det(0, 0.7, 0.0, 0.0, 0.25, 0.5);
         let car = det(2, 0.6, 0.0, 0.0, 0.2, 0.4);
         let truck = det(7, 0.6, 0.0, 0.0, 0.2, 0.4);
         let p = [0usize];
@@ -216,7 +217,7 @@ mod tests {
                 &p,
                 c(1, 2, 1),
             ),
-            ("IoU 0.5 counts", vec![a], vec![half], &p, c(1, 1, 1)),
+            ("IoU 0.5 counts", vec![whole], vec![half], &p, c(1, 1, 1)),
             ("other group ignored", vec![a], vec![car], &p, c(1, 0, 0)),
             ("car vs truck agree", vec![car], vec![truck], &v, c(1, 1, 1)),
         ];
