@@ -64,6 +64,12 @@ fn bad_configs_fail_with_file_line_and_field() {
             "URL",
         ),
         (
+            "unknown-class",
+            format!("{base}[sites.zones.crowd]\nclasses = [\"persom\"]\n"),
+            "zones[0].crowd.classes",
+            "unknown class \"persom\"",
+        ),
+        (
             "broken-toml",
             base.replace("name = \"Plaza\"", "name = \"Plaza"),
             "sites[0].zones[0]",

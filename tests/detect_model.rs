@@ -166,12 +166,27 @@ struct RefDet {
 /// The Python reference and the Rust detector (slow path: the same cv2 bilinear resize of the
 /// native frame) see the same pixels (the fixture script decodes with the same GStreamer
 /// pipeline as VideoReader), so they must find the same objects: every reference detection
-/// clearly above the threshold is matched by class within 1 px and 0.01 score (on this host the
-/// match is exact to the fixture's 4 decimals; the slack is for another host's colour-conversion
-/// rounding), and nothing clearly above it is extra.
+/// clearly above the threshold is matched by class within 1 px and 0.01 score (the match is
+/// exact to the reference's 4 decimals on the hosts tried; the slack covers rounding only), and
+/// nothing clearly above it is extra. The reference is made here, on this host, by the setup's
+/// venv: a committed one failed on another host, whose own transcode of the footage and whose
+/// AVX2 kernels moved a score by 0.014.
 #[test]
 fn agrees_with_the_python_reference() {
-    let p = common::root().join("tests/fixtures/detect/vtest-reference.json");
+    let root = common::root();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("vtest-reference.json");
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg("tests/fixtures/detect/make_reference.py")
+        .arg(&p)
+        .current_dir(&root)
+        .output()
+        .expect("the setup's venv (.venv/bin/python) runs");
+    assert!(
+        out.status.success(),
+        "make_reference.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: Reference = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
     let d = Detector::from_manifest(
         &common::nanodet_manifest(),

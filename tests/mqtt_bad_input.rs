@@ -19,10 +19,8 @@ struct Case {
 }
 
 fn write_config(dir: &Path, name: &str, mqtt: &str, data_dir: &Path) -> PathBuf {
-    // A stand-in model manifest: `check` only needs it to exist, and these cases are about
-    // the incident stage.
-    let model = dir.join("manifest.toml");
-    std::fs::write(&model, "# test\n").unwrap();
+    // The real model: `check` and `run` load it before the incident stage's settings matter.
+    let model = repo().join("models/nanodet-m-416/manifest.toml");
     let text = format!(
         "data_dir = {data_dir:?}\n[city]\nname = \"Palembang\"\n[detect]\nmodel = {model:?}\nort_library = {:?}\n\
          [mqtt]\n{mqtt}\n[wall]\nlisten = \"127.0.0.1:0\"\nrtsp_port = 0\n\

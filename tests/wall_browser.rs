@@ -315,13 +315,20 @@ fn chromium_shows_six_live_tiles_the_incident_feed_and_enlarges_a_tile() {
     assert_eq!(feed["present"], true);
     assert_eq!(feed["visible"], true);
     let items: Vec<String> = serde_json::from_value(feed["items"].clone()).unwrap();
-    assert_eq!(items.len(), published, "{items:?}");
+    // The live pipeline runs the shipped rules on the sample footage, so real incidents (a
+    // crowd at BKB, say) may be in the feed beside the published ones.
+    assert!(items.len() >= published, "{items:?}");
     assert!(items
         .iter()
         .any(|t| t.contains("Kemacetan") && t.contains("Simpang Charitas")));
+    assert!(items
+        .iter()
+        .any(|t| t.contains("Kemacetan") && t.contains("Simpang Lima")));
     assert!(items.iter().any(|t| t.contains("Kerumunan")));
-    assert_eq!(feed["thumbs"].as_u64(), Some(published as u64));
-    assert_eq!(feed["open"], published.to_string());
+    let thumbs = feed["thumbs"].as_u64().unwrap_or(0);
+    assert!(thumbs >= published as u64, "{thumbs} thumbnails loaded");
+    let open: usize = feed["open"].as_str().unwrap_or("").parse().unwrap_or(0);
+    assert!(open >= published, "{open} open incidents shown");
     assert_eq!(feed["online"], "6/6");
 
     // A click enlarges the tile over the grid; Escape puts it back.

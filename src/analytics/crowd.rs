@@ -63,6 +63,11 @@ impl Crowd {
         &self.rule
     }
 
+    /// The camera is gone: ends an open incident (its start is returned), forgets the rest.
+    pub fn abandon(&mut self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.hold.abandon(at)
+    }
+
     /// Feeds the number of persons in the zone in the frame taken at `at`.
     pub fn step(&mut self, at: DateTime<Utc>, persons_now: u32) -> CrowdStep {
         let horizon = at - chrono::TimeDelta::milliseconds((self.rule.smoothing_s * 1000.0) as i64);

@@ -251,6 +251,11 @@ impl Garbage {
         )
     }
 
+    /// The camera is gone: ends an open incident (its start is returned), forgets the rest.
+    pub fn abandon(&mut self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.hold.abandon(at)
+    }
+
     /// Processes one frame (BGR, any size). `exclude`: boxes of people and vehicles;
     /// `litter`: litter-class detections.
     pub fn step(

@@ -103,6 +103,19 @@ impl Hold {
         }
     }
 
+    /// The condition can no longer be observed (the camera is gone). An open incident ends:
+    /// its start time is returned for the End event. A pending condition is forgotten, and no
+    /// cooldown is set: when the camera returns, the condition must hold its full dwell again.
+    pub fn abandon(&mut self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let started = match self.state {
+            State::Active { started_at, .. } => Some(started_at),
+            _ => None,
+        };
+        self.state = State::Idle;
+        self.last_at = Some(self.last_at.map_or(at, |l| l.max(at)));
+        started
+    }
+
     /// Feeds the condition as observed at `at`. Timestamps that go backwards count as `at` =
     /// the latest one seen.
     pub fn step(&mut self, at: DateTime<Utc>, cond: bool) -> Step {
@@ -237,6 +250,29 @@ pub(crate) mod tests {
             clear_s: 5.0,
             cooldown_s: 20.0,
         }
+    }
+
+    #[test]
+    fn abandon_ends_open_and_forgets_pending() {
+        let mut h = Hold::new(timing());
+        assert_eq!(h.abandon(t(0.0)), None); // idle: nothing to end
+        for i in 0..=60 {
+            h.step(t(i as f64 * 0.2), true);
+        }
+        assert!(h.is_open());
+        assert_eq!(h.abandon(t(13.0)), Some(t(0.0)));
+        assert!(!h.is_open());
+        assert_eq!(h.abandon(t(14.0)), None); // once only
+                                              // back: the full dwell again, and no cooldown in the way
+        assert!(matches!(h.step(t(100.0), true), Step::Pending { .. }));
+        assert!(matches!(h.step(t(109.8), true), Step::Pending { .. }));
+        assert!(matches!(h.step(t(110.0), true), Step::Start { .. }));
+        // pending when abandoned: the dwell starts over
+        let mut h = Hold::new(timing());
+        h.step(t(0.0), true);
+        h.step(t(8.0), true);
+        assert_eq!(h.abandon(t(9.0)), None);
+        assert!(matches!(h.step(t(10.0), true), Step::Pending { .. }));
     }
 
     /// Feeds `(time, cond)` pairs; returns the times of starts and ends as ("S"|"E", t).

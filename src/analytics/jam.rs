@@ -124,6 +124,11 @@ impl Jam {
         }
     }
 
+    /// The camera is gone: ends an open incident (its start is returned), forgets the rest.
+    pub fn abandon(&mut self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.hold.abandon(at)
+    }
+
     /// Feeds one frame: its sample and the speeds (zone unit) of the vehicles tracked in the
     /// zone. Non-finite or negative speeds are ignored.
     pub fn step(&mut self, at: DateTime<Utc>, sample: JamSample, speeds: &[f32]) -> JamStep {

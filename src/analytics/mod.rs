@@ -67,6 +67,17 @@ pub enum AnalyticsError {
     },
 }
 
+impl AnalyticsError {
+    /// The field the error is about, relative to its site (`zones[1].crowd.classes`).
+    pub fn field(&self) -> &str {
+        match self {
+            AnalyticsError::UnknownClass { field, .. } | AnalyticsError::Invalid { field, .. } => {
+                field
+            }
+        }
+    }
+}
+
 /// What one analytics frame produced.
 #[derive(Clone, Debug, Default)]
 pub struct AnalyticsOutput {
@@ -767,6 +778,68 @@ impl SiteAnalytics {
                 })
                 .collect(),
         }
+    }
+
+    /// The camera stopped delivering frames (offline past its grace period): nothing can be
+    /// observed any more, so every open zone and tamper incident ends now with the reason
+    /// `camera_offline`, pending conditions are forgotten, and each rule must see its condition
+    /// for a full dwell again once the camera is back. Calling it again does nothing.
+    pub fn camera_lost(&mut self, at: DateTime<Utc>) -> Vec<RuleEvent> {
+        let at = self.last_at.map_or(at, |l| l.max(at));
+        let mut events = Vec::new();
+        for z in &mut self.zones {
+            let started = match &mut z.rule {
+                RuleRt::Jam { jam, .. } => jam.abandon(at),
+                RuleRt::Crowd { crowd, .. } => crowd.abandon(at),
+                RuleRt::Garbage { garbage, .. } => garbage.abandon(at),
+            };
+            z.dwell.clear();
+            z.state.severity = Severity::Normal;
+            z.state.count = 0;
+            z.state.label = "kamera offline".into();
+            let Some(started_at) = started else { continue };
+            let mut evidence = std::mem::take(&mut z.last_evidence);
+            evidence.reason = Some("camera_offline".into());
+            evidence.dwell_s = Some(evidence.dwell_s.unwrap_or(0.0).max(secs(at - started_at)));
+            events.push(RuleEvent {
+                site: self.site.clone(),
+                zone: Some(z.id.clone()),
+                kind: IncidentKind::from(z.kind),
+                phase: RulePhase::End,
+                level: if z.kind == ZoneKind::TrafficJam {
+                    "macet".into()
+                } else {
+                    "sedang".into()
+                },
+                started_at,
+                at,
+                evidence,
+                frame: None,
+                boxes: Vec::new(),
+            });
+        }
+        if let Some((tamper, _)) = self.tamper.as_mut() {
+            if let Some(started_at) = tamper.abandon(at) {
+                events.push(RuleEvent {
+                    site: self.site.clone(),
+                    zone: None,
+                    kind: IncidentKind::CameraTamper,
+                    phase: RulePhase::End,
+                    level: "tinggi".into(),
+                    started_at,
+                    at,
+                    evidence: Evidence {
+                        reason: Some(self.tamper_reason.to_string()),
+                        dwell_s: Some(secs(at - started_at)),
+                        ..Evidence::default()
+                    },
+                    frame: None,
+                    boxes: Vec::new(),
+                });
+            }
+        }
+        self.last_at = Some(at);
+        events
     }
 
     fn tamper_step(&mut self, at: DateTime<Utc>, m: &BoxedRef<Mat>, events: &mut Vec<RuleEvent>) {

@@ -167,6 +167,11 @@ impl Tamper {
         (reason, ratio, dist)
     }
 
+    /// The camera is gone: ends an open incident (its start is returned), forgets the rest.
+    pub fn abandon(&mut self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.hold.abandon(at)
+    }
+
     /// Feeds one frame's measurements.
     pub fn step(&mut self, at: DateTime<Utc>, s: &TamperSample) -> TamperStep {
         let dt = self

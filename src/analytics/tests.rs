@@ -397,3 +397,49 @@ fn site_analytics_can_move_to_the_frame_loop_thread() {
     send::<SiteAnalytics>();
     send::<AnalyticsOutput>();
 }
+
+#[test]
+fn camera_lost_ends_open_incidents_once_and_dwell_restarts() {
+    let mut a = SiteAnalytics::new(&site(CROWD), coco()).unwrap();
+    let img = Image::new(64, 64);
+    let five = |_s: f64| {
+        (0..5)
+            .map(|k| det(0.05 + 0.08 * k as f32, 0.8, 0.04, 0.15, PERSON))
+            .collect::<Vec<_>>()
+    };
+    let outs = replay(&mut a, 12.0, &img, five);
+    let ev = events(&outs);
+    assert_eq!(ev.len(), 1, "{ev:#?}");
+    let started_at = ev[0].started_at;
+
+    // nothing open, nothing to end: an idle site gives no events
+    let mut idle = SiteAnalytics::new(&site(CROWD), coco()).unwrap();
+    assert!(idle.camera_lost(t(1.0)).is_empty());
+
+    let lost = a.camera_lost(t(30.0));
+    assert_eq!(lost.len(), 1, "{lost:#?}");
+    let end = &lost[0];
+    assert_eq!(end.phase, RulePhase::End);
+    assert_eq!(end.kind, IncidentKind::Crowd);
+    assert_eq!(end.started_at, started_at);
+    assert_eq!(end.evidence.reason.as_deref(), Some("camera_offline"));
+    assert_eq!(
+        end.evidence.persons,
+        Some(5),
+        "the end carries what the incident was"
+    );
+    assert!(a.camera_lost(t(31.0)).is_empty(), "ended twice");
+
+    // the camera is back with the same crowd: a new incident only after the full dwell
+    let back: Vec<AnalyticsOutput> = (0..=50)
+        .map(|i| {
+            let s = 40.0 + i as f64 * 0.2;
+            a.process(&frame(s, &img), &five(s))
+        })
+        .collect();
+    let ev = events(&back);
+    assert_eq!(ev.len(), 1, "{ev:#?}");
+    assert_eq!(ev[0].phase, RulePhase::Start);
+    assert!(ev[0].started_at >= t(40.0), "{:?}", ev[0].started_at);
+    assert!((ev[0].at - ev[0].started_at).num_milliseconds() >= 5000);
+}

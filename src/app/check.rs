@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::analytics::SiteAnalytics;
 use crate::config::Config;
+use crate::detect::Detector;
 use crate::incident::{self, BrokerTarget};
 use crate::ingest::{self, Templates};
 
@@ -54,14 +56,37 @@ pub fn check_main(args: CheckArgs) -> anyhow::Result<ExitCode> {
 
     if let Some(cfg) = &cfg {
         let model = cfg.resolve(&cfg.detect.model);
-        if model.is_file() {
-            println!("ok   model manifest {}", model.display());
-        } else {
+        if !model.is_file() {
             println!(
                 "FAIL detect.model: model manifest {} does not exist",
                 model.display()
             );
             problems += 1;
+        } else {
+            // Loading runs the model once and checks its outputs against the manifest, so a
+            // corrupt file, a missing ONNX Runtime or a mismatched manifest all show here.
+            match Detector::load(cfg) {
+                Err(e) => {
+                    println!("FAIL detect.model: {e}");
+                    problems += 1;
+                }
+                Ok(det) => {
+                    let (w, h) = det.input_size();
+                    println!(
+                        "ok   model {} ({w}x{h}, {} classes)",
+                        model.display(),
+                        det.labels().len()
+                    );
+                    // Rules and lines name detector classes: check them against this model.
+                    for (i, site) in cfg.sites.iter().enumerate() {
+                        if let Err(e) = SiteAnalytics::new(site, det.labels()) {
+                            let at = cfg.locate(&format!("sites[{i}].{}", e.field()));
+                            println!("FAIL {}{e}", at.map(|a| a + ": ").unwrap_or_default());
+                            problems += 1;
+                        }
+                    }
+                }
+            }
         }
     }
 

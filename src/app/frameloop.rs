@@ -104,6 +104,8 @@ struct Shared {
     incidents: IncidentSender,
     metrics: LoopMetrics,
     stop: Arc<AtomicBool>,
+    /// Per site: its rules were told the camera is gone (reset when it is back online).
+    lost: Vec<AtomicBool>,
 }
 
 /// Starts one worker per detector session.
@@ -118,7 +120,16 @@ pub fn spawn(
 ) -> std::io::Result<FrameLoop> {
     let stop = Arc::new(AtomicBool::new(false));
     let workers_n = detector.sessions().max(1);
+    // Every camera has its series from the start, so rates can be read before its first frame.
+    for site in &cfg.sites {
+        let l = [site.id.as_str()];
+        metrics.processed.with_label_values(&l);
+        metrics.detections.with_label_values(&l);
+        metrics.errors.with_label_values(&l);
+    }
+    let lost = cfg.sites.iter().map(|_| AtomicBool::new(false)).collect();
     let shared = Arc::new(Shared {
+        lost,
         cfg: cfg.clone(),
         detector,
         sites: sites.into_iter().map(Mutex::new).collect(),
@@ -143,7 +154,12 @@ pub fn spawn(
 fn worker(s: &Shared) {
     let max_batch = s.detector.batch_size().max(1);
     let mut last_error_log: Option<Instant> = None;
+    let mut last_status_check = Instant::now();
     while !s.stop.load(Ordering::SeqCst) {
+        if last_status_check.elapsed() >= Duration::from_secs(1) {
+            last_status_check = Instant::now();
+            check_lost_cameras(s);
+        }
         let batch = s.queue.take(max_batch, Duration::from_millis(200));
         if batch.is_empty() {
             continue;
@@ -240,6 +256,33 @@ fn worker(s: &Shared) {
                 timing::record(Stage::ResultAge, age);
             }
             s.queue.done(*i);
+        }
+    }
+}
+
+/// A camera offline for longer than `incidents.offline_grace_s` (when `camera_offline` opens)
+/// can no longer show whether its crowd, jam or litter is still there: its open zone and tamper
+/// incidents end with the reason `camera_offline`. A shorter outage (a reconnect) leaves them
+/// alone, so a flaky link does not make incidents flap.
+fn check_lost_cameras(s: &Shared) {
+    let grace = chrono::TimeDelta::milliseconds((s.cfg.incidents.offline_grace_s * 1000.0) as i64);
+    let now = Utc::now();
+    for (i, hub) in s.hub.sites.iter().enumerate() {
+        let (Some(flag), Some(cell)) = (s.lost.get(i), s.sites.get(i)) else {
+            continue;
+        };
+        let status = hub.status.load();
+        if status.online {
+            flag.store(false, Ordering::Relaxed);
+            continue;
+        }
+        // `since` is when it went offline (or the process start, for a camera never seen).
+        if now - status.since < grace || flag.swap(true, Ordering::Relaxed) {
+            continue;
+        }
+        let events = cell.lock().camera_lost(now);
+        for ev in events {
+            s.incidents.rule_event(ev);
         }
     }
 }

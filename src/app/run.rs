@@ -12,12 +12,12 @@ use axum::{Json, Router};
 use prometheus::Registry;
 use tracing::info;
 
-use super::AppError;
-use crate::config::Config;
-use crate::hub::{AnalyticsQueue, Hub};
 use super::frameloop::{self, FrameLoop, LoopMetrics};
+use super::AppError;
 use crate::analytics::SiteAnalytics;
+use crate::config::Config;
 use crate::detect::Detector;
+use crate::hub::{AnalyticsQueue, Hub};
 use crate::incident::IncidentService;
 use crate::ingest::{self, CameraHandle, CameraSettings, Templates};
 use crate::metrics::{self, IngestMetrics};
@@ -141,11 +141,14 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
     };
     let analytics_size = detector.input_size();
     let labels: Labels = detector.labels();
-    let site_analytics = cfg
-        .sites
-        .iter()
-        .map(|s| SiteAnalytics::new(s, labels.clone()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut site_analytics = Vec::new();
+    for (i, site) in cfg.sites.iter().enumerate() {
+        let a = SiteAnalytics::new(site, labels.clone()).map_err(|e| {
+            let at = cfg.locate(&format!("sites[{i}].{}", e.field()));
+            AppError::Other(format!("{}{e}", at.map(|a| a + ": ").unwrap_or_default()))
+        })?;
+        site_analytics.push(a);
+    }
 
     // Incidents: lifecycle, snapshots, outbox, MQTT (src/incident).
     let incidents = IncidentService::start(&cfg, hub.clone(), &registry).await?;

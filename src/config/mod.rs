@@ -519,6 +519,16 @@ impl Config {
         }
     }
 
+    /// `file:line:col` of a field (e.g. `sites[2].zones[0].crowd.classes`) in the file this
+    /// config was loaded from, for errors found after loading (unknown detector classes...).
+    pub fn locate(&self, field: &str) -> Option<String> {
+        let file = self.source.as_ref()?;
+        let text = std::fs::read_to_string(file).ok()?;
+        let span = Locator::new(&text).span_of(&FieldPath::parse(field))?;
+        let (line, col) = line_col(&text, span.start);
+        Some(format!("{}:{line}:{col}", file.display()))
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.resolve(&self.data_dir)
     }

@@ -271,16 +271,8 @@ fn build(
     analytics.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
-                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let (Some(buf), Some(caps)) = (sample.buffer(), sample.caps()) else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                let Ok(info) = gst_video::VideoInfo::from_caps(caps) else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
                 let mut image = Image::default();
-                if let Err(e) = copy_frame(buf, &info, &mut image) {
-                    warn!(error = %e, "analytics frame skipped");
+                if !pull_into(sink, &mut image, "analytics")? {
                     return Ok(gst::FlowSuccess::Ok);
                 }
                 let (sw, sh) = *live_a.source_size.lock();
@@ -307,18 +299,10 @@ fn build(
     let site_hub = site.clone();
     let live_d = live.clone();
     let mut pool: Vec<Arc<Image>> = Vec::new();
-    let mut online_marked = false;
     let site_for_status = s.site.clone();
     display.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
-                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let (Some(buf), Some(caps)) = (sample.buffer(), sample.caps()) else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                let Ok(info) = gst_video::VideoInfo::from_caps(caps) else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
                 let mut slot = match pool.iter_mut().position(|a| Arc::strong_count(a) == 1) {
                     Some(i) => pool.swap_remove(i),
                     None => Arc::new(Image::default()),
@@ -326,8 +310,7 @@ fn build(
                 let Some(img) = Arc::get_mut(&mut slot) else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                if let Err(e) = copy_frame(buf, &info, img) {
-                    warn!(error = %e, "display frame skipped");
+                if !pull_into(sink, img, "display")? {
                     return Ok(gst::FlowSuccess::Ok);
                 }
                 let now = Utc::now();
@@ -341,8 +324,7 @@ fn build(
                     pool.push(slot);
                 }
                 d_frames.inc();
-                if !online_marked || !live_d.online.load(Ordering::Relaxed) {
-                    online_marked = true;
+                if !live_d.online.load(Ordering::Relaxed) {
                     live_d.online.store(true, Ordering::Relaxed);
                 }
                 Ok(gst::FlowSuccess::Ok)
@@ -414,6 +396,29 @@ fn time_between(from: &gst::Pad, to: &gst::Pad, stage: Stage) {
         }
         gst::PadProbeReturn::Ok
     });
+}
+
+/// Pulls the appsink's sample into `out` (reusing its allocation). False when the sample has no
+/// usable picture (logged for a bad copy); an error only when the sink is shutting down.
+fn pull_into(
+    sink: &gst_app::AppSink,
+    out: &mut Image,
+    branch: &str,
+) -> Result<bool, gst::FlowError> {
+    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+    let (Some(buf), Some(caps)) = (sample.buffer(), sample.caps()) else {
+        return Ok(false);
+    };
+    let Ok(info) = gst_video::VideoInfo::from_caps(caps) else {
+        return Ok(false);
+    };
+    match copy_frame(buf, &info, out) {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            warn!(error = %e, branch, "frame skipped");
+            Ok(false)
+        }
+    }
 }
 
 /// Runs the pipeline until it fails, ends, goes silent, or `stop` is set.

@@ -1,0 +1,296 @@
+//! The faster variants of the shipped model (models/make_variants.py, issue 10): each loads
+//! through its own manifest with the same detector code and finds the persons counted by eye on
+//! the fixture frames; a variant whose manifest does not fit its outputs, and the variant
+//! script's calibration-folder errors, are explained with the file at fault.
+
+#[path = "fixtures/detect/common.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+use simpang::detect::{DetectOptions, Detector};
+use simpang::ingest::reader::{ReadOptions, VideoReader};
+use simpang::model::{Image, PixelFormat};
+
+/// Every shipped variant: (manifest, input size, file). Adding or removing one is a conscious
+/// change here too (`every_manifest_is_listed` checks the list against models/).
+const VARIANTS: &[(&str, (u32, u32), &str)] = &[
+    (
+        "models/nanodet-m-dyn/manifest-384.toml",
+        (384, 384),
+        "nanodet-m-dyn.onnx",
+    ),
+    (
+        "models/nanodet-m-int8/manifest.toml",
+        (416, 416),
+        "nanodet-m-int8.onnx",
+    ),
+];
+
+#[derive(Deserialize)]
+struct Persons {
+    tolerance: usize,
+    frames: Vec<PersonFrame>,
+}
+
+#[derive(Deserialize)]
+struct PersonFrame {
+    index: u64,
+    visible: usize,
+    note: String,
+}
+
+fn persons_fixture() -> Persons {
+    let p = common::root().join("tests/fixtures/detect/vtest-persons.toml");
+    toml::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// Frames `wanted` of vtest, BGR, scaled by GStreamer to `size` (what the frame loop gets).
+fn frames(wanted: &[u64], size: (u32, u32)) -> BTreeMap<u64, Image> {
+    let opts = ReadOptions {
+        size: Some(size),
+        format: PixelFormat::Bgr,
+        fps: None,
+    };
+    let last = *wanted.iter().max().unwrap();
+    let mut out = BTreeMap::new();
+    for f in VideoReader::open(&common::vtest(), &opts).unwrap() {
+        let f = f.unwrap();
+        if wanted.contains(&f.index) {
+            out.insert(f.index, f.image);
+        }
+        if f.index >= last {
+            break;
+        }
+    }
+    assert_eq!(out.len(), wanted.len(), "vtest too short");
+    out
+}
+
+#[test]
+fn every_manifest_is_listed() {
+    let mut found = Vec::new();
+    for dir in std::fs::read_dir(common::root().join("models")).unwrap() {
+        let dir = dir.unwrap().path();
+        if !dir.is_dir() || dir.ends_with("nanodet-m-416") {
+            continue;
+        }
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let f = f.unwrap().path();
+            let name = f.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with("manifest") && name.ends_with(".toml") {
+                found.push(
+                    f.strip_prefix(common::root())
+                        .unwrap()
+                        .to_string_lossy()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    found.sort();
+    let mut listed: Vec<String> = VARIANTS.iter().map(|v| v.0.to_string()).collect();
+    listed.sort();
+    assert_eq!(found, listed);
+}
+
+#[test]
+fn every_variant_loads_and_finds_the_persons_one_can_see() {
+    let fx = persons_fixture();
+    let idx: Vec<u64> = fx.frames.iter().map(|f| f.index).collect();
+    let mut by_size: BTreeMap<(u32, u32), BTreeMap<u64, Image>> = BTreeMap::new();
+    for (manifest, size, file) in VARIANTS {
+        let path = common::root().join(manifest);
+        let d = Detector::from_manifest(&path, &common::options())
+            .unwrap_or_else(|e| panic!("{manifest}: {e}"));
+        assert_eq!(d.input_size(), *size, "{manifest}");
+        assert_eq!(d.labels().len(), 80, "{manifest}");
+        assert!(d.manifest().onnx.ends_with(file), "{manifest}");
+        let imgs = by_size.entry(*size).or_insert_with(|| frames(&idx, *size));
+        let refs: Vec<&Image> = imgs.values().collect();
+        let (dets, _) = d.detect_batch(&refs).unwrap();
+        let labels = d.labels();
+        let mut total = 0;
+        for (f, dets) in fx.frames.iter().zip(&dets) {
+            let found = dets
+                .iter()
+                // at the manifest's own person threshold (0.5 for the original)
+                .filter(|x| labels[x.class_id as usize] == "person")
+                .count();
+            total += found;
+            assert!(
+                found.abs_diff(f.visible) <= fx.tolerance,
+                "{manifest}: frame {}: {found} persons found, {} visible ({})",
+                f.index,
+                f.visible,
+                f.note
+            );
+        }
+        let visible: usize = fx.frames.iter().map(|f| f.visible).sum();
+        assert!(
+            total.abs_diff(visible) <= 3,
+            "{manifest}: {total} vs {visible}"
+        );
+    }
+}
+
+#[test]
+fn the_dynamic_variant_runs_at_other_sizes_and_batches() {
+    // One file serves every size that is a multiple of 32 (MODEL.md: fully convolutional), and
+    // its batch dimension works (the Reshapes were made batch-generic).
+    let path = common::root().join("models/nanodet-m-dyn/manifest-384.toml");
+    for (size, batch) in [((320, 320), 1), ((352, 352), 1), ((416, 416), 2), ((448, 320), 3)] {
+        let d = Detector::from_manifest(
+            &path,
+            &DetectOptions {
+                input_size: Some(size),
+                max_batch: batch,
+                ..common::options()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{size:?}: {e}"));
+        assert_eq!(d.input_size(), size);
+        assert_eq!(d.batch_size(), batch);
+        let imgs = frames(&[200], size);
+        let img = &imgs[&200];
+        let (dets, _) = d.detect_batch(&[img, img, img]).unwrap();
+        assert_eq!(dets.len(), 3);
+        assert_eq!(dets[0], dets[2], "{size:?}: same frame, same result");
+        assert!(dets[0].len() >= 6, "{size:?}: {:?}", dets[0]);
+    }
+}
+
+/// A copy of the int8 variant's manifest in `dir` with `edit` applied, pointing at the real file.
+fn edited_manifest(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let src = common::root().join("models/nanodet-m-int8/manifest.toml");
+    let models = common::root().join("models");
+    let text = std::fs::read_to_string(src)
+        .unwrap()
+        .replace(
+            "onnx = \"nanodet-m-int8.onnx\"",
+            &format!(
+                "onnx = {:?}",
+                models.join("nanodet-m-int8/nanodet-m-int8.onnx")
+            ),
+        )
+        .replace(
+            "labels = \"../nanodet-m-416/coco80.txt\"",
+            &format!("labels = {:?}", models.join("nanodet-m-416/coco80.txt")),
+        );
+    let p = dir.join("manifest.toml");
+    std::fs::write(&p, edit(text)).unwrap();
+    p
+}
+
+#[test]
+fn a_variant_whose_manifest_does_not_fit_its_outputs_is_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let labels79 = tmp.path().join("coco79.txt");
+    let all =
+        std::fs::read_to_string(common::root().join("models/nanodet-m-416/coco80.txt")).unwrap();
+    std::fs::write(
+        &labels79,
+        all.lines().take(79).collect::<Vec<_>>().join("\n"),
+    )
+    .unwrap();
+    let cases: Vec<(&str, Box<dyn Fn(String) -> String>, Vec<String>)> = vec![
+        (
+            "79 labels for 80 class scores",
+            Box::new({
+                let l = labels79.clone();
+                move |t: String| {
+                    let start = t.find("labels = ").unwrap();
+                    let end = start + t[start..].find('\n').unwrap();
+                    format!("{}labels = {:?}{}", &t[..start], l, &t[end..])
+                }
+            }),
+            vec!["80 values per cell".into(), "coco79.txt".into()],
+        ),
+        (
+            "yolov8 decoder on a NanoDet head",
+            Box::new(|t: String| {
+                t.replace("decoder = \"nanodet\"", "decoder = \"yolov8\"")
+                    .replace(
+                        "[nanodet]\nstrides = [8, 16, 32]\nreg_max = 10\ncenter_offset = 0.5\n",
+                        "",
+                    )
+            }),
+            vec!["decoder yolov8 needs an output [1, 4+80, N]".into()],
+        ),
+        (
+            "wrong number of box bins",
+            Box::new(|t: String| t.replace("reg_max = 10", "reg_max = 7")),
+            vec!["does not match its manifest".into()],
+        ),
+        (
+            "strides the head does not have",
+            Box::new(|t: String| t.replace("strides = [8, 16, 32]", "strides = [8, 16]")),
+            vec!["does not match its manifest".into()],
+        ),
+    ];
+    for (name, edit, wants) in cases {
+        let dir = tmp.path().join(name.replace(' ', "_"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let m = edited_manifest(&dir, edit);
+        let e = match Detector::from_manifest(&m, &common::options()) {
+            Ok(_) => panic!("{name}: loaded"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            e.contains(&m.display().to_string()) || e.contains("manifest.toml"),
+            "{name}: the manifest is not named: {e}"
+        );
+        assert!(
+            e.contains("nanodet-m-int8.onnx"),
+            "{name}: the model is not named: {e}"
+        );
+        for w in &wants {
+            assert!(e.contains(w.as_str()), "{name}: {e}");
+        }
+    }
+}
+
+fn python() -> PathBuf {
+    // scripts/setup.sh makes the venv (scripts/requirements.txt); the script needs its onnx,
+    // onnxruntime and OpenCV.
+    common::root().join(".venv/bin/python")
+}
+
+#[test]
+fn the_variant_script_explains_a_calibration_folder_without_frames() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let no_frames = tmp.path().join("notes-only");
+    std::fs::create_dir(&no_frames).unwrap();
+    std::fs::write(no_frames.join("README.txt"), "frames go here").unwrap();
+    let missing = tmp.path().join("missing");
+    let out = tmp.path().join("out");
+    for (dir, says) in [
+        (&empty, "has no frames"),
+        (&no_frames, "has no frames"),
+        (&missing, "does not exist"),
+    ] {
+        let r = Command::new(python())
+            .arg(common::root().join("models/make_variants.py"))
+            .arg("--calib")
+            .arg(dir)
+            .arg("--out-dir")
+            .arg(&out)
+            .output()
+            .expect("run .venv/bin/python (scripts/setup.sh makes it)");
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{}: {err}", dir.display());
+        assert!(
+            err.contains(&format!("calibration folder {} {says}", dir.display())),
+            "{}: {err}",
+            dir.display()
+        );
+        assert!(!err.contains("Traceback"), "{err}");
+        // it failed before writing anything
+        assert!(!out.exists(), "{}", dir.display());
+    }
+}
