@@ -31,11 +31,26 @@ fn bench_copy(c: &mut Criterion) {
     let mut g = c.benchmark_group("copy_frame");
     let cases = [
         // the analytics frame: model input, BGR (rows of 1248 bytes, no padding)
-        ("analytics_bgr_416x416", gst_video::VideoFormat::Bgr, 416, 416),
+        (
+            "analytics_bgr_416x416",
+            gst_video::VideoFormat::Bgr,
+            416,
+            416,
+        ),
         // a model size whose BGR rows GStreamer pads to 4 bytes: the row-by-row path
-        ("analytics_bgr_318x318_padded", gst_video::VideoFormat::Bgr, 318, 318),
+        (
+            "analytics_bgr_318x318_padded",
+            gst_video::VideoFormat::Bgr,
+            318,
+            318,
+        ),
         // the display frame: wall tile, I420
-        ("display_i420_640x360", gst_video::VideoFormat::I420, 640, 360),
+        (
+            "display_i420_640x360",
+            gst_video::VideoFormat::I420,
+            640,
+            360,
+        ),
     ];
     for (name, format, w, h) in cases {
         let (buf, info) = buffer(format, w, h);

@@ -23,7 +23,11 @@ fn bench_outbox(c: &mut Criterion) {
     let mut g = c.benchmark_group("outbox");
     for (name, kind, bytes) in [
         // an incident message: JSON with its inline base64 snapshot (~40 KB JPEG)
-        ("insert_delete_incident_54kB", MsgKind::Incident, 54_000usize),
+        (
+            "insert_delete_incident_54kB",
+            MsgKind::Incident,
+            54_000usize,
+        ),
         // a counts report
         ("insert_delete_counts_1kB", MsgKind::Counts, 1_000),
     ] {

@@ -14,8 +14,7 @@ use simpang::config::Config;
 use simpang::hub::{CameraStatus, Hub};
 use simpang::ingest::reader::{ReadOptions, VideoReader};
 use simpang::model::{
-    BBox, DisplayFrame, Image, PixelFormat, Point, SiteId, SiteResults, Track, TrackId,
-    TrackState,
+    BBox, DisplayFrame, Image, PixelFormat, Point, SiteId, SiteResults, Track, TrackId, TrackState,
 };
 use simpang::wall::jpeg::JpegEncoder;
 use simpang::wall::mosaic::{compose, Grid};
@@ -46,7 +45,11 @@ fn tile() -> Image {
 fn labels() -> simpang::model::Labels {
     let text = std::fs::read_to_string(root().join("models/nanodet-m-416/coco80.txt"))
         .expect("coco80.txt");
-    Arc::from(text.lines().map(|l| l.trim().to_string()).collect::<Vec<_>>())
+    Arc::from(
+        text.lines()
+            .map(|l| l.trim().to_string())
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// `n` confirmed tracks spread over the picture, half people, half cars.

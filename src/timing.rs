@@ -28,8 +28,11 @@ pub enum Stage {
     Inference,
     /// Detector decode + NMS (per inference call).
     Postprocess,
-    /// Tracker and rules of one camera (per analytics frame).
+    /// Tracker of one camera (per analytics frame).
     Tracking,
+    /// Zone and line rules, intervals and incident decisions of one camera, after the tracker
+    /// (per analytics frame).
+    Rules,
     /// From an analytics frame's capture to its results being published (per analytics frame).
     ResultAge,
     /// Wall: copy + overlay drawing of one tile.
@@ -49,7 +52,7 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 15] = [
+    pub const ALL: [Stage; 16] = [
         Stage::Decode,
         Stage::ScaleDisplay,
         Stage::ScaleAnalytics,
@@ -57,6 +60,7 @@ impl Stage {
         Stage::Inference,
         Stage::Postprocess,
         Stage::Tracking,
+        Stage::Rules,
         Stage::ResultAge,
         Stage::Overlay,
         Stage::Jpeg,
@@ -75,7 +79,8 @@ impl Stage {
             Stage::Preprocess => "preprocess",
             Stage::Inference => "inference",
             Stage::Postprocess => "postprocess",
-            Stage::Tracking => "tracking_rules",
+            Stage::Tracking => "tracking",
+            Stage::Rules => "rules",
             Stage::ResultAge => "result_age",
             Stage::Overlay => "overlay",
             Stage::Jpeg => "jpeg",

@@ -32,6 +32,7 @@ use crate::model::{
     SiteResults, SnapshotBox, Track, TrackId, TrackState, ZoneDwell, ZoneId, ZoneKind, ZoneState,
     ZoneTraffic,
 };
+use crate::timing::{self, Stage};
 use crate::track::{Tracker, TrackerConfig};
 use crowd::Crowd;
 use garbage::{Garbage, Litter};
@@ -422,9 +423,12 @@ impl SiteAnalytics {
         let mut out = AnalyticsOutput::default();
 
         // tracks, with km/h where a zone gives a ground scale
+        let t_track = std::time::Instant::now();
         self.tracks.clear();
         self.tracks
             .extend_from_slice(self.tracker.update(detections, at, src));
+        let t_rules = std::time::Instant::now();
+        timing::record(Stage::Tracking, t_rules - t_track);
         for t in &mut self.tracks {
             let p = t.bbox.bottom_center();
             t.speed_kmh = self.zones.iter().find_map(|z| {
@@ -513,6 +517,7 @@ impl SiteAnalytics {
             open_incidents: open,
             dwell,
         };
+        timing::record(Stage::Rules, t_rules.elapsed());
         out
     }
 

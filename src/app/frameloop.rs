@@ -219,12 +219,10 @@ fn worker(s: &Shared) {
                     }
                 }
             };
-            let spent = t.elapsed();
             s.metrics
                 .stage_latency
                 .with_label_values(&["analytics"])
-                .observe(spent.as_secs_f64());
-            timing::record(Stage::Tracking, spent);
+                .observe(t.elapsed().as_secs_f64());
             if let Some(out) = out {
                 s.metrics
                     .detections

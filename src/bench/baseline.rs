@@ -31,7 +31,9 @@ impl Setup {
             Setup::PerStream => {
                 "a: thread per stream, one onnxruntime session per stream, intra_op_num_threads=1"
             }
-            Setup::Shared => "b: thread per stream, one shared onnxruntime session, default threads",
+            Setup::Shared => {
+                "b: thread per stream, one shared onnxruntime session, default threads"
+            }
         }
     }
 }

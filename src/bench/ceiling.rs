@@ -60,7 +60,9 @@ fn pump_bus(p: &gst::Pipeline) -> Result<(), BenchError> {
                 return Err(BenchError::Gst(format!(
                     "{} ({})",
                     e.error(),
-                    e.src().map(|s| s.path_string().to_string()).unwrap_or_default()
+                    e.src()
+                        .map(|s| s.path_string().to_string())
+                        .unwrap_or_default()
                 )))
             }
             gst::MessageView::Eos(_) => {
@@ -256,8 +258,9 @@ pub fn inference(
             scope.spawn(move || {
                 let mut i = k;
                 while !stop.load(Ordering::Relaxed) {
-                    let imgs: Vec<&Image> =
-                        (0..batch).map(|j| &frames[(i + j) % frames.len()]).collect();
+                    let imgs: Vec<&Image> = (0..batch)
+                        .map(|j| &frames[(i + j) % frames.len()])
+                        .collect();
                     i += batch;
                     match det.detect_batch(&imgs) {
                         Ok(_) => {

@@ -42,10 +42,7 @@ pub enum BenchError {
     #[error("{0}")]
     Usage(String),
     #[error("{what}: {error}")]
-    Io {
-        what: String,
-        error: std::io::Error,
-    },
+    Io { what: String, error: std::io::Error },
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
@@ -503,8 +500,7 @@ fn drive_trial(
             rtsp_frames: rt,
             rtsp_fps: rt as f64 / dt,
         });
-        r.harness_cpu_percent =
-            Some((procfs::cpu_seconds(None).unwrap_or(0.0) - c0) / dt * 100.0);
+        r.harness_cpu_percent = Some((procfs::cpu_seconds(None).unwrap_or(0.0) - c0) / dt * 100.0);
     }
     mjpeg.stop();
     rtsp.stop();

@@ -182,6 +182,9 @@ mod tests {
         let m = Machine::from_cpuinfo("model name : AMD EPYC\nflags : avx2 fma\n", 2, "".into());
         assert!(!m.avx512);
         assert!(m.avx512_flags.is_empty());
-        assert_eq!(status_kb("VmPeak:\t 10 kB\nVmHWM:\t  2048 kB\n", "VmHWM:"), Some(2048));
+        assert_eq!(
+            status_kb("VmPeak:\t 10 kB\nVmHWM:\t  2048 kB\n", "VmHWM:"),
+            Some(2048)
+        );
     }
 }

@@ -440,7 +440,8 @@ pub const STAGE_NOTES: &[(&str, &str)] = &[
     ("preprocess", "BGR -> tensor"),
     ("inference", "ONNX Runtime, one call"),
     ("postprocess", "decode + NMS"),
-    ("tracking_rules", "tracker + zone/line rules, one frame"),
+    ("tracking", "tracker, one frame"),
+    ("rules", "zone/line rules + incident decisions, one frame"),
     ("result_age", "capture -> results published"),
     ("overlay", "wall: copy + draw one tile"),
     ("jpeg", "wall: JPEG of one tile"),
@@ -591,7 +592,11 @@ fn search_table(title: &str, s: &Search) -> String {
         o,
         "  sustained: {} streams{}",
         s.sustained,
-        if s.capped { " (stopped at --max-streams)" } else { "" }
+        if s.capped {
+            " (stopped at --max-streams)"
+        } else {
+            ""
+        }
     );
     o
 }
@@ -616,7 +621,12 @@ pub fn table(r: &Report) -> String {
     let _ = writeln!(
         o,
         "load average: {:.2} {:.2} {:.2} at start, {:.2} {:.2} {:.2} at end",
-        r.load_start[0], r.load_start[1], r.load_start[2], r.load_end[0], r.load_end[1], r.load_end[2]
+        r.load_start[0],
+        r.load_start[1],
+        r.load_start[2],
+        r.load_end[0],
+        r.load_end[1],
+        r.load_end[2]
     );
     let m = &r.model;
     let _ = writeln!(
@@ -673,15 +683,23 @@ pub fn table(r: &Report) -> String {
         (Some(n), Some(e)) => {
             let _ = writeln!(
                 o,
-                "sustained: {n} streams; efficiency {n} / {:.2} = {e:.2}",
-                c.limit_streams
+                "sustained: {n} streams; efficiency {n} / {:.2} = {e:.2}{}",
+                c.limit_streams,
+                if r.find_max.is_some() {
+                    ""
+                } else {
+                    " (a lower bound: this run held with N streams; --find-max searches the most)"
+                }
             );
         }
         (Some(n), None) => {
             let _ = writeln!(o, "sustained: {n} streams");
         }
         _ => {
-            let _ = writeln!(o, "sustained: unknown (the run did not hold; try --find-max)");
+            let _ = writeln!(
+                o,
+                "sustained: unknown (the run did not hold; try --find-max)"
+            );
         }
     }
     if let Some(b) = &r.baseline {
@@ -713,7 +731,11 @@ pub fn table(r: &Report) -> String {
                 o,
                 "    sustained: {} streams{}",
                 s.sustained,
-                if s.capped { " (stopped at --max-streams)" } else { "" }
+                if s.capped {
+                    " (stopped at --max-streams)"
+                } else {
+                    ""
+                }
             );
         }
         match b.ratio {
@@ -760,7 +782,7 @@ mod tests {
         // (display frames, processed) in 10 s at 25 fps / 5 fps; holds?
         let cases = [
             ((250, 50), true),
-            ((248, 49), true),  // 2 frames short (< 1%), one analytics frame at the edge
+            ((248, 49), true), // 2 frames short (< 1%), one analytics frame at the edge
             ((247, 50), false), // 3 frames = 1.2%
             ((250, 48), false), // two analytics frames short
             ((0, 0), false),
@@ -798,7 +820,12 @@ mod tests {
         assert!((c.inference_limit_streams - 10.0).abs() < 1e-9);
         // each stream needs 1/20 + 1/10 of the machine
         assert!((c.limit_streams - 1.0 / 0.15).abs() < 1e-9);
-        let none = Ceilings::new(DecodeCeiling::default(), InferenceCeiling::default(), 25.0, 5.0);
+        let none = Ceilings::new(
+            DecodeCeiling::default(),
+            InferenceCeiling::default(),
+            25.0,
+            5.0,
+        );
         assert_eq!(none.limit_streams, 0.0);
     }
 

@@ -16,10 +16,12 @@ pub fn free_port() -> Result<u16, BenchError> {
         what: "cannot find a free port".into(),
         error: e,
     })?;
-    l.local_addr().map(|a| a.port()).map_err(|e| BenchError::Io {
-        what: "cannot find a free port".into(),
-        error: e,
-    })
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| BenchError::Io {
+            what: "cannot find a free port".into(),
+            error: e,
+        })
 }
 
 /// Site ids of `streams` cameras built from `base` sites: the sites in order, then again with a
@@ -168,7 +170,10 @@ mod tests {
         assert_eq!(cfg.sites.len(), 8);
         assert_eq!(cfg.sites[6].id, format!("{}-2", base.sites[0].id));
         assert_eq!(cfg.sites[6].zones.len(), base.sites[0].zones.len() + 1);
-        assert!(cfg.sites.iter().all(|s| s.zones.iter().any(|z| z.id == BENCH_ZONE)));
+        assert!(cfg
+            .sites
+            .iter()
+            .all(|s| s.zones.iter().any(|z| z.id == BENCH_ZONE)));
         assert!(cfg.sites.iter().all(|s| s.stream == "/footage/x.mp4"));
         assert!(cfg.ingest.files_realtime && cfg.ingest.files_loop);
         assert_eq!(cfg.mqtt.broker, "embedded");
@@ -177,7 +182,10 @@ mod tests {
         assert_ne!(cfg.wall.rtsp_port, 0);
         assert_eq!(cfg.data_dir(), Path::new("/tmp/bench-data"));
         // the model still resolves against the original config's folder
-        assert_eq!(cfg.resolve(&cfg.detect.model), base.resolve(&base.detect.model));
+        assert_eq!(
+            cfg.resolve(&cfg.detect.model),
+            base.resolve(&base.detect.model)
+        );
         let max = bench_config(&base, 1, footage, false, false, Path::new("/tmp/x")).unwrap();
         assert!(!max.ingest.files_realtime);
         assert_eq!(max.sites[0].zones.len(), base.sites[0].zones.len());

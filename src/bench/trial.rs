@@ -88,10 +88,8 @@ fn fresh_data_dir() -> Result<PathBuf, BenchError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "simpang-bench-{}-{nanos:08x}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("simpang-bench-{}-{nanos:08x}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|error| BenchError::Io {
         what: format!("cannot create {}", dir.display()),
         error,
@@ -251,9 +249,8 @@ async fn measure(
         let cur = Snapshot::take(registry, false);
         let dt = (cur.at - prev.at).as_secs_f64().max(1e-6);
         let n = sites.len().max(1) as f64;
-        let delta = |name: &str| {
-            cur.sum(name, &[]).saturating_sub(prev.sum(name, &[])) as f64 / dt / n
-        };
+        let delta =
+            |name: &str| cur.sum(name, &[]).saturating_sub(prev.sum(name, &[])) as f64 / dt / n;
         emit(&Line::Progress(Progress {
             t: (cur.at - start.at).as_secs_f64(),
             of: opts.seconds,
@@ -282,7 +279,8 @@ fn result_of(
             .saturating_sub(start.value(name, labels))
     };
     let ds = |name: &str, labels: &[(&str, &str)]| {
-        end.sum(name, labels).saturating_sub(start.sum(name, labels))
+        end.sum(name, labels)
+            .saturating_sub(start.sum(name, labels))
     };
     let want_display = (opts.source_fps * window).round();
     let per_stream: Vec<StreamRow> = sites
