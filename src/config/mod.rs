@@ -156,7 +156,7 @@ pub enum OptimizationLevel {
 impl Default for DetectConfig {
     fn default() -> Self {
         Self {
-            model: PathBuf::from("../models/nanodet-m-416/manifest.toml"),
+            model: PathBuf::from("../models/nanodet-m-int8/manifest.toml"),
             fps: 5.0,
             threads: 1,
             sessions: 2,
