@@ -124,7 +124,7 @@ fn missing_config_file_is_named() {
 fn check_reports_missing_model_and_passes_on_shipped_config() {
     let dir = tempfile::tempdir().unwrap();
     let text = good(dir.path()).replace(
-        "models/nanodet-m-416/manifest.toml",
+        "models/nanodet-m-int8/manifest.toml",
         "models/nope/manifest.toml",
     );
     let path = write(dir.path(), "nomodel.toml", &text);

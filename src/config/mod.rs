@@ -156,7 +156,7 @@ pub enum OptimizationLevel {
 impl Default for DetectConfig {
     fn default() -> Self {
         Self {
-            model: PathBuf::from("../models/nanodet-m-416/manifest.toml"),
+            model: PathBuf::from("../models/nanodet-m-int8/manifest.toml"),
             fps: 5.0,
             threads: 1,
             sessions: 2,
@@ -247,8 +247,6 @@ pub struct IncidentConfig {
     pub update_interval_s: f64,
     /// A camera offline for longer than this raises `camera_offline`.
     pub offline_grace_s: f64,
-    /// Per-interval counting-line totals are published every this many seconds.
-    pub counts_interval_s: f64,
     /// Outbox bound: beyond it, queued `counts` messages are dropped oldest first; incidents
     /// are never dropped (the producer logs and keeps them).
     pub outbox_max_messages: u64,
@@ -267,7 +265,6 @@ impl Default for IncidentConfig {
         Self {
             update_interval_s: 30.0,
             offline_grace_s: 60.0,
-            counts_interval_s: 60.0,
             outbox_max_messages: 100_000,
             snapshot_quality: 80,
             snapshot_width: 640,
@@ -621,7 +618,6 @@ impl Config {
         for (name, v) in [
             ("update_interval_s", self.incidents.update_interval_s),
             ("offline_grace_s", self.incidents.offline_grace_s),
-            ("counts_interval_s", self.incidents.counts_interval_s),
             ("restore_confirm_s", self.incidents.restore_confirm_s),
         ] {
             if v.is_nan() || v <= 0.0 {

@@ -221,7 +221,7 @@ name = "Palembang"
 timezone = "Asia/Jakarta"
 
 [detect]
-model = "{r}/models/nanodet-m-416/manifest.toml"
+model = "{r}/models/nanodet-m-int8/manifest.toml"
 ort_library = "{r}/vendor-lib/onnxruntime/libonnxruntime.so"
 
 [ingest]
