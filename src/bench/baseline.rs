@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 
+use super::procfs;
 use super::report::{judge, BaselineRun, Mode};
 use super::BenchError;
 
@@ -108,14 +109,39 @@ pub fn run(
         text
     });
     let mut result = None;
+    // Machine and baseline CPU from the first progress line (a second into the window) to the
+    // result, for the CPU other processes took meanwhile.
+    let mut first: Option<(std::time::Instant, f64, f64)> = None;
+    let pid = child.id();
+    let mut others = 0.0;
     for line in BufReader::new(stdout).lines() {
         let line = line.map_err(|error| BenchError::Io {
             what: "cannot read the baseline's output".into(),
             error,
         })?;
+        let cpu_now = || {
+            (
+                std::time::Instant::now(),
+                procfs::machine_busy_seconds().unwrap_or(0.0),
+                procfs::cpu_seconds(Some(pid)).unwrap_or(0.0)
+                    + procfs::cpu_seconds(None).unwrap_or(0.0),
+            )
+        };
         match serde_json::from_str::<Line>(&line) {
-            Ok(Line::Progress(v)) => progress(&v),
-            Ok(Line::Result(r)) => result = Some(r),
+            Ok(Line::Progress(v)) => {
+                if first.is_none() {
+                    first = Some(cpu_now());
+                }
+                progress(&v)
+            }
+            Ok(Line::Result(r)) => {
+                if let Some((t0, m0, c0)) = first {
+                    let (t1, m1, c1) = cpu_now();
+                    let dt = (t1 - t0).as_secs_f64().max(1e-6);
+                    others = ((m1 - m0) - (c1 - c0)).max(0.0) / dt * 100.0;
+                }
+                result = Some(r)
+            }
             Err(_) => tracing::debug!(line, "baseline output"),
         }
     }
@@ -134,6 +160,7 @@ pub fn run(
             )));
         }
     };
+    run.others_cpu_percent = others;
     run.failures = judge(
         &run.rows(),
         Mode::Realtime,

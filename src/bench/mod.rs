@@ -360,6 +360,7 @@ impl HoldsLike for report::BaselineRun {
             holds: self.holds,
             failures: self.failures.clone(),
             cpu_percent: self.cpu_percent,
+            others_cpu_percent: self.others_cpu_percent,
             peak_rss_mb: self.peak_rss_mb,
             min_display_fps: min(|s| s.fps),
             min_analytics_fps: min(|s| s.detect_fps),

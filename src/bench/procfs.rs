@@ -127,6 +127,26 @@ impl Machine {
     }
 }
 
+/// Busy CPU seconds of the whole machine, all cores (user, nice, system, irq, softirq and steal
+/// of the `cpu` line of `/proc/stat`): with this process's own CPU time over the same window it
+/// tells how much else ran on the machine during a measurement.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    busy_of_stat(&text).map(|t| t / ticks_per_second())
+}
+
+fn busy_of_stat(text: &str) -> Option<f64> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user)
+    let at = |i: usize| v.get(i).copied().unwrap_or(0.0);
+    (v.len() >= 4).then(|| at(0) + at(1) + at(2) + at(5) + at(6) + at(7))
+}
+
 /// The 1-, 5- and 15-minute load averages.
 pub fn load_average() -> [f64; 3] {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();

@@ -137,6 +137,9 @@ pub struct TrialResult {
     /// Process CPU over the window (user + system, all threads); 100 = one core.
     pub cpu_percent: f64,
     pub cpu_seconds: f64,
+    /// Busy CPU of the whole machine over the window (every process; 100 = one core). What
+    /// exceeds `cpu_percent` and the harness's is other work that competed with the run.
+    pub machine_cpu_percent: f64,
     /// Peak resident set size of the process over its life (VmHWM).
     pub peak_rss_mb: f64,
     /// Media seconds played per wall second, per stream (1.0 = real time).
@@ -154,6 +157,12 @@ pub struct TrialResult {
 }
 
 impl TrialResult {
+    /// CPU of other processes than the trial and the harness during the window.
+    pub fn others_cpu_percent(&self) -> f64 {
+        (self.machine_cpu_percent - self.cpu_percent - self.harness_cpu_percent.unwrap_or(0.0))
+            .max(0.0)
+    }
+
     pub fn stage(&self, name: &str) -> Option<&Summary> {
         self.stages
             .iter()
@@ -279,6 +288,9 @@ pub struct SearchStep {
     pub holds: bool,
     pub failures: Vec<String>,
     pub cpu_percent: f64,
+    /// Busy CPU of other processes during the run (see [`TrialResult::machine_cpu_percent`]).
+    #[serde(default)]
+    pub others_cpu_percent: f64,
     pub peak_rss_mb: f64,
     pub min_display_fps: f64,
     pub min_analytics_fps: f64,
@@ -298,6 +310,7 @@ impl SearchStep {
             holds: t.holds,
             failures: t.failures.clone(),
             cpu_percent: t.cpu_percent,
+            others_cpu_percent: t.others_cpu_percent(),
             peak_rss_mb: t.peak_rss_mb,
             min_display_fps: if t.per_stream.is_empty() {
                 0.0
@@ -343,6 +356,10 @@ pub struct BaselineRun {
     pub detect_fps: f64,
     pub per_stream: Vec<BaselineStream>,
     pub cpu_percent: f64,
+    /// Busy CPU of other processes over about the window (read by the harness between the
+    /// baseline's first progress line and its result).
+    #[serde(default)]
+    pub others_cpu_percent: f64,
     pub peak_rss_mb: f64,
     pub inference_ms_p50: Option<f64>,
     /// Set by the harness with [`judge`].
@@ -522,6 +539,12 @@ pub fn trial_table(t: &TrialResult) -> String {
         "  process: CPU {:.1} % (100 % = one core), peak RSS {:.0} MB, real-time factor {:.3}",
         t.cpu_percent, t.peak_rss_mb, t.realtime_factor
     );
+    let others = t.others_cpu_percent();
+    let _ = writeln!(
+        o,
+        "  machine: CPU {:.1} % busy in the window, {:.1} % of it other processes'",
+        t.machine_cpu_percent, others
+    );
     if !t.threads.is_empty() {
         let parts: Vec<String> = t
             .threads
@@ -573,16 +596,17 @@ fn search_table(title: &str, s: &Search) -> String {
     let _ = writeln!(o, "{title}");
     let _ = writeln!(
         o,
-        "  {:>7} {:>6} {:>8} {:>9} {:>13} {:>15}",
-        "streams", "holds", "CPU %", "RSS MB", "min disp fps", "min analyt fps"
+        "  {:>7} {:>6} {:>8} {:>9} {:>9} {:>13} {:>15}",
+        "streams", "holds", "CPU %", "others %", "RSS MB", "min disp fps", "min analyt fps"
     );
     for st in &s.steps {
         let _ = writeln!(
             o,
-            "  {:>7} {:>6} {:>8.1} {:>9.0} {:>13.2} {:>15.2}",
+            "  {:>7} {:>6} {:>8.1} {:>9.1} {:>9.0} {:>13.2} {:>15.2}",
             st.streams,
             if st.holds { "yes" } else { "no" },
             st.cpu_percent,
+            st.others_cpu_percent,
             st.peak_rss_mb,
             st.min_display_fps,
             st.min_analytics_fps
@@ -708,8 +732,15 @@ pub fn table(r: &Report) -> String {
             let _ = writeln!(o, "  ({}) {}", s.setup, s.description);
             let _ = writeln!(
                 o,
-                "    {:>7} {:>6} {:>8} {:>9} {:>13} {:>15} {:>10}",
-                "streams", "holds", "CPU %", "RSS MB", "min fps", "min detect fps", "infer p50"
+                "    {:>7} {:>6} {:>8} {:>9} {:>9} {:>13} {:>15} {:>10}",
+                "streams",
+                "holds",
+                "CPU %",
+                "others %",
+                "RSS MB",
+                "min fps",
+                "min detect fps",
+                "infer p50"
             );
             for run in &s.runs {
                 let minf = |f: fn(&BaselineStream) -> f64| {
@@ -717,10 +748,11 @@ pub fn table(r: &Report) -> String {
                 };
                 let _ = writeln!(
                     o,
-                    "    {:>7} {:>6} {:>8.1} {:>9.0} {:>13.2} {:>15.2} {:>10}",
+                    "    {:>7} {:>6} {:>8.1} {:>9.1} {:>9.0} {:>13.2} {:>15.2} {:>10}",
                     run.streams,
                     if run.holds { "yes" } else { "no" },
                     run.cpu_percent,
+                    run.others_cpu_percent,
                     run.peak_rss_mb,
                     minf(|s| s.fps),
                     minf(|s| s.detect_fps),

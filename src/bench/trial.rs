@@ -182,6 +182,7 @@ async fn wait_for_go() -> Result<(), BenchError> {
 struct Snapshot {
     at: Instant,
     cpu_s: f64,
+    machine_s: f64,
     metrics: String,
     threads: BTreeMap<u32, (String, f64)>,
 }
@@ -191,6 +192,7 @@ impl Snapshot {
         Snapshot {
             at: Instant::now(),
             cpu_s: procfs::cpu_seconds(None).unwrap_or(0.0),
+            machine_s: procfs::machine_busy_seconds().unwrap_or(0.0),
             metrics: metrics::render(registry),
             threads: if with_threads {
                 procfs::thread_cpu()
@@ -334,6 +336,7 @@ fn result_of(
         total,
         cpu_percent: cpu_s / window * 100.0,
         cpu_seconds: cpu_s,
+        machine_cpu_percent: (end.machine_s - start.machine_s).max(0.0) / window * 100.0,
         peak_rss_mb: procfs::peak_rss_bytes(None).unwrap_or(0) as f64 / 1e6,
         realtime_factor: media_frames as f64
             / (opts.source_fps * window * sites.len().max(1) as f64),
