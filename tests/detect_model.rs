@@ -179,7 +179,7 @@ fn agrees_with_the_python_reference() {
     let out = std::process::Command::new(root.join(".venv/bin/python"))
         .arg("tests/fixtures/detect/make_reference.py")
         .arg(&p)
-        .current_dir(&root)
+        .current_dir(root)
         .output()
         .expect("the setup's venv (.venv/bin/python) runs");
     assert!(

@@ -142,7 +142,12 @@ fn the_dynamic_variant_runs_at_other_sizes_and_batches() {
     // One file serves every size that is a multiple of 32 (MODEL.md: fully convolutional), and
     // its batch dimension works (the Reshapes were made batch-generic).
     let path = common::root().join("models/nanodet-m-dyn/manifest-384.toml");
-    for (size, batch) in [((320, 320), 1), ((352, 352), 1), ((416, 416), 2), ((448, 320), 3)] {
+    for (size, batch) in [
+        ((320, 320), 1),
+        ((352, 352), 1),
+        ((416, 416), 2),
+        ((448, 320), 3),
+    ] {
         let d = Detector::from_manifest(
             &path,
             &DetectOptions {
@@ -196,7 +201,8 @@ fn a_variant_whose_manifest_does_not_fit_its_outputs_is_explained() {
         all.lines().take(79).collect::<Vec<_>>().join("\n"),
     )
     .unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(String) -> String>, Vec<String>)> = vec![
+    type Edit = Box<dyn Fn(String) -> String>;
+    let cases: Vec<(&str, Edit, Vec<String>)> = vec![
         (
             "79 labels for 80 class scores",
             Box::new({

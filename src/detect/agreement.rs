@@ -204,7 +204,8 @@ mod tests {
             detected,
             matched,
         };
-        let cases: Vec<(&str, Vec<Detection>, Vec<Detection>, &[usize], Counts)> = vec![
+        type Case<'a> = (&'a str, Vec<Detection>, Vec<Detection>, &'a [usize], Counts);
+        let cases: Vec<Case> = vec![
             ("both empty", vec![], vec![], &p, c(0, 0, 0)),
             ("nothing detected", vec![a], vec![], &p, c(1, 0, 0)),
             ("nothing to find", vec![], vec![a], &p, c(0, 1, 0)),

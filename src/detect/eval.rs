@@ -205,7 +205,8 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
     };
     // Repository files the defaults name, from the config's folder like its own paths, or
     // from the working directory without a config.
-    let (base, repo): (DetectOptions, Box<dyn Fn(&str) -> PathBuf>) = match cfg_path {
+    type RepoPath = Box<dyn Fn(&str) -> PathBuf>;
+    let (base, repo): (DetectOptions, RepoPath) = match cfg_path {
         Some(p) => {
             let cfg = Config::load(&p).with_context(|| format!("config {}", p.display()))?;
             let opts = DetectOptions::from_config(&cfg);

@@ -137,9 +137,13 @@ mod tests {
             assert!(snaps.join(kept).exists(), "{kept} was removed");
         }
         assert!(prune(dir.path(), today, 30).unwrap().is_empty());
-        assert!(prune(dir.path(), today.checked_add_days(Days::new(900)).unwrap(), 0)
-            .unwrap()
-            .is_empty());
+        assert!(prune(
+            dir.path(),
+            today.checked_add_days(Days::new(900)).unwrap(),
+            0
+        )
+        .unwrap()
+        .is_empty());
         // No snapshots folder yet: nothing to do, no error.
         let empty = tempfile::tempdir().unwrap();
         assert!(prune(empty.path(), today, 1).unwrap().is_empty());
