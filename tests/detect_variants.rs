@@ -197,7 +197,7 @@ fn a_variant_whose_manifest_does_not_fit_its_outputs_is_explained() {
     for (name, edit, wants) in cases {
         let dir = tmp.path().join(name.replace(' ', "_"));
         std::fs::create_dir_all(&dir).unwrap();
-        let m = common::edited_int8_manifest(&dir, edit);
+        let m = common::edited_int8_manifest(&dir, "manifest.toml", edit);
         let e = match Detector::from_manifest(&m, &common::options()) {
             Ok(_) => panic!("{name}: loaded"),
             Err(e) => e.to_string(),

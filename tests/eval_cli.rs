@@ -179,8 +179,9 @@ fn two_models_give_a_complete_consistent_table() {
 fn bad_input_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     // a manifest whose decoder does not fit the model's outputs
-    let wrong =
-        common::edited_int8_manifest(tmp.path(), |t| t.replace("reg_max = 10", "reg_max = 7"));
+    let wrong = common::edited_int8_manifest(tmp.path(), "wrong-manifest.toml", |t| {
+        t.replace("reg_max = 10", "reg_max = 7")
+    });
     let wrong = wrong.to_str().unwrap().to_string();
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
         (
