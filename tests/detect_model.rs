@@ -5,7 +5,6 @@
 #[path = "fixtures/detect/common.rs"]
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -26,28 +25,6 @@ fn detector() -> &'static Detector {
         )
         .unwrap()
     })
-}
-
-/// Frames `wanted` of vtest, BGR, at `size` (native if `None`).
-fn frames(wanted: &[u64], size: Option<(u32, u32)>) -> BTreeMap<u64, Image> {
-    let opts = ReadOptions {
-        size,
-        format: PixelFormat::Bgr,
-        fps: None,
-    };
-    let last = *wanted.iter().max().unwrap();
-    let mut out = BTreeMap::new();
-    for f in VideoReader::open(&common::vtest(), &opts).unwrap() {
-        let f = f.unwrap();
-        if wanted.contains(&f.index) {
-            out.insert(f.index, f.image);
-        }
-        if f.index >= last {
-            break;
-        }
-    }
-    assert_eq!(out.len(), wanted.len(), "vtest too short");
-    out
 }
 
 #[derive(Deserialize)]
@@ -92,7 +69,7 @@ fn finds_the_persons_one_can_see() {
     // Both paths: frames scaled by GStreamer to the input size (what the frame loop gets), and
     // native frames that the detector resizes itself.
     for size in [Some(detector().input_size()), None] {
-        let imgs = frames(&idx, size);
+        let imgs = common::frames(&idx, size);
         let refs: Vec<&Image> = imgs.values().collect();
         let (dets, _) = detector().detect_batch(&refs).unwrap();
         for (f, d) in fx.frames.iter().zip(&dets) {
@@ -115,7 +92,7 @@ fn finds_the_persons_one_can_see() {
 #[test]
 fn box_checked_by_hand_is_where_the_man_is() {
     let fx = persons_fixture().hand_box;
-    let img = frames(&[fx.frame], None).remove(&fx.frame).unwrap();
+    let img = common::frames(&[fx.frame], None).remove(&fx.frame).unwrap();
     let (w, h) = (img.width, img.height);
     let (dets, _) = detector().detect_batch(&[&img]).unwrap();
     let labels = detector().labels();
@@ -198,7 +175,7 @@ fn agrees_with_the_python_reference() {
     .unwrap();
     let labels = d.labels();
     let idx: Vec<u64> = r.frames.iter().map(|f| f.index).collect();
-    let imgs = frames(&idx, None);
+    let imgs = common::frames(&idx, None);
     let (mut matched, mut worst_score, mut worst_px) = (0, 0.0f32, 0.0f32);
     let margin = 0.03;
     for f in &r.frames {
@@ -288,7 +265,9 @@ fn a_black_frame_has_nothing() {
 
 #[test]
 fn bad_frame_fails_alone() {
-    let good = frames(&[200], Some((416, 416))).remove(&200).unwrap();
+    let good = common::frames(&[200], Some((416, 416)))
+        .remove(&200)
+        .unwrap();
     let bad = Image {
         width: 416,
         height: 416,
@@ -322,7 +301,9 @@ fn i420_frames_are_converted() {
         .find(|f| f.index == 200)
         .unwrap()
         .image;
-    let bgr = frames(&[200], Some((416, 416))).remove(&200).unwrap();
+    let bgr = common::frames(&[200], Some((416, 416)))
+        .remove(&200)
+        .unwrap();
     let (d, _) = detector().detect_batch(&[&i420, &bgr]).unwrap();
     assert!(persons(&d[0], 0.5).abs_diff(persons(&d[1], 0.5)) <= 1);
     assert!(persons(&d[0], 0.5) >= 6);
@@ -330,7 +311,7 @@ fn i420_frames_are_converted() {
 
 #[test]
 fn concurrent_callers_share_the_pool() {
-    let imgs = frames(&[0, 100, 200, 300], Some((416, 416)));
+    let imgs = common::frames(&[0, 100, 200, 300], Some((416, 416)));
     let refs: Vec<&Image> = imgs.values().collect();
     let (alone, _) = detector().detect_batch(&refs).unwrap();
     std::thread::scope(|s| {

@@ -7,13 +7,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde::Deserialize;
 use simpang::detect::{DetectOptions, Detector};
-use simpang::ingest::reader::{ReadOptions, VideoReader};
-use simpang::model::{Image, PixelFormat};
+use simpang::model::Image;
 
 /// Every shipped variant: (manifest, input size, file). Adding or removing one is a conscious
 /// change here too (`every_manifest_is_listed` checks the list against models/).
@@ -46,28 +45,6 @@ struct PersonFrame {
 fn persons_fixture() -> Persons {
     let p = common::root().join("tests/fixtures/detect/vtest-persons.toml");
     toml::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
-/// Frames `wanted` of vtest, BGR, scaled by GStreamer to `size` (what the frame loop gets).
-fn frames(wanted: &[u64], size: (u32, u32)) -> BTreeMap<u64, Image> {
-    let opts = ReadOptions {
-        size: Some(size),
-        format: PixelFormat::Bgr,
-        fps: None,
-    };
-    let last = *wanted.iter().max().unwrap();
-    let mut out = BTreeMap::new();
-    for f in VideoReader::open(&common::vtest(), &opts).unwrap() {
-        let f = f.unwrap();
-        if wanted.contains(&f.index) {
-            out.insert(f.index, f.image);
-        }
-        if f.index >= last {
-            break;
-        }
-    }
-    assert_eq!(out.len(), wanted.len(), "vtest too short");
-    out
 }
 
 #[test]
@@ -109,7 +86,9 @@ fn every_variant_loads_and_finds_the_persons_one_can_see() {
         assert_eq!(d.input_size(), *size, "{manifest}");
         assert_eq!(d.labels().len(), 80, "{manifest}");
         assert!(d.manifest().onnx.ends_with(file), "{manifest}");
-        let imgs = by_size.entry(*size).or_insert_with(|| frames(&idx, *size));
+        let imgs = by_size
+            .entry(*size)
+            .or_insert_with(|| common::frames(&idx, Some(*size)));
         let refs: Vec<&Image> = imgs.values().collect();
         let (dets, _) = d.detect_batch(&refs).unwrap();
         let labels = d.labels();
@@ -159,35 +138,13 @@ fn the_dynamic_variant_runs_at_other_sizes_and_batches() {
         .unwrap_or_else(|e| panic!("{size:?}: {e}"));
         assert_eq!(d.input_size(), size);
         assert_eq!(d.batch_size(), batch);
-        let imgs = frames(&[200], size);
+        let imgs = common::frames(&[200], Some(size));
         let img = &imgs[&200];
         let (dets, _) = d.detect_batch(&[img, img, img]).unwrap();
         assert_eq!(dets.len(), 3);
         assert_eq!(dets[0], dets[2], "{size:?}: same frame, same result");
         assert!(dets[0].len() >= 6, "{size:?}: {:?}", dets[0]);
     }
-}
-
-/// A copy of the int8 variant's manifest in `dir` with `edit` applied, pointing at the real file.
-fn edited_manifest(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
-    let src = common::root().join("models/nanodet-m-int8/manifest.toml");
-    let models = common::root().join("models");
-    let text = std::fs::read_to_string(src)
-        .unwrap()
-        .replace(
-            "onnx = \"nanodet-m-int8.onnx\"",
-            &format!(
-                "onnx = {:?}",
-                models.join("nanodet-m-int8/nanodet-m-int8.onnx")
-            ),
-        )
-        .replace(
-            "labels = \"../nanodet-m-416/coco80.txt\"",
-            &format!("labels = {:?}", models.join("nanodet-m-416/coco80.txt")),
-        );
-    let p = dir.join("manifest.toml");
-    std::fs::write(&p, edit(text)).unwrap();
-    p
 }
 
 #[test]
@@ -201,8 +158,8 @@ fn a_variant_whose_manifest_does_not_fit_its_outputs_is_explained() {
         all.lines().take(79).collect::<Vec<_>>().join("\n"),
     )
     .unwrap();
-    type Case<'a> = (&'a str, Box<dyn Fn(String) -> String>, Vec<String>);
-    let cases: Vec<Case> = vec![
+    type Edit = Box<dyn Fn(String) -> String>;
+    let cases: Vec<(&str, Edit, Vec<String>)> = vec![
         (
             "79 labels for 80 class scores",
             Box::new({
@@ -240,7 +197,7 @@ fn a_variant_whose_manifest_does_not_fit_its_outputs_is_explained() {
     for (name, edit, wants) in cases {
         let dir = tmp.path().join(name.replace(' ', "_"));
         std::fs::create_dir_all(&dir).unwrap();
-        let m = edited_manifest(&dir, edit);
+        let m = common::edited_int8_manifest(&dir, "manifest.toml", edit);
         let e = match Detector::from_manifest(&m, &common::options()) {
             Ok(_) => panic!("{name}: loaded"),
             Err(e) => e.to_string(),

@@ -179,27 +179,9 @@ fn two_models_give_a_complete_consistent_table() {
 fn bad_input_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     // a manifest whose decoder does not fit the model's outputs
-    let src = common::root().join("models/nanodet-m-int8/manifest.toml");
-    let models = common::root().join("models");
-    let wrong = tmp.path().join("wrong-manifest.toml");
-    std::fs::write(
-        &wrong,
-        std::fs::read_to_string(src)
-            .unwrap()
-            .replace(
-                "onnx = \"nanodet-m-int8.onnx\"",
-                &format!(
-                    "onnx = {:?}",
-                    models.join("nanodet-m-int8/nanodet-m-int8.onnx")
-                ),
-            )
-            .replace(
-                "labels = \"../nanodet-m-416/coco80.txt\"",
-                &format!("labels = {:?}", models.join("nanodet-m-416/coco80.txt")),
-            )
-            .replace("reg_max = 10", "reg_max = 7"),
-    )
-    .unwrap();
+    let wrong = common::edited_int8_manifest(tmp.path(), "wrong-manifest.toml", |t| {
+        t.replace("reg_max = 10", "reg_max = 7")
+    });
     let wrong = wrong.to_str().unwrap().to_string();
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
         (

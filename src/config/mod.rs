@@ -254,6 +254,9 @@ pub struct IncidentConfig {
     pub snapshot_quality: u8,
     /// Width of the snapshot (height follows the frame's aspect).
     pub snapshot_width: u32,
+    /// Local snapshot files (day folders) older than this many days are deleted; 0 keeps them
+    /// forever. Messages carry their own copy, so this only bounds the disk.
+    pub snapshot_keep_days: u32,
     /// Incidents still open when the process stopped are restored at start; one that no rule
     /// confirms (a new Start or Update for the same site, zone and kind) within this many seconds
     /// is ended, so a crash never leaves an incident open forever.
@@ -268,6 +271,7 @@ impl Default for IncidentConfig {
             outbox_max_messages: 100_000,
             snapshot_quality: 80,
             snapshot_width: 640,
+            snapshot_keep_days: 30,
             restore_confirm_s: 600.0,
         }
     }

@@ -336,6 +336,8 @@ impl IncidentService {
             data_dir,
             snapshot_width: cfg.incidents.snapshot_width,
             snapshot_quality: cfg.incidents.snapshot_quality,
+            snapshot_keep_days: cfg.incidents.snapshot_keep_days,
+            pruned_at: None,
             outbox_max: cfg.incidents.outbox_max_messages,
             metrics: m.clone(),
             cancel: cancel.clone(),
@@ -431,6 +433,9 @@ struct Producer {
     data_dir: PathBuf,
     snapshot_width: u32,
     snapshot_quality: u8,
+    snapshot_keep_days: u32,
+    /// When old snapshot day folders were last looked for (hourly is plenty: they are days).
+    pruned_at: Option<std::time::Instant>,
     outbox_max: u64,
     metrics: IncidentMetrics,
     cancel: CancellationToken,
@@ -466,6 +471,7 @@ impl Producer {
     }
 
     async fn on_tick(&mut self, now: DateTime<Utc>) {
+        self.prune_snapshots(now);
         for emit in self.lifecycle.tick(now) {
             self.emit(emit, None, now).await;
         }
@@ -506,6 +512,32 @@ impl Producer {
                 l.status_changed();
             }
         }
+    }
+
+    /// Deletes local snapshot day folders past `incidents.snapshot_keep_days`, at start and
+    /// then hourly, off the async threads (a month of pictures can take a while to delete).
+    fn prune_snapshots(&mut self, now: DateTime<Utc>) {
+        if self.snapshot_keep_days == 0
+            || self
+                .pruned_at
+                .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(3600))
+        {
+            return;
+        }
+        self.pruned_at = Some(std::time::Instant::now());
+        let (dir, today, keep) = (
+            self.data_dir.clone(),
+            self.local.at(now).date_naive(),
+            self.snapshot_keep_days,
+        );
+        tokio::task::spawn_blocking(move || match snapshot::prune(&dir, today, keep) {
+            Ok(removed) => {
+                for p in removed {
+                    info!(folder = %p.display(), keep_days = keep, "old snapshots deleted");
+                }
+            }
+            Err(e) => warn!(error = %e, dir = %dir.display(), "cannot delete old snapshots"),
+        });
     }
 
     async fn rule_event(&mut self, ev: RuleEvent, received: DateTime<Utc>) {

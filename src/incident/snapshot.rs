@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, Days, FixedOffset, NaiveDate};
 use sha2::{Digest, Sha256};
 
 use crate::model::{Image, Point, Severity, Snapshot, SnapshotBox};
@@ -37,6 +37,41 @@ pub fn relative_path(id: &str, seq: u32, at: DateTime<FixedOffset>) -> PathBuf {
     PathBuf::from("snapshots")
         .join(at.format("%Y-%m-%d").to_string())
         .join(format!("{id}-{seq}.jpg"))
+}
+
+/// Deletes the day folders under `data_dir/snapshots` older than `keep_days` days before
+/// `today` (today's and the previous `keep_days - 1` days' folders stay). Anything that is not a
+/// `YYYY-MM-DD` folder is left alone, so an operator's own files there are never touched.
+/// Returns the folders removed.
+pub fn prune(data_dir: &Path, today: NaiveDate, keep_days: u32) -> std::io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    if keep_days == 0 {
+        return Ok(removed);
+    }
+    let root = data_dir.join("snapshots");
+    let entries = match std::fs::read_dir(&root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(e),
+    };
+    let Some(oldest_kept) = today.checked_sub_days(Days::new(u64::from(keep_days) - 1)) else {
+        return Ok(removed);
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(day) = name
+            .to_str()
+            .and_then(|n| NaiveDate::parse_from_str(n, "%Y-%m-%d").ok())
+        else {
+            continue;
+        };
+        if day < oldest_kept && entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+            removed.push(entry.path());
+        }
+    }
+    Ok(removed)
 }
 
 /// Writes the JPEG under `data_dir` (creating the day folder) and describes it for the message.
@@ -84,6 +119,35 @@ mod tests {
     use super::*;
     use crate::model::{BBox, PixelFormat};
     use chrono::TimeZone;
+
+    #[test]
+    fn prune_removes_only_old_day_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let snaps = dir.path().join("snapshots");
+        for d in ["2026-10-24", "2026-10-25", "2026-11-23", "notes"] {
+            std::fs::create_dir_all(snaps.join(d)).unwrap();
+            std::fs::write(snaps.join(d).join("a.jpg"), b"x").unwrap();
+        }
+        std::fs::write(snaps.join("2026-01-01"), b"a file, not a day folder").unwrap();
+        let today = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        // 30 days kept: 2026-10-25 ..= 2026-11-23.
+        let removed = prune(dir.path(), today, 30).unwrap();
+        assert_eq!(removed, vec![snaps.join("2026-10-24")]);
+        for kept in ["2026-10-25", "2026-11-23", "notes", "2026-01-01"] {
+            assert!(snaps.join(kept).exists(), "{kept} was removed");
+        }
+        assert!(prune(dir.path(), today, 30).unwrap().is_empty());
+        assert!(prune(
+            dir.path(),
+            today.checked_add_days(Days::new(900)).unwrap(),
+            0
+        )
+        .unwrap()
+        .is_empty());
+        // No snapshots folder yet: nothing to do, no error.
+        let empty = tempfile::tempdir().unwrap();
+        assert!(prune(empty.path(), today, 1).unwrap().is_empty());
+    }
 
     #[test]
     fn renders_stores_and_describes() {
