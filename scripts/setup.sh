@@ -18,7 +18,8 @@ PKGS=(build-essential pkg-config clang libclang-dev libgstreamer1.0-dev
   libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   gstreamer1.0-tools gstreamer1.0-rtsp libopencv-dev mosquitto mosquitto-clients python3-pip
-  python3-venv unzip ca-certificates chromium chromium-driver fonts-liberation fonts-dejavu-core
+  python3-venv unzip ca-certificates chromium chromium-driver firefox-esr fonts-liberation
+  fonts-dejavu-core
   postgresql)
 missing=()
 for p in "${PKGS[@]}"; do

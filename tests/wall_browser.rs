@@ -1,11 +1,15 @@
-//! The wall in a real browser: headless Chromium, driven over WebDriver (chromedriver), opens the
-//! wall of `simpang run` (in-process, so the test can publish incidents on the hub the way the
-//! incident stage will) after six sample cameras have played for 20 s. Every tile must show
-//! picture content, the incident feed must list the published incidents with thumbnails, and a
-//! click must enlarge a tile. Screenshots: target/screenshots/wall.png, wall-enlarged.png.
+//! The wall in real browsers: headless Chromium, driven over WebDriver (chromedriver), then
+//! headless Firefox ESR, driven over its Marionette protocol (Debian has no geckodriver), open
+//! the wall of `simpang run` (in-process, so the test can publish incidents on the hub the way
+//! the incident stage will) after six sample cameras have played for 20 s. In each, every tile
+//! must show picture content, the incident feed must list the published incidents with
+//! thumbnails, and a click must enlarge a tile. Screenshots: target/screenshots/wall.png,
+//! wall-enlarged.png (Chromium), wall-firefox.png, wall-firefox-enlarged.png.
 
 mod wall_support;
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -27,6 +31,21 @@ struct WebDriver {
     session: String,
 }
 
+/// What the checks need from a browser, whichever protocol drives it.
+trait Browser {
+    fn script(&mut self, js: &str) -> Value;
+    /// The viewport as PNG.
+    fn screenshot_png(&mut self) -> Vec<u8>;
+
+    fn screenshot(&mut self, path: &std::path::Path) -> Mat {
+        let png = self.screenshot_png();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, &png).unwrap();
+        let v = opencv::core::Vector::<u8>::from_slice(&png);
+        opencv::imgcodecs::imdecode(&v, opencv::imgcodecs::IMREAD_COLOR).unwrap()
+    }
+}
+
 impl WebDriver {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}/session/{}{path}", self.base, self.session);
@@ -39,8 +58,10 @@ impl WebDriver {
         let v: Value = resp.into_json().expect("WebDriver JSON");
         v["value"].clone()
     }
+}
 
-    fn script(&self, js: &str) -> Value {
+impl Browser for WebDriver {
+    fn script(&mut self, js: &str) -> Value {
         self.call(
             "POST",
             "/execute/sync",
@@ -48,15 +69,80 @@ impl WebDriver {
         )
     }
 
-    fn screenshot(&self, path: &std::path::Path) -> Mat {
+    fn screenshot_png(&mut self) -> Vec<u8> {
         let b64 = self.call("GET", "/screenshot", None);
-        let png = base64::engine::general_purpose::STANDARD
+        base64::engine::general_purpose::STANDARD
             .decode(b64.as_str().expect("screenshot base64"))
-            .expect("base64");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, &png).unwrap();
-        let v = opencv::core::Vector::<u8>::from_slice(&png);
-        opencv::imgcodecs::imdecode(&v, opencv::imgcodecs::IMREAD_COLOR).unwrap()
+            .expect("base64")
+    }
+}
+
+/// Firefox over Marionette: `len:json` frames, commands `[0, id, name, params]`, answers
+/// `[1, id, error, result]`.
+struct Marionette {
+    stream: BufReader<TcpStream>,
+    next_id: u64,
+}
+
+impl Marionette {
+    fn connect(port: u16) -> Marionette {
+        let mut stream = None;
+        wait_until("Firefox Marionette port", Duration::from_secs(60), || {
+            stream = TcpStream::connect(("127.0.0.1", port)).ok();
+            stream.is_some()
+        });
+        let stream = stream.unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut m = Marionette {
+            stream: BufReader::new(stream),
+            next_id: 0,
+        };
+        let hello = m.read();
+        assert_eq!(hello["applicationType"], "gecko", "{hello}");
+        m
+    }
+
+    fn read(&mut self) -> Value {
+        let mut len = Vec::new();
+        self.stream
+            .read_until(b':', &mut len)
+            .expect("Marionette frame");
+        len.pop();
+        let n: usize = String::from_utf8_lossy(&len)
+            .parse()
+            .expect("Marionette frame length");
+        let mut body = vec![0; n];
+        self.stream.read_exact(&mut body).expect("Marionette body");
+        serde_json::from_slice(&body).expect("Marionette JSON")
+    }
+
+    fn call(&mut self, name: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let body = json!([0, self.next_id, name, params]).to_string();
+        let s = self.stream.get_mut();
+        write!(s, "{}:{body}", body.len()).expect("Marionette write");
+        let answer = self.read();
+        assert!(answer[2].is_null(), "Marionette {name}: {}", answer[2]);
+        answer[3].clone()
+    }
+}
+
+impl Browser for Marionette {
+    fn script(&mut self, js: &str) -> Value {
+        self.call(
+            "WebDriver:ExecuteScript",
+            json!({ "script": js, "args": [] }),
+        )["value"]
+            .clone()
+    }
+
+    fn screenshot_png(&mut self) -> Vec<u8> {
+        let v = self.call("WebDriver:TakeScreenshot", json!({ "full": false }));
+        base64::engine::general_purpose::STANDARD
+            .decode(v["value"].as_str().expect("screenshot base64"))
+            .expect("base64")
     }
 }
 
@@ -66,7 +152,7 @@ fn rect_of(v: &Value) -> Rect {
 }
 
 /// Luma stddev of each tile's picture area in the screenshot.
-fn tile_contrast(shot: &Mat, wd: &WebDriver) -> Vec<(String, f64)> {
+fn tile_contrast(shot: &Mat, wd: &mut dyn Browser) -> Vec<(String, f64)> {
     let rects = wd.script(
         "return [...document.querySelectorAll('.tile')].map(t => { \
            const r = t.querySelector('.video').getBoundingClientRect(); \
@@ -160,7 +246,7 @@ fn incident_for(
 }
 
 #[test]
-fn chromium_shows_six_live_tiles_the_incident_feed_and_enlarges_a_tile() {
+fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile() {
     let dir = tempfile::tempdir().unwrap();
     simpang::ingest::init_gstreamer().unwrap();
     let shipped = Config::load(&repo().join("config/palembang.toml")).unwrap();
@@ -262,7 +348,7 @@ fn chromium_shows_six_live_tiles_the_incident_feed_and_enlarges_a_tile() {
         .expect("WebDriver session")
         .into_json()
         .unwrap();
-    let wd = WebDriver {
+    let mut wd = WebDriver {
         base: cd.clone(),
         session: session["value"]["sessionId"]
             .as_str()
@@ -270,28 +356,7 @@ fn chromium_shows_six_live_tiles_the_incident_feed_and_enlarges_a_tile() {
             .to_string(),
     };
     wd.call("POST", "/url", Some(json!({ "url": format!("{base}/") })));
-
-    // Tiles fill in as the first JPEGs arrive; allow the page a few seconds.
-    let shots = repo().join("target/screenshots");
-    let start = Instant::now();
-    let (shot, contrast) = loop {
-        std::thread::sleep(Duration::from_secs(3));
-        let shot = wd.screenshot(&shots.join("wall.png"));
-        let c = tile_contrast(&shot, &wd);
-        if c.len() == 6 && c.iter().all(|(_, sd)| *sd > 15.0) {
-            break (shot, c);
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(40),
-            "tiles without picture content: {c:?}"
-        );
-    };
-    eprintln!(
-        "screenshot {}x{} saved to {}; tile contrast {contrast:?}",
-        shot.cols(),
-        shot.rows(),
-        shots.join("wall.png").display()
-    );
+    check_wall(&mut wd, "Chromium", "wall", published);
 
     // No script errors on the page.
     let logs = wd.call("POST", "/se/log", Some(json!({ "type": "browser" })));
@@ -300,6 +365,61 @@ fn chromium_shows_six_live_tiles_the_incident_feed_and_enlarges_a_tile() {
         .map(|l| l.iter().filter(|e| e["level"] == "SEVERE").collect())
         .unwrap_or_default();
     assert!(severe.is_empty(), "browser console errors: {severe:?}");
+    let _ = ureq::delete(&format!("{cd}/session/{}", wd.session)).call();
+
+    // The same checks in Firefox ESR.
+    let ff_profile = dir.path().join("firefox-profile");
+    std::fs::create_dir_all(&ff_profile).unwrap();
+    let mn_port = free_port();
+    std::fs::write(
+        ff_profile.join("user.js"),
+        format!("user_pref(\"marionette.port\", {mn_port});\n"),
+    )
+    .unwrap();
+    let mut cmd = Command::new("firefox-esr");
+    cmd.args(["--headless", "--marionette", "--no-remote", "--profile"])
+        .arg(&ff_profile)
+        .env("MOZ_HEADLESS_WIDTH", "1600")
+        .env("MOZ_HEADLESS_HEIGHT", "900");
+    let _firefox = Proc::spawn("firefox", cmd);
+    let mut ff = Marionette::connect(mn_port);
+    ff.call("WebDriver:NewSession", json!({ "capabilities": {} }));
+    ff.call(
+        "WebDriver:SetWindowRect",
+        json!({ "width": 1600, "height": 900 }),
+    );
+    ff.call("WebDriver:Navigate", json!({ "url": format!("{base}/") }));
+    check_wall(&mut ff, "Firefox", "wall-firefox", published);
+    ff.call("WebDriver:DeleteSession", json!({}));
+
+    rt.block_on(running.stop());
+    samples.stop();
+}
+
+/// What a user must see in any browser: six tiles with live pictures, the incident feed with
+/// the published incidents and their thumbnails, and a tile that a click enlarges.
+fn check_wall(wd: &mut dyn Browser, browser: &str, name: &str, published: usize) {
+    // Tiles fill in as the first JPEGs arrive; allow the page a few seconds.
+    let shots = repo().join("target/screenshots");
+    let start = Instant::now();
+    let (shot, contrast) = loop {
+        std::thread::sleep(Duration::from_secs(3));
+        let shot = wd.screenshot(&shots.join(format!("{name}.png")));
+        let c = tile_contrast(&shot, wd);
+        if c.len() == 6 && c.iter().all(|(_, sd)| *sd > 15.0) {
+            break (shot, c);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "{browser}: tiles without picture content: {c:?}"
+        );
+    };
+    eprintln!(
+        "{browser}: screenshot {}x{} saved to {}; tile contrast {contrast:?}",
+        shot.cols(),
+        shot.rows(),
+        shots.join(format!("{name}.png")).display()
+    );
 
     // The incident feed is there and lists what was published, with thumbnails that loaded.
     let feed = wd.script(
@@ -346,7 +466,7 @@ fn chromium_shows_six_live_tiles_the_incident_feed_and_enlarges_a_tile() {
         "enlarged {before:?} -> {after:?}"
     );
     std::thread::sleep(Duration::from_secs(1));
-    let big = wd.screenshot(&shots.join("wall-enlarged.png"));
+    let big = wd.screenshot(&shots.join(format!("{name}-enlarged.png")));
     let inner = Rect::new(
         after.x + after.width / 4,
         after.y + after.height / 4,
@@ -360,8 +480,4 @@ fn chromium_shows_six_live_tiles_the_incident_feed_and_enlarges_a_tile() {
          return {x: r.x, y: r.y, width: r.width, height: r.height};",
     ));
     assert_eq!(back.width, before.width);
-
-    let _ = ureq::delete(&format!("{cd}/session/{}", wd.session)).call();
-    rt.block_on(running.stop());
-    samples.stop();
 }
