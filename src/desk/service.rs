@@ -831,10 +831,7 @@ impl Desk {
     ) -> Result<ReportRow, DeskError> {
         let mut tx = self.store.begin().await?;
         let before = self.load_for(&mut tx, user, ticket, Action::Verify).await?;
-        let mut r = before.clone();
-        r.status = domain::next_status(before.status()?, Action::Verify, true)?
-            .as_str()
-            .into();
+        let mut r = moved(&before, Action::Verify, true)?;
         if let Some(c) = category.map(str::trim).filter(|c| !c.is_empty()) {
             self.cfg
                 .desk
@@ -866,10 +863,7 @@ impl Desk {
         let reason = bounded("reason", reason, 5, 1000, "Alasan penolakan")?;
         let mut tx = self.store.begin().await?;
         let before = self.load_for(&mut tx, user, ticket, Action::Reject).await?;
-        let mut r = before.clone();
-        r.status = domain::next_status(before.status()?, Action::Reject, true)?
-            .as_str()
-            .into();
+        let mut r = moved(&before, Action::Reject, true)?;
         let now = self.clock.now();
         r.reject_reason = Some(reason.clone());
         r.closed_at = Some(now);
@@ -929,10 +923,7 @@ impl Desk {
                 ),
             ));
         }
-        let mut r = before.clone();
-        r.status = domain::next_status(before.status()?, Action::Merge, true)?
-            .as_str()
-            .into();
+        let mut r = moved(&before, Action::Merge, true)?;
         let now = self.clock.now();
         r.merged_into = Some(target.id);
         r.closed_at = Some(now);
@@ -1044,10 +1035,7 @@ impl Desk {
         let text = bounded("text", text, 5, 4000, "Jawaban")?;
         let mut tx = self.store.begin().await?;
         let before = self.load_for(&mut tx, user, ticket, Action::Answer).await?;
-        let mut r = before.clone();
-        r.status = domain::next_status(before.status()?, Action::Answer, true)?
-            .as_str()
-            .into();
+        let mut r = moved(&before, Action::Answer, true)?;
         let now = self.clock.now();
         r.answered_at = Some(now);
         r.officer_id = r.officer_id.or(Some(user.id));
@@ -1074,10 +1062,7 @@ impl Desk {
             Actor::Staff(_) => Action::ConfirmCctv,
             _ => Action::ConfirmReporter,
         };
-        let mut r = before.clone();
-        r.status = domain::next_status(before.status()?, action, satisfied)?
-            .as_str()
-            .into();
+        let mut r = moved(&before, action, satisfied)?;
         let now = self.clock.now();
         if satisfied {
             r.closed_at = Some(now);
@@ -2005,6 +1990,16 @@ async fn verify_blocking(secret: String, hash: String) -> Result<bool, DeskError
     tokio::task::spawn_blocking(move || auth::verify_password(&secret, &hash))
         .await
         .map_err(|e| DeskError::Internal(e.to_string()))
+}
+
+/// A copy of `before` moved to the status `action` leads to (`satisfied` for confirmations);
+/// an error when the workflow does not allow `action` from its status.
+fn moved(before: &ReportRow, action: Action, satisfied: bool) -> Result<ReportRow, DeskError> {
+    let mut r = before.clone();
+    r.status = domain::next_status(before.status()?, action, satisfied)?
+        .as_str()
+        .into();
+    Ok(r)
 }
 
 #[cfg(test)]
