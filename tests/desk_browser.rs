@@ -1,24 +1,28 @@
-//! Headless Chromium, driven over WebDriver (Debian's chromedriver; a small client over
-//! ureq): signs in through the login form, opens the dashboard (and watches a camera incident
-//! arrive on the live feed), a camera report, the list, and the citizen pages; dispositions a
-//! report with the page's own form. Full-page screenshots go to target/screenshots/desk-*.png
-//! and must not be blank.
+//! The desk in real browsers: headless Chromium, driven over WebDriver (Debian's chromedriver;
+//! a small client over ureq), and headless Firefox ESR, driven over Marionette (Debian has no
+//! geckodriver; tests/browser_support). In each, on a desk of its own: signs in through the
+//! login form, opens the dashboard (and watches a camera incident arrive on the live feed), a
+//! camera report, the list, and the citizen pages; dispositions a report with the page's own
+//! form; the admin deactivates an account. Full-page screenshots go to
+//! target/screenshots/desk-*.png (Chromium) and desk-firefox-*.png and must not be blank.
 
+mod browser_support;
 mod desk_support;
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine;
+use browser_support::{Firefox, Marionette, ELEMENT};
 use desk_support::{
     eventually, file_report, incident, jpeg, screenshot_dir, to_bytes, Kind, Opts, TestDesk,
 };
 use serde_json::{json, Value};
 use simpang::desk::Role;
 use simpang::model::{BBox, IncidentEvent, IncidentKind, Point, Severity, SnapshotBox};
-
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 struct Driver {
     child: Child,
@@ -91,9 +95,12 @@ impl Driver {
             .call("POST", "/session", Some(caps))
             .expect("browser session");
         Browser {
-            d: self,
-            id: v["sessionId"].as_str().expect("session id").to_string(),
-            _profile: profile,
+            remote: Box::new(ChromiumSession {
+                d: self,
+                id: v["sessionId"].as_str().expect("session id").to_string(),
+                _profile: profile,
+            }),
+            prefix: "desk",
         }
     }
 }
@@ -105,22 +112,40 @@ impl Drop for Driver {
     }
 }
 
-struct Browser<'a> {
+/// The WebDriver commands the scenario uses, whichever protocol carries them.
+trait Remote {
+    fn navigate(&self, url: &str);
+    fn current_url(&self) -> String;
+    /// The element's reference, or `None` when nothing matches.
+    fn find(&self, css: &str) -> Option<String>;
+    fn clear(&self, el: &str);
+    fn send_keys(&self, el: &str, text: &str);
+    fn click(&self, el: &str);
+    fn script(&self, js: &str) -> Value;
+    fn set_size(&self, width: i64, height: i64);
+    fn screenshot_png(&self) -> Vec<u8>;
+}
+
+/// Chromium over chromedriver's HTTP WebDriver.
+struct ChromiumSession<'a> {
     d: &'a Driver,
     id: String,
     _profile: tempfile::TempDir,
 }
 
-impl Browser<'_> {
+impl ChromiumSession<'_> {
     fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         self.d
             .call(method, &format!("/session/{}{path}", self.id), body)
             .unwrap_or_else(|e| panic!("webdriver {method} {path}: {e}"))
     }
-    fn goto(&self, url: &str) {
+}
+
+impl Remote for ChromiumSession<'_> {
+    fn navigate(&self, url: &str) {
         self.cmd("POST", "/url", Some(json!({ "url": url })));
     }
-    fn url(&self) -> String {
+    fn current_url(&self) -> String {
         self.cmd("GET", "/url", None)
             .as_str()
             .unwrap_or_default()
@@ -136,29 +161,158 @@ impl Browser<'_> {
             .ok()
             .and_then(|v| v[ELEMENT].as_str().map(str::to_string))
     }
-    fn must(&self, css: &str) -> String {
-        eventually(Duration::from_secs(10), || self.find(css))
-            .unwrap_or_else(|| panic!("no element {css} on {}", self.url()))
-    }
-    fn type_into(&self, css: &str, text: &str) {
-        let el = self.must(css);
+    fn clear(&self, el: &str) {
         self.cmd("POST", &format!("/element/{el}/clear"), Some(json!({})));
+    }
+    fn send_keys(&self, el: &str, text: &str) {
         self.cmd(
             "POST",
             &format!("/element/{el}/value"),
             Some(json!({ "text": text })),
         );
     }
-    fn click(&self, css: &str) {
-        let el = self.must(css);
+    fn click(&self, el: &str) {
         self.cmd("POST", &format!("/element/{el}/click"), Some(json!({})));
     }
-    fn js(&self, script: &str) -> Value {
+    fn script(&self, js: &str) -> Value {
         self.cmd(
             "POST",
             "/execute/sync",
-            Some(json!({ "script": script, "args": [] })),
+            Some(json!({ "script": js, "args": [] })),
         )
+    }
+    fn set_size(&self, width: i64, height: i64) {
+        self.cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        );
+    }
+    fn screenshot_png(&self) -> Vec<u8> {
+        let b64 = self.cmd("GET", "/screenshot", None);
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().expect("screenshot"))
+            .expect("base64 png")
+    }
+}
+
+impl Drop for ChromiumSession<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .d
+            .call("DELETE", &format!("/session/{}", self.id), None);
+    }
+}
+
+/// Firefox ESR over Marionette (tests/browser_support).
+struct FirefoxSession {
+    m: RefCell<Marionette>,
+    _firefox: Firefox,
+    _profile: tempfile::TempDir,
+}
+
+impl FirefoxSession {
+    fn start() -> Browser<'static> {
+        let profile = tempfile::tempdir().expect("profile dir");
+        let (firefox, m) = Firefox::start(
+            profile.path(),
+            1440,
+            900,
+            // Like Chromium's --lang=id-ID: the pages' dates and numbers in Indonesian.
+            &[("intl.accept_languages", "\"id-ID, id\"")],
+        );
+        Browser {
+            remote: Box::new(FirefoxSession {
+                m: RefCell::new(m),
+                _firefox: firefox,
+                _profile: profile,
+            }),
+            prefix: "desk-firefox",
+        }
+    }
+    fn call(&self, name: &str, params: Value) -> Value {
+        self.m.borrow_mut().call(name, params)
+    }
+}
+
+impl Remote for FirefoxSession {
+    fn navigate(&self, url: &str) {
+        self.call("WebDriver:Navigate", json!({ "url": url }));
+    }
+    fn current_url(&self) -> String {
+        self.call("WebDriver:GetCurrentURL", json!({}))["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+    fn find(&self, css: &str) -> Option<String> {
+        self.m
+            .borrow_mut()
+            .try_call(
+                "WebDriver:FindElement",
+                json!({ "using": "css selector", "value": css }),
+            )
+            .ok()
+            .and_then(|v| v["value"][ELEMENT].as_str().map(str::to_string))
+    }
+    fn clear(&self, el: &str) {
+        self.call("WebDriver:ElementClear", json!({ "id": el }));
+    }
+    fn send_keys(&self, el: &str, text: &str) {
+        self.call(
+            "WebDriver:ElementSendKeys",
+            json!({ "id": el, "text": text }),
+        );
+    }
+    fn click(&self, el: &str) {
+        self.call("WebDriver:ElementClick", json!({ "id": el }));
+    }
+    fn script(&self, js: &str) -> Value {
+        self.m.borrow_mut().script(js)
+    }
+    fn set_size(&self, width: i64, height: i64) {
+        self.call(
+            "WebDriver:SetWindowRect",
+            json!({ "width": width, "height": height }),
+        );
+    }
+    fn screenshot_png(&self) -> Vec<u8> {
+        self.m.borrow_mut().screenshot_png()
+    }
+}
+
+/// What the scenario does in a page, on top of either browser.
+struct Browser<'a> {
+    remote: Box<dyn Remote + 'a>,
+    /// Screenshot names: `{prefix}-{name}.png`.
+    prefix: &'static str,
+}
+
+impl Browser<'_> {
+    fn goto(&self, url: &str) {
+        self.remote.navigate(url);
+    }
+    fn url(&self) -> String {
+        self.remote.current_url()
+    }
+    fn find(&self, css: &str) -> Option<String> {
+        self.remote.find(css)
+    }
+    fn must(&self, css: &str) -> String {
+        eventually(Duration::from_secs(10), || self.find(css))
+            .unwrap_or_else(|| panic!("no element {css} on {}", self.url()))
+    }
+    fn type_into(&self, css: &str, text: &str) {
+        let el = self.must(css);
+        self.remote.clear(&el);
+        self.remote.send_keys(&el, text);
+    }
+    fn click(&self, css: &str) {
+        let el = self.must(css);
+        self.remote.click(&el);
+    }
+    fn js(&self, script: &str) -> Value {
+        self.remote.script(script)
     }
     fn text(&self) -> String {
         self.js("return document.body.innerText")
@@ -179,34 +333,15 @@ impl Browser<'_> {
             .js("return Math.ceil(document.documentElement.scrollHeight)")
             .as_i64()
             .unwrap_or(900);
-        self.cmd(
-            "POST",
-            "/window/rect",
-            Some(json!({ "width": 1440, "height": h.clamp(700, 5000) + 120 })),
-        );
+        self.remote.set_size(1440, h.clamp(700, 5000) + 120);
         self.js("if (document.activeElement) document.activeElement.blur(); window.scrollTo(0, 0); return 0");
         std::thread::sleep(Duration::from_millis(400));
-        let b64 = self.cmd("GET", "/screenshot", None);
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(b64.as_str().expect("screenshot"))
-            .expect("base64 png");
-        let path = screenshot_dir().join(format!("desk-{name}.png"));
+        let png = self.remote.screenshot_png();
+        let path = screenshot_dir().join(format!("{}-{name}.png", self.prefix));
         std::fs::write(&path, &png).expect("save screenshot");
         assert_not_blank(&png, &path);
-        self.cmd(
-            "POST",
-            "/window/rect",
-            Some(json!({ "width": 1440, "height": 900 })),
-        );
+        self.remote.set_size(1440, 900);
         path
-    }
-}
-
-impl Drop for Browser<'_> {
-    fn drop(&mut self) {
-        let _ = self
-            .d
-            .call("DELETE", &format!("/session/{}", self.id), None);
     }
 }
 
@@ -361,8 +496,9 @@ fn seed(t: &TestDesk) -> (String, String, String) {
     (cctv[0].clone(), a, cctv[1].clone())
 }
 
-#[test]
-fn staff_and_citizens_use_the_desk_in_a_real_browser() {
+/// The desk every browser run starts from: four accounts, the seeded reports (a camera report
+/// answered by the agency, a citizen report, an overdue one) and one dead letter.
+fn desk_with_reports() -> (TestDesk, String, String) {
     let t = TestDesk::start(
         Kind::Sqlite,
         Opts {
@@ -385,9 +521,29 @@ fn staff_and_citizens_use_the_desk_in_a_real_browser() {
         bad,
         Ok(simpang::desk::IntakeOutcome::DeadLetter(_))
     ));
+    (t, cctv_answered, citizen)
+}
 
+/// One browser at a time: two on two cores make the scenario's waits a matter of luck.
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
+
+#[test]
+fn staff_and_citizens_use_the_desk_in_chromium() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let (t, cctv_answered, citizen) = desk_with_reports();
     let driver = Driver::start();
-    let b = driver.session();
+    scenario(&t, &driver.session(), &cctv_answered, &citizen);
+}
+
+#[test]
+fn staff_and_citizens_use_the_desk_in_firefox() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let (t, cctv_answered, citizen) = desk_with_reports();
+    scenario(&t, &FirefoxSession::start(), &cctv_answered, &citizen);
+}
+
+/// Staff and citizens through the pages, as in the module doc.
+fn scenario(t: &TestDesk, b: &Browser, cctv_answered: &str, citizen: &str) {
     let base = &t.base;
 
     // Signing in through the form (login CSRF cookie, session cookie, redirect back).
@@ -433,7 +589,11 @@ fn staff_and_citizens_use_the_desk_in_a_real_browser() {
         (b.js("return document.getElementById('live-status').dataset.state") == json!("open"))
             .then_some(())
     });
-    assert!(live.is_some(), "the live feed connects");
+    assert!(
+        live.is_some(),
+        "the live feed connects: state {}",
+        b.js("return document.getElementById('live-status').dataset.state")
+    );
     // innerText follows CSS (the labels are upper-cased): compare without case.
     let text = b.text().to_lowercase();
     for s in [

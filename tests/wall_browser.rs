@@ -6,14 +6,14 @@
 //! thumbnails, and a click must enlarge a tile. Screenshots: target/screenshots/wall.png,
 //! wall-enlarged.png (Chromium), wall-firefox.png, wall-firefox-enlarged.png.
 
+mod browser_support;
 mod wall_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use browser_support::{Firefox, Marionette};
 use chrono::Utc;
 use opencv::core::Rect;
 use opencv::prelude::*;
@@ -77,72 +77,13 @@ impl Browser for WebDriver {
     }
 }
 
-/// Firefox over Marionette: `len:json` frames, commands `[0, id, name, params]`, answers
-/// `[1, id, error, result]`.
-struct Marionette {
-    stream: BufReader<TcpStream>,
-    next_id: u64,
-}
-
-impl Marionette {
-    fn connect(port: u16) -> Marionette {
-        let mut stream = None;
-        wait_until("Firefox Marionette port", Duration::from_secs(60), || {
-            stream = TcpStream::connect(("127.0.0.1", port)).ok();
-            stream.is_some()
-        });
-        let stream = stream.unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .unwrap();
-        let mut m = Marionette {
-            stream: BufReader::new(stream),
-            next_id: 0,
-        };
-        let hello = m.read();
-        assert_eq!(hello["applicationType"], "gecko", "{hello}");
-        m
-    }
-
-    fn read(&mut self) -> Value {
-        let mut len = Vec::new();
-        self.stream
-            .read_until(b':', &mut len)
-            .expect("Marionette frame");
-        len.pop();
-        let n: usize = String::from_utf8_lossy(&len)
-            .parse()
-            .expect("Marionette frame length");
-        let mut body = vec![0; n];
-        self.stream.read_exact(&mut body).expect("Marionette body");
-        serde_json::from_slice(&body).expect("Marionette JSON")
-    }
-
-    fn call(&mut self, name: &str, params: Value) -> Value {
-        self.next_id += 1;
-        let body = json!([0, self.next_id, name, params]).to_string();
-        let s = self.stream.get_mut();
-        write!(s, "{}:{body}", body.len()).expect("Marionette write");
-        let answer = self.read();
-        assert!(answer[2].is_null(), "Marionette {name}: {}", answer[2]);
-        answer[3].clone()
-    }
-}
-
 impl Browser for Marionette {
     fn script(&mut self, js: &str) -> Value {
-        self.call(
-            "WebDriver:ExecuteScript",
-            json!({ "script": js, "args": [] }),
-        )["value"]
-            .clone()
+        Marionette::script(self, js)
     }
 
     fn screenshot_png(&mut self) -> Vec<u8> {
-        let v = self.call("WebDriver:TakeScreenshot", json!({ "full": false }));
-        base64::engine::general_purpose::STANDARD
-            .decode(v["value"].as_str().expect("screenshot base64"))
-            .expect("base64")
+        Marionette::screenshot_png(self)
     }
 }
 
@@ -368,26 +309,7 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
     let _ = ureq::delete(&format!("{cd}/session/{}", wd.session)).call();
 
     // The same checks in Firefox ESR.
-    let ff_profile = dir.path().join("firefox-profile");
-    std::fs::create_dir_all(&ff_profile).unwrap();
-    let mn_port = free_port();
-    std::fs::write(
-        ff_profile.join("user.js"),
-        format!("user_pref(\"marionette.port\", {mn_port});\n"),
-    )
-    .unwrap();
-    let mut cmd = Command::new("firefox-esr");
-    cmd.args(["--headless", "--marionette", "--no-remote", "--profile"])
-        .arg(&ff_profile)
-        .env("MOZ_HEADLESS_WIDTH", "1600")
-        .env("MOZ_HEADLESS_HEIGHT", "900");
-    let _firefox = Proc::spawn("firefox", cmd);
-    let mut ff = Marionette::connect(mn_port);
-    ff.call("WebDriver:NewSession", json!({ "capabilities": {} }));
-    ff.call(
-        "WebDriver:SetWindowRect",
-        json!({ "width": 1600, "height": 900 }),
-    );
+    let (_firefox, mut ff) = Firefox::start(&dir.path().join("firefox-profile"), 1600, 900, &[]);
     ff.call("WebDriver:Navigate", json!({ "url": format!("{base}/") }));
     check_wall(&mut ff, "Firefox", "wall-firefox", published);
     ff.call("WebDriver:DeleteSession", json!({}));

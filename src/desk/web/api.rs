@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -860,5 +860,13 @@ pub async fn events(
             }
         },
     );
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    // Firefox fires the EventSource's `open` only once body bytes arrive, so without a first
+    // line the dashboard would say "connecting" until the first keep-alive (15 s). `retry`
+    // also sets how soon a browser reconnects after the desk restarts.
+    let hello = futures::stream::once(async {
+        Ok(Event::default()
+            .retry(std::time::Duration::from_secs(3))
+            .comment("simpang desk live feed"))
+    });
+    Sse::new(hello.chain(stream)).keep_alive(KeepAlive::default())
 }
