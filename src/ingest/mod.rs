@@ -41,6 +41,34 @@ pub fn init_gstreamer() -> Result<(), IngestError> {
     gstreamer::init().map_err(|e| IngestError::Init(e.to_string()))
 }
 
+/// Pushes a copy of `buf` into the appsrc of a live RTSP media, stamped with that media
+/// pipeline's running time. Returns false once the appsrc refuses data (its media was shut
+/// down), so the caller forgets it; true when pushed, or skipped because the pipeline is not
+/// PLAYING.
+///
+/// Skipping until PLAYING is what keeps a new client's stream alive: while a pipeline goes to
+/// PLAYING, its appsrc gets the clock before its base time, and the running time read in that
+/// window is the clock's absolute time (hours, since boot). The RTP sender syncs to the clock,
+/// so one buffer stamped like that held a client's stream for hours: it connected and got no
+/// picture (seen about once in ten connects under load). While PAUSED (between a client's
+/// DESCRIBE and PLAY) a stamp would also run ahead of the time the pipeline resumes at.
+pub fn push_live(src: &gstreamer_app::AppSrc, buf: &gstreamer::Buffer) -> bool {
+    use gstreamer::prelude::*;
+    if src.current_state() != gstreamer::State::Playing {
+        return true;
+    }
+    let Some(now) = src.current_running_time() else {
+        return true;
+    };
+    let mut b = buf.clone();
+    {
+        let b = b.make_mut();
+        b.set_pts(now);
+        b.set_dts(now);
+    }
+    src.push_buffer(b).is_ok()
+}
+
 /// How the display branch paces a camera.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pacing {
@@ -175,5 +203,61 @@ mod tests {
         for ((w, h, par), want) in cases {
             assert_eq!(fit_display(w, h, par, 640, 360), want, "{w}x{h} {par:?}");
         }
+    }
+
+    /// The window the stalled RTSP clients came from: an appsrc that has its pipeline's clock but
+    /// is not PLAYING yet reads the clock's absolute time as its running time. Nothing may be
+    /// pushed then; once PLAYING, frames go in stamped with the (small) running time.
+    #[test]
+    fn push_live_waits_for_playing() {
+        use gstreamer as gst;
+        use gstreamer::prelude::*;
+        gst::init().unwrap();
+        let pipeline = gst::Pipeline::new();
+        let src = gstreamer_app::AppSrc::builder()
+            .is_live(true)
+            .format(gst::Format::Time)
+            .build();
+        let sink = gst::ElementFactory::make("appsink")
+            .property("sync", false)
+            .build()
+            .unwrap();
+        pipeline.add_many([src.upcast_ref(), &sink]).unwrap();
+        src.link(&sink).unwrap();
+        let buf = gst::Buffer::with_size(16).unwrap();
+
+        pipeline.set_state(gst::State::Paused).unwrap();
+        src.set_clock(Some(&gst::SystemClock::obtain())).unwrap();
+        assert!(
+            src.current_running_time().is_some(),
+            "the clock without a base time gives a running time"
+        );
+        assert!(push_live(&src, &buf), "kept while not PLAYING");
+        assert_eq!(
+            src.current_level_bytes(),
+            0,
+            "nothing pushed before PLAYING"
+        );
+
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let t = std::time::Instant::now();
+        while src.current_state() != gst::State::Playing {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "appsrc never PLAYING"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(push_live(&src, &buf), "pushed once PLAYING");
+        let appsink = sink.dynamic_cast::<gstreamer_app::AppSink>().unwrap();
+        let sample = appsink
+            .try_pull_sample(gst::ClockTime::from_seconds(10))
+            .expect("the pushed frame arrives");
+        let pts = sample.buffer().and_then(|b| b.pts()).expect("stamped");
+        assert!(
+            pts < gst::ClockTime::from_seconds(10),
+            "stamped with the pipeline's running time, not the clock's: {pts}"
+        );
+        pipeline.set_state(gst::State::Null).unwrap();
     }
 }

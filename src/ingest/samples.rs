@@ -164,7 +164,14 @@ impl SampleServer {
                 match src {
                     Some(src) => {
                         debug!(site = %site_cfg, "client media configured");
-                        sinks_cfg.lock().push(src);
+                        sinks_cfg.lock().push(src.clone());
+                        // push_live skips an appsrc that is not PLAYING rather than dropping
+                        // it, so the media's end is what forgets it.
+                        let (sinks, site) = (sinks_cfg.clone(), site_cfg.clone());
+                        media.connect_unprepared(move |_| {
+                            debug!(site = %site, "client media ended");
+                            sinks.lock().retain(|s| s != &src);
+                        });
                     }
                     None => warn!(site = %site_cfg, "sample media has no appsrc"),
                 }
@@ -265,7 +272,8 @@ fn feed_once(path: &Path, sinks: &Sinks, stop: &AtomicBool) -> Result<(), String
             .new_sample(move |s| {
                 let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 if let Some(buf) = sample.buffer_owned() {
-                    sinks_cb.lock().retain(|src| push_now(src, &buf));
+                    // The footage has no B-frames: arrival order is presentation order.
+                    sinks_cb.lock().retain(|src| super::push_live(src, &buf));
                 }
                 Ok(gst::FlowSuccess::Ok)
             })
@@ -274,24 +282,6 @@ fn feed_once(path: &Path, sinks: &Sinks, stop: &AtomicBool) -> Result<(), String
     let result = play_looping(&pipeline, stop);
     let _ = pipeline.set_state(gst::State::Null);
     result
-}
-
-/// Pushes `buf` into a mount's appsrc stamped with that media pipeline's running time (the
-/// footage has no B-frames, so arrival order is presentation order). Until the media pipeline
-/// runs there is no running time and the buffer is skipped: stamping it then would put it in
-/// the far future and stall the RTP sender. False once the appsrc refuses data (its client went
-/// away), so the caller forgets it.
-fn push_now(src: &gst_app::AppSrc, buf: &gst::Buffer) -> bool {
-    let Some(now) = src.current_running_time() else {
-        return true;
-    };
-    let mut b = buf.clone();
-    {
-        let b = b.make_mut();
-        b.set_pts(now);
-        b.set_dts(now);
-    }
-    src.push_buffer(b).is_ok()
 }
 
 fn play_looping(pipeline: &gst::Pipeline, stop: &AtomicBool) -> Result<(), String> {

@@ -214,8 +214,9 @@ fn mount(
         debug!(mount = %label, "annotated RTSP media configured");
         owner.sinks(&shared).lock().push(src.clone());
         shared.wake.notify();
-        // The media ends when its last client leaves: stop feeding it at once rather than on
-        // the next refused push.
+        // The media ends when its last client leaves: forget its appsrc. This is the only way
+        // one is forgotten while it lives, as push_live skips (does not drop) an appsrc whose
+        // pipeline is not PLAYING.
         let (owner2, shared2, label2) = (owner.clone(), shared.clone(), label.clone());
         let encoders2 = encoders.clone();
         media.connect_unprepared(move |_| {

@@ -15,7 +15,6 @@ use arc_swap::ArcSwapOption;
 use axum::body::Bytes;
 use chrono::Utc;
 use gstreamer as gst;
-use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
@@ -156,23 +155,12 @@ impl Drop for ViewerGuard {
     }
 }
 
-/// Pushes `buf` into each appsrc stamped with that media's running time; forgets appsrcs that
-/// refuse data (their media was shut down). Until a media pipeline runs it has no running time
-/// and the buffer is skipped: stamping it then would put it in the far future.
+/// Pushes `buf` into each media's appsrc ([`crate::ingest::push_live`]: stamped with that
+/// media's running time, skipped until its pipeline plays); forgets appsrcs that refuse data
+/// (their media was shut down). Returns how many are left.
 pub fn push_to_sinks(sinks: &RtspSinks, buf: &gst::Buffer) -> usize {
     let mut list = sinks.lock();
-    list.retain(|src| {
-        let Some(now) = src.current_running_time() else {
-            return true;
-        };
-        let mut b = buf.clone();
-        {
-            let b = b.make_mut();
-            b.set_pts(now);
-            b.set_dts(now);
-        }
-        src.push_buffer(b).is_ok()
-    });
+    list.retain(|src| crate::ingest::push_live(src, buf));
     list.len()
 }
 

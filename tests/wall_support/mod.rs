@@ -202,7 +202,12 @@ pub fn start_run(config: &Path, sites: &[&str]) -> (Proc, String) {
         .arg(config)
         .arg("--sites")
         .arg(sites.join(","))
-        .env("RUST_LOG", "info,simpang=info");
+        // SIMPANG_TEST_LOG: a RUST_LOG for the run when chasing a failure (e.g. with
+        // simpang::wall=debug, which logs each RTSP media's start and end).
+        .env(
+            "RUST_LOG",
+            std::env::var("SIMPANG_TEST_LOG").unwrap_or_else(|_| "info,simpang=info".into()),
+        );
     let mut p = Proc::spawn("run", cmd);
     let line = p.wait_line("wall: http://", Duration::from_secs(60));
     let url = line
