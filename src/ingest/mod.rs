@@ -50,7 +50,7 @@ pub fn init_gstreamer() -> Result<(), IngestError> {
 /// PLAYING, its appsrc gets the clock before its base time, and the running time read in that
 /// window is the clock's absolute time (hours, since boot). The RTP sender syncs to the clock,
 /// so one buffer stamped like that held a client's stream for hours: it connected and got no
-/// picture (seen about once in ten connects under load). While PAUSED (between a client's
+/// picture (about one connect in twenty in tests/wall_rtsp.rs). While PAUSED (between a client's
 /// DESCRIBE and PLAY) a stamp would also run ahead of the time the pipeline resumes at.
 pub fn push_live(src: &gstreamer_app::AppSrc, buf: &gstreamer::Buffer) -> bool {
     use gstreamer::prelude::*;
