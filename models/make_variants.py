@@ -159,6 +159,16 @@ def prune(graph):
     graph.initializer.extend(inits)
 
 
+def wiring(graph):
+    """(producer, readers): the node writing each tensor, and the nodes reading it."""
+    producer = {o: n for n in graph.node for o in n.output}
+    readers = {}
+    for n in graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    return producer, readers
+
+
 def make_dynamic(src, dst):
     import onnx
     from onnx import helper, numpy_helper
@@ -190,10 +200,7 @@ def make_dynamic(src, dst):
     g.initializer.extend(shapes.values())
 
     # 3. Fold explicit Pads into their consumers.
-    consumers = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    _, consumers = wiring(g)
     folded = 0
     for n in list(g.node):
         if n.op_type != "Pad":
@@ -285,11 +292,7 @@ def make_int8_source(dyn, dst):
     ])
     g.node.insert(list(g.node).index(stem), s2d)
 
-    producer = {o: n for n in g.node for o in n.output}
-    readers = {}
-    for n in g.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
+    producer, readers = wiring(g)
     swapped = 0
     for pool in [n for n in g.node if n.op_type == "MaxPool"]:
         act = producer.get(pool.input[0])
@@ -419,11 +422,7 @@ def concat_overrides(qdq):
 
     g = onnx.load(str(qdq)).graph
     init = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-    producer = {o: n for n in g.node for o in n.output}
-    readers = {}
-    for n in g.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
+    producer, readers = wiring(g)
     shared, clash = {}, set()
     for cat in (n for n in g.node if n.op_type == "Concat"):
         q = readers.get(cat.output[0], [])
