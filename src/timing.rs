@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use serde::{Deserialize, Serialize};
 
 /// A stage whose durations are recorded. The names are the bench report's row names.
@@ -108,6 +108,9 @@ const CAP: usize = 2_000_000;
 /// Collected durations, seconds as f32 (microsecond resolution up to minutes is plenty).
 pub struct Recorder {
     stages: [Mutex<StageSamples>; Stage::ALL.len()],
+    /// Read by a unit of work whose samples and counters must fall on one side of a window's
+    /// edge ([`unit`]); written by the bench while it cuts the window ([`Recorder::cut`]).
+    cut: RwLock<()>,
 }
 
 #[derive(Default)]
@@ -129,9 +132,7 @@ static RECORDER: OnceLock<Recorder> = OnceLock::new();
 
 /// Installs the process-wide recorder (idempotent) and returns it.
 pub fn install() -> &'static Recorder {
-    RECORDER.get_or_init(|| Recorder {
-        stages: std::array::from_fn(|_| Mutex::new(StageSamples::default())),
-    })
+    RECORDER.get_or_init(Recorder::new)
 }
 
 /// The recorder, if the bench installed one.
@@ -144,6 +145,14 @@ pub fn recorder() -> Option<&'static Recorder> {
 #[inline]
 pub fn enabled() -> bool {
     RECORDER.get().is_some()
+}
+
+/// Held by a frame-loop worker from recording a batch's inference to counting its frames as
+/// processed: the bench's window edges ([`Recorder::cut`]) then never fall between the two, and
+/// the report's inference count equals its processed count. `None` (no cost) without a recorder.
+#[inline]
+pub fn unit() -> Option<RwLockReadGuard<'static, ()>> {
+    RECORDER.get().map(Recorder::unit)
 }
 
 /// Records one duration of `stage` (nothing without a recorder).
@@ -163,6 +172,25 @@ pub fn record_secs(stage: Stage, seconds: f64) {
 }
 
 impl Recorder {
+    fn new() -> Recorder {
+        Recorder {
+            stages: std::array::from_fn(|_| Mutex::new(StageSamples::default())),
+            cut: RwLock::new(()),
+        }
+    }
+
+    /// See [`unit`].
+    pub fn unit(&self) -> RwLockReadGuard<'_, ()> {
+        self.cut.read()
+    }
+
+    /// Runs `f` (clearing or taking the samples, reading the counters) while no [`unit`] is
+    /// under way, so both see the same set of finished units.
+    pub fn cut<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _edge = self.cut.write();
+        f()
+    }
+
     pub fn push(&self, stage: Stage, seconds: f64) {
         let mut s = self.stages[stage.index()].lock();
         if s.values.len() < CAP {
@@ -279,9 +307,7 @@ mod tests {
     #[test]
     fn recorder_collects_clears_and_takes() {
         // The process-wide recorder is shared by the tests of this binary: use a private one.
-        let r = Recorder {
-            stages: std::array::from_fn(|_| Mutex::new(StageSamples::default())),
-        };
+        let r = Recorder::new();
         r.push(Stage::Decode, 0.004);
         r.clear();
         r.push(Stage::Decode, 0.005);
@@ -293,5 +319,35 @@ mod tests {
         assert_eq!(get(Stage::Jpeg).values.len(), 1);
         assert!(get(Stage::Inference).values.is_empty());
         assert!(r.take().iter().all(|(_, s)| s.values.is_empty()));
+    }
+
+    #[test]
+    fn a_cut_waits_for_the_unit_under_way() {
+        // A worker records an inference, then (later) counts its frame: a cut must see both or
+        // neither.
+        let r = std::sync::Arc::new(Recorder::new());
+        let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let worker = {
+            let (r, counted) = (r.clone(), counted.clone());
+            std::thread::spawn(move || {
+                let _unit = r.unit();
+                r.push(Stage::Inference, 0.01);
+                held_tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
+        held_rx.recv().unwrap();
+        let (samples, count) = r.cut(|| {
+            let taken = r.take();
+            let n = taken
+                .iter()
+                .find(|(st, _)| *st == Stage::Inference)
+                .map_or(0, |(_, s)| s.values.len());
+            (n as u64, counted.load(std::sync::atomic::Ordering::SeqCst))
+        });
+        worker.join().unwrap();
+        assert_eq!((samples, count), (1, 1));
     }
 }

@@ -232,10 +232,13 @@ async fn measure(
     opts: &TrialOptions,
     detect_fps: f64,
 ) -> Result<TrialResult, BenchError> {
-    if let Some(r) = timing::recorder() {
-        r.clear();
-    }
-    let start = Snapshot::take(registry, true);
+    let start = match timing::recorder() {
+        Some(r) => r.cut(|| {
+            r.clear();
+            Snapshot::take(registry, true)
+        }),
+        None => Snapshot::take(registry, true),
+    };
     emit(&Line::Window {
         seconds: opts.seconds,
     })?;
@@ -262,8 +265,10 @@ async fn measure(
         }))?;
         prev = cur;
     }
-    let end = Snapshot::take(registry, true);
-    let samples = timing::recorder().map(|r| r.take()).unwrap_or_default();
+    let (end, samples) = match timing::recorder() {
+        Some(r) => r.cut(|| (Snapshot::take(registry, true), r.take())),
+        None => (Snapshot::take(registry, true), Vec::new()),
+    };
     Ok(result_of(&start, &end, samples, sites, opts, detect_fps))
 }
 
