@@ -14,7 +14,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use simpang::config::OptimizationLevel;
 use simpang::detect::decode::{DecodeParams, YoloScratch};
 use simpang::detect::manifest::Manifest;
-use simpang::detect::preprocess::{preprocess, Normalizer, SlowPath};
+use simpang::detect::preprocess::{preprocess, InputBuf, Normalizer, SlowPath};
 use simpang::detect::runtime::{self, Binding};
 use simpang::detect::{nms, DetectOptions, Detector};
 use simpang::ingest::reader::{ReadOptions, VideoReader};
@@ -58,16 +58,17 @@ fn bench_preprocess(c: &mut Criterion) {
     let m = Manifest::load(&manifest()).expect("manifest");
     let norm = Normalizer::new(&m.input);
     let mut slow = SlowPath::default();
-    let mut out = vec![0.0f32; 3 * 416 * 416];
+    let mut out = InputBuf::zeros(&m.input, 3 * 416 * 416);
+    let n = out.len();
     let at_size = frames(Some((416, 416))).remove(0);
     let native = frames(None).remove(0);
     let mut g = c.benchmark_group("detect/preprocess");
     g.throughput(Throughput::Elements(1));
     g.bench_function("bgr416_fast_path", |b| {
-        b.iter(|| preprocess(&at_size, 416, 416, &norm, &mut slow, &mut out).expect("pre"))
+        b.iter(|| preprocess(&at_size, 416, 416, &norm, &mut slow, out.slot(0..n)).expect("pre"))
     });
     g.bench_function("bgr768x576_resize", |b| {
-        b.iter(|| preprocess(&native, 416, 416, &norm, &mut slow, &mut out).expect("pre"))
+        b.iter(|| preprocess(&native, 416, 416, &norm, &mut slow, out.slot(0..n)).expect("pre"))
     });
     g.finish();
 }
@@ -80,8 +81,9 @@ fn captured_outputs() -> (Manifest, Binding, Vec<Vec<f32>>) {
         .expect("ORT library");
     let mut session = runtime::build_session(&env, &m, &opts).expect("session");
     let img = frames(Some((416, 416))).remove(2); // frame 200: 7 persons and more
-    let mut input = vec![0.0f32; 3 * 416 * 416];
-    Normalizer::new(&m.input).run(&img.data, &mut input);
+    let mut input = InputBuf::zeros(&m.input, 3 * 416 * 416);
+    let n = input.len();
+    Normalizer::new(&m.input).run(&img.data, 416, 416, input.slot(0..n));
     let names: Vec<String> = session
         .outputs()
         .iter()

@@ -12,10 +12,15 @@ Outputs (committed, so setup never runs this; see nanodet-m-416/MODEL.md, "Varia
                                       more output-keeping rewrites (make_int8_source): per-channel
                                       int8 weights (7-bit range), uint8 activations, calibrated
                                       (MinMax) on frames of the sample footage, each Concat's
-                                      inputs on the Concat's scale (concat_overrides).
+                                      inputs on the Concat's scale (concat_overrides); its input
+                                      is the stem's: uint8 2x2 pixel blocks (make_u8_input).
+  nanodet-m-int8/nanodet-m-int8-amx.onnx  the same file with the big convs' weights re-encoded
+                                      so that ORT runs them on its AMX GEMM path; simpang loads
+                                      it on CPUs with AMX-INT8 (make_amx_copy).
 
 The manifests beside them are written by hand (they carry comments); this script makes the
-.onnx files, checks them, and sets each variant manifest's person and vehicle thresholds
+.onnx files, checks them, writes the int8 input's scale and zero point into its manifest, and
+sets each variant manifest's person and vehicle thresholds
 (`tune_thresholds`): the value, on a 0.01 grid, at which the variant agrees best with the
 original at its own thresholds (highest min(recall, precision) at IoU 0.5) on the calibration
 frames. A smaller input lowers the scores a little, so the original's 0.5 would miss people the
@@ -114,6 +119,30 @@ def to_tensor(bgr):
     """Exactly src/detect/preprocess.rs: BGR order, (v - mean) / std, NCHW, batch 1."""
     x = (bgr.astype(np.float32) - MEAN_BGR) / STD_BGR
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+BLOCKS = "blocks"  # the int8 files' input: uint8, NHWC, 2x2 pixel blocks (make_u8_input)
+
+
+def to_blocks(bgr, scale, zero_point):
+    """Exactly src/detect/preprocess.rs for a `blocks2` uint8 input: each normalised value
+    quantised (round half to even, like QuantizeLinear) and the 2x2 pixel blocks laid out as
+    ONNX SpaceToDepth does (channel (r*2 + c)*3 + k), NHWC, batch 1."""
+    x = (bgr.astype(np.float32) - MEAN_BGR) / STD_BGR
+    q = np.clip(np.rint(x / np.float32(scale)) + zero_point, 0, 255).astype(np.uint8)
+    h, w = q.shape[:2]
+    return np.ascontiguousarray(
+        q.reshape(h // 2, 2, w // 2, 2, 3).transpose(0, 2, 1, 3, 4).reshape(1, h // 2, w // 2, 12))
+
+
+def feed(sess, bgr):
+    """The input dict for `sess`: the float tensor, or the uint8 blocks of a make_u8_input file
+    (its scale and zero point are in the file's metadata)."""
+    inp = sess.get_inputs()[0]
+    if inp.type == "tensor(uint8)":
+        meta = sess.get_modelmeta().custom_metadata_map
+        return {inp.name: to_blocks(bgr, float(meta["input_scale"]), int(meta["input_zero_point"]))}
+    return {inp.name: to_tensor(bgr)}
 
 
 def extract_frames(out_dir, size):
@@ -446,9 +475,9 @@ def concat_overrides(qdq):
 
 def check_int8(fp32, int8, frame):
     """Sanity: the int8 model's best scores stay close to the float model's on a real frame."""
-    x = to_tensor(frame)
-    a = by_shape(session(fp32).run(None, {INPUT: x}))
-    b = by_shape(session(int8).run(None, {INPUT: x}))
+    a = by_shape(session(fp32).run(None, {INPUT: to_tensor(frame)}))
+    s = session(int8)
+    b = by_shape(s.run(None, feed(s, frame)))
     worst = 0.0
     for k in a:
         if k[-1] == 80:  # scores
@@ -456,6 +485,122 @@ def check_int8(fp32, int8, frame):
     if worst > 0.2:
         raise VariantError(f"{int8}: best score per cell differs from float by up to {worst:.3f}")
     print(f"checked: best score per cell within {worst:.3f} of the float model on a real frame")
+
+
+def make_u8_input(qdq, dst):
+    """6. The int8 file's input becomes what the stem conv reads: uint8 2x2 pixel blocks, NHWC,
+    quantised with the stem input's scale and zero point, [N, H/2, W/2, 12]. The float
+    SpaceToDepth and QuantizeLinear at the head of the QDQ graph go (0.37 + ~0.15 ms at 416 in
+    ORT, on 519k floats); simpang's pre-processing writes the blocks in the same single pass
+    it writes the float tensor in, through a 256-entry table per channel. One Transpose to NCHW
+    stays, which ORT's layout pass cancels against the Transpose it puts before its NHWC
+    QLinearConv, so the conv reads the input buffer directly. The scale and zero point go into
+    the file's metadata (`input_scale`, `input_zero_point`) and into the manifest."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    m = onnx.load(str(qdq))
+    g = m.graph
+    init = {i.name: i for i in g.initializer}
+    _, readers = wiring(g)
+    s2d = readers.get(INPUT, [])
+    if len(s2d) != 1 or s2d[0].op_type != "SpaceToDepth":
+        raise VariantError(f"{qdq}: {INPUT} is not read by one SpaceToDepth")
+    s2d = s2d[0]
+    q = readers.get(s2d.output[0], [])
+    if len(q) != 1 or q[0].op_type != "QuantizeLinear":
+        raise VariantError(f"{qdq}: the SpaceToDepth is not followed by one QuantizeLinear")
+    q = q[0]
+    scale = float(numpy_helper.to_array(init[q.input[1]]))
+    zero_point = int(numpy_helper.to_array(init[q.input[2]]))
+    if numpy_helper.to_array(init[q.input[2]]).dtype != np.uint8:
+        raise VariantError(f"{qdq}: the input is not quantised to uint8")
+    old = next(i for i in g.input if i.name == INPUT)
+    g.input.remove(old)
+    g.input.insert(0, helper.make_tensor_value_info(BLOCKS, TensorProto.UINT8, ["batch", "height_2", "width_2", 12]))
+    to_nchw = helper.make_node("Transpose", [BLOCKS], [q.output[0]], perm=[0, 3, 1, 2], name="blocks_to_nchw")
+    nodes = [to_nchw] + [n for n in g.node if n is not s2d and n is not q]
+    del g.node[:]
+    g.node.extend(nodes)
+    prune(g)
+    del m.metadata_props[:]
+    for k, v in (("input_scale", repr(scale)), ("input_zero_point", str(zero_point)),
+                 ("input_layout", "blocks2: NHWC 2x2 pixel blocks, channel (r*2 + c)*3 + k, BGR")):
+        m.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    onnx.checker.check_model(m)
+    onnx.save(m, str(dst))
+    print(f"wrote {shown(dst)}: uint8 2x2-block input (scale {scale!r}, zero point {zero_point})")
+    return scale, zero_point
+
+
+def check_same_outputs(a, b, frame, exact):
+    """The files give the same outputs on a real frame (bit for bit where `exact`)."""
+    sa, sb = session(a), session(b)
+    x = by_shape(sa.run(None, feed(sa, frame)))
+    y = by_shape(sb.run(None, feed(sb, frame)))
+    err = max(float(np.abs(x[k] - y[k]).max()) for k in x)
+    # Not exact: the float input is quantised by ORT's QuantizeLinear, the blocks by numpy; a
+    # value on a rounding edge may land one step apart.
+    if err > (0.0 if exact else 0.02):
+        raise VariantError(f"{b}: outputs differ from {a} by {err}")
+    print(f"checked: {shown(b)} gives {shown(a)}'s outputs (max difference {err:.1e})")
+
+
+# Weight count from which a conv goes through ORT's im2col + QGEMM path (AMX) in the AMX copy.
+AMX_MIN_WEIGHTS = 32768
+
+
+def make_amx_copy(int8, dst):
+    """7. A copy of the int8 file for CPUs with AMX-INT8 (Sapphire Rapids and later), which
+    simpang loads there instead (the manifest's `onnx_amx`). ORT runs an int8 conv one of two
+    ways: a direct "symmetric" conv kernel (AVX-512 VNNI here), chosen whenever every weight
+    zero point is 0, or im2col + its u8s8 GEMM, which has an AMX kernel (1040 GMAC/s on one
+    core here, against ~300 for VNNI). The copy stores the weights of each conv with at least
+    AMX_MIN_WEIGHTS weights as w + 1 with zero point 1: the same values ((q - zp) * scale),
+    so the outputs are bit for bit the same, but ORT takes the GEMM path for those convs.
+    Measured per conv (ORT profile, 1 thread): the GEMM path wins for the 26x26 and 13x13
+    convs and the big 52x52 head conv (35-45 % faster) and loses for the small early ones;
+    the weight count separates them. Without AMX the GEMM path is slower for every conv
+    (7.8 -> 9.8 ms), hence a separate file rather than one for all CPUs. The 7-bit weights
+    leave room for the + 1."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(int8))
+    g = m.graph
+    init = {i.name: i for i in g.initializer}
+    producer, _ = wiring(g)
+    moved = 0
+    for conv in (n for n in g.node if n.op_type == "Conv"):
+        dq = producer.get(conv.input[1])
+        if dq is None or dq.op_type != "DequantizeLinear" or len(dq.input) < 3:
+            raise VariantError(f"{int8}: the weights of {conv.name} are not a DequantizeLinear with a zero point")
+        w = numpy_helper.to_array(init[dq.input[0]])
+        zp = numpy_helper.to_array(init[dq.input[2]])
+        if w.dtype != np.int8 or (zp != 0).any():
+            raise VariantError(f"{int8}: the weights of {conv.name} are not symmetric int8")
+        if w.size < AMX_MIN_WEIGHTS:
+            continue
+        if w.max() > 126:
+            raise VariantError(f"{int8}: {conv.name} has a weight of 127, no room for the + 1")
+        init[dq.input[0]].CopyFrom(numpy_helper.from_array((w.astype(np.int16) + 1).astype(np.int8), dq.input[0]))
+        init[dq.input[2]].CopyFrom(numpy_helper.from_array(np.ones_like(zp), dq.input[2]))
+        moved += 1
+    onnx.checker.check_model(m)
+    onnx.save(m, str(dst))
+    print(f"wrote {shown(dst)}: {moved} convs with >= {AMX_MIN_WEIGHTS} weights on ORT's GEMM path")
+
+
+def write_input_quantisation(manifest, scale, zero_point):
+    import re
+
+    text = manifest.read_text()
+    new = re.sub(r"(?m)^scale = .*$", f"scale = {scale!r}", text)
+    new = re.sub(r"(?m)^zero_point = .*$", f"zero_point = {zero_point}", new)
+    if "[input.quantized]" not in new:
+        raise VariantError(f"{manifest} has no [input.quantized] table")
+    manifest.write_text(new)
+    print(f"{shown(manifest)}: input scale {scale!r}, zero point {zero_point}")
 
 
 # Variant manifests whose thresholds are tuned: (manifest under models/, model, input size).
@@ -482,7 +627,7 @@ def candidates(sess, bgr, floor=0.25):
     from nanodet_infer import decode, nms, split_outputs
 
     size = bgr.shape[0]
-    out = sess.run(None, {INPUT: to_tensor(bgr)})
+    out = sess.run(None, feed(sess, bgr))
     levels = split_outputs(out, [o.name for o in sess.get_outputs()])
     boxes, scores, classes = decode(levels, size, floor)
     keep = nms(boxes, scores, classes, 0.6)
@@ -582,6 +727,7 @@ def main(argv=None):
 
     dyn = args.out_dir / "nanodet-m-dyn" / "nanodet-m-dyn.onnx"
     int8 = args.out_dir / "nanodet-m-int8" / "nanodet-m-int8.onnx"
+    amx = args.out_dir / "nanodet-m-int8" / "nanodet-m-int8-amx.onnx"
     dyn.parent.mkdir(parents=True, exist_ok=True)
     int8.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="simpang-variants-") as tmp:
@@ -601,13 +747,19 @@ def main(argv=None):
         quantize(source, work / "int8-first-pass.onnx", frames, work)
         shared = concat_overrides(work / "int8-first-pass.onnx")
         print(f"{len(shared)} Concat inputs share their Concat's scale")
-        quantize(source, int8, frames, work, shared)
+        qdq = work / "int8-float-input.onnx"
+        quantize(source, qdq, frames, work, shared)
+        scale, zero_point = make_u8_input(qdq, int8)
+        check_same_outputs(qdq, int8, first, exact=False)
         check_int8(dyn, int8, first)
+        make_amx_copy(int8, amx)
+        check_same_outputs(int8, amx, first, exact=True)
         if args.out_dir.resolve() == MODELS:
+            write_input_quantisation(MODELS / "nanodet-m-int8" / "manifest.toml", scale, zero_point)
             tune_thresholds({"dyn": dyn, "int8": int8}, work, args.out_dir)
         else:
-            print("thresholds not tuned: the manifests live in models/, not in --out-dir")
-    for p in (dyn, int8):
+            print("manifests not updated: they live in models/, not in --out-dir")
+    for p in (dyn, int8, amx):
         print(f"sha256 {sha256(p)}  {p.name}")
     return 0
 

@@ -85,7 +85,13 @@ fn every_variant_loads_and_finds_the_persons_one_can_see() {
             .unwrap_or_else(|e| panic!("{manifest}: {e}"));
         assert_eq!(d.input_size(), *size, "{manifest}");
         assert_eq!(d.labels().len(), 80, "{manifest}");
-        assert!(d.manifest().onnx.ends_with(file), "{manifest}");
+        // on a CPU with AMX-INT8 the manifest's onnx_amx file (tested below)
+        let loaded = &d.manifest().onnx;
+        assert!(
+            loaded.ends_with(file) || Some(loaded) == d.manifest().onnx_amx.as_ref(),
+            "{manifest}: {}",
+            loaded.display()
+        );
         let imgs = by_size
             .entry(*size)
             .or_insert_with(|| common::frames(&idx, Some(*size)));
@@ -184,6 +190,24 @@ fn a_variant_whose_manifest_does_not_fit_its_outputs_is_explained() {
             vec!["decoder yolov8 needs an output [1, 4+80, N]".into()],
         ),
         (
+            "a uint8 input described as float",
+            Box::new(|t: String| {
+                let start = t.find("[input.quantized]").unwrap();
+                let end = start + t[start..].find("\n[").unwrap() + 1;
+                format!("{}{}", &t[..start], &t[end..])
+            }),
+            vec![
+                "element type Uint8".into(),
+                "describes a float32 input".into(),
+                "[input.quantized]".into(),
+            ],
+        ),
+        (
+            "2x2 blocks described as an NCHW picture",
+            Box::new(|t: String| t.replace("layout = \"blocks2\"", "layout = \"nchw\"")),
+            vec!["input \"blocks\" has shape".into()],
+        ),
+        (
             "wrong number of box bins",
             Box::new(|t: String| t.replace("reg_max = 10", "reg_max = 7")),
             vec!["does not match its manifest".into()],
@@ -214,6 +238,44 @@ fn a_variant_whose_manifest_does_not_fit_its_outputs_is_explained() {
             assert!(e.contains(w.as_str()), "{name}: {e}");
         }
     }
+}
+
+#[test]
+fn the_amx_copy_finds_exactly_what_the_plain_file_finds() {
+    // make_variants.py only re-encodes weights (w + 1 with zero point 1), so the two files must
+    // agree bit for bit on every CPU; on one with AMX-INT8 the copy is what `amx = true` loads.
+    let tmp = tempfile::tempdir().unwrap();
+    let amx_path = common::root().join("models/nanodet-m-int8/nanodet-m-int8-amx.onnx");
+    let amx_manifest = common::edited_int8_manifest(tmp.path(), "amx.toml", |t| {
+        let start = t.find("onnx = ").unwrap();
+        let end = start + t[start..].find('\n').unwrap();
+        format!("{}onnx = {:?}{}", &t[..start], amx_path, &t[end..])
+    });
+    let plain_opts = DetectOptions {
+        amx: false,
+        ..common::options()
+    };
+    let shipped = common::root().join("models/nanodet-m-int8/manifest.toml");
+    let plain = Detector::from_manifest(&shipped, &plain_opts).unwrap();
+    assert!(plain.manifest().onnx.ends_with("nanodet-m-int8.onnx"));
+    assert!(!plain.manifest().runs_amx_file());
+    let copy = Detector::from_manifest(&amx_manifest, &plain_opts).unwrap();
+    assert!(copy.manifest().onnx.ends_with("nanodet-m-int8-amx.onnx"));
+    let auto = Detector::from_manifest(&shipped, &common::options()).unwrap();
+    assert_eq!(
+        auto.manifest().runs_amx_file(),
+        simpang::detect::runtime::amx_int8(),
+        "amx = true loads the copy exactly where ONNX Runtime can use AMX-INT8"
+    );
+
+    let imgs = common::frames(&[0, 100, 200, 400], Some((416, 416)));
+    let refs: Vec<&Image> = imgs.values().collect();
+    let (a, _) = plain.detect_batch(&refs).unwrap();
+    let (b, _) = copy.detect_batch(&refs).unwrap();
+    let (c, _) = auto.detect_batch(&refs).unwrap();
+    assert!(a.iter().map(Vec::len).sum::<usize>() > 10, "{a:?}");
+    assert_eq!(a, b);
+    assert_eq!(a, c);
 }
 
 fn python() -> PathBuf {

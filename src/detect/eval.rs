@@ -37,7 +37,8 @@ const LOADS: usize = 3;
 pub struct EvalArgs {
     /// Comma-separated model manifests to compare. Options may follow a manifest, each after an
     /// `@`: `opt=disable|basic|extended|layout|all` (graph optimisation), `spin` (intra-op
-    /// threads spin), `size=WxH` (input size, for a manifest with `dynamic = true`); e.g.
+    /// threads spin), `size=WxH` (input size, for a manifest with `dynamic = true`), `amx=off`
+    /// (load the manifest's `onnx`, not its `onnx_amx`, on a CPU with AMX-INT8); e.g.
     /// `models/nanodet-m-int8/manifest.toml@opt=basic`.
     #[arg(long, value_delimiter = ',', required = true)]
     pub models: Vec<String>,
@@ -78,10 +79,12 @@ pub struct ModelSpec {
     pub optimization: Option<OptimizationLevel>,
     pub spinning: bool,
     pub size: Option<(u32, u32)>,
+    /// May load the manifest's `onnx_amx` file (`amx=off` says no).
+    pub amx: bool,
 }
 
 impl ModelSpec {
-    /// Parses `PATH[@opt=LEVEL][@spin][@size=WxH]`.
+    /// Parses `PATH[@opt=LEVEL][@spin][@size=WxH][@amx=off]`.
     pub fn parse(text: &str) -> Result<ModelSpec, String> {
         let mut parts = text.split('@');
         let path = parts.next().unwrap_or_default().trim();
@@ -93,6 +96,7 @@ impl ModelSpec {
             optimization: None,
             spinning: false,
             size: None,
+            amx: true,
         };
         for opt in parts {
             let (key, value) = match opt.split_once('=') {
@@ -115,6 +119,12 @@ impl ModelSpec {
                     })
                 }
                 ("spin", None) => spec.spinning = true,
+                ("amx", Some("off")) => spec.amx = false,
+                ("amx", Some(v)) => {
+                    return Err(format!(
+                        "{text:?}: amx={v}: only amx=off is an option (the AMX file is used where the CPU has AMX-INT8)"
+                    ))
+                }
                 ("size", Some(v)) => {
                     let parsed = v
                         .split_once('x')
@@ -130,7 +140,7 @@ impl ModelSpec {
                 }
                 _ => {
                     return Err(format!(
-                        "{text:?}: unknown option {opt:?} (known: opt=LEVEL, spin, size=WxH)"
+                        "{text:?}: unknown option {opt:?} (known: opt=LEVEL, spin, size=WxH, amx=off)"
                     ))
                 }
             }
@@ -149,6 +159,9 @@ impl ModelSpec {
         }
         if let Some((w, h)) = self.size {
             o.push(format!("size={w}x{h}"));
+        }
+        if !self.amx {
+            o.push("amx=off".to_string());
         }
         o.join(" ")
     }
@@ -247,6 +260,7 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
             optimization: None,
             spinning: false,
             size: None,
+            amx: true,
         },
     };
     let models = args
@@ -311,6 +325,10 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
 struct Row {
     spec: ModelSpec,
     name: String,
+    /// The ONNX file loaded (the manifest's `onnx`, or `onnx_amx` on an AMX CPU).
+    onnx: PathBuf,
+    /// It is the manifest's `onnx_amx`.
+    amx_file: bool,
     is_reference: bool,
     size: (u32, u32),
     labels: Vec<String>,
@@ -326,6 +344,9 @@ struct Row {
 impl Row {
     fn label(&self) -> String {
         let mut s = self.name.clone();
+        if self.amx_file {
+            s.push_str(" [amx]");
+        }
         let o = self.spec.options_text();
         if !o.is_empty() {
             s.push(' ');
@@ -344,6 +365,7 @@ fn options_for(base: &DetectOptions, spec: &ModelSpec, threads: usize) -> Detect
         optimization: spec.optimization.unwrap_or(base.optimization),
         spinning: spec.spinning || base.spinning,
         input_size: spec.size,
+        amx: spec.amx && base.amx,
         ..base.clone()
     }
 }
@@ -490,6 +512,8 @@ pub struct ModelReport {
     pub label: String,
     pub name: String,
     pub manifest: String,
+    /// The ONNX file loaded.
+    pub onnx: String,
     pub options: String,
     pub reference: bool,
     pub input: [u32; 2],
@@ -600,6 +624,8 @@ fn run(args: &EvalArgs, plan: &Plan) -> anyhow::Result<Report> {
         let first = &detectors[0].1;
         rows.push(Row {
             name: first.manifest().name.clone(),
+            onnx: first.manifest().onnx.clone(),
+            amx_file: first.manifest().runs_amx_file(),
             size: first.input_size(),
             labels: first.labels().to_vec(),
             spec: spec.clone(),
@@ -818,6 +844,7 @@ fn run(args: &EvalArgs, plan: &Plan) -> anyhow::Result<Report> {
             label: r.label(),
             name: r.name.clone(),
             manifest: r.spec.manifest.display().to_string(),
+            onnx: r.onnx.display().to_string(),
             options: r.spec.options_text(),
             reference: r.is_reference,
             input: [r.size.0, r.size.1],
@@ -1005,6 +1032,7 @@ mod tests {
                     optimization: opt,
                     spinning: spin,
                     size,
+                    amx: true,
                 },
                 "{text}"
             )
@@ -1017,6 +1045,7 @@ mod tests {
             None,
         );
         ok("m/x.toml@spin", None, true, None);
+        assert!(!ModelSpec::parse("m/x.toml@amx=off").unwrap().amx);
         ok("m/x.toml@size=352x320", None, false, Some((352, 320)));
         ok(
             "m/x.toml@opt=disable@spin@size=32x32",
@@ -1033,6 +1062,7 @@ mod tests {
             ("m/x.toml@size=352", "size=352"),
             ("m/x.toml@size=0x320", "size=0x320"),
             ("m/x.toml@fast", "unknown option \"fast\""),
+            ("m/x.toml@amx=on", "only amx=off"),
         ] {
             let e = ModelSpec::parse(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
@@ -1046,6 +1076,8 @@ mod tests {
             "m.toml@opt=basic",
             "m.toml@spin",
             "m.toml@opt=all@spin@size=320x320",
+            "m.toml@amx=off",
+            "m.toml@spin@amx=off",
         ] {
             let s = ModelSpec::parse(text).unwrap();
             let again = if s.options_text().is_empty() {

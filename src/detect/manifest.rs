@@ -24,6 +24,10 @@ pub struct ManifestFile {
     pub name: Option<String>,
     /// The ONNX file, relative to the manifest.
     pub onnx: PathBuf,
+    /// The same network encoded for CPUs with AMX-INT8, loaded instead of `onnx` there (unless
+    /// `detect.amx = false`). Same inputs and outputs; only the speed differs.
+    #[serde(default)]
+    pub onnx_amx: Option<PathBuf>,
     /// Class names, one per line in model index order, relative to the manifest.
     pub labels: PathBuf,
     /// Which output decoder to use.
@@ -64,6 +68,31 @@ pub enum Layout {
     #[default]
     Nchw,
     Nhwc,
+    /// 2x2 pixel blocks, NHWC `[N, H/2, W/2, 12]`, in ONNX SpaceToDepth's order: the pixel at
+    /// (r, c) of a block in channels `(r*2 + c)*3 ..+3`. What a stem conv rewritten as
+    /// SpaceToDepth + 2x2 conv reads (models/make_variants.py).
+    Blocks2,
+}
+
+impl Layout {
+    /// Tensor shape for a batch of `b` at `size` (width, height).
+    pub fn shape(self, b: usize, (w, h): (u32, u32)) -> [usize; 4] {
+        let (w, h) = (w as usize, h as usize);
+        match self {
+            Layout::Nchw => [b, 3, h, w],
+            Layout::Nhwc => [b, h, w, 3],
+            Layout::Blocks2 => [b, h / 2, w / 2, 12],
+        }
+    }
+}
+
+/// A uint8 input: each normalised value `v` is fed as `round(v / scale) + zero_point` (round half
+/// to even, clamped to 0..=255), as ONNX QuantizeLinear would.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quantized {
+    pub scale: f32,
+    pub zero_point: u8,
 }
 
 /// Channel order the model was trained on.
@@ -92,6 +121,9 @@ pub struct InputSpec {
     /// The ONNX file accepts other sizes than `width` x `height` (symbolic H/W dims).
     #[serde(default)]
     pub dynamic: bool,
+    /// The input tensor is uint8, quantised this way; float32 without it.
+    #[serde(default)]
+    pub quantized: Option<Quantized>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -168,7 +200,11 @@ pub struct Manifest {
     /// The manifest file.
     pub path: PathBuf,
     pub name: String,
+    /// The ONNX file the detector loads: the manifest's `onnx`, or `onnx_amx` once
+    /// [`Manifest::use_amx_file`] chose it.
     pub onnx: PathBuf,
+    /// The manifest's `onnx_amx`, resolved.
+    pub onnx_amx: Option<PathBuf>,
     pub labels_path: PathBuf,
     pub labels: Labels,
     pub decoder: DecoderSpec,
@@ -299,6 +335,7 @@ impl Manifest {
             path: path.to_path_buf(),
             name,
             onnx: resolve(&file.onnx),
+            onnx_amx: file.onnx_amx.as_deref().map(resolve),
             labels_path,
             labels,
             decoder,
@@ -309,6 +346,22 @@ impl Manifest {
             max_detections: file.postprocess.max_detections,
             onnx_line,
         })
+    }
+
+    /// Switches to the `onnx_amx` file, if the manifest names one; true if it did.
+    pub fn use_amx_file(&mut self) -> bool {
+        match &self.onnx_amx {
+            Some(p) => {
+                self.onnx = p.clone();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True when the detector runs the `onnx_amx` file.
+    pub fn runs_amx_file(&self) -> bool {
+        self.onnx_amx.as_ref() == Some(&self.onnx)
     }
 
     /// `file:line` of the `onnx` field, for messages about the model file.
@@ -337,6 +390,24 @@ impl ManifestFile {
                     inp.key("std").index(i),
                     format!("must be a finite non-zero number, got {s}"),
                 ));
+            }
+        }
+        if let Some(q) = &self.input.quantized {
+            if !(q.scale.is_finite() && q.scale > 0.0) {
+                out.push((
+                    inp.key("quantized").key("scale"),
+                    format!("must be a finite number above 0, got {}", q.scale),
+                ));
+            }
+        }
+        if self.input.layout == Layout::Blocks2 {
+            for (k, v) in [("width", self.input.width), ("height", self.input.height)] {
+                if v % 2 != 0 {
+                    out.push((
+                        inp.key(k),
+                        format!("must be even for layout \"blocks2\" (2x2 pixel blocks), got {v}"),
+                    ));
+                }
             }
         }
         if let Some(n) = &self.input.name {
@@ -559,6 +630,27 @@ car = 0.4
                 "cannot read labels file",
             ),
             (
+                "width = 416",
+                "width = 416\nlayout = \"blocks3\"",
+                8,
+                "input.layout",
+                "unknown variant `blocks3`",
+            ),
+            (
+                "std = [57.375, 57.12, 58.395]",
+                "std = [57.375, 57.12, 58.395]\n[input.quantized]\nscale = 0.0\nzero_point = 114",
+                13,
+                "input.quantized.scale",
+                "above 0",
+            ),
+            (
+                "std = [57.375, 57.12, 58.395]",
+                "std = [57.375, 57.12, 58.395]\n[input.quantized]\nscale = 0.02\nzero_point = 300",
+                14,
+                "input.quantized.zero_point",
+                "",
+            ),
+            (
                 "decoder = \"nanodet\"",
                 "decoder = \"yolov8\"\n[nanodet]\nreg_max = 7",
                 5,
@@ -581,6 +673,44 @@ car = 0.4
             assert!(p.message.contains(msg), "{to}: {err}");
             assert!(err.to_string().contains("manifest.toml:"), "{err}");
         }
+    }
+
+    #[test]
+    fn amx_file_and_quantized_input() {
+        let text = GOOD
+            .replacen(
+                "onnx = \"m.onnx\"",
+                "onnx = \"m.onnx\"\nonnx_amx = \"m-amx.onnx\"",
+                1,
+            )
+            .replacen(
+                "std = [57.375, 57.12, 58.395]",
+                "std = [57.375, 57.12, 58.395]\nlayout = \"blocks2\"\n[input.quantized]\nscale = 0.0186\nzero_point = 114",
+                1,
+            );
+        let d = dir_with_labels();
+        let mut m = Manifest::from_str_at(&text, &d.path().join("manifest.toml")).unwrap();
+        assert_eq!(m.input.layout, Layout::Blocks2);
+        assert_eq!(
+            m.input.quantized,
+            Some(Quantized {
+                scale: 0.0186,
+                zero_point: 114
+            })
+        );
+        assert_eq!(m.input.layout.shape(2, (416, 320)), [2, 160, 208, 12]);
+        assert!(!m.runs_amx_file());
+        assert!(m.use_amx_file());
+        assert_eq!(m.onnx, d.path().join("m-amx.onnx"));
+        assert!(m.runs_amx_file());
+        // without onnx_amx nothing changes
+        let mut plain = load(GOOD).unwrap();
+        assert!(!plain.use_amx_file());
+        assert!(plain.onnx.ends_with("m.onnx"));
+        // blocks of 2 need even sides
+        let odd = text.replacen("width = 416", "width = 417", 1);
+        let err = load(&odd).unwrap_err().to_string();
+        assert!(err.contains("must be even for layout"), "{err}");
     }
 
     #[test]
@@ -611,6 +741,9 @@ car = 0.4
             if p.is_file() {
                 let m = Manifest::load(&p).unwrap();
                 assert!(m.onnx.is_file(), "{}", m.onnx.display());
+                if let Some(amx) = &m.onnx_amx {
+                    assert!(amx.is_file(), "{}", amx.display());
+                }
                 n += 1;
             }
         }

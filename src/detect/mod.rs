@@ -33,7 +33,7 @@ use crate::config::{Config, OptimizationLevel, Problem};
 use crate::model::{Detection, Image, Labels};
 use decode::{DecodeParams, YoloScratch};
 pub use manifest::{DecoderFamily, Manifest};
-use preprocess::{Normalizer, SlowPath};
+use preprocess::{InputBuf, Normalizer, SlowPath};
 use runtime::{Binding, InputInfo};
 
 /// Why the detector could not load or could not process a frame.
@@ -89,6 +89,8 @@ pub struct DetectOptions {
     pub input_size: Option<(u32, u32)>,
     /// One score threshold for every class instead of the manifest's (`simpang detect --score`).
     pub score_threshold: Option<f32>,
+    /// Load the manifest's `onnx_amx` file where ONNX Runtime can use AMX-INT8.
+    pub amx: bool,
 }
 
 impl Default for DetectOptions {
@@ -103,6 +105,7 @@ impl Default for DetectOptions {
             optimization: OptimizationLevel::All,
             input_size: None,
             score_threshold: None,
+            amx: true,
         }
     }
 }
@@ -121,6 +124,7 @@ impl DetectOptions {
             optimization: d.optimization,
             input_size: d.input_size.map(|[w, h]| (w, h)),
             score_threshold: None,
+            amx: d.amx,
         }
     }
 }
@@ -154,7 +158,7 @@ impl AddAssign for DetectTimings {
 struct Worker {
     session: Session,
     /// `max_batch` input tensors back to back.
-    input: Vec<f32>,
+    input: InputBuf,
     slow: SlowPath,
     candidates: Vec<Detection>,
     kept: Vec<Detection>,
@@ -253,7 +257,10 @@ impl Detector {
                 )));
             }
         }
-        let m = Manifest::load(path)?;
+        let mut m = Manifest::load(path)?;
+        if opts.amx && m.onnx_amx.is_some() && runtime::amx_int8() && m.use_amx_file() {
+            tracing::debug!(file = %m.onnx.display(), "the CPU has AMX-INT8: loading the manifest's onnx_amx");
+        }
         let size = match opts.input_size {
             None => (m.input.width, m.input.height),
             Some(s) => {
@@ -288,7 +295,7 @@ impl Detector {
             1
         };
         let per_image = 3 * size.0 as usize * size.1 as usize;
-        let zeros = vec![0.0f32; per_image * batch.max(2)];
+        let zeros = InputBuf::zeros(&m.input, per_image * batch.max(2));
         let names: Vec<String> = first
             .outputs()
             .iter()
@@ -333,7 +340,7 @@ impl Detector {
         let (tx, rx) = crossbeam_channel::bounded(opts.sessions);
         let make_worker = |session: Session| Worker {
             session,
-            input: vec![0.0; per_image * batch],
+            input: InputBuf::zeros(&m.input, per_image * batch),
             slow: SlowPath::default(),
             candidates: Vec::with_capacity(m.pre_nms_top_k.min(4096)),
             kept: Vec::with_capacity(m.max_detections),
@@ -355,6 +362,7 @@ impl Detector {
         tracing::debug!(
             model = %m.name,
             file = %m.onnx.display(),
+            amx_file = m.runs_amx_file(),
             decoder = m.decoder.family().as_str(),
             input = %format!("{}x{}", size.0, size.1),
             sessions = opts.sessions,
@@ -534,7 +542,9 @@ impl Model {
         w.slots.clear();
         for (i, img) in imgs.iter().enumerate() {
             let slot = w.slots.len();
-            let buf = &mut w.input[slot * self.per_image..(slot + 1) * self.per_image];
+            let buf = w
+                .input
+                .slot(slot * self.per_image..(slot + 1) * self.per_image);
             match preprocess::preprocess(
                 img,
                 self.size.0,

@@ -11,6 +11,7 @@ use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use super::decode::{self, DecodeError, DecodeParams, NanodetLevel, Rows, YoloScratch};
 use super::manifest::{DecoderSpec, Layout, Manifest};
+use super::preprocess::InputBuf;
 use super::{DetectError, DetectOptions};
 use crate::config::OptimizationLevel;
 use crate::model::Detection;
@@ -154,10 +155,24 @@ pub fn check_input(
             input.name()
         )));
     };
-    if *ty != TensorElementType::Float32 {
+    let want_ty = match m.input.quantized {
+        Some(_) => TensorElementType::Uint8,
+        None => TensorElementType::Float32,
+    };
+    if *ty != want_ty {
         return Err(mismatch(format!(
-            "input {:?} has element type {ty:?}; only float32 inputs are supported",
-            input.name()
+            "input {:?} has element type {ty:?}, but the manifest describes a {} input{}",
+            input.name(),
+            if m.input.quantized.is_some() {
+                "uint8"
+            } else {
+                "float32"
+            },
+            if m.input.quantized.is_some() {
+                " ([input.quantized])"
+            } else {
+                " (add [input.quantized] with the input's scale and zero point for a uint8 model)"
+            }
         )));
     }
     let dims: &[i64] = shape;
@@ -167,17 +182,20 @@ pub fn check_input(
             input.name()
         )));
     }
-    let (c, h, w) = match m.input.layout {
-        Layout::Nchw => (dims[1], dims[2], dims[3]),
-        Layout::Nhwc => (dims[3], dims[1], dims[2]),
+    let (c, h, w, want_c, per) = match m.input.layout {
+        Layout::Nchw => (dims[1], dims[2], dims[3], 3, 1),
+        Layout::Nhwc => (dims[3], dims[1], dims[2], 3, 1),
+        Layout::Blocks2 => (dims[3], dims[1], dims[2], 12, 2),
     };
-    if c != 3 && c >= 0 {
+    if c != want_c && c >= 0 {
         return Err(mismatch(format!(
-            "input {:?} has shape {dims:?}: {c} channels where the manifest's {:?} layout needs 3",
+            "input {:?} has shape {dims:?}: {c} channels where the manifest's {:?} layout needs {want_c}",
             input.name(),
             m.input.layout
         )));
     }
+    // A blocks2 tensor is half the picture's height and width.
+    let (w, h) = (w.saturating_mul(per), h.saturating_mul(per));
     let (want_w, want_h) = size;
     for (what, got, want) in [("width", w, want_w), ("height", h, want_h)] {
         if got >= 0 && got != want as i64 {
@@ -203,32 +221,66 @@ pub fn check_input(
     })
 }
 
-/// Input tensor shape for a batch of `b` at `size`.
-pub fn input_shape(layout: Layout, b: usize, size: (u32, u32)) -> [usize; 4] {
-    let (w, h) = (size.0 as usize, size.1 as usize);
-    match layout {
-        Layout::Nchw => [b, 3, h, w],
-        Layout::Nhwc => [b, h, w, 3],
-    }
-}
-
 /// Runs `session` on the first `b` images of `input`.
 pub fn run<'s>(
     session: &'s mut Session,
     layout: Layout,
     b: usize,
     size: (u32, u32),
-    input: &[f32],
+    input: &InputBuf,
 ) -> Result<SessionOutputs<'s>, String> {
-    let shape = input_shape(layout, b, size);
+    let shape = layout.shape(b, size);
     let n: usize = shape.iter().product();
-    let data = input
-        .get(..n)
-        .ok_or_else(|| format!("input buffer holds {} values, {n} needed", input.len()))?;
-    let tensor = TensorRef::from_array_view((shape, data)).map_err(|e| e.to_string())?;
+    let short = || format!("input buffer holds {} values, {n} needed", input.len());
+    let tensor = match input {
+        InputBuf::F32(v) => TensorRef::from_array_view((shape, v.get(..n).ok_or_else(short)?))
+            .map_err(|e| e.to_string())?
+            .into_dyn(),
+        InputBuf::U8(v) => TensorRef::from_array_view((shape, v.get(..n).ok_or_else(short)?))
+            .map_err(|e| e.to_string())?
+            .into_dyn(),
+    };
     session
         .run(ort::inputs![tensor])
         .map_err(|e| e.message().to_string())
+}
+
+/// True when ONNX Runtime can use AMX-INT8 in this process: the CPU has it (CPUID leaf 7:
+/// AMX-TILE and AMX-INT8) and Linux grants the process the AMX tile state. The second check
+/// is the request MLAS itself makes (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`);
+/// where it is refused (an old kernel, a VM without the state) MLAS falls back to AVX-512
+/// VNNI, and so does the choice of model file. Checked once per process.
+pub fn amx_int8() -> bool {
+    static AMX: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AMX.get_or_init(amx_int8_uncached)
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn amx_int8_uncached() -> bool {
+    use std::arch::x86_64::{__cpuid, __cpuid_count};
+    // CPUID is always there on x86_64; leaf 7 only when the maximum leaf reaches it.
+    #[allow(unused_unsafe)]
+    let (max_leaf, edx7) = unsafe { (__cpuid(0).eax, __cpuid_count(7, 0).edx) };
+    let (tile, int8) = (edx7 & (1 << 24) != 0, edx7 & (1 << 25) != 0);
+    if max_leaf < 7 || !tile || !int8 {
+        return false;
+    }
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+    // SAFETY: arch_prctl with these arguments only asks for a permission; it reads no memory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_arch_prctl,
+            ARCH_REQ_XCOMP_PERM,
+            XFEATURE_XTILEDATA,
+        )
+    };
+    rc == 0
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+fn amx_int8_uncached() -> bool {
+    false
 }
 
 /// Where a decoder finds one view of rows in the outputs.
