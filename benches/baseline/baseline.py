@@ -55,6 +55,8 @@ def load_manifest(path, input_size=None):
         "height": h,
         "layout": inp.get("layout", "nchw"),
         "color": inp.get("color", "bgr"),
+        "quantized": (float(inp["quantized"]["scale"]), int(inp["quantized"]["zero_point"]))
+        if "quantized" in inp else None,
         "mean": np.array(inp.get("mean", [0, 0, 0]), np.float32),
         "std": np.array(inp.get("std", [1, 1, 1]), np.float32),
         "thresholds": thr,
@@ -105,8 +107,15 @@ class Detector:
         if m["color"] == "rgb":
             img = img[:, :, ::-1]
         x = (img.astype(np.float32) - m["mean"]) / m["std"]
+        if m["quantized"]:
+            scale, zero_point = m["quantized"]
+            x = np.clip(np.rint(x / np.float32(scale)) + zero_point, 0, 255).astype(np.uint8)
         if m["layout"] == "nchw":
             x = x.transpose(2, 0, 1)
+        elif m["layout"] == "blocks2":
+            # 2x2 pixel blocks as ONNX SpaceToDepth lays them out, NHWC (docs/detector.md)
+            h, w = x.shape[:2]
+            x = x.reshape(h // 2, 2, w // 2, 2, 3).transpose(0, 2, 1, 3, 4).reshape(h // 2, w // 2, 12)
         x = np.ascontiguousarray(x[None])
         t = time.perf_counter()
         outs = self.sess.run(None, {self.input: x})
@@ -270,9 +279,13 @@ def main():
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--detect-fps", type=float, default=5.0)
     ap.add_argument("--input-size", type=int, nargs=2, default=None)
+    ap.add_argument("--onnx", default=None,
+                    help="the model file simpang loads (the manifest's onnx_amx on an AMX CPU)")
     a = ap.parse_args()
 
     m = load_manifest(a.manifest, a.input_size)
+    if a.onnx:
+        m["onnx"] = a.onnx
     providers = ["CPUExecutionProvider"]
     if a.setup == "shared":
         shared = Detector(m, ort.InferenceSession(m["onnx"], providers=providers))

@@ -46,6 +46,8 @@ pub struct BaselineOptions {
     pub script: PathBuf,
     pub footage: PathBuf,
     pub manifest: PathBuf,
+    /// The ONNX file simpang's detector loads for that manifest on this CPU.
+    pub onnx: PathBuf,
     pub input_size: Option<[u32; 2]>,
     pub detect_fps: f64,
     pub seconds: f64,
@@ -72,6 +74,8 @@ pub fn run(
         .arg(&o.footage)
         .arg("--manifest")
         .arg(&o.manifest)
+        .arg("--onnx")
+        .arg(&o.onnx)
         .args(["--setup", setup.arg()])
         .args(["--streams", &streams.to_string()])
         .args(["--seconds", &o.seconds.to_string()])

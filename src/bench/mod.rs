@@ -515,11 +515,16 @@ fn run_baselines(
     footage: &Path,
     report: &Report,
 ) -> anyhow::Result<Baseline> {
+    let manifest = base.resolve(&base.detect.model);
+    // The same file simpang's detector runs on this CPU (the AMX copy where it applies).
+    let mut m = crate::detect::manifest::Manifest::load(&manifest)?;
+    crate::detect::choose_model_file(&mut m, base.detect.amx);
     let opts = baseline::BaselineOptions {
         python: baseline::locate(&args.python),
         script: baseline::locate(&args.baseline_script),
         footage: footage.to_path_buf(),
-        manifest: base.resolve(&base.detect.model),
+        onnx: m.onnx,
+        manifest,
         input_size: base.detect.input_size,
         detect_fps: base.detect.fps,
         seconds: args.seconds,

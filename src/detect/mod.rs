@@ -258,9 +258,7 @@ impl Detector {
             }
         }
         let mut m = Manifest::load(path)?;
-        if opts.amx && m.onnx_amx.is_some() && runtime::amx_int8() && m.use_amx_file() {
-            tracing::debug!(file = %m.onnx.display(), "the CPU has AMX-INT8: loading the manifest's onnx_amx");
-        }
+        choose_model_file(&mut m, opts.amx);
         let size = match opts.input_size {
             None => (m.input.width, m.input.height),
             Some(s) => {
@@ -617,6 +615,14 @@ impl Model {
         }
         t.postprocess = t2.elapsed();
         t
+    }
+}
+
+/// Points `m.onnx` at the file to load on this CPU: the manifest's `onnx_amx` where ONNX
+/// Runtime can use AMX-INT8 and `amx` allows it, else `onnx`.
+pub fn choose_model_file(m: &mut Manifest, amx: bool) {
+    if amx && m.onnx_amx.is_some() && runtime::amx_int8() && m.use_amx_file() {
+        tracing::debug!(file = %m.onnx.display(), "the CPU has AMX-INT8: loading the manifest's onnx_amx");
     }
 }
 
