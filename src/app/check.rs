@@ -72,8 +72,13 @@ pub fn check_main(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 }
                 Ok(det) => {
                     let (w, h) = det.input_size();
+                    let amx = if det.manifest().runs_amx_file() {
+                        ", AMX-INT8 copy"
+                    } else {
+                        ""
+                    };
                     println!(
-                        "ok   model {} ({w}x{h}, {} classes)",
+                        "ok   model {} ({w}x{h}, {} classes{amx})",
                         model.display(),
                         det.labels().len()
                     );
