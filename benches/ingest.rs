@@ -98,18 +98,18 @@ fn frame(site: &SiteId, seq: u64) -> AnalyticsFrame {
 fn bench_queue(c: &mut Criterion) {
     // Six cameras offer a frame each; a worker takes and completes them one by one.
     let sites: Vec<SiteId> = (0..6).map(|i| SiteId::new(format!("s{i}"))).collect();
-    let q = AnalyticsQueue::new(sites.len());
+    let q = AnalyticsQueue::new(sites.iter().cloned());
     let mut seq = 0;
     c.bench_function("analytics_queue/six_sites_put_take_done", |b| {
         b.iter(|| {
-            for (i, s) in sites.iter().enumerate() {
+            for s in &sites {
                 seq += 1;
-                q.put(i, frame(s, seq));
+                q.put(frame(s, seq));
             }
             for _ in 0..sites.len() {
-                for (i, f) in q.take(1, Duration::from_millis(1)) {
+                for f in q.take(1, Duration::from_millis(1)) {
                     black_box(f.seq);
-                    q.done(i);
+                    q.done(&f.site);
                 }
             }
         })

@@ -78,7 +78,7 @@ fn bench_overlay(c: &mut Criterion) {
     let cfg = Config::load(&root().join("config/palembang.toml")).expect("config");
     // Kapten A. Rivai: two zones and a counting line, the busiest overlay of the six sites.
     let site = cfg.site("kapten-rivai").expect("site").clone();
-    let mut scene = SiteScene::new(&site, labels(), &cfg.city.timezone, 640, 360);
+    let mut scene = SiteScene::new(&site, labels(), cfg.city.tz(), 640, 360);
     let now = Utc::now();
     let frame = DisplayFrame {
         site: SiteId::new("kapten-rivai"),
@@ -131,11 +131,11 @@ fn bench_mosaic(c: &mut Criterion) {
     let hub = Hub::new(ids.clone());
     let t = Arc::new(tile());
     let sites: Vec<Arc<SiteOutput>> = hub
-        .sites
-        .iter()
+        .sites()
+        .into_iter()
         .enumerate()
         .map(|(i, h)| {
-            let s = Arc::new(SiteOutput::new(i, h.clone(), format!("site {i}")));
+            let s = Arc::new(SiteOutput::new(h, format!("site {i}")));
             s.tile.store(Some(t.clone()));
             s
         })

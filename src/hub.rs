@@ -1,9 +1,13 @@
-//! The hub: per-site latest-value slots shared between stages.
+//! The hub: per-site latest-value slots shared between stages, looked up by [`SiteId`].
 //!
 //! Producers overwrite, consumers read the newest value, nobody waits: this is how the display
 //! path stays at the source frame rate while analytics runs at its own pace, and how a viewer
 //! joining or leaving the wall never slows a camera. Queues of work (analytics frames, rule
-//! events) are bounded channels owned by the stages themselves.
+//! events) are bounded channels owned by the stages themselves; the one shared between ingest
+//! and the frame loop, [`AnalyticsQueue`], is here beside the slots.
+//!
+//! Sites are kept by id in a [`Registry`], never by position, so a site can start or stop while
+//! the others run (a camera moving to another node).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,7 +15,7 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use chrono::{DateTime, Utc};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -83,28 +87,112 @@ impl SiteHub {
     }
 }
 
-/// All sites' slots plus the live incident feed.
+/// Sites by id, in the order they were added (config order at start), readable from any
+/// thread while sites come and go: the registry of the hub, and of the app's site slots.
+///
+/// A small ordered map: a node runs tens of cameras, so a scan under a read lock is cheaper
+/// than hashing, and the order (the config's) is what the wall and `/api/status` list.
+pub struct Registry<T> {
+    entries: RwLock<Vec<(SiteId, Arc<T>)>>,
+}
+
+impl<T> Default for Registry<T> {
+    fn default() -> Self {
+        Self {
+            entries: RwLock::new(Vec::new()),
+        }
+    }
+}
+
+impl<T> Registry<T> {
+    /// Adds `value` under `id`; gives it back when the id is taken.
+    pub fn insert(&self, id: SiteId, value: Arc<T>) -> Result<(), Arc<T>> {
+        let mut e = self.entries.write();
+        if e.iter().any(|(k, _)| *k == id) {
+            return Err(value);
+        }
+        e.push((id, value));
+        Ok(())
+    }
+
+    /// Takes the entry of `id` out, if there is one.
+    pub fn remove(&self, id: &str) -> Option<Arc<T>> {
+        let mut e = self.entries.write();
+        let i = e.iter().position(|(k, _)| k.as_str() == id)?;
+        Some(e.remove(i).1)
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<T>> {
+        self.entries
+            .read()
+            .iter()
+            .find(|(k, _)| k.as_str() == id)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Every entry now, in order (a copy: sites added or removed later do not show in it).
+    pub fn all(&self) -> Vec<Arc<T>> {
+        self.entries.read().iter().map(|(_, v)| v.clone()).collect()
+    }
+
+    pub fn ids(&self) -> Vec<SiteId> {
+        self.entries.read().iter().map(|(k, _)| k.clone()).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.read().is_empty()
+    }
+}
+
+/// Every site's latest-value slots, by id, plus the live incident feed. Sites may be added and
+/// removed while running ([`Hub::add`], [`Hub::remove`]); stages look a site up by its id.
 pub struct Hub {
-    pub sites: Vec<Arc<SiteHub>>,
+    sites: Registry<SiteHub>,
     /// Every incident message as it is published (the wall's SSE feed subscribes).
     pub incidents: broadcast::Sender<IncidentMessage>,
 }
 
 impl Hub {
     pub fn new(site_ids: impl IntoIterator<Item = SiteId>) -> Arc<Self> {
-        let now = Utc::now();
         let (tx, _) = broadcast::channel(256);
-        Arc::new(Self {
-            sites: site_ids
-                .into_iter()
-                .map(|id| Arc::new(SiteHub::new(id, now)))
-                .collect(),
+        let hub = Self {
+            sites: Registry::default(),
             incidents: tx,
-        })
+        };
+        for id in site_ids {
+            // A repeated id is the same site: it keeps its first slot.
+            let _ = hub.add(id);
+        }
+        Arc::new(hub)
     }
 
-    pub fn site(&self, id: &str) -> Option<&Arc<SiteHub>> {
-        self.sites.iter().find(|s| s.id.as_str() == id)
+    /// Adds a site with fresh slots (camera starting now). None when the id is already there.
+    pub fn add(&self, id: SiteId) -> Option<Arc<SiteHub>> {
+        let slot = Arc::new(SiteHub::new(id.clone(), Utc::now()));
+        self.sites.insert(id, slot.clone()).ok().map(|()| slot)
+    }
+
+    /// Adds a site's slots made elsewhere; gives them back when the id is already there.
+    pub fn insert(&self, slot: Arc<SiteHub>) -> Result<(), Arc<SiteHub>> {
+        self.sites.insert(slot.id.clone(), slot)
+    }
+
+    /// Takes a site out; whoever still holds its slots may finish with them.
+    pub fn remove(&self, id: &str) -> Option<Arc<SiteHub>> {
+        self.sites.remove(id)
+    }
+
+    pub fn site(&self, id: &str) -> Option<Arc<SiteHub>> {
+        self.sites.get(id)
+    }
+
+    /// The sites now, in the order they were added.
+    pub fn sites(&self) -> Vec<Arc<SiteHub>> {
+        self.sites.all()
     }
 }
 
@@ -113,37 +201,86 @@ impl Hub {
 /// A camera that produces frames faster than the detector takes them overwrites its own slot
 /// (counted as a drop) and never delays another camera. Workers take frames round-robin over
 /// sites, several at once for a batch, and a site with a frame in flight is skipped until
-/// [`AnalyticsQueue::done`], so each site's frames reach its tracker in order.
+/// [`AnalyticsQueue::done`], so each site's frames reach its tracker in order. Sites are added
+/// and removed by id while workers run.
 pub struct AnalyticsQueue {
     state: Mutex<QueueState>,
     ready: Condvar,
 }
 
+struct QueueSlot {
+    site: SiteId,
+    waiting: Option<AnalyticsFrame>,
+    in_flight: bool,
+}
+
 struct QueueState {
-    slots: Vec<(Option<AnalyticsFrame>, bool)>, // (waiting frame, in flight)
+    slots: Vec<QueueSlot>,
     next: usize,
     closed: bool,
 }
 
+impl QueueState {
+    fn slot(&mut self, site: &SiteId) -> Option<&mut QueueSlot> {
+        self.slots.iter_mut().find(|s| s.site == *site)
+    }
+}
+
 impl AnalyticsQueue {
-    pub fn new(sites: usize) -> Arc<Self> {
-        Arc::new(Self {
+    pub fn new(sites: impl IntoIterator<Item = SiteId>) -> Arc<Self> {
+        let q = Self {
             state: Mutex::new(QueueState {
-                slots: (0..sites).map(|_| (None, false)).collect(),
+                slots: Vec::new(),
                 next: 0,
                 closed: false,
             }),
             ready: Condvar::new(),
-        })
+        };
+        for id in sites {
+            q.add(id);
+        }
+        Arc::new(q)
     }
 
-    /// Offers site `i`'s newest frame. Returns true when it replaced a frame nobody took (a drop).
-    pub fn put(&self, i: usize, frame: AnalyticsFrame) -> bool {
+    /// Makes room for a site's frames. False when it already has a slot.
+    pub fn add(&self, site: SiteId) -> bool {
         let mut st = self.state.lock();
-        let Some(slot) = st.slots.get_mut(i) else {
+        if st.slot(&site).is_some() {
+            return false;
+        }
+        st.slots.push(QueueSlot {
+            site,
+            waiting: None,
+            in_flight: false,
+        });
+        true
+    }
+
+    /// Forgets a site and its waiting frame. A frame of it in flight still ends with
+    /// [`AnalyticsQueue::done`], which then does nothing.
+    pub fn remove(&self, site: &SiteId) -> bool {
+        let mut st = self.state.lock();
+        let Some(i) = st.slots.iter().position(|s| s.site == *site) else {
             return false;
         };
-        let dropped = slot.0.replace(frame).is_some();
+        st.slots.remove(i);
+        if st.next > i {
+            st.next -= 1;
+        }
+        if st.next >= st.slots.len() {
+            st.next = 0;
+        }
+        true
+    }
+
+    /// Offers the newest frame of its site. True when it replaced a frame nobody took (a drop).
+    /// A frame of a site without a slot (removed meanwhile) is let go.
+    pub fn put(&self, frame: AnalyticsFrame) -> bool {
+        let mut st = self.state.lock();
+        let Some(slot) = st.slot(&frame.site) else {
+            return false;
+        };
+        let dropped = slot.waiting.replace(frame).is_some();
         drop(st);
         self.ready.notify_one();
         dropped
@@ -151,7 +288,7 @@ impl AnalyticsQueue {
 
     /// Waits up to `timeout` for frames of sites not in flight and takes up to `max` of them,
     /// marking those sites in flight. Empty on timeout or once closed.
-    pub fn take(&self, max: usize, timeout: Duration) -> Vec<(usize, AnalyticsFrame)> {
+    pub fn take(&self, max: usize, timeout: Duration) -> Vec<AnalyticsFrame> {
         let deadline = std::time::Instant::now() + timeout;
         let mut st = self.state.lock();
         loop {
@@ -160,20 +297,22 @@ impl AnalyticsQueue {
             }
             let n = st.slots.len();
             let mut out = Vec::new();
+            let mut last = None;
             for k in 0..n {
                 if out.len() >= max.max(1) {
                     break;
                 }
                 let i = (st.next + k) % n;
                 let slot = &mut st.slots[i];
-                if !slot.1 {
-                    if let Some(f) = slot.0.take() {
-                        slot.1 = true;
-                        out.push((i, f));
+                if !slot.in_flight {
+                    if let Some(f) = slot.waiting.take() {
+                        slot.in_flight = true;
+                        out.push(f);
+                        last = Some(i);
                     }
                 }
             }
-            if let Some((last, _)) = out.last() {
+            if let Some(last) = last {
                 st.next = (last + 1) % n;
                 return out;
             }
@@ -183,12 +322,12 @@ impl AnalyticsQueue {
         }
     }
 
-    /// Site `i`'s frame has been processed; its next frame may be taken.
-    pub fn done(&self, i: usize) {
+    /// The site's frame has been processed; its next frame may be taken.
+    pub fn done(&self, site: &SiteId) {
         let mut st = self.state.lock();
-        if let Some(slot) = st.slots.get_mut(i) {
-            slot.1 = false;
-            let waiting = slot.0.is_some();
+        if let Some(slot) = st.slot(site) {
+            slot.in_flight = false;
+            let waiting = slot.waiting.is_some();
             drop(st);
             if waiting {
                 self.ready.notify_one();
@@ -253,41 +392,101 @@ mod tests {
 
     #[test]
     fn queue_keeps_newest_and_counts_drops() {
-        let q = AnalyticsQueue::new(2);
-        assert!(!q.put(0, frame("a", 1)));
-        assert!(q.put(0, frame("a", 2)));
-        assert!(!q.put(5, frame("x", 1))); // unknown site: ignored, no panic
+        let q = AnalyticsQueue::new([SiteId::new("a"), SiteId::new("b")]);
+        assert!(!q.put(frame("a", 1)));
+        assert!(q.put(frame("a", 2)));
+        assert!(!q.put(frame("x", 1))); // unknown site: ignored, no panic
         let got = q.take(4, Duration::from_millis(10));
         assert_eq!(got.len(), 1);
-        assert_eq!((got[0].0, got[0].1.seq), (0, 2));
+        assert_eq!((got[0].site.as_str(), got[0].seq), ("a", 2));
         assert!(q.take(4, Duration::from_millis(10)).is_empty());
+    }
+
+    fn sites_of(batch: &[AnalyticsFrame]) -> Vec<&str> {
+        batch.iter().map(|f| f.site.as_str()).collect()
     }
 
     #[test]
     fn queue_round_robin_and_in_flight() {
-        let q = AnalyticsQueue::new(3);
-        for i in 0..3 {
-            q.put(i, frame("s", i as u64));
+        let q = AnalyticsQueue::new(["s0", "s1", "s2"].map(SiteId::new));
+        for (i, s) in ["s0", "s1", "s2"].into_iter().enumerate() {
+            q.put(frame(s, i as u64));
         }
         let a = q.take(2, Duration::from_millis(10));
-        assert_eq!(a.iter().map(|x| x.0).collect::<Vec<_>>(), vec![0, 1]);
-        // site 0 in flight: its next frame waits for done()
-        q.put(0, frame("s", 10));
+        assert_eq!(sites_of(&a), ["s0", "s1"]);
+        // s0 in flight: its next frame waits for done()
+        q.put(frame("s0", 10));
         let b = q.take(2, Duration::from_millis(10));
-        assert_eq!(b.iter().map(|x| x.0).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(sites_of(&b), ["s2"]);
         assert!(q.take(2, Duration::from_millis(10)).is_empty());
-        q.done(0);
+        q.done(&SiteId::new("s0"));
         let c = q.take(2, Duration::from_millis(10));
-        assert_eq!((c[0].0, c[0].1.seq), (0, 10));
+        assert_eq!((c[0].site.as_str(), c[0].seq), ("s0", 10));
+    }
+
+    /// Sites come and go while frames wait and are in flight: no frame of a removed site is
+    /// handed out, its late done() is harmless, and the round-robin goes on over the rest.
+    #[test]
+    fn queue_sites_added_and_removed_while_running() {
+        let q = AnalyticsQueue::new(["a", "b", "c"].map(SiteId::new));
+        assert!(!q.add(SiteId::new("b")), "an id has one slot");
+        for s in ["a", "b", "c"] {
+            q.put(frame(s, 1));
+        }
+        let first = q.take(1, Duration::from_millis(10));
+        assert_eq!(sites_of(&first), ["a"]);
+        assert!(q.remove(&SiteId::new("a")), "in flight");
+        assert!(q.remove(&SiteId::new("b")), "waiting");
+        assert!(!q.remove(&SiteId::new("b")));
+        q.done(&SiteId::new("a"));
+        assert!(!q.put(frame("b", 2)), "a removed site's frames are let go");
+        assert!(q.add(SiteId::new("d")));
+        q.put(frame("d", 1));
+        let rest = q.take(4, Duration::from_millis(10));
+        assert_eq!(sites_of(&rest), ["c", "d"]);
+        for f in &rest {
+            q.done(&f.site);
+        }
+        assert!(q.take(4, Duration::from_millis(10)).is_empty());
+        assert!(q.add(SiteId::new("a")), "a site can come back");
+        q.put(frame("a", 9));
+        assert_eq!(q.take(4, Duration::from_millis(10))[0].seq, 9);
+    }
+
+    #[test]
+    fn hub_sites_by_id_added_and_removed() {
+        let hub = Hub::new(["a", "b", "a"].map(SiteId::new));
+        let ids = |h: &Hub| {
+            h.sites()
+                .iter()
+                .map(|s| s.id.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&hub), ["a", "b"]);
+        let a = hub.site("a").unwrap();
+        a.update_status(|s| s.reconnects = 3);
+        assert!(
+            hub.add(SiteId::new("a")).is_none(),
+            "a running site keeps its slots"
+        );
+        assert_eq!(hub.site("a").unwrap().status.load().reconnects, 3);
+        let c = hub.add(SiteId::new("c")).unwrap();
+        assert!(Arc::ptr_eq(&c, &hub.site("c").unwrap()));
+        assert_eq!(ids(&hub), ["a", "b", "c"]);
+        let gone = hub.remove("b").unwrap();
+        assert_eq!(gone.id.as_str(), "b");
+        assert!(hub.site("b").is_none());
+        assert!(hub.remove("b").is_none());
+        assert_eq!(ids(&hub), ["a", "c"]);
     }
 
     #[test]
     fn queue_wakes_waiter_and_closes() {
-        let q = AnalyticsQueue::new(1);
+        let q = AnalyticsQueue::new([SiteId::new("a")]);
         let q2 = q.clone();
         let t = std::thread::spawn(move || q2.take(1, Duration::from_secs(10)).len());
         std::thread::sleep(Duration::from_millis(50));
-        q.put(0, frame("a", 1));
+        q.put(frame("a", 1));
         assert_eq!(t.join().unwrap(), 1);
         let q3 = q.clone();
         let t = std::thread::spawn(move || q3.take(1, Duration::from_secs(10)).len());

@@ -8,11 +8,19 @@
 //! - [`track`]: multi-object tracker (ByteTrack-style)
 //! - [`analytics`]: zones, counting lines, traffic-jam / crowd / garbage / tamper rules
 //! - [`incident`]: incident lifecycle, snapshots, on-disk outbox, MQTT
-//! - [`wall`]: overlay drawing, MJPEG/SSE web wall, annotated RTSP out
+//! - [`wall`]: MJPEG/SSE web wall, annotated RTSP out
 //! - [`desk`]: the complaint workflow service
-//! - [`bench`]: replay footage as N cameras and measure
-//! - [`timing`]: raw stage timings the bench collects (off in `run`)
+//!
+//! Neutral ground every stage may use, which imports no stage: [`model`], [`config`], [`hub`]
+//! (the site registry and its latest-value slots), [`draw`] (overlays on pictures), [`time`]
+//! (the city's time zone), [`metrics`], [`timing`] (raw stage timings the bench collects),
+//! [`shutdown`] (SIGINT/SIGTERM) and [`procfs`].
+//!
+//! Above the stages, importing them and never imported by them:
+//!
 //! - [`app`]: wiring of the stages for `simpang run`, `demo` and `check`
+//! - [`tools`]: `simpang detect` and `simpang eval`
+//! - [`bench`]: replay footage as N cameras and measure
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod analytics;
@@ -21,12 +29,16 @@ pub mod bench;
 pub mod config;
 pub mod desk;
 pub mod detect;
+pub mod draw;
 pub mod hub;
 pub mod incident;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
+pub mod procfs;
+pub mod shutdown;
 pub mod time;
 pub mod timing;
+pub mod tools;
 pub mod track;
 pub mod wall;

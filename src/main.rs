@@ -27,9 +27,9 @@ enum Cmd {
     /// Validate config, model and pipelines; print what is wrong.
     Check(simpang::app::CheckArgs),
     /// Run the detector on an image or video file.
-    Detect(simpang::detect::cli::DetectArgs),
+    Detect(simpang::tools::detect::DetectArgs),
     /// Compare detector models: speed and agreement with a reference.
-    Eval(simpang::detect::eval::EvalArgs),
+    Eval(simpang::tools::eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,8 +42,8 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => simpang::bench::main(a),
         Cmd::Demo(a) => simpang::app::demo_main(a),
         Cmd::Check(a) => simpang::app::check_main(a),
-        Cmd::Detect(a) => simpang::detect::cli::main(a),
-        Cmd::Eval(a) => simpang::detect::eval::main(a),
+        Cmd::Detect(a) => simpang::tools::detect::main(a),
+        Cmd::Eval(a) => simpang::tools::eval::main(a),
     };
     match result {
         Ok(code) => code,

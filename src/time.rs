@@ -1,19 +1,84 @@
-//! Time helpers: messages carry the city's local offset (WIB, +07:00 for Palembang).
+//! The city's time zone. Messages, snapshots, the wall's clock and the desk all show local time
+//! (WIB, +07:00, for Palembang); the zone is parsed once, from `city.timezone` when the config
+//! loads ([`crate::config::City::tz`]), and handed to every stage as a [`Timezone`] value.
+
+use std::fmt;
+use std::str::FromStr;
 
 use chrono::{DateTime, FixedOffset, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
 
-/// The UTC offset of `tz` (an IANA name) at `at`; UTC when the name is unknown (config
-/// validation rejects unknown names before this is reached).
-pub fn offset_of(tz: &str, at: DateTime<Utc>) -> FixedOffset {
-    match tz.parse::<chrono_tz::Tz>() {
-        Ok(z) => z.offset_from_utc_datetime(&at.naive_utc()).fix(),
-        Err(_) => FixedOffset::east_opt(0).unwrap_or_else(|| Utc.fix()),
+/// An IANA time zone, parsed and known to exist. Copy: pass it by value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timezone(Tz);
+
+impl Timezone {
+    /// Palembang's zone, the default of `city.timezone`.
+    pub const JAKARTA: Timezone = Timezone(Tz::Asia__Jakarta);
+    pub const UTC: Timezone = Timezone(Tz::UTC);
+
+    /// The zone of an IANA name (`Asia/Jakarta`); the error says what to write instead.
+    pub fn parse(name: &str) -> Result<Timezone, UnknownZone> {
+        name.parse::<Tz>()
+            .map(Timezone)
+            .map_err(|_| UnknownZone(name.to_string()))
+    }
+
+    /// The IANA name.
+    pub fn name(self) -> &'static str {
+        self.0.name()
+    }
+
+    /// The UTC offset in force at `at`.
+    pub fn offset(self, at: DateTime<Utc>) -> FixedOffset {
+        self.0.offset_from_utc_datetime(&at.naive_utc()).fix()
+    }
+
+    /// `at` in local time.
+    pub fn local(self, at: DateTime<Utc>) -> DateTime<FixedOffset> {
+        at.with_timezone(&self.offset(at))
+    }
+
+    /// The zone's letters as Indonesians write them (WIB, WITA, WIT: what the tz database has
+    /// for Indonesia's zones) and the numeric offset elsewhere (`UTC+04:00`, `UTC+00:00`), so a
+    /// reader never meets an abbreviation that is ambiguous or invented.
+    pub fn abbrev(self, at: DateTime<Utc>) -> String {
+        let letters = self.0.offset_from_utc_datetime(&at.naive_utc()).to_string();
+        match letters.as_str() {
+            "WIB" | "WITA" | "WIT" => letters,
+            _ => format!("UTC{}", self.offset(at)),
+        }
     }
 }
 
-/// `at` in the city's local time.
+impl Default for Timezone {
+    fn default() -> Self {
+        Timezone::JAKARTA
+    }
+}
+
+impl fmt::Display for Timezone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Timezone {
+    type Err = UnknownZone;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Timezone::parse(s)
+    }
+}
+
+/// A name that is not an IANA time zone.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown time zone {0:?} (use an IANA name such as \"Asia/Jakarta\")")]
+pub struct UnknownZone(pub String);
+
+/// `at` in the local time of the zone named `tz`; UTC when the name is unknown. For code that
+/// holds only the name; a [`Timezone`] from the config is the way to carry the zone.
 pub fn local(tz: &str, at: DateTime<Utc>) -> DateTime<FixedOffset> {
-    at.with_timezone(&offset_of(tz, at))
+    Timezone::parse(tz).unwrap_or(Timezone::UTC).local(at)
 }
 
 #[cfg(test)]
@@ -28,5 +93,34 @@ mod tests {
             "2026-11-23T17:00:00+07:00"
         );
         assert_eq!(local("Nowhere/Else", at).offset().local_minus_utc(), 0);
+        assert_eq!(Timezone::default().local(at), local("Asia/Jakarta", at));
+    }
+
+    #[test]
+    fn parse_name_and_letters() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
+        let cases = [
+            ("Asia/Jakarta", "WIB", 7 * 3600),
+            ("Asia/Pontianak", "WIB", 7 * 3600),
+            ("Asia/Makassar", "WITA", 8 * 3600),
+            ("Asia/Jayapura", "WIT", 9 * 3600),
+            ("Asia/Dubai", "UTC+04:00", 4 * 3600),
+            ("Asia/Singapore", "UTC+08:00", 8 * 3600),
+            ("UTC", "UTC+00:00", 0),
+            ("America/Sao_Paulo", "UTC-03:00", -3 * 3600),
+        ];
+        for (name, abbrev, offset) in cases {
+            let z = Timezone::parse(name).unwrap();
+            assert_eq!(z.name(), name);
+            assert_eq!(z.to_string(), name);
+            assert_eq!(z.abbrev(at), abbrev, "{name}");
+            assert_eq!(z.offset(at).local_minus_utc(), offset, "{name}");
+        }
+        let e = Timezone::parse("Mars/Olympus").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown time zone \"Mars/Olympus\" (use an IANA name such as \"Asia/Jakarta\")"
+        );
+        assert!("".parse::<Timezone>().is_err());
     }
 }

@@ -412,7 +412,7 @@ fn snapshot(site: &str, frame_no: u64, caption: &str) -> Vec<u8> {
                     label: "person".into(),
                 },
             ];
-            let snap = simpang::wall::overlay::render_snapshot(
+            let snap = simpang::draw::overlay::render_snapshot(
                 &img,
                 Some(&zone),
                 &boxes,
@@ -421,7 +421,7 @@ fn snapshot(site: &str, frame_no: u64, caption: &str) -> Vec<u8> {
                 640,
             )
             .expect("render");
-            simpang::wall::overlay::encode_jpeg(&snap, 80).expect("jpeg")
+            simpang::draw::overlay::encode_jpeg(&snap, 80).expect("jpeg")
         }
         None => jpeg(640, 360, frame_no as u8),
     }

@@ -195,7 +195,7 @@ async fn tls_with_a_private_ca_delivers_and_a_wrong_ca_is_refused() {
 
     let hub = || {
         let h = Hub::new([SiteId::new("uji-tls")]);
-        h.sites[0].update_status(|s| s.online = true);
+        h.sites()[0].update_status(|s| s.online = true);
         h
     };
     // The right CA: connected over TLS, the message arrives.

@@ -73,7 +73,7 @@ async fn nothing_produced_during_a_broker_outage_is_lost() {
 
     let cfg = config(dir.path(), port);
     let hub = Hub::new(cfg.sites.iter().map(|s| SiteId::new(&s.id)));
-    for s in &hub.sites {
+    for s in hub.sites() {
         s.update_status(|st| st.online = true);
     }
     let registry = Registry::new();

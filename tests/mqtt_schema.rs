@@ -234,7 +234,7 @@ async fn examples_match_what_is_published() {
     std::fs::write(&cfg_path, text).unwrap();
     let cfg = Config::load(&cfg_path).unwrap();
     let hub = Hub::new([SiteId::new("charitas")]);
-    hub.sites[0].update_status(|s| s.online = true);
+    hub.sites()[0].update_status(|s| s.online = true);
     let svc = IncidentService::start(&cfg, hub, &Registry::new())
         .await
         .unwrap();

@@ -239,7 +239,7 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
                 .map(|p| Point::new(p[0] as f32, p[1] as f32))
                 .collect()
         });
-        let snap = simpang::wall::overlay::render_snapshot(
+        let snap = simpang::draw::overlay::render_snapshot(
             &frame.image,
             zone.as_deref(),
             &[],
@@ -248,7 +248,7 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
             640,
         )
         .unwrap();
-        let jpeg = simpang::wall::overlay::encode_jpeg(&snap, 80).unwrap();
+        let jpeg = simpang::draw::overlay::encode_jpeg(&snap, 80).unwrap();
         running
             .hub
             .incidents

@@ -216,7 +216,7 @@ fn jpeg_of(w: u32, h: u32) -> Vec<u8> {
     for (i, p) in img.data[..(w * h) as usize].iter_mut().enumerate() {
         *p = 16 + (i % w as usize * 200 / w as usize) as u8;
     }
-    simpang::wall::overlay::encode_jpeg(&img, 80).unwrap()
+    simpang::draw::overlay::encode_jpeg(&img, 80).unwrap()
 }
 
 fn incident(id: &str, event: IncidentEvent, seq: u32, snapshot: Option<&[u8]>) -> IncidentMessage {

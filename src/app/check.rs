@@ -13,7 +13,7 @@ use crate::ingest::{self, Templates};
 /// Arguments of `simpang check`.
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
-    #[arg(long, default_value_os_t = super::default_config())]
+    #[arg(long, default_value_os_t = crate::config::default_path())]
     pub config: PathBuf,
 }
 

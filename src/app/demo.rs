@@ -14,7 +14,7 @@ use crate::ingest::samples::{footage_for, SampleServer};
 /// Arguments of `simpang demo`.
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
-    #[arg(long, default_value_os_t = super::default_config())]
+    #[arg(long, default_value_os_t = crate::config::default_path())]
     pub config: PathBuf,
 }
 
@@ -82,7 +82,7 @@ pub fn demo_main(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         println!("Ctrl-C stops everything.");
 
-        super::shutdown_signal().await;
+        crate::shutdown::signal().await;
         info!("demo shutting down");
         let _ = stop_desk.send(());
         let _ = desk_task.await;

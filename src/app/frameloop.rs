@@ -16,17 +16,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use parking_lot::Mutex;
 use prometheus::{HistogramVec, IntCounterVec, Registry};
 use tracing::{error, warn};
 
+use super::sites::{SiteSlot, Sites};
 use crate::analytics::SiteAnalytics;
 use crate::config::Config;
 use crate::detect::Detector;
-use crate::hub::{AnalyticsQueue, Hub};
+use crate::hub::AnalyticsQueue;
 use crate::incident::IncidentSender;
 use crate::metrics;
-use crate::model::Image;
+use crate::model::{AnalyticsFrame, Detection, Image, SiteId};
 use crate::timing::{self, Stage};
 
 /// Metrics of the frame loop.
@@ -96,47 +96,47 @@ impl FrameLoop {
 }
 
 struct Shared {
-    cfg: Config,
     detector: Arc<Detector>,
-    sites: Vec<Mutex<SiteAnalytics>>,
-    hub: Arc<Hub>,
+    sites: Arc<Sites>,
     queue: Arc<AnalyticsQueue>,
     incidents: IncidentSender,
     metrics: LoopMetrics,
+    /// `incidents.offline_grace_s`: how long a camera may be gone before its rules are told.
+    offline_grace: chrono::TimeDelta,
     stop: Arc<AtomicBool>,
-    /// Per site: its rules were told the camera is gone (reset when it is back online).
-    lost: Vec<AtomicBool>,
 }
 
-/// Starts one worker per detector session.
+impl LoopMetrics {
+    /// Gives a site its series before its first frame, so rates can be read from the start.
+    pub fn touch(&self, site: &SiteId) {
+        let l = [site.as_str()];
+        self.processed.with_label_values(&l);
+        self.detections.with_label_values(&l);
+        self.errors.with_label_values(&l);
+    }
+}
+
+/// Starts one worker per detector session, serving whatever sites are in `sites` (they may
+/// come and go while it runs; see [`super::sites`]).
 pub fn spawn(
     cfg: &Config,
     detector: Arc<Detector>,
-    sites: Vec<SiteAnalytics>,
-    hub: Arc<Hub>,
+    sites: Arc<Sites>,
     queue: Arc<AnalyticsQueue>,
     incidents: IncidentSender,
     metrics: LoopMetrics,
 ) -> std::io::Result<FrameLoop> {
     let stop = Arc::new(AtomicBool::new(false));
     let workers_n = detector.sessions().max(1);
-    // Every camera has its series from the start, so rates can be read before its first frame.
-    for site in &cfg.sites {
-        let l = [site.id.as_str()];
-        metrics.processed.with_label_values(&l);
-        metrics.detections.with_label_values(&l);
-        metrics.errors.with_label_values(&l);
-    }
-    let lost = cfg.sites.iter().map(|_| AtomicBool::new(false)).collect();
     let shared = Arc::new(Shared {
-        lost,
-        cfg: cfg.clone(),
         detector,
-        sites: sites.into_iter().map(Mutex::new).collect(),
-        hub,
+        sites,
         queue,
         incidents,
         metrics,
+        offline_grace: chrono::TimeDelta::milliseconds(
+            (cfg.incidents.offline_grace_s * 1000.0) as i64,
+        ),
         stop: stop.clone(),
     });
     let mut workers = Vec::new();
@@ -164,7 +164,7 @@ fn worker(s: &Shared) {
         if batch.is_empty() {
             continue;
         }
-        let images: Vec<&Image> = batch.iter().map(|(_, f)| &f.image).collect();
+        let images: Vec<&Image> = batch.iter().map(|f| &f.image).collect();
         let result = s.detector.detect_batch(&images);
         let (detections, timings) = match result {
             Ok(r) => r,
@@ -175,9 +175,9 @@ fn worker(s: &Shared) {
                     error!(error = %e, "detector failed on a batch");
                     last_error_log = Some(Instant::now());
                 }
-                for (i, f) in &batch {
+                for f in &batch {
                     s.metrics.errors.with_label_values(&[f.site.as_str()]).inc();
-                    s.queue.done(*i);
+                    s.queue.done(&f.site);
                 }
                 continue;
             }
@@ -195,69 +195,71 @@ fn worker(s: &Shared) {
                 .observe(d.as_secs_f64());
             timing::record(raw, d);
         }
-        for ((i, frame), dets) in batch.iter().zip(detections) {
-            let site = frame.site.as_str();
-            let t = Instant::now();
-            let Some(cell) = s.sites.get(*i) else {
-                s.queue.done(*i);
-                continue;
-            };
-            let out = {
-                let mut analytics = cell.lock();
-                match catch_unwind(AssertUnwindSafe(|| analytics.process(frame, &dets))) {
-                    Ok(out) => Some(out),
-                    Err(_) => {
-                        // A bug in one camera's rules must not stop the others: start that
-                        // camera's analytics afresh and carry on.
-                        error!(site, "analytics panicked; its state was reset");
-                        s.metrics.errors.with_label_values(&[site]).inc();
-                        if let Some(cfg_site) = s.cfg.sites.get(*i) {
-                            match SiteAnalytics::new(cfg_site, s.detector.labels()) {
-                                Ok(fresh) => *analytics = fresh,
-                                Err(e) => warn!(site, error = %e, "cannot reset analytics"),
-                            }
-                        }
-                        None
-                    }
-                }
-            };
-            s.metrics
-                .stage_latency
-                .with_label_values(&["analytics"])
-                .observe(t.elapsed().as_secs_f64());
-            if let Some(out) = out {
-                s.metrics
-                    .detections
-                    .with_label_values(&[site])
-                    .inc_by(dets.len() as u64);
-                if let Some(hub) = s.hub.sites.get(*i) {
-                    hub.results.store(Arc::new(out.results));
-                    // The snapshot shows the display frame (wall size, undistorted), which is
-                    // at most one display interval newer than the analytics frame.
-                    let display = hub.display.load_full().map(|d| d.image.clone());
-                    for mut ev in out.events {
-                        if ev.frame.is_none() {
-                            ev.frame = display.clone();
-                        }
-                        s.incidents.rule_event(ev);
-                    }
-                }
-                for c in out.counts {
-                    s.incidents.counts(c);
-                }
-                s.metrics.processed.with_label_values(&[site]).inc();
-                let age = (Utc::now() - frame.captured_at)
-                    .to_std()
-                    .unwrap_or_default();
-                s.metrics
-                    .result_age
-                    .with_label_values(&[site])
-                    .observe(age.as_secs_f64());
-                timing::record(Stage::ResultAge, age);
+        for (frame, dets) in batch.iter().zip(detections) {
+            // A site stopped while its frame was in flight has no slot: the frame is let go.
+            if let Some(slot) = s.sites.get(frame.site.as_str()) {
+                process(s, &slot, frame, &dets);
             }
-            s.queue.done(*i);
+            s.queue.done(&frame.site);
         }
     }
+}
+
+/// One camera's frame through its tracker and rules, and the results out to the hub and the
+/// incident stage.
+fn process(s: &Shared, slot: &SiteSlot, frame: &AnalyticsFrame, dets: &[Detection]) {
+    let site = frame.site.as_str();
+    let t = Instant::now();
+    let out = {
+        let mut analytics = slot.analytics.lock();
+        match catch_unwind(AssertUnwindSafe(|| analytics.process(frame, dets))) {
+            Ok(out) => Some(out),
+            Err(_) => {
+                // A bug in one camera's rules must not stop the others: start that camera's
+                // analytics afresh and carry on.
+                error!(site, "analytics panicked; its state was reset");
+                s.metrics.errors.with_label_values(&[site]).inc();
+                match SiteAnalytics::new(&slot.config, s.detector.labels()) {
+                    Ok(fresh) => *analytics = fresh,
+                    Err(e) => warn!(site, error = %e, "cannot reset analytics"),
+                }
+                None
+            }
+        }
+    };
+    s.metrics
+        .stage_latency
+        .with_label_values(&["analytics"])
+        .observe(t.elapsed().as_secs_f64());
+    let Some(out) = out else {
+        return;
+    };
+    s.metrics
+        .detections
+        .with_label_values(&[site])
+        .inc_by(dets.len() as u64);
+    slot.hub.results.store(Arc::new(out.results));
+    // The snapshot shows the display frame (wall size, undistorted), which is at most one
+    // display interval newer than the analytics frame.
+    let display = slot.hub.display.load_full().map(|d| d.image.clone());
+    for mut ev in out.events {
+        if ev.frame.is_none() {
+            ev.frame = display.clone();
+        }
+        s.incidents.rule_event(ev);
+    }
+    for c in out.counts {
+        s.incidents.counts(c);
+    }
+    s.metrics.processed.with_label_values(&[site]).inc();
+    let age = (Utc::now() - frame.captured_at)
+        .to_std()
+        .unwrap_or_default();
+    s.metrics
+        .result_age
+        .with_label_values(&[site])
+        .observe(age.as_secs_f64());
+    timing::record(Stage::ResultAge, age);
 }
 
 /// A camera offline for longer than `incidents.offline_grace_s` (when `camera_offline` opens)
@@ -265,22 +267,18 @@ fn worker(s: &Shared) {
 /// incidents end with the reason `camera_offline`. A shorter outage (a reconnect) leaves them
 /// alone, so a flaky link does not make incidents flap.
 fn check_lost_cameras(s: &Shared) {
-    let grace = chrono::TimeDelta::milliseconds((s.cfg.incidents.offline_grace_s * 1000.0) as i64);
     let now = Utc::now();
-    for (i, hub) in s.hub.sites.iter().enumerate() {
-        let (Some(flag), Some(cell)) = (s.lost.get(i), s.sites.get(i)) else {
-            continue;
-        };
-        let status = hub.status.load();
+    for slot in s.sites.all() {
+        let status = slot.hub.status.load();
         if status.online {
-            flag.store(false, Ordering::Relaxed);
+            slot.lost.store(false, Ordering::Relaxed);
             continue;
         }
         // `since` is when it went offline (or the process start, for a camera never seen).
-        if now - status.since < grace || flag.swap(true, Ordering::Relaxed) {
+        if now - status.since < s.offline_grace || slot.lost.swap(true, Ordering::Relaxed) {
             continue;
         }
-        let events = cell.lock().camera_lost(now);
+        let events = slot.analytics.lock().camera_lost(now);
         for ev in events {
             s.incidents.rule_event(ev);
         }

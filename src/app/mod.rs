@@ -4,13 +4,14 @@ mod check;
 mod demo;
 mod frameloop;
 mod run;
+mod sites;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub use check::{check_main, CheckArgs};
 pub use demo::{demo_main, DemoArgs};
 pub use run::{run, run_main, RunArgs, Running};
+pub use sites::{SiteSlot, Sites};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -49,33 +50,7 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Resolves when the process gets SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-}
-
 /// Exit code for a command that found problems.
 pub(crate) fn failure() -> ExitCode {
     ExitCode::from(1)
-}
-
-pub(crate) fn default_config() -> PathBuf {
-    PathBuf::from("config/palembang.toml")
 }

@@ -9,17 +9,19 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use chrono::Utc;
 use prometheus::Registry;
 use tracing::info;
 
 use super::frameloop::{self, FrameLoop, LoopMetrics};
+use super::sites::{SiteSlot, Sites};
 use super::AppError;
 use crate::analytics::SiteAnalytics;
-use crate::config::Config;
+use crate::config::{Config, Site};
 use crate::detect::Detector;
-use crate::hub::{AnalyticsQueue, Hub};
+use crate::hub::{AnalyticsQueue, Hub, SiteHub};
 use crate::incident::IncidentService;
-use crate::ingest::{self, CameraHandle, CameraSettings, Templates};
+use crate::ingest::{self, CameraSettings, Templates};
 use crate::metrics::{self, IngestMetrics};
 use crate::model::{Labels, SiteId};
 use crate::wall::Wall;
@@ -27,11 +29,11 @@ use crate::wall::Wall;
 /// Arguments of `simpang run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    #[arg(long, default_value_os_t = super::default_config())]
+    #[arg(long, default_value_os_t = crate::config::default_path())]
     pub config: PathBuf,
     /// Run only these sites (comma-separated ids): shards cameras across machines.
     #[arg(long, value_delimiter = ',')]
-    pub sites: Vec<String>,
+    pub sites: Vec<SiteId>,
 }
 
 pub fn run_main(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -46,7 +48,7 @@ pub fn run_main(args: RunArgs) -> anyhow::Result<ExitCode> {
         let running = run(cfg).await?;
         println!("wall: http://{}/", running.http_addr);
         println!("metrics: http://{}/metrics", running.http_addr);
-        super::shutdown_signal().await;
+        crate::shutdown::signal().await;
         info!("shutting down");
         running.stop().await;
         Ok::<_, anyhow::Error>(())
@@ -55,18 +57,20 @@ pub fn run_main(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Keeps only the named sites (all when `ids` is empty).
-pub fn select_sites(cfg: &mut Config, ids: &[String]) -> Result<(), AppError> {
+pub fn select_sites(cfg: &mut Config, ids: &[SiteId]) -> Result<(), AppError> {
     if ids.is_empty() {
         return Ok(());
     }
     for id in ids {
-        if cfg.site(id).is_none() {
+        if cfg.site(id.as_str()).is_none() {
             return Err(AppError::Other(format!(
-                "--sites names {id:?}, which is not a site in the config"
+                "--sites names {:?}, which is not a site in the config",
+                id.as_str()
             )));
         }
     }
-    cfg.sites.retain(|s| ids.contains(&s.id));
+    cfg.sites
+        .retain(|s| ids.iter().any(|id| id.as_str() == s.id));
     Ok(())
 }
 
@@ -77,13 +81,83 @@ pub struct HttpState {
     pub hub: Arc<Hub>,
 }
 
+/// What starting a site needs besides the site itself: the node's settings and the stages'
+/// shared parts. Kept for the life of the pipeline, so a site can start while the others run.
+struct Wiring {
+    /// The node's config as loaded: ingest, detect, wall and incident settings for every site.
+    cfg: Config,
+    labels: Labels,
+    analytics_size: (u32, u32),
+    templates: Arc<Templates>,
+    ingest_metrics: IngestMetrics,
+    loop_metrics: LoopMetrics,
+    hub: Arc<Hub>,
+    sites: Arc<Sites>,
+    queue: Arc<AnalyticsQueue>,
+}
+
+impl Wiring {
+    /// Makes a site's slot and registers it with the hub, the analytics queue and the frame
+    /// loop, without its camera yet. `at` says where the site's settings came from, for errors.
+    fn register(
+        &self,
+        site: &Site,
+        at: &dyn Fn(&str) -> String,
+    ) -> Result<Arc<SiteSlot>, AppError> {
+        let id = SiteId::new(&site.id);
+        if self.sites.get(&site.id).is_some() {
+            return Err(AppError::Other(format!("site {id} is already running")));
+        }
+        let analytics = SiteAnalytics::new(site, self.labels.clone())
+            .map_err(|e| AppError::Other(format!("{}{e}", at(e.field()))))?;
+        let hub = Arc::new(SiteHub::new(id.clone(), Utc::now()));
+        let slot = Arc::new(SiteSlot::new(
+            Arc::new(site.clone()),
+            hub.clone(),
+            analytics,
+        ));
+        self.sites
+            .insert(id.clone(), slot.clone())
+            .map_err(|_| AppError::Other(format!("site {id} is already running")))?;
+        if self.hub.insert(hub).is_err() {
+            self.sites.remove(id.as_str());
+            return Err(AppError::Other(format!("site {id} is already in the hub")));
+        }
+        self.loop_metrics.touch(&id);
+        self.queue.add(id);
+        Ok(slot)
+    }
+
+    fn start_camera(&self, slot: &SiteSlot) -> Result<(), AppError> {
+        let settings = CameraSettings::for_site(&self.cfg, &slot.config, self.analytics_size);
+        slot.set_camera(ingest::spawn_camera(
+            settings,
+            self.templates.clone(),
+            slot.hub.clone(),
+            self.queue.clone(),
+            self.ingest_metrics.clone(),
+        )?);
+        Ok(())
+    }
+
+    /// Takes a site out of the hub, the queue and the registry (its camera is the caller's to
+    /// stop).
+    fn unregister(&self, id: &str) -> Option<Arc<SiteSlot>> {
+        let slot = self.sites.remove(id)?;
+        self.queue.remove(&slot.id);
+        self.hub.remove(id);
+        Some(slot)
+    }
+}
+
 /// A running pipeline; [`Running::stop`] tears it down.
 pub struct Running {
     pub http_addr: SocketAddr,
     pub hub: Arc<Hub>,
     pub registry: Registry,
-    cameras: Vec<CameraHandle>,
-    queue: Arc<AnalyticsQueue>,
+    wiring: Wiring,
+    /// Sites start and stop one at a time.
+    changes: tokio::sync::Mutex<()>,
     frame_loop: FrameLoop,
     incidents: IncidentService,
     wall: Wall,
@@ -92,12 +166,84 @@ pub struct Running {
 }
 
 impl Running {
+    /// The ids of the sites running now, in the order they started.
+    pub fn site_ids(&self) -> Vec<SiteId> {
+        self.wiring.sites.ids()
+    }
+
+    /// The slot of a running site.
+    pub fn site(&self, id: &str) -> Option<Arc<SiteSlot>> {
+        self.wiring.sites.get(id)
+    }
+
+    /// Starts a site while the others run: its camera, tracker and rules, its slots in the hub,
+    /// and its incidents, status and counts over its own MQTT connection. The site is checked
+    /// as a config file's `[[sites]]` would be; an id already running is refused.
+    ///
+    /// The wall takes its tiles at start (its grid, RTSP mounts and page are laid out then): a
+    /// site started later is not on the wall until the next start. Its seam is `Wall::start`,
+    /// which would have to grow an `add_site` like the incident stage's.
+    pub async fn add_site(&self, site: Site) -> Result<(), AppError> {
+        let _one = self.changes.lock().await;
+        let mut probe = self.wiring.cfg.clone();
+        probe.sites = vec![site.clone()];
+        let problems: Vec<String> = probe
+            .validate()
+            .into_iter()
+            .map(|(field, message)| {
+                let field = field.to_string();
+                let field = field.strip_prefix("sites[0].").unwrap_or(&field);
+                format!("field `{field}`: {message}")
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(AppError::Other(format!(
+                "site {:?}: {}",
+                site.id,
+                problems.join("; ")
+            )));
+        }
+        let slot = self.wiring.register(&site, &|field| {
+            format!("site {:?}: field `{field}`: ", site.id)
+        })?;
+        if let Err(e) = self.incidents.add_site(&site, Some(slot.hub.clone())).await {
+            self.wiring.unregister(&site.id);
+            return Err(e.into());
+        }
+        if let Err(e) = self.wiring.start_camera(&slot) {
+            self.wiring.unregister(&site.id);
+            self.incidents.remove_site(&site.id).await;
+            return Err(e);
+        }
+        info!(site = %slot.id, "site started");
+        Ok(())
+    }
+
+    /// Stops a running site while the others go on: its camera is torn down, its tracker and
+    /// rules are dropped, a frame of it still in the detector is let go, it leaves the hub, and
+    /// its MQTT connection flushes and says the site is offline (`shutdown`).
+    pub async fn remove_site(&self, id: &str) -> Result<(), AppError> {
+        let _one = self.changes.lock().await;
+        let slot = self
+            .wiring
+            .unregister(id)
+            .ok_or_else(|| AppError::Other(format!("site {id:?} is not running")))?;
+        if let Some(camera) = slot.take_camera() {
+            // Joining the supervisor waits for its pipeline to reach NULL: off the async threads.
+            let _ = tokio::task::spawn_blocking(move || camera.stop()).await;
+        }
+        self.incidents.remove_site(id).await;
+        info!(site = %slot.id, "site stopped");
+        Ok(())
+    }
+
     pub async fn stop(self) {
-        self.queue.close();
-        let cams = self.cameras;
+        self.wiring.queue.close();
+        let slots = self.wiring.sites.all();
         let frame_loop = self.frame_loop;
         let _ = tokio::task::spawn_blocking(move || {
             frame_loop.stop();
+            let cams: Vec<_> = slots.iter().filter_map(|s| s.take_camera()).collect();
             for c in &cams {
                 c.signal_stop();
             }
@@ -120,8 +266,7 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
     ingest::init_gstreamer()?;
     let registry = Registry::new();
     let ingest_metrics = IngestMetrics::register(&registry)?;
-    let hub = Hub::new(cfg.sites.iter().map(|s| SiteId::new(&s.id)));
-    let queue = AnalyticsQueue::new(cfg.sites.len());
+    let loop_metrics = LoopMetrics::register(&registry)?;
     let templates = Arc::new(Templates::load(
         cfg.ingest
             .pipelines_dir
@@ -139,21 +284,33 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
             .await
             .map_err(|e| AppError::Other(format!("detector loading failed: {e}")))??
     };
-    let analytics_size = detector.input_size();
-    let labels: Labels = detector.labels();
-    let mut site_analytics = Vec::new();
+    let wiring = Wiring {
+        labels: detector.labels(),
+        analytics_size: detector.input_size(),
+        templates,
+        ingest_metrics,
+        loop_metrics: loop_metrics.clone(),
+        hub: Hub::new([]),
+        sites: Arc::new(Sites::default()),
+        queue: AnalyticsQueue::new([]),
+        cfg,
+    };
+    let cfg = &wiring.cfg;
+    // Every site's slot before any stage starts: the incident stage and the wall find them in
+    // the hub by id.
     for (i, site) in cfg.sites.iter().enumerate() {
-        let a = SiteAnalytics::new(site, labels.clone()).map_err(|e| {
-            let at = cfg.locate(&format!("sites[{i}].{}", e.field()));
-            AppError::Other(format!("{}{e}", at.map(|a| a + ": ").unwrap_or_default()))
+        wiring.register(site, &|field| {
+            cfg.locate(&format!("sites[{i}].{field}"))
+                .map(|a| a + ": ")
+                .unwrap_or_default()
         })?;
-        site_analytics.push(a);
     }
+    let hub = wiring.hub.clone();
 
     // Incidents: lifecycle, snapshots, outbox, MQTT (src/incident).
-    let incidents = IncidentService::start(&cfg, hub.clone(), &registry).await?;
+    let incidents = IncidentService::start(cfg, hub.clone(), &registry).await?;
     // Wall: MJPEG tiles, SSE feed, annotated RTSP out (src/wall).
-    let wall = Wall::start(&cfg, hub.clone(), labels.clone(), &registry)?;
+    let wall = Wall::start(cfg, hub.clone(), wiring.labels.clone(), &registry)?;
 
     let listener = tokio::net::TcpListener::bind(cfg.wall.listen)
         .await
@@ -168,26 +325,17 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
 
     // Detection workers -> tracker and rules per camera -> hub and incident stage.
     let frame_loop = frameloop::spawn(
-        &cfg,
+        cfg,
         Arc::new(detector),
-        site_analytics,
-        hub.clone(),
-        queue.clone(),
+        wiring.sites.clone(),
+        wiring.queue.clone(),
         incidents.sender(),
-        LoopMetrics::register(&registry)?,
+        loop_metrics,
     )
     .map_err(|e| AppError::Other(format!("cannot start detection workers: {e}")))?;
 
-    let mut cameras = Vec::new();
-    for settings in CameraSettings::from_config(&cfg, analytics_size) {
-        let site = hub.sites[settings.index].clone();
-        cameras.push(ingest::spawn_camera(
-            settings,
-            templates.clone(),
-            site,
-            queue.clone(),
-            ingest_metrics.clone(),
-        )?);
+    for slot in wiring.sites.all() {
+        wiring.start_camera(&slot)?;
     }
 
     let state = HttpState {
@@ -208,13 +356,13 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
-    info!(%http_addr, sites = cfg.sites.len(), "simpang running");
+    info!(%http_addr, sites = wiring.sites.len(), "simpang running");
     Ok(Running {
         http_addr,
         hub,
         registry,
-        cameras,
-        queue,
+        wiring,
+        changes: tokio::sync::Mutex::new(()),
         frame_loop,
         incidents,
         wall,
@@ -233,7 +381,7 @@ async fn metrics_handler(State(st): State<HttpState>) -> impl IntoResponse {
 async fn status_handler(State(st): State<HttpState>) -> impl IntoResponse {
     let sites: Vec<_> = st
         .hub
-        .sites
+        .sites()
         .iter()
         .map(|s| {
             let status = s.status.load();

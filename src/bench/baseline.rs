@@ -6,9 +6,9 @@ use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 
-use super::procfs;
 use super::report::{judge, BaselineRun, Mode};
 use super::BenchError;
+use crate::procfs;
 
 /// The two configurations the issue names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

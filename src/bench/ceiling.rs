@@ -12,7 +12,6 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_video as gst_video;
 
-use super::procfs;
 use super::report::{DecodeCeiling, Footage, InferenceCeiling};
 use super::setup;
 use super::BenchError;
@@ -21,6 +20,7 @@ use crate::detect::Detector;
 use crate::ingest::reader::{ReadOptions, VideoReader};
 use crate::ingest::{CameraSettings, SourceKind, Templates};
 use crate::model::{Image, PixelFormat};
+use crate::procfs;
 
 /// The launch line of the cameras' file template (source + decoder) ending in `branches`.
 fn decode_line(base: &Config, footage: &Path, branches: &str) -> Result<String, BenchError> {

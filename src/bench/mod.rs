@@ -17,7 +17,6 @@
 pub mod baseline;
 pub mod ceiling;
 pub mod consumers;
-pub mod procfs;
 pub mod report;
 pub mod setup;
 pub mod trial;
@@ -31,6 +30,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
+use crate::procfs;
 use report::{
     Baseline, BaselineSetup, Ceilings, Consumers, Mode, ModelInfo, Report, Search, SearchStep,
     TrialResult,
@@ -65,7 +65,7 @@ pub enum BenchError {
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Config whose sites (zones, lines, rules), detector and wall settings the streams use.
-    #[arg(long, default_value = "config/palembang.toml")]
+    #[arg(long, default_value = crate::config::DEFAULT_PATH)]
     pub config: PathBuf,
     /// Camera streams to replay (default: the config's number of sites).
     #[arg(long)]

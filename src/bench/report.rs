@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::procfs::Machine;
+use crate::procfs::Machine;
 use crate::timing::Summary;
 
 /// How the footage is played.

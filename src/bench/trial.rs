@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::procfs;
 use super::report::{
     judge, Messages, Mode, StageRow, StreamRow, ThreadGroup, TrialResult, WallActivity,
 };
@@ -25,6 +24,7 @@ use super::setup;
 use super::BenchError;
 use crate::config::Config;
 use crate::metrics;
+use crate::procfs;
 use crate::timing::{self, Summary};
 use crate::wall::meter::series_value;
 

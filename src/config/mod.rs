@@ -20,6 +20,16 @@ use locate::{line_col, FieldPath, Locator};
 pub use rules::{CrowdRule, GarbageRule, JamRule, TamperRule};
 
 use crate::model::ZoneKind;
+use crate::time::Timezone;
+
+/// The config file every command reads unless told otherwise (`--config`), relative to the
+/// working directory: the checkout's own Palembang deployment.
+pub const DEFAULT_PATH: &str = "config/palembang.toml";
+
+/// [`DEFAULT_PATH`] as a path, for clap's `default_value_os_t`.
+pub fn default_path() -> PathBuf {
+    PathBuf::from(DEFAULT_PATH)
+}
 
 /// One problem found in a config file, located.
 #[derive(Clone, Debug, PartialEq)]
@@ -103,9 +113,20 @@ fn default_data_dir() -> PathBuf {
 #[serde(deny_unknown_fields)]
 pub struct City {
     pub name: String,
-    /// IANA zone; times in messages carry its offset.
+    /// IANA zone name as written; times in messages carry its offset. [`City::tz`] is it
+    /// parsed, which is what the stages use.
     #[serde(default = "default_tz")]
     pub timezone: String,
+    /// `timezone` parsed, once, by [`Config::from_str_at`] (after validation has checked it).
+    #[serde(skip)]
+    tz: Timezone,
+}
+
+impl City {
+    /// The city's time zone: every local time simpang shows is in it.
+    pub fn tz(&self) -> Timezone {
+        self.tz
+    }
 }
 
 fn default_tz() -> String {
@@ -492,6 +513,10 @@ impl Config {
         cfg.source = Some(path.to_path_buf());
         let issues = cfg.validate();
         if issues.is_empty() {
+            // validate() has checked the name; this is the one place it becomes a zone.
+            if let Ok(tz) = Timezone::parse(&cfg.city.timezone) {
+                cfg.city.tz = tz;
+            }
             return Ok(cfg);
         }
         let problems = issues
@@ -551,14 +576,8 @@ impl Config {
         if self.city.name.trim().is_empty() {
             bad(root.key("city").key("name"), "must not be empty".into());
         }
-        if self.city.timezone.parse::<chrono_tz::Tz>().is_err() {
-            bad(
-                root.key("city").key("timezone"),
-                format!(
-                    "unknown time zone {:?} (use an IANA name such as \"Asia/Jakarta\")",
-                    self.city.timezone
-                ),
-            );
+        if let Err(e) = Timezone::parse(&self.city.timezone) {
+            bad(root.key("city").key("timezone"), e.to_string());
         }
         let d = root.key("detect");
         if !(self.detect.fps > 0.0 && self.detect.fps <= 60.0) {

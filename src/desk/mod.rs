@@ -280,7 +280,7 @@ async fn serve_main(
         }
     }
     tracing::info!(url = %format!("http://{local}"), db = %redact(url), "simpang desk listening");
-    run_until(desk, listener, crate::app::shutdown_signal()).await?;
+    run_until(desk, listener, crate::shutdown::signal()).await?;
     tracing::info!("simpang desk stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -11,10 +11,7 @@
 //! several frames per inference call (`max_batch`); docs/detector.md has the measurements that
 //! chose the defaults.
 
-pub mod agreement;
-pub mod cli;
 pub mod decode;
-pub mod eval;
 pub mod manifest;
 pub mod nms;
 pub mod preprocess;

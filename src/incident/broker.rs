@@ -12,6 +12,10 @@ use crate::config::{broker_uses_tls, Config, MqttConfig};
 
 /// Largest message we publish or accept (inline JPEG snapshots are ~100 KB as base64).
 pub const MAX_PACKET: usize = 16 * 1024 * 1024;
+/// Publishes rumqttc lets one connection have unacknowledged (its packet ids run 1..=INFLIGHT).
+/// A link keeps fewer rows than this in flight (`link::WINDOW`), so its status messages never
+/// wait behind rows.
+pub const INFLIGHT: u16 = 64;
 
 /// System CA bundles tried for `mqtts://` without `mqtt.ca_file` (Debian/Ubuntu, then Fedora).
 const SYSTEM_CA_BUNDLES: &[&str] = &[
@@ -131,7 +135,7 @@ impl BrokerTarget {
         o.set_keep_alive(self.keep_alive)
             .set_clean_session(true)
             .set_max_packet_size(MAX_PACKET, MAX_PACKET)
-            .set_inflight(super::link::INFLIGHT);
+            .set_inflight(INFLIGHT);
         if let Some((u, p)) = &self.credentials {
             o.set_credentials(u.clone(), p.clone());
         }

@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn, Instrument};
 
-use super::broker::BrokerTarget;
+use super::broker::{BrokerTarget, INFLIGHT};
 use super::message::{SiteState, StatusMessage, StatusReason};
 use super::outbox::{MsgKind, Outbox, Row};
 use super::topics;
@@ -38,8 +38,9 @@ use crate::timing::{self, Stage};
 /// Publishes in flight per connection (sent, not yet acked). Large enough to keep a slow link
 /// busy, small enough that rumqttc's packet ids (1..=INFLIGHT) never wrap onto an unacked one.
 pub const WINDOW: usize = 32;
-/// rumqttc's own limit, above WINDOW so status messages never wait behind rows.
-pub const INFLIGHT: u16 = 64;
+// rumqttc's own limit (set with the connection options) stays above WINDOW, so status messages
+// never wait behind rows.
+const _: () = assert!(WINDOW < INFLIGHT as usize);
 /// How long a clean stop waits for the backlog and the offline status to be acknowledged.
 pub const STOP_FLUSH: Duration = Duration::from_secs(5);
 

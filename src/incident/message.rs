@@ -13,7 +13,7 @@ use crate::model::{
     CountsReport, Evidence, Incident, IncidentMessage, LineCounts, Point, Snapshot, ZoneTraffic,
     INCIDENT_SCHEMA,
 };
-use crate::time;
+use crate::time::Timezone;
 
 /// Schema tag of status messages.
 pub const STATUS_SCHEMA: &str = "simpang.status/1";
@@ -29,7 +29,7 @@ pub struct SiteInfo {
     pub lat: f64,
     pub lon: f64,
     pub camera: String,
-    /// Zone id -> (name, polygon).
+    /// Timezone id -> (name, polygon).
     pub zones: HashMap<String, (String, Vec<Point>)>,
 }
 
@@ -75,35 +75,22 @@ impl SiteInfo {
     }
 }
 
-/// The city's time zone: its IANA name for offsets and its abbreviation for text.
-#[derive(Clone, Debug)]
+/// Local time as messages write it: the city's zone (from the config), to the millisecond.
+#[derive(Clone, Copy, Debug)]
 pub struct LocalTime {
-    pub tz: String,
+    pub tz: Timezone,
 }
 
 impl LocalTime {
     /// `t` in local time, to the millisecond (the precision of incident ids).
     pub fn at(&self, t: DateTime<Utc>) -> DateTime<FixedOffset> {
         use chrono::SubsecRound;
-        time::local(&self.tz, t.trunc_subsecs(3))
+        self.tz.local(t.trunc_subsecs(3))
     }
 
-    /// "WIB" for Asia/Jakarta; the numeric offset where the zone has no letters.
+    /// "WIB" for Asia/Jakarta; the numeric offset where the zone has no Indonesian letters.
     pub fn abbrev(&self, t: DateTime<Utc>) -> String {
-        use chrono::Offset;
-        use chrono::TimeZone;
-        match self.tz.parse::<chrono_tz::Tz>() {
-            Ok(z) => {
-                let off = z.offset_from_utc_datetime(&t.naive_utc());
-                let name = off.to_string();
-                if name.chars().all(|c| c.is_ascii_alphabetic()) {
-                    name
-                } else {
-                    format!("UTC{}", off.fix())
-                }
-            }
-            Err(_) => "UTC".into(),
-        }
+        self.tz.abbrev(t)
     }
 }
 
@@ -252,12 +239,12 @@ mod tests {
     fn local_time_abbrev() {
         let at = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
         let wib = LocalTime {
-            tz: "Asia/Jakarta".into(),
+            tz: Timezone::JAKARTA,
         };
         assert_eq!(wib.abbrev(at), "WIB");
         assert_eq!(wib.at(at).to_rfc3339(), "2026-11-23T17:00:00+07:00");
         let dubai = LocalTime {
-            tz: "Asia/Dubai".into(),
+            tz: Timezone::parse("Asia/Dubai").unwrap(),
         };
         assert_eq!(dubai.abbrev(at), "UTC+04:00");
     }

@@ -17,6 +17,7 @@ pub mod broker;
 pub mod lifecycle;
 pub mod link;
 pub mod message;
+mod metrics;
 pub mod outbox;
 pub mod snapshot;
 pub mod text;
@@ -29,20 +30,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Registry};
+use parking_lot::Mutex;
+use prometheus::IntCounter;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn, Instrument};
 
-use crate::config::Config;
-use crate::hub::{Hub, SiteHub};
-use crate::metrics;
-use crate::model::{CountsReport, Evidence, IncidentEvent, IncidentKind, RuleEvent, Severity};
+use crate::config::{Config, Site};
+use crate::hub::{Hub, Registry, SiteHub};
+use crate::model::{
+    CountsReport, Evidence, IncidentEvent, IncidentKind, RuleEvent, Severity, SiteId,
+};
 
 pub use broker::{BrokerError, BrokerTarget};
 pub use lifecycle::{incident_id, Lifecycle, LifecycleConfig};
 pub use link::Link;
 pub use message::{CountsMessage, SiteInfo, StatusMessage};
+pub use metrics::IncidentMetrics;
 pub use outbox::{Outbox, OutboxError};
 
 use message::{CameraHealth, LocalTime, SiteState};
@@ -106,98 +110,62 @@ impl IncidentSender {
     }
 }
 
-/// Prometheus families of the incident stage.
-#[derive(Clone)]
-pub struct IncidentMetrics {
-    pub outbox_pending: IntGaugeVec,
-    pub mqtt_connected: IntGaugeVec,
-    pub publish_latency: HistogramVec,
-    pub published: IntCounterVec,
-    pub messages: IntCounterVec,
-    pub outbox_dropped: IntCounterVec,
-    pub outbox_over_limit: IntCounter,
-    pub connect_failures: IntCounterVec,
-    pub input_dropped: IntCounter,
-}
-
-/// Publish latency buckets: the usual ones, then minutes, for messages that waited out an outage.
-fn latency_buckets() -> Vec<f64> {
-    let mut b = metrics::LATENCY_BUCKETS.to_vec();
-    b.extend([30.0, 60.0, 300.0, 1800.0, 3600.0]);
-    b
-}
-
-impl IncidentMetrics {
-    pub fn register(r: &Registry) -> Result<Self, prometheus::Error> {
-        let publish_latency = HistogramVec::new(
-            HistogramOpts::new(
-                "simpang_publish_latency_seconds",
-                "From a rule event (or counts report) reaching the incident service to the broker's PUBACK of its message",
-            )
-            .buckets(latency_buckets()),
-            &["kind"],
-        )?;
-        r.register(Box::new(publish_latency.clone()))?;
-        Ok(Self {
-            outbox_pending: metrics::int_gauge_vec(
-                r,
-                "simpang_outbox_pending",
-                "Messages in the on-disk outbox not yet acknowledged by the broker",
-                &["site"],
-            )?,
-            mqtt_connected: metrics::int_gauge_vec(
-                r,
-                "simpang_mqtt_connected",
-                "1 while the site's MQTT connection is up",
-                &["site"],
-            )?,
-            publish_latency,
-            published: metrics::int_counter_vec(
-                r,
-                "simpang_mqtt_published_total",
-                "Messages acknowledged by the broker",
-                &["site", "kind"],
-            )?,
-            messages: metrics::int_counter_vec(
-                r,
-                "simpang_incident_messages_total",
-                "Incident messages committed to the outbox",
-                &["site", "kind", "event"],
-            )?,
-            outbox_dropped: metrics::int_counter_vec(
-                r,
-                "simpang_outbox_dropped_total",
-                "Counts messages dropped or evicted because the outbox was full (incidents are never dropped)",
-                &["site", "kind"],
-            )?,
-            outbox_over_limit: metrics::int_counter(
-                r,
-                "simpang_outbox_over_limit_total",
-                "Incident messages stored although the outbox was at its bound",
-            )?,
-            connect_failures: metrics::int_counter_vec(
-                r,
-                "simpang_mqtt_connect_failures_total",
-                "Failed attempts to connect to the MQTT broker",
-                &["site"],
-            )?,
-            input_dropped: metrics::int_counter(
-                r,
-                "simpang_incident_input_dropped_total",
-                "Rule events or counts reports lost because the incident queue was full",
-            )?,
-        })
-    }
-}
-
 /// The running incident stage.
 pub struct IncidentService {
     tx: mpsc::Sender<Input>,
     dropped: IntCounter,
     cancel: CancellationToken,
     producer: tokio::task::JoinHandle<()>,
-    links: Arc<HashMap<String, Link>>,
+    sites: Arc<Registry<StageSite>>,
+    links: LinkStarter,
     outbox: Outbox,
+}
+
+/// What the stage keeps of one site it serves, by id: the facts its messages carry, its MQTT
+/// connection, and the watch on its camera.
+struct StageSite {
+    info: SiteInfo,
+    link: Link,
+    /// The camera's slots in the hub and the offline watch over them (a site without slots,
+    /// which no camera feeds, has no camera incidents).
+    camera: Option<(Arc<SiteHub>, Mutex<watch::OfflineWatch>)>,
+}
+
+/// Opens a site's MQTT connection: what start-up and [`IncidentService::add_site`] share.
+struct LinkStarter {
+    target: BrokerTarget,
+    outbox: Outbox,
+    metrics: link::LinkMetrics,
+    /// `mqtt.client_id`: each site connects as `{client_id}-{site}`.
+    client_id: String,
+    reconnect: (Duration, Duration),
+    local: LocalTime,
+    offline_grace: chrono::Duration,
+}
+
+impl LinkStarter {
+    fn start(&self, info: SiteInfo, camera: Option<Arc<SiteHub>>, last_id: i64) -> StageSite {
+        self.metrics.pending.with_label_values(&[&info.id]);
+        let client_id = format!("{}-{}", self.client_id, info.id);
+        let status = status_fn(info.clone(), client_id.clone(), camera.clone(), self.local);
+        let link = Link::spawn(
+            link::LinkSettings {
+                site: info.id.clone(),
+                client_id,
+                last_id,
+                reconnect: self.reconnect,
+            },
+            &self.target,
+            self.outbox.clone(),
+            status,
+            self.metrics.clone(),
+        );
+        StageSite {
+            info,
+            link,
+            camera: camera.map(|c| (c, Mutex::new(watch::OfflineWatch::new(self.offline_grace)))),
+        }
+    }
 }
 
 /// Creates the data directory and proves it is writable (`simpang check` and start-up).
@@ -218,7 +186,7 @@ impl IncidentService {
     pub async fn start(
         cfg: &Config,
         hub: Arc<Hub>,
-        registry: &Registry,
+        registry: &prometheus::Registry,
     ) -> Result<Self, IncidentError> {
         let data_dir = cfg.data_dir();
         check_data_dir(&data_dir)?;
@@ -238,9 +206,7 @@ impl IncidentService {
         )
         .await?;
         let m = IncidentMetrics::register(registry)?;
-        let local = LocalTime {
-            tz: cfg.city.timezone.clone(),
-        };
+        let local = LocalTime { tz: cfg.city.tz() };
         let sites = SiteInfo::all(cfg);
 
         let mut last_ids: HashMap<String, i64> = HashMap::new();
@@ -269,34 +235,29 @@ impl IncidentService {
             published: m.published.clone(),
             connect_failures: m.connect_failures.clone(),
         };
-        let mut links = HashMap::new();
+        let links = LinkStarter {
+            target,
+            outbox: outbox.clone(),
+            metrics: link_metrics,
+            client_id: cfg.mqtt.client_id.clone(),
+            reconnect,
+            local,
+            offline_grace: chrono::Duration::milliseconds(
+                (cfg.incidents.offline_grace_s * 1000.0) as i64,
+            ),
+        };
+        let served = Arc::new(Registry::default());
         for site_cfg in &cfg.sites {
             let Some(info) = sites.get(&site_cfg.id).cloned() else {
                 continue;
             };
-            m.outbox_pending.with_label_values(&[&info.id]);
-            let client_id = format!("{}-{}", cfg.mqtt.client_id, info.id);
-            let status = status_fn(
-                info.clone(),
-                client_id.clone(),
-                hub.site(&info.id).cloned(),
-                local.clone(),
-            );
-            let link = Link::spawn(
-                link::LinkSettings {
-                    site: info.id.clone(),
-                    client_id,
-                    last_id: last_ids.get(&info.id).copied().unwrap_or(0),
-                    reconnect,
-                },
-                &target,
-                outbox.clone(),
-                status,
-                link_metrics.clone(),
-            );
-            links.insert(info.id.clone(), link);
+            let id = SiteId::new(&info.id);
+            let last_id = last_ids.get(&info.id).copied().unwrap_or(0);
+            let site = links.start(info, hub.site(id.as_str()), last_id);
+            if let Err(dup) = served.insert(id, Arc::new(site)) {
+                dup.link.stop().await;
+            }
         }
-        let links = Arc::new(links);
 
         let mut lifecycle = Lifecycle::new(LifecycleConfig {
             update_interval: chrono::Duration::milliseconds(
@@ -317,21 +278,13 @@ impl IncidentService {
         }
         lifecycle.restore(restored, Utc::now());
 
-        let grace = chrono::Duration::milliseconds((cfg.incidents.offline_grace_s * 1000.0) as i64);
-        let watches = hub
-            .sites
-            .iter()
-            .map(|s| (s.clone(), watch::OfflineWatch::new(grace)))
-            .collect();
         let (tx, rx) = mpsc::channel::<Input>(INPUT_QUEUE);
         let cancel = CancellationToken::new();
         let producer = Producer {
             lifecycle,
-            watches,
-            sites,
+            sites: served.clone(),
             local,
             outbox: outbox.clone(),
-            links: links.clone(),
             hub,
             data_dir,
             snapshot_width: cfg.incidents.snapshot_width,
@@ -347,15 +300,70 @@ impl IncidentService {
                 .run(rx)
                 .instrument(tracing::info_span!("incidents")),
         );
-        info!(broker = %target.display, sites = links.len(), outbox = %outbox.path().display(), "incident service started");
+        info!(broker = %links.target.display, sites = served.len(), outbox = %outbox.path().display(), "incident service started");
         Ok(Self {
             tx,
             dropped: m.input_dropped.clone(),
             cancel,
             producer,
+            sites: served,
             links,
             outbox,
         })
+    }
+
+    /// Starts serving a site while running: its MQTT connection (draining any messages of it
+    /// the outbox holds from before), its status, and incidents from its rule events and its
+    /// camera (`camera`: its slots in the hub). A site already served is left as it is.
+    pub async fn add_site(
+        &self,
+        site: &Site,
+        camera: Option<Arc<SiteHub>>,
+    ) -> Result<(), IncidentError> {
+        let id = SiteId::new(&site.id);
+        if self.sites.get(id.as_str()).is_some() {
+            return Ok(());
+        }
+        let backlog = self.outbox.backlog().await?;
+        let own = backlog.iter().find(|b| b.site == site.id);
+        let pending = own.map_or(0, |b| b.pending);
+        self.links
+            .metrics
+            .pending
+            .with_label_values(&[&site.id])
+            .set(pending);
+        if pending > 0 {
+            info!(site = %id, pending, "outbox holds messages of this site from before; draining them first");
+        }
+        let entry = self.links.start(
+            SiteInfo::from_site(site),
+            camera,
+            own.map_or(0, |b| b.max_id),
+        );
+        if let Err(dup) = self.sites.insert(id, Arc::new(entry)) {
+            // Added meanwhile by another caller: that one serves it.
+            dup.link.stop().await;
+        }
+        Ok(())
+    }
+
+    /// Stops serving a site while running: its connection publishes what the broker takes
+    /// within a few seconds, then its retained status says offline (`shutdown`). What is not
+    /// acknowledged stays in the outbox for whichever run serves the site next. Open incidents
+    /// stay open in the outbox too. False when the site was not served.
+    pub async fn remove_site(&self, id: &str) -> bool {
+        match self.sites.remove(id) {
+            Some(site) => {
+                site.link.stop().await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The ids of the sites served now.
+    pub fn site_ids(&self) -> Vec<SiteId> {
+        self.sites.ids()
     }
 
     pub fn sender(&self) -> IncidentSender {
@@ -373,8 +381,8 @@ impl IncidentService {
         if let Err(e) = self.producer.await {
             error!(error = %e, "incident producer ended abnormally");
         }
-        let stops = self.links.values().map(|l| l.stop());
-        futures::future::join_all(stops).await;
+        let sites = self.sites.all();
+        futures::future::join_all(sites.iter().map(|s| s.link.stop())).await;
         let left = self.outbox.pending();
         if left > 0 {
             info!(
@@ -424,11 +432,10 @@ fn status_fn(
 /// The task that turns inputs into stored messages.
 struct Producer {
     lifecycle: Lifecycle,
-    watches: Vec<(Arc<SiteHub>, watch::OfflineWatch)>,
-    sites: HashMap<String, SiteInfo>,
+    /// The sites served, shared with the service, which adds and removes them.
+    sites: Arc<Registry<StageSite>>,
     local: LocalTime,
     outbox: Outbox,
-    links: Arc<HashMap<String, Link>>,
     hub: Arc<Hub>,
     data_dir: PathBuf,
     snapshot_width: u32,
@@ -477,11 +484,14 @@ impl Producer {
         }
         let mut events = Vec::new();
         let mut changed = Vec::new();
-        for (site, w) in &mut self.watches {
+        for served in self.sites.all() {
+            let Some((site, w)) = &served.camera else {
+                continue;
+            };
             let st = site.status.load_full();
-            let obs = w.observe(&st, now);
+            let obs = w.lock().observe(&st, now);
             if obs.health_changed {
-                changed.push(site.id.to_string());
+                changed.push(served.clone());
             }
             let Some((phase, started_at)) = obs.phase else {
                 continue;
@@ -508,9 +518,7 @@ impl Producer {
             self.rule_event(ev, now).await;
         }
         for site in changed {
-            if let Some(l) = self.links.get(&site) {
-                l.status_changed();
-            }
+            site.link.status_changed();
         }
     }
 
@@ -541,8 +549,8 @@ impl Producer {
     }
 
     async fn rule_event(&mut self, ev: RuleEvent, received: DateTime<Utc>) {
-        if !self.sites.contains_key(ev.site.as_str()) {
-            warn!(site = %ev.site, "rule event for a site that is not configured; ignored");
+        if self.sites.get(ev.site.as_str()).is_none() {
+            warn!(site = %ev.site, "rule event for a site that is not served; ignored");
             return;
         }
         let emits = self.lifecycle.on_event(&ev);
@@ -560,7 +568,7 @@ impl Producer {
         ev: Option<&RuleEvent>,
         received: DateTime<Utc>,
     ) {
-        let Some(site) = self.sites.get(&emit.key.site).cloned() else {
+        let Some(site) = self.sites.get(&emit.key.site).map(|s| s.info.clone()) else {
             return;
         };
         let span = tracing::info_span!("incident", site = %site.id, id = %emit.id, event = emit.event.as_str(), seq = emit.seq);
@@ -622,10 +630,11 @@ impl Producer {
     }
 
     async fn counts(&mut self, r: CountsReport, received: DateTime<Utc>) {
-        let Some(site) = self.sites.get(r.site.as_str()) else {
-            warn!(site = %r.site, "counts for a site that is not configured; ignored");
+        let Some(served) = self.sites.get(r.site.as_str()) else {
+            warn!(site = %r.site, "counts for a site that is not served; ignored");
             return;
         };
+        let site = &served.info;
         let msg = message::counts_message(&r, site, &self.local);
         let payload = match serde_json::to_vec(&msg) {
             Ok(p) => p,
@@ -685,8 +694,8 @@ impl Producer {
                     .outbox_pending
                     .with_label_values(&[&site])
                     .inc();
-                if let Some(l) = self.links.get(&site) {
-                    l.offer(Row {
+                if let Some(served) = self.sites.get(&site) {
+                    served.link.offer(Row {
                         id,
                         site: nm.site,
                         kind: nm.kind,
@@ -719,24 +728,14 @@ impl Producer {
         } else {
             Severity::Alert
         };
-        let (title, _) = text::titles(emit.key.kind, &site.name);
-        let clock = |t| {
-            format!(
-                "{} {}",
-                self.local.at(t).format("%H:%M:%S"),
-                self.local.abbrev(t)
-            )
-        };
-        // Short, time first: a long caption is cut off at the picture's right edge.
-        let caption = match (emit.key.kind, emit.event) {
-            (_, IncidentEvent::End) => format!("{} - selesai: {title}", clock(emit.at)),
-            // The picture is the last one before the camera went offline (`started_at`).
-            (IncidentKind::CameraOffline, _) => format!(
-                "{} - gambar terakhir sebelum kamera mati",
-                clock(emit.started_at)
-            ),
-            _ => format!("{} - {title}", clock(emit.at)),
-        };
+        let caption = snapshot::caption(
+            emit.key.kind,
+            emit.event,
+            &site.name,
+            emit.at,
+            emit.started_at,
+            &self.local,
+        );
         let rel = snapshot::relative_path(&emit.id, emit.seq, self.local.at(emit.at));
         let data_dir = self.data_dir.clone();
         let (width, quality) = (self.snapshot_width, self.snapshot_quality);
@@ -767,3 +766,6 @@ impl Producer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

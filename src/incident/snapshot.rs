@@ -1,4 +1,4 @@
-//! Incident snapshots: the frame with the zone and the boxes drawn (by `wall::overlay`), as a
+//! Incident snapshots: the frame with the zone and the boxes drawn (by `draw::overlay`), as a
 //! JPEG stored under the data directory and carried inline, base64, in the message.
 //!
 //! Inline rather than on a separate topic: one QoS 1 message is the whole report, so the desk
@@ -10,11 +10,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use chrono::{DateTime, Days, FixedOffset, NaiveDate};
+use chrono::{DateTime, Days, FixedOffset, NaiveDate, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::model::{Image, Point, Severity, Snapshot, SnapshotBox};
-use crate::wall::overlay::{self, DrawError};
+use super::message::LocalTime;
+use super::text::titles;
+use crate::draw::overlay::{self, DrawError};
+use crate::model::{Image, IncidentEvent, IncidentKind, Point, Severity, Snapshot, SnapshotBox};
 
 /// Renders and encodes a snapshot. Returns the JPEG and its size.
 pub fn render_jpeg(
@@ -29,6 +31,29 @@ pub fn render_jpeg(
     let img = overlay::render_snapshot(frame, zone, boxes, severity, caption, width)?;
     let jpeg = overlay::encode_jpeg(&img, quality)?;
     Ok((jpeg, img.width, img.height))
+}
+
+/// The caption drawn on a snapshot: short and time first, since a long caption is cut off at the
+/// picture's right edge. `at` is the decision's time, `started_at` the incident's start.
+pub fn caption(
+    kind: IncidentKind,
+    event: IncidentEvent,
+    site_name: &str,
+    at: DateTime<Utc>,
+    started_at: DateTime<Utc>,
+    local: &LocalTime,
+) -> String {
+    let (title, _) = titles(kind, site_name);
+    let clock = |t| format!("{} {}", local.at(t).format("%H:%M:%S"), local.abbrev(t));
+    match (kind, event) {
+        (_, IncidentEvent::End) => format!("{} - selesai: {title}", clock(at)),
+        // The picture is the last one before the camera went offline (`started_at`).
+        (IncidentKind::CameraOffline, _) => format!(
+            "{} - gambar terakhir sebelum kamera mati",
+            clock(started_at)
+        ),
+        _ => format!("{} - {title}", clock(at)),
+    }
 }
 
 /// Where a snapshot is stored, relative to the data directory:

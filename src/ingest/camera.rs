@@ -263,7 +263,7 @@ fn build(
 
     // Analytics frames into the queue (newest wins).
     let analytics: gst_app::AppSink = element(&pipeline, "analytics")?;
-    let (site_id, index) = (s.site.clone(), s.index);
+    let site_id = s.site.clone();
     let a_frames = metrics.analytics_frames.with_label_values(&[label]);
     let a_dropped = metrics.analytics_dropped.with_label_values(&[label]);
     let live_a = live.clone();
@@ -285,7 +285,7 @@ fn build(
                     image,
                 };
                 a_frames.inc();
-                if queue.put(index, frame) {
+                if queue.put(frame) {
                     a_dropped.inc();
                 }
                 Ok(gst::FlowSuccess::Ok)

@@ -15,7 +15,7 @@ pub mod samples;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, Site};
 use crate::model::SiteId;
 pub use camera::{spawn_camera, CameraHandle};
 pub use pipeline::{Source, SourceKind, Templates};
@@ -81,12 +81,12 @@ pub enum Pacing {
 }
 
 /// What a camera's supervisor needs, cloned out of the config (the camera never reads config
-/// again, so a reload cannot change a running pipeline under it).
+/// again, so a reload cannot change a running pipeline under it). The settings; what changes
+/// while it runs (pipeline, backoff, counters, online state) is the supervisor's own, and what
+/// others may read of it is the site's [`SiteHub`](crate::hub::SiteHub) status.
 #[derive(Clone, Debug)]
 pub struct CameraSettings {
     pub site: SiteId,
-    /// Index of the site in the hub and the analytics queue.
-    pub index: usize,
     pub source: Source,
     pub pacing: Pacing,
     /// Loop a file source at its end.
@@ -108,38 +108,40 @@ impl CameraSettings {
     pub fn from_config(cfg: &Config, analytics_size: (u32, u32)) -> Vec<CameraSettings> {
         cfg.sites
             .iter()
-            .enumerate()
-            .map(|(index, site)| {
-                let mut source = Source::parse(&site.stream);
-                if source.kind == SourceKind::File {
-                    source.target = cfg
-                        .resolve(std::path::Path::new(&source.target))
-                        .display()
-                        .to_string();
-                }
-                let pacing = match (source.is_live(), cfg.ingest.files_realtime) {
-                    (true, _) => Pacing::Live,
-                    (false, true) => Pacing::Realtime,
-                    (false, false) => Pacing::AsFastAsPossible,
-                };
-                CameraSettings {
-                    site: SiteId::new(&site.id),
-                    index,
-                    source,
-                    pacing,
-                    loop_file: cfg.ingest.files_loop,
-                    analytics_width: analytics_size.0,
-                    analytics_height: analytics_size.1,
-                    detect_fps: cfg.detect.fps,
-                    tile_width: cfg.wall.tile_width,
-                    tile_height: cfg.wall.tile_height,
-                    rtsp_latency_ms: cfg.ingest.rtsp_latency_ms,
-                    silence_timeout: Duration::from_secs_f64(cfg.ingest.silence_timeout_s),
-                    backoff_initial: Duration::from_secs_f64(cfg.ingest.backoff_initial_s),
-                    backoff_max: Duration::from_secs_f64(cfg.ingest.backoff_max_s),
-                }
-            })
+            .map(|site| CameraSettings::for_site(cfg, site, analytics_size))
             .collect()
+    }
+
+    /// Settings for the camera of `site` under `cfg`'s ingest, detect and wall settings (the
+    /// site need not be one of `cfg.sites`: a site started while running).
+    pub fn for_site(cfg: &Config, site: &Site, analytics_size: (u32, u32)) -> CameraSettings {
+        let mut source = Source::parse(&site.stream);
+        if source.kind == SourceKind::File {
+            source.target = cfg
+                .resolve(std::path::Path::new(&source.target))
+                .display()
+                .to_string();
+        }
+        let pacing = match (source.is_live(), cfg.ingest.files_realtime) {
+            (true, _) => Pacing::Live,
+            (false, true) => Pacing::Realtime,
+            (false, false) => Pacing::AsFastAsPossible,
+        };
+        CameraSettings {
+            site: SiteId::new(&site.id),
+            source,
+            pacing,
+            loop_file: cfg.ingest.files_loop,
+            analytics_width: analytics_size.0,
+            analytics_height: analytics_size.1,
+            detect_fps: cfg.detect.fps,
+            tile_width: cfg.wall.tile_width,
+            tile_height: cfg.wall.tile_height,
+            rtsp_latency_ms: cfg.ingest.rtsp_latency_ms,
+            silence_timeout: Duration::from_secs_f64(cfg.ingest.silence_timeout_s),
+            backoff_initial: Duration::from_secs_f64(cfg.ingest.backoff_initial_s),
+            backoff_max: Duration::from_secs_f64(cfg.ingest.backoff_max_s),
+        }
     }
 
     /// The template parameters of this camera.

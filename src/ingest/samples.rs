@@ -29,7 +29,7 @@ use crate::config::Config;
 /// Arguments of `simpang samples`.
 #[derive(clap::Args, Debug)]
 pub struct SamplesArgs {
-    #[arg(long, default_value = "config/palembang.toml")]
+    #[arg(long, default_value = crate::config::DEFAULT_PATH)]
     pub config: PathBuf,
     /// Footage folder (`sites/<id>.mp4` per site, else the default clip) or one file for all.
     #[arg(long)]
@@ -79,19 +79,9 @@ pub fn main(args: SamplesArgs) -> anyhow::Result<ExitCode> {
         sites = feeds.len(),
         "sample cameras serving"
     );
-    wait_for_signal();
+    crate::shutdown::wait();
     server.stop();
     Ok(ExitCode::SUCCESS)
-}
-
-/// Blocks until SIGINT or SIGTERM.
-fn wait_for_signal() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
-    if let Ok(rt) = rt {
-        rt.block_on(crate::app::shutdown_signal());
-    }
 }
 
 /// The footage file for a site: `DIR/sites/<id>.mp4`, `DIR/<id>.mp4`, then `DIR/<default>`;

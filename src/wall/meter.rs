@@ -13,8 +13,9 @@ use crate::hub::Hub;
 
 /// Display frames per second of every site over `window` (blocks for that long).
 pub fn measure_hub(hub: &Hub, window: Duration) -> BTreeMap<String, f64> {
+    let sites = hub.sites();
     let count = || -> Vec<u64> {
-        hub.sites
+        sites
             .iter()
             .map(|s| s.display_frames.load(Ordering::Relaxed))
             .collect()
@@ -22,7 +23,7 @@ pub fn measure_hub(hub: &Hub, window: Duration) -> BTreeMap<String, f64> {
     let (t0, c0) = (Instant::now(), count());
     std::thread::sleep(window);
     let (dt, c1) = (t0.elapsed().as_secs_f64(), count());
-    hub.sites
+    sites
         .iter()
         .zip(c0.iter().zip(&c1))
         .map(|(s, (a, b))| (s.id.to_string(), b.saturating_sub(*a) as f64 / dt))
@@ -125,7 +126,7 @@ mod tests {
         let h = hub.clone();
         let t = std::thread::spawn(move || {
             for _ in 0..20 {
-                h.sites[0].display_frames.fetch_add(1, Ordering::Relaxed);
+                h.sites()[0].display_frames.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(10));
             }
         });

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! hub.display (I420, source rate) ──┐
-//! hub.results (latest analytics) ───┼─▶ site worker (tile.rs): draw on I420 (scene.rs, canvas.rs)
+//! hub.results (latest analytics) ───┼─▶ site worker (tile.rs): draw on I420 (scene.rs, draw/canvas.rs)
 //! hub.status ───────────────────────┘      ├─▶ jpegenc once ─▶ watch ─▶ every MJPEG viewer (http.rs)
 //!                                          ├─▶ appsrc of /annotated/{site} (shared media, x264)
 //!                                          └─▶ tile slot ─▶ mosaic (mosaic.rs) ─▶ /annotated/wall
@@ -16,14 +16,12 @@
 //! [`Wall::router`] is served on the same HTTP listener as `/metrics`. docs/wall.md has the URLs,
 //! settings and cost figures.
 
-pub mod canvas;
 pub mod feed;
 pub mod http;
 pub mod jpeg;
 pub mod meter;
 pub mod metrics;
 pub mod mosaic;
-pub mod overlay;
 pub mod rtsp;
 pub mod scene;
 pub mod tile;
@@ -90,7 +88,7 @@ impl Wall {
         let w = &cfg.wall;
         let metrics = WallMetrics::register(registry)?;
         let mut sites = Vec::with_capacity(cfg.sites.len());
-        for (i, s) in cfg.sites.iter().enumerate() {
+        for s in &cfg.sites {
             let h = hub
                 .site(&s.id)
                 .ok_or_else(|| WallError::UnknownSite(s.id.clone()))?;
@@ -101,7 +99,7 @@ impl Wall {
             metrics.jpeg_frames.with_label_values(&[s.id.as_str()]);
             metrics.frames_rendered.with_label_values(&[s.id.as_str()]);
             metrics.rtsp_frames.with_label_values(&[s.id.as_str()]);
-            sites.push(Arc::new(SiteOutput::new(i, h.clone(), s.name.clone())));
+            sites.push(Arc::new(SiteOutput::new(h, s.name.clone())));
         }
         metrics.viewers.with_label_values(&[rtsp::MOSAIC, "rtsp"]);
         metrics.rtsp_frames.with_label_values(&[rtsp::MOSAIC]);
@@ -124,7 +122,7 @@ impl Wall {
                 let scene = SiteScene::new(
                     cfg_site,
                     labels.clone(),
-                    &cfg.city.timezone,
+                    cfg.city.tz(),
                     w.tile_width,
                     w.tile_height,
                 );
@@ -192,7 +190,7 @@ impl Wall {
         let page = json!({
             "title": w.title,
             "city": cfg.city.name,
-            "timezone": cfg.city.timezone,
+            "timezone": cfg.city.tz().name(),
             "cols": grid.cols,
             "rows": grid.rows,
             "tile_width": w.tile_width,

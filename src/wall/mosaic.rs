@@ -13,12 +13,12 @@ use gstreamer as gst;
 use opencv::core::{Point as CvPoint, Rect};
 use tracing::{debug, info_span, warn};
 
-use super::canvas::{Canvas, Font, Yuv};
 use super::jpeg::i420_buffer;
 use super::metrics::thread_cpu_seconds;
-use super::overlay::DrawError;
 use super::rtsp::MOSAIC;
 use super::tile::{push_to_sinks, SiteOutput, WorkerShared};
+use crate::draw::canvas::{Canvas, Font, Yuv};
+use crate::draw::DrawError;
 use crate::model::{Image, PixelFormat};
 use crate::timing::{self, Stage};
 

@@ -9,14 +9,15 @@
 use chrono::{DateTime, Timelike, Utc};
 use opencv::core::{Point as CvPoint, Rect};
 
-use super::canvas::{Canvas, Font, Spans, Yuv};
-use super::overlay::DrawError;
 use crate::config::Site;
+use crate::draw::canvas::{Canvas, Font, Spans, Yuv};
+use crate::draw::DrawError;
 use crate::hub::CameraStatus;
 use crate::model::{
     DisplayFrame, Image, Labels, LineTotals, PixelFormat, Point, Severity, SiteResults, Track,
     TrackState,
 };
+use crate::time::Timezone;
 
 /// Tracks are drawn where they are expected to be now, extrapolated from the last analytics
 /// result by their velocity, but not further than this: beyond it the guess is worse than lag.
@@ -26,7 +27,7 @@ const STALE_RESULTS_S: f64 = 3.0;
 
 const BAR: Yuv = Yuv::gray(24);
 
-/// Zone geometry from config.
+/// Timezone geometry from config.
 #[derive(Clone, Debug)]
 struct ZoneGeom {
     id: String,
@@ -80,7 +81,7 @@ pub struct SiteScene {
     zones: Vec<ZoneGeom>,
     lines: Vec<LineGeom>,
     labels: Labels,
-    tz: String,
+    tz: Timezone,
     tile_w: u32,
     tile_h: u32,
     /// Size of text and marks relative to a 640x360 tile, so a 1280x720 tile (or a 320x180
@@ -91,7 +92,7 @@ pub struct SiteScene {
 }
 
 impl SiteScene {
-    pub fn new(site: &Site, labels: Labels, tz: &str, tile_w: u32, tile_h: u32) -> Self {
+    pub fn new(site: &Site, labels: Labels, tz: Timezone, tile_w: u32, tile_h: u32) -> Self {
         Self {
             name: site.name.clone(),
             zones: site
@@ -117,7 +118,7 @@ impl SiteScene {
                 })
                 .collect(),
             labels,
-            tz: tz.to_string(),
+            tz,
             tile_w,
             tile_h,
             // Not below 0.75: small tiles are shown enlarged, and text must stay legible.
@@ -419,9 +420,9 @@ impl SiteScene {
         let font = self.duplex(0.45, 1);
         // Narrow tiles show the time only: the site name matters more than the date.
         let clock = if self.tile_w < 480 {
-            time_text(&self.tz, input.now)
+            time_text(self.tz, input.now)
         } else {
-            clock_text(&self.tz, input.now)
+            clock_text(self.tz, input.now)
         };
         let (cw, _, _) = font.size(&clock)?;
         let max_name = (c.w - cw - 40).max(40);
@@ -470,7 +471,7 @@ impl SiteScene {
             } else {
                 st.since
             };
-            lines.push(format!("sejak {}", since_text(&self.tz, since, input.now)));
+            lines.push(format!("sejak {}", since_text(self.tz, since, input.now)));
         }
         if let Some(e) = &st.last_error {
             lines.push(truncate(e, 60));
@@ -585,45 +586,21 @@ fn class_colour(name: &str) -> Yuv {
     }
 }
 
-/// Zone abbreviation of a UTC offset as Indonesians write it.
-fn tz_abbrev(offset_s: i32) -> String {
-    match offset_s {
-        25_200 => "WIB".into(),
-        28_800 => "WITA".into(),
-        32_400 => "WIT".into(),
-        s => {
-            let sign = if s < 0 { '-' } else { '+' };
-            let a = s.abs();
-            format!("UTC{sign}{:02}:{:02}", a / 3600, (a % 3600) / 60)
-        }
-    }
-}
-
 /// `23/11/2026 17:05:09 WIB`.
-pub fn clock_text(tz: &str, now: DateTime<Utc>) -> String {
-    let t = crate::time::local(tz, now);
-    format!(
-        "{} {}",
-        t.format("%d/%m/%Y %H:%M:%S"),
-        tz_abbrev(t.offset().local_minus_utc())
-    )
+pub fn clock_text(tz: Timezone, now: DateTime<Utc>) -> String {
+    let t = tz.local(now);
+    format!("{} {}", t.format("%d/%m/%Y %H:%M:%S"), tz.abbrev(now))
 }
 
 /// `17:05:09 WIB`.
-pub fn time_text(tz: &str, now: DateTime<Utc>) -> String {
-    let t = crate::time::local(tz, now);
-    format!(
-        "{} {}",
-        t.format("%H:%M:%S"),
-        tz_abbrev(t.offset().local_minus_utc())
-    )
+pub fn time_text(tz: Timezone, now: DateTime<Utc>) -> String {
+    format!("{} {}", tz.local(now).format("%H:%M:%S"), tz.abbrev(now))
 }
 
 /// `14:32 WIB` today, `22/11 14:32 WIB` on another day.
-pub fn since_text(tz: &str, at: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let t = crate::time::local(tz, at);
-    let n = crate::time::local(tz, now);
-    let abbr = tz_abbrev(t.offset().local_minus_utc());
+pub fn since_text(tz: Timezone, at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let (t, n) = (tz.local(at), tz.local(now));
+    let abbr = tz.abbrev(at);
     if t.date_naive() == n.date_naive() {
         format!("{:02}:{:02} {abbr}", t.hour(), t.minute())
     } else {
@@ -718,7 +695,7 @@ points = [[0.10, 0.72], [0.90, 0.72]]
     #[test]
     fn narrow_picture_is_centred_with_bars_and_zone_coloured() {
         let now = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
-        let mut scene = SiteScene::new(&site(), Arc::from(Vec::new()), "Asia/Jakarta", 640, 360);
+        let mut scene = SiteScene::new(&site(), Arc::from(Vec::new()), Timezone::JAKARTA, 640, 360);
         let f = frame(480, 360, 120, now);
         let results = SiteResults {
             captured_at: Some(now),
@@ -767,7 +744,7 @@ points = [[0.10, 0.72], [0.90, 0.72]]
     #[test]
     fn offline_tile_is_mostly_dark_with_red_banner() {
         let now = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
-        let mut scene = SiteScene::new(&site(), Arc::from(Vec::new()), "Asia/Jakarta", 640, 360);
+        let mut scene = SiteScene::new(&site(), Arc::from(Vec::new()), Timezone::JAKARTA, 640, 360);
         let mut status = CameraStatus::starting(now - chrono::Duration::minutes(30));
         status.last_error = Some("no frames for 5.0 s".into());
         status.reconnects = 3;
@@ -799,7 +776,7 @@ points = [[0.10, 0.72], [0.90, 0.72]]
         let mut scene = SiteScene::new(
             &site(),
             Arc::from(vec!["person".to_string(), "car".to_string()]),
-            "Asia/Jakarta",
+            Timezone::JAKARTA,
             640,
             360,
         );
@@ -846,16 +823,22 @@ points = [[0.10, 0.72], [0.90, 0.72]]
     #[test]
     fn clock_and_since_in_wib() {
         let at = Utc.with_ymd_and_hms(2026, 11, 23, 10, 5, 9).unwrap();
-        assert_eq!(clock_text("Asia/Jakarta", at), "23/11/2026 17:05:09 WIB");
-        assert_eq!(clock_text("Asia/Makassar", at), "23/11/2026 18:05:09 WITA");
+        assert_eq!(clock_text(Timezone::JAKARTA, at), "23/11/2026 17:05:09 WIB");
         assert_eq!(
-            since_text("Asia/Jakarta", at, at + chrono::Duration::hours(1)),
+            clock_text(Timezone::parse("Asia/Makassar").unwrap(), at),
+            "23/11/2026 18:05:09 WITA"
+        );
+        assert_eq!(
+            since_text(Timezone::JAKARTA, at, at + chrono::Duration::hours(1)),
             "17:05 WIB"
         );
         assert_eq!(
-            since_text("Asia/Jakarta", at, at + chrono::Duration::days(1)),
+            since_text(Timezone::JAKARTA, at, at + chrono::Duration::days(1)),
             "23/11 17:05 WIB"
         );
-        assert_eq!(clock_text("UTC", at), "23/11/2026 10:05:09 UTC+00:00");
+        assert_eq!(
+            clock_text(Timezone::UTC, at),
+            "23/11/2026 10:05:09 UTC+00:00"
+        );
     }
 }

@@ -79,7 +79,6 @@ pub type RtspSinks = Mutex<Vec<gst_app::AppSrc>>;
 /// Everything about one site's outputs that the HTTP handlers, the RTSP server and the mosaic
 /// share with the worker.
 pub struct SiteOutput {
-    pub index: usize,
     pub id: SiteId,
     pub name: String,
     pub hub: Arc<SiteHub>,
@@ -94,9 +93,8 @@ pub struct SiteOutput {
 }
 
 impl SiteOutput {
-    pub fn new(index: usize, hub: Arc<SiteHub>, name: String) -> Self {
+    pub fn new(hub: Arc<SiteHub>, name: String) -> Self {
         Self {
-            index,
             id: hub.id.clone(),
             name,
             hub,

@@ -772,7 +772,7 @@ pub fn jpeg(w: u32, h: u32, seed: u8) -> Vec<u8> {
             };
         }
     }
-    simpang::wall::overlay::encode_jpeg(&img, 85).expect("encode jpeg")
+    simpang::draw::overlay::encode_jpeg(&img, 85).expect("encode jpeg")
 }
 
 /// A real PNG of `w` x `h`.
@@ -782,7 +782,7 @@ pub fn png(w: u32, h: u32) -> Vec<u8> {
     for (i, b) in img.data.iter_mut().enumerate() {
         *b = (i % 251) as u8;
     }
-    let m = simpang::wall::overlay::to_bgr_mat(&img).expect("mat");
+    let m = simpang::draw::overlay::to_bgr_mat(&img).expect("mat");
     let mut buf = Vector::<u8>::new();
     opencv::imgcodecs::imencode(".png", &m, &mut buf, &Vector::new()).expect("encode png");
     buf.to_vec()

@@ -14,11 +14,11 @@ use opencv::core::{Point as CvPoint, Scalar, Vector};
 use opencv::imgcodecs;
 use opencv::prelude::*;
 
-use super::{DetectOptions, DetectTimings, Detector};
 use crate::config::{Config, DetectConfig};
+use crate::detect::{DetectOptions, DetectTimings, Detector};
+use crate::draw::overlay;
 use crate::ingest::reader::{ReadOptions, VideoReader};
 use crate::model::{Detection, Image, Labels, PixelFormat, SnapshotBox};
-use crate::wall::overlay;
 
 /// Arguments of `simpang detect`.
 #[derive(clap::Args, Debug)]
@@ -66,7 +66,7 @@ fn is_image(p: &Path) -> bool {
 
 /// The `[detect]` settings and the directory its relative paths are relative to.
 fn detect_settings(args: &DetectArgs) -> anyhow::Result<(Option<Config>, DetectOptions, PathBuf)> {
-    let default = crate::app::default_config();
+    let default = crate::config::default_path();
     let path = match &args.config {
         Some(p) => Some(p.clone()),
         None if default.is_file() => Some(default),

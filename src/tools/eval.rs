@@ -18,10 +18,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::agreement::{self, Counts, GROUPS};
-use super::{DetectOptions, Detector};
 use crate::config::{Config, DetectConfig, OptimizationLevel};
+use crate::detect::{DetectOptions, Detector};
 use crate::ingest::reader::{ReadOptions, VideoReader};
 use crate::model::{Detection, Image, PixelFormat};
+use crate::procfs;
 
 /// IoU at which a model's box counts as the reference's box.
 pub const MATCH_IOU: f32 = 0.5;
@@ -210,7 +211,7 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
     if args.threads.is_empty() || args.threads.contains(&0) {
         bail!("--threads must list thread counts of at least 1");
     }
-    let default_cfg = crate::app::default_config();
+    let default_cfg = crate::config::default_path();
     let cfg_path = match &args.config {
         Some(p) => Some(p.clone()),
         None if default_cfg.is_file() => Some(default_cfg),
@@ -377,17 +378,6 @@ fn load(base: &DetectOptions, spec: &ModelSpec, threads: usize) -> anyhow::Resul
     Ok((d, t0.elapsed().as_secs_f64() * 1e3))
 }
 
-/// Process CPU time (all threads) so far.
-fn process_cpu() -> Duration {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
-        return Duration::ZERO;
-    }
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
 /// Frames of one footage file at chosen indices, at `size`.
 fn read_frames(
     path: &Path,
@@ -454,29 +444,6 @@ pub struct Host {
     pub logical_cpus: usize,
     pub load_1m_start: Option<f64>,
     pub load_1m_end: Option<f64>,
-}
-
-fn cpu_info() -> (String, bool, bool) {
-    let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-    };
-    let model = field("model name").unwrap_or_else(|| "unknown".into());
-    let flags = field("flags").unwrap_or_default();
-    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
-    (model, has("avx512f"), has("avx512_vnni"))
-}
-
-fn load_1m() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// Rounds to `d` decimals: the JSON carries exactly the numbers the table shows.
@@ -577,8 +544,8 @@ pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run(args: &EvalArgs, plan: &Plan) -> anyhow::Result<Report> {
-    let (cpu_model, avx512f, avx512_vnni) = cpu_info();
-    let load_start = load_1m();
+    let machine = procfs::Machine::read();
+    let load_start = procfs::load_1m();
     let threads = &args.threads;
 
     let mut specs = vec![(plan.reference.clone(), true)];
@@ -757,12 +724,12 @@ fn run(args: &EvalArgs, plan: &Plan) -> anyhow::Result<Report> {
             }
             let img = &list[round % list.len()];
             for (ti, (_, det)) in r.detectors.iter().enumerate() {
-                let c0 = process_cpu();
+                let c0 = procfs::self_cpu_time();
                 let t0 = Instant::now();
                 det.detect_batch(&[img])
                     .with_context(|| format!("model {}", r.name))?;
                 let wall = t0.elapsed().as_secs_f64() * 1e3;
-                let cpu = process_cpu().saturating_sub(c0).as_secs_f64() * 1e3;
+                let cpu = procfs::self_cpu_time().saturating_sub(c0).as_secs_f64() * 1e3;
                 r.timings[ti].push((wall, cpu));
                 bar.inc(1);
             }
@@ -874,14 +841,12 @@ fn run(args: &EvalArgs, plan: &Plan) -> anyhow::Result<Report> {
     Ok(Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         host: Host {
-            cpu_model,
-            avx512f,
-            avx512_vnni,
-            logical_cpus: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(0),
+            avx512f: machine.avx512,
+            avx512_vnni: machine.avx512_flags.iter().any(|f| f == "avx512_vnni"),
+            cpu_model: machine.cpu_model,
+            logical_cpus: machine.cpus,
             load_1m_start: load_start,
-            load_1m_end: load_1m(),
+            load_1m_end: procfs::load_1m(),
         },
         footage: footage_use,
         frames: n_frames,

@@ -1,5 +1,5 @@
-//! Drawing results over pictures: zone polygons, boxes, captions. Used for incident snapshots
-//! (and by the wall's live overlay).
+//! Drawing results over BGR pictures: zone polygons, boxes, captions. Used for incident
+//! snapshots and `simpang detect`'s annotated output (the wall draws on I420: [`super::canvas`]).
 
 use opencv::core::{self, Mat, Point as CvPoint, Rect, Scalar, Vector};
 use opencv::prelude::*;

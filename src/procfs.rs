@@ -1,5 +1,7 @@
-//! What the bench reads from `/proc`: CPU time of a process and of its threads, peak RSS, the
-//! machine's CPU model, flags and load.
+//! What the tools (`simpang bench`, `simpang eval`) read about the machine and the processes
+//! they measure, all in one place: CPU time of a process and of its threads, peak RSS, the
+//! machine's CPU model, flags and load, from `/proc`; and this process's CPU time to the
+//! microsecond (for per-inference figures, finer than `/proc`'s clock ticks).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -38,6 +40,19 @@ pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     };
     let text = std::fs::read_to_string(path).ok()?;
     parse_stat(&text).map(|(_, s)| s)
+}
+
+/// CPU time (user + system, all threads) of this process so far, to the microsecond
+/// (`getrusage`); zero if the call fails.
+pub fn self_cpu_time() -> std::time::Duration {
+    use std::time::Duration;
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
 }
 
 /// Peak resident set size in bytes (`VmHWM`) of process `pid`, or of this process.
@@ -147,6 +162,16 @@ fn busy_of_stat(text: &str) -> Option<f64> {
     (v.len() >= 4).then(|| at(0) + at(1) + at(2) + at(5) + at(6) + at(7))
 }
 
+/// The 1-minute load average, if `/proc/loadavg` can be read.
+pub fn load_1m() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The 1-, 5- and 15-minute load averages.
 pub fn load_average() -> [f64; 3] {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -187,6 +212,14 @@ mod tests {
         let threads = thread_cpu();
         assert!(!threads.is_empty());
         assert!(cpu_seconds(Some(u32::MAX)).is_none());
+        assert!(load_1m().is_some_and(|l| l >= 0.0));
+        // Burn a little CPU: the microsecond clock must see it.
+        let c0 = self_cpu_time();
+        let mut x = 0u64;
+        while self_cpu_time() == c0 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(self_cpu_time() > c0);
     }
 
     #[test]
