@@ -29,7 +29,7 @@ pub struct SiteInfo {
     pub lat: f64,
     pub lon: f64,
     pub camera: String,
-    /// Timezone id -> (name, polygon).
+    /// Zone id -> (name, polygon).
     pub zones: HashMap<String, (String, Vec<Point>)>,
 }
 

@@ -27,7 +27,7 @@ const STALE_RESULTS_S: f64 = 3.0;
 
 const BAR: Yuv = Yuv::gray(24);
 
-/// Timezone geometry from config.
+/// Zone geometry from config.
 #[derive(Clone, Debug)]
 struct ZoneGeom {
     id: String,
