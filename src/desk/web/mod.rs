@@ -1,9 +1,10 @@
 //! HTTP: server-rendered pages (maud) for staff and citizens, and a JSON API over the same
-//! service. Only the login page, the citizen form, the tracker, the SMS webhook and static
+//! services. Only the login page, the citizen form, the tracker, the SMS webhook and static
 //! assets answer without a session.
 
 mod api;
 mod assets;
+mod form;
 mod pages;
 mod views;
 
@@ -20,7 +21,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 
-use super::service::{Desk, DeskError, StaffUser};
+use super::{Desk, DeskError, StaffUser};
 
 pub type AppState = Arc<Desk>;
 
@@ -128,6 +129,7 @@ async fn session_of(parts: &Parts, desk: &Desk) -> Result<Option<Session>, DeskE
         return Ok(None);
     }
     Ok(desk
+        .sessions
         .session(&token)
         .await?
         .map(|(user, csrf)| Session { user, csrf, token }))
