@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Desk, DeskError, StaffUser};
 
+/// What every handler gets: the desk.
 pub type AppState = Arc<Desk>;
 
 /// Name of the staff session cookie.
@@ -179,6 +180,7 @@ pub fn client_of(parts_ext: &axum::http::Extensions) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The client's address, for login rate limiting.
 pub struct Client(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Client {

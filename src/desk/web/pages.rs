@@ -21,6 +21,7 @@ use crate::desk::input::normalise_ticket;
 use crate::desk::workflow::satisfied_missing;
 use crate::desk::{DeskError, FieldError};
 
+/// What every page handler answers.
 type PageResult = Result<Response, PageError>;
 
 fn see_other(to: &str) -> Response {
@@ -59,6 +60,7 @@ pub async fn not_found() -> Response {
 // ------------------------------------------------------------------------------------------------
 // Login
 
+/// Where to go after login (`?next=`).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct NextQuery {
@@ -86,6 +88,7 @@ pub async fn login_form(Query(q): Query<NextQuery>) -> Response {
     )
 }
 
+/// The login form.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct LoginForm {
@@ -143,6 +146,7 @@ pub async fn login_submit(
     }
 }
 
+/// A form that carries only the CSRF token (logout).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct CsrfForm {
@@ -196,6 +200,7 @@ pub async fn reports(
     Ok(views::reports_page(&desk, &s, &rows, total, &q, page, limit).into_response())
 }
 
+/// `?ok=` after a redirect: which confirmation to show.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct FlashQuery {
@@ -231,6 +236,7 @@ pub async fn report(
     Ok(views::report_page(&desk, &s, &v, flash, None).into_response())
 }
 
+/// A workflow step's form on the report page.
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
 pub struct ActionForm {
@@ -360,6 +366,7 @@ pub async fn users(
     users_view(&desk, &s, &[], flash, StatusCode::OK).await
 }
 
+/// The new-account form.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct UserForm {
@@ -408,6 +415,7 @@ pub async fn user_create(
     }
 }
 
+/// The deactivate-and-hand-over form.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct DeactivateForm {
@@ -432,6 +440,7 @@ pub async fn user_deactivate(
     }
 }
 
+/// `?page=` of the audit page.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct PageNo {
@@ -526,6 +535,7 @@ pub async fn report_submit(
     }
 }
 
+/// The tracker's search box (`?ticket=`).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct TrackQuery {
@@ -562,6 +572,7 @@ pub async fn track(
     Ok(views::track_page(&desk, &v, flash, None).into_response())
 }
 
+/// The reporter's confirm and message forms on the tracker.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct TrackForm {

@@ -330,7 +330,9 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         assert!(fields(good()).is_empty());
-        let cases: [(fn(&mut NewReport), &[&str]); 7] = [
+        /// A change to a good report, and the fields it makes bad.
+        type Case = (fn(&mut NewReport), &'static [&'static str]);
+        let cases: [Case; 7] = [
             (|r| r.title = "abc".into(), &["title"]),
             (|r| r.category = "camera_fault".into(), &["category"]),
             (|r| r.category = " ".into(), &["category"]),

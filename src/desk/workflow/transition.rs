@@ -218,6 +218,7 @@ mod tests {
     const PHONE: &str = "081234567890";
     const PREFIX: &str = "kota/pengaduan";
 
+    /// A desk core on a fresh SQLite file, with one account per role.
     struct Fixture {
         workflow: Workflow,
         core: Arc<DeskCore>,
@@ -328,6 +329,7 @@ mod tests {
         }
     }
 
+    /// Who takes the step in a case.
     #[derive(Clone, Copy, Debug)]
     enum Who {
         Operator,
@@ -338,6 +340,7 @@ mod tests {
         Phone(&'static str),
     }
 
+    /// Which step.
     #[derive(Clone, Copy, Debug)]
     enum Take {
         Verify(Option<&'static str>),
@@ -352,6 +355,7 @@ mod tests {
         Chat,
     }
 
+    /// What should become of it.
     #[derive(Debug, PartialEq)]
     enum Want {
         To(Status),
@@ -360,6 +364,9 @@ mod tests {
         NotFound,
         Invalid(&'static str),
     }
+
+    /// A report (source, status, agency), who takes which step, and what should happen.
+    type Case = (Source, Status, Option<&'static str>, Who, Take, Want);
 
     async fn take(
         fx: &Fixture,
@@ -418,7 +425,7 @@ mod tests {
         let other = fx.report(Web, Received, None).await;
         let d = Some("dishub");
         #[rustfmt::skip]
-        let cases: &[(Source, Status, Option<&str>, Who, Take, Want)] = &[
+        let cases: &[Case] = &[
             // Operators sort and route.
             (Web, Received, None, Who::Operator, Take::Verify(None), Want::To(Verified)),
             (Web, Received, None, Who::Operator, Take::Verify(Some("nope")), Want::Invalid("category")),

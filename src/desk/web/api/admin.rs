@@ -13,6 +13,7 @@ use crate::desk::domain::Role;
 use crate::desk::web::{ApiJson, ApiSession, AppState};
 use crate::desk::{DeskError, FieldError};
 
+/// Paging of the audit log and dead letters (`?limit=&offset=`).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct PageQuery {
@@ -62,6 +63,7 @@ pub async fn users(State(desk): State<AppState>, ApiSession(s): ApiSession) -> A
     Ok(Json(json!({ "items": rows })).into_response())
 }
 
+/// `POST /api/users`: a new account.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserIn {
@@ -108,6 +110,7 @@ pub async fn user_create(
     Ok((StatusCode::CREATED, Json(json!({ "user": u }))).into_response())
 }
 
+/// `POST /api/users/{name}/deactivate`: who takes over the open reports.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeactivateIn {

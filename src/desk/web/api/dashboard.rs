@@ -18,6 +18,7 @@ use crate::desk::domain::Role;
 use crate::desk::web::{ApiSession, AppState};
 use crate::desk::{Desk, StaffUser};
 
+/// `?period=` of the dashboard.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct DashQuery {
@@ -25,6 +26,7 @@ pub struct DashQuery {
     pub period: Option<String>,
 }
 
+/// The first second of `period` (`today` from local midnight); None for all time.
 pub(crate) fn since_of(desk: &Desk, period: Option<&str>) -> Option<i64> {
     let now = desk.clock.now();
     match period {

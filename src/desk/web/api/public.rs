@@ -17,6 +17,7 @@ use crate::desk::web::form::read_report_form;
 use crate::desk::web::{api_bad_request, ApiError, ApiJson, AppState};
 use crate::desk::{Desk, DeskError};
 
+/// One incoming SMS as the gateway posts it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmsIn {
@@ -141,6 +142,7 @@ pub async fn track(State(desk): State<AppState>, Path(ticket): Path<String>) -> 
     Ok(Json(track_json(&desk, &v)).into_response())
 }
 
+/// `POST /api/track/{ticket}/confirm`: the reporter's verdict, with the PIN.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmIn {
@@ -166,6 +168,7 @@ pub async fn track_confirm(
     Ok(Json(track_json(&desk, &v)).into_response())
 }
 
+/// `POST /api/track/{ticket}/messages`: the reporter's message, with the PIN.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrackMessageIn {

@@ -16,6 +16,7 @@ use crate::desk::web::{ApiJson, ApiSession, AppState};
 use crate::desk::workflow::satisfied_missing;
 use crate::desk::{Desk, DeskError, FieldError, StaffUser};
 
+/// Filters and page of the report list (`/reports`, `GET /api/reports`).
 #[derive(Deserialize, Default, Clone, Debug)]
 #[serde(default)]
 pub struct ListQuery {
@@ -217,6 +218,7 @@ pub async fn report(
     Ok(Json(report_json(&desk, &v, &s.user)).into_response())
 }
 
+/// The fields any workflow step may take (each step reads its own).
 #[derive(Deserialize, Default, Debug)]
 #[serde(deny_unknown_fields, default)]
 pub struct ActionIn {

@@ -11,6 +11,7 @@ use serde_json::json;
 use super::{check_csrf, ApiResult};
 use crate::desk::web::{session_cookie, ApiJson, ApiSession, AppState, Client};
 
+/// `POST /api/login`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginIn {
