@@ -71,7 +71,8 @@ impl Queries {
         Ok(view)
     }
 
-    /// What the public tracker may show (the caller strips personal data; see web::public).
+    /// What the public tracker may show: no phone, PIN, internal notes or staff names (the
+    /// tracker renders less still; see `web::api::track_json`).
     pub async fn report_for_public(&self, ticket: &str) -> Result<ReportView, DeskError> {
         let mut c = self.conn().await?;
         let r = store::report_by_ticket(&mut c, &normalise_ticket(ticket))
