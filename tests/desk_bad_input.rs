@@ -814,7 +814,7 @@ fn malformed_incident_messages_go_to_the_dead_letter_table() {
     for (name, topic, payload, why) in cases {
         let before = t.counts();
         let out = t
-            .block_on(t.desk.apply_incident(topic, &payload))
+            .block_on(t.desk.intake.apply_incident(topic, &payload))
             .expect("storage works");
         match out {
             IntakeOutcome::DeadLetter(reason) => assert!(reason.contains(why), "{name}: {reason}"),
@@ -840,7 +840,7 @@ fn malformed_incident_messages_go_to_the_dead_letter_table() {
     }
     // The good message still goes through, and the operators see the dead letters with reasons.
     let out = t
-        .block_on(t.desk.apply_incident(topic, &to_bytes(&good)))
+        .block_on(t.desk.intake.apply_incident(topic, &to_bytes(&good)))
         .unwrap();
     assert!(matches!(out, IntakeOutcome::Created(_)), "{out:?}");
     let op = t.login("operator");

@@ -449,7 +449,7 @@ fn seed(t: &TestDesk) -> (String, String, String) {
             Some(&snap),
         );
         let out = t
-            .block_on(t.desk.apply_incident(&topic(site), &to_bytes(&m)))
+            .block_on(t.desk.intake.apply_incident(&topic(site), &to_bytes(&m)))
             .expect("apply");
         cctv.push(out.ticket().expect("ticket").to_string());
     }
@@ -513,7 +513,7 @@ fn desk_with_reports() -> (TestDesk, String, String) {
     t.user("dishub2", Role::Agency, Some("dishub"));
     t.user("admin", Role::Admin, None);
     let (cctv_answered, citizen, _overdue) = seed(&t);
-    let bad = t.block_on(t.desk.apply_incident(
+    let bad = t.block_on(t.desk.intake.apply_incident(
         "simpang/v1/sites/bkb/incidents",
         b"{\"schema\":\"simpang.incident/1\",\"event\":\"new\"",
     ));
@@ -620,6 +620,7 @@ fn scenario(t: &TestDesk, b: &Browser, cctv_answered: &str, citizen: &str) {
     let out = t
         .block_on(
             t.desk
+                .intake
                 .apply_incident("simpang/v1/sites/bkb/incidents", &to_bytes(&m)),
         )
         .unwrap();

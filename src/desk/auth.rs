@@ -13,10 +13,13 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+/// Why a password could not be hashed or checked (a server fault, never the user's).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("password hashing: {0}")]
     Hash(String),
+    #[error("password worker thread: {0}")]
+    Worker(String),
 }
 
 /// Hashes a password (or PIN) with a fresh salt. CPU-heavy: call from a blocking thread.
@@ -36,6 +39,20 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
             .is_ok(),
         Err(_) => false,
     }
+}
+
+/// [`hash_password`] on a blocking thread, so argon2 does not stall the async workers.
+pub async fn hash_blocking(secret: String) -> Result<String, AuthError> {
+    tokio::task::spawn_blocking(move || hash_password(&secret))
+        .await
+        .map_err(|e| AuthError::Worker(e.to_string()))?
+}
+
+/// [`verify_password`] on a blocking thread.
+pub async fn verify_blocking(secret: String, hash: String) -> Result<bool, AuthError> {
+    tokio::task::spawn_blocking(move || verify_password(&secret, &hash))
+        .await
+        .map_err(|e| AuthError::Worker(e.to_string()))
 }
 
 /// A hash of a password nobody knows, compared against when the account does not exist, so a

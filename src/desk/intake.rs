@@ -6,11 +6,15 @@
 //! case the desk missed the `new`), later ones with a higher `seq` update it, and a repeated or
 //! older `seq` (a QoS 1 redelivery, an out-of-order retry) changes nothing.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use base64::Engine;
 
+use super::core::{Actor, DeskCore};
 use super::domain::Source;
-use super::photo;
-use super::service::{blank_report, sha256_hex, Actor, Desk, DeskError};
+use super::error::DeskError;
+use super::photo::{self, sha256_hex};
 use super::store::{self, ReportRow};
 use crate::model::{IncidentEvent, IncidentMessage, INCIDENT_SCHEMA};
 
@@ -38,12 +42,14 @@ impl IntakeOutcome {
     }
 }
 
+/// A snapshot that passed its checks.
 struct Snapshot {
     info: photo::ImageInfo,
     bytes: Vec<u8>,
     sha256: String,
 }
 
+/// An incident message that passed every check, ready to store.
 struct Checked {
     msg: IncidentMessage,
     snapshot: Option<Snapshot>,
@@ -53,9 +59,33 @@ struct Checked {
 /// Longest incident id kept; longer ones are refused rather than cut (ids must match exactly).
 const MAX_ID: usize = 200;
 
-impl Desk {
+/// Camera incidents into reports. Fed by the MQTT subscriber ([`super::mqtt::run_intake`]),
+/// which also keeps [`Intake::subscribed`] up to date.
+pub struct Intake {
+    core: Arc<DeskCore>,
+    /// The incident subscription is in place on a live broker connection.
+    up: AtomicBool,
+}
+
+impl Intake {
+    pub fn new(core: Arc<DeskCore>) -> Self {
+        Self {
+            core,
+            up: AtomicBool::new(false),
+        }
+    }
+
+    /// True while the desk is subscribed to incidents on a connected broker.
+    pub fn subscribed(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_subscribed(&self, up: bool) {
+        self.up.store(up, Ordering::Relaxed);
+    }
+
     fn check_incident(&self, topic: &str, payload: &[u8]) -> Result<Checked, String> {
-        let max = self.cfg.desk.mqtt.max_message_bytes;
+        let max = self.core.cfg.desk.mqtt.max_message_bytes;
         if payload.len() > max {
             return Err(format!("message of {} bytes exceeds {max}", payload.len()));
         }
@@ -119,6 +149,7 @@ impl Desk {
             }
         };
         let category = self
+            .core
             .cfg
             .desk
             .incident_categories
@@ -142,8 +173,8 @@ impl Desk {
             Ok(c) => c,
             Err(reason) => {
                 tracing::warn!(topic, %reason, "incident message dead-lettered");
-                let mut tx = self.store.begin().await?;
-                store::insert_dead_letter(&mut tx, self.clock.now(), topic, payload, &reason)
+                let mut tx = self.core.store.begin().await?;
+                store::insert_dead_letter(&mut tx, self.core.clock.now(), topic, payload, &reason)
                     .await?;
                 tx.commit().await?;
                 return Ok(IntakeOutcome::DeadLetter(reason));
@@ -151,8 +182,8 @@ impl Desk {
         };
         let inc = &checked.msg.incident;
         let event = checked.msg.event;
-        let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
+        let now = self.core.clock.now();
+        let mut tx = self.core.store.begin().await?;
         let existing = store::report_by_incident(&mut tx, &inc.id).await?;
         let evidence = serde_json::to_string(&inc.evidence).ok();
         let cleared = match event {
@@ -179,10 +210,11 @@ impl Desk {
                 } else {
                     "incident_update"
                 };
-                self.save(&mut tx, &Actor::Mqtt, action, &before, &mut r)
+                self.core
+                    .save(&mut tx, &Actor::Mqtt, action, &before, &mut r)
                     .await?;
                 if let Some(t) = cleared.filter(|_| before.cleared_at.is_none()) {
-                    let when = self.local(t).format("%d/%m/%Y %H:%M");
+                    let when = self.core.labels.local(t).format("%d/%m/%Y %H:%M");
                     store::insert_message(
                         &mut tx,
                         r.id,
@@ -234,7 +266,7 @@ impl Desk {
         }
         tx.commit().await?;
         tracing::info!(incident = %inc.id, seq = inc.seq, ticket = %report.ticket, event = event.as_str(), "incident applied");
-        self.after_commit(feed, &report, snap_id);
+        self.core.after_commit(feed, &report, snap_id);
         Ok(outcome)
     }
 
@@ -247,13 +279,14 @@ impl Desk {
         now: i64,
     ) -> Result<ReportRow, DeskError> {
         let inc = &c.msg.incident;
-        let ticket = self.new_ticket(tx).await?;
-        let mut r = blank_report(&ticket, Source::Cctv, now);
+        let ticket = self.core.new_ticket(tx).await?;
+        let mut r = ReportRow::blank(&ticket, Source::Cctv, now);
         r.category_id = c.category.clone();
         r.title = inc.title.clone();
         r.description = inc.description.clone();
         r.address = if inc.address.trim().is_empty() {
-            self.cfg
+            self.core
+                .cfg
                 .site(&inc.site)
                 .map(|s| s.address.clone())
                 .unwrap_or_default()
@@ -272,22 +305,10 @@ impl Desk {
         r.evidence = evidence;
         r.incident_started_at = Some(inc.started_at.timestamp());
         r.cleared_at = cleared;
-        r.id = store::insert_report(tx, &r).await?;
-        let mut after = serde_json::to_value(&r).unwrap_or_default();
-        if let Some(obj) = after.as_object_mut() {
-            obj.insert("snapshot".into(), c.snapshot.is_some().into());
-        }
-        self.audit(
-            tx,
-            &Actor::Mqtt,
-            "create",
-            "report",
-            &ticket,
-            None,
-            Some(after),
-        )
-        .await?;
-        self.enqueue_status(tx, &r).await?;
+        let facts = [("snapshot", c.snapshot.is_some().into())];
+        self.core
+            .insert_new(tx, &Actor::Mqtt, &mut r, &facts)
+            .await?;
         Ok(r)
     }
 }

@@ -1,135 +1,128 @@
 //! `simpang desk`: the complaint workflow service.
 //!
 //! Reports come in three ways: camera incidents over MQTT ([`intake`]), the citizen web form,
-//! and the SMS gateway ([`sms`]). Operators verify and disposition them to an agency (OPD) from
-//! the routing table in config; the agency answers; the reporter (or, for camera reports, the
-//! operator) confirms. Status red → yellow → green, with an SLA due time per category
-//! ([`domain`]). Every change goes through [`service::Desk`], which writes the audit log and the
-//! status messages for MQTT in the same transaction ([`store`]). [`web`] serves the pages and
-//! the JSON API; [`mqtt`] runs the broker connections.
+//! and the SMS gateway ([`workflow::citizens`]). Operators verify and disposition them to an
+//! agency (OPD) from the routing table in config; the agency answers; the reporter (or, for
+//! camera reports, the operator) confirms. Status red → yellow → green, with an SLA due time
+//! per category ([`domain`]).
 //!
-//! Entry points: [`main`] for the command line; [`open`] then [`run_until`] for `simpang demo`
-//! (with [`ensure_demo_accounts`] in between); [`serve`] and [`spawn_mqtt`] separately for tests.
+//! A map for a first read:
+//!
+//! | file | concept |
+//! |---|---|
+//! | [`domain`] | statuses, colours, roles, which step may follow which: pure rules |
+//! | [`core`] | [`DeskCore`], shared by every service: database, config, clock, live feed; the plumbing of every change (audit entry, status message in the outbox, guarded save) |
+//! | [`workflow`] | the report lifecycle: one transition skeleton, the steps, citizens' reports and SMS |
+//! | [`intake`] | camera incidents into reports, dead letters |
+//! | [`accounts`], [`sessions`] | staff accounts; login, lockout, sessions |
+//! | [`queries`], [`dashboard`] | what pages read: reports, lists, overdue, feed, dashboard, audit log |
+//! | [`labels`], [`announce`] | how things are named for people; the status message and the live-feed event |
+//! | [`store`] | the tables, one file each |
+//! | [`web`], [`mqtt`], [`cli`] | the edges: pages and JSON API, broker connections, command line |
+//!
+//! [`Desk`] holds the services side by side; the web layer, the MQTT tasks and the command
+//! line share it as `Arc<Desk>`. Entry points: [`cli::main`] for the command line; [`open`]
+//! then [`run_until`] for `simpang demo` (with [`ensure_demo_accounts`] in between); [`serve`]
+//! and [`spawn_mqtt`] separately for tests.
 
+pub mod accounts;
+pub mod announce;
 pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod core;
+pub mod dashboard;
 pub mod domain;
+pub mod error;
+pub mod input;
 pub mod intake;
+pub mod labels;
 pub mod mqtt;
 pub mod photo;
-pub mod service;
+pub mod queries;
+pub mod sessions;
 pub mod sms;
 pub mod store;
 pub mod web;
+pub mod workflow;
 
 use std::future::Future;
-use std::io::{IsTerminal, Read};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
-
+pub use self::core::DeskCore;
+pub use accounts::{Accounts, DemoAccount, StaffUser};
+pub use cli::{database_url, main, redact, DeskArgs};
+pub use clock::Clock;
 pub use domain::{Colour, Role, Source, Status};
-pub use intake::IntakeOutcome;
-pub use service::{Clock, Desk, DeskError, StaffUser};
+pub use error::{DeskError, FieldError};
+pub use intake::{Intake, IntakeOutcome};
+pub use labels::Labels;
+pub use queries::Queries;
+pub use sessions::Sessions;
 pub use store::Store;
+pub use workflow::Workflow;
 
-use crate::config::Config;
+use crate::config::{Config, DeskConfig};
 
-/// Arguments of `simpang desk`.
-#[derive(clap::Args, Debug)]
-pub struct DeskArgs {
-    #[arg(long, global = true, default_value = "config/palembang.toml")]
-    pub config: PathBuf,
-    /// Listen address (overrides `[desk] listen`).
-    #[arg(long)]
-    pub listen: Option<SocketAddr>,
-    /// Database URL: `sqlite://PATH` or `postgres://USER:PASS@HOST:PORT/DB` (overrides
-    /// `[desk] database`; default `data_dir/desk.db`).
-    #[arg(long, global = true)]
-    pub db: Option<String>,
-    #[command(subcommand)]
-    pub command: Option<DeskCommand>,
-}
-
-#[derive(clap::Subcommand, Debug)]
-pub enum DeskCommand {
+/// The desk: its services side by side over one shared [`DeskCore`]. A handle, no logic of its
+/// own; pages, the API, the MQTT tasks and the command line reach every operation through it
+/// (`desk.workflow.verify(..)`, `desk.queries.list(..)`, `desk.labels.time(..)`).
+pub struct Desk {
+    /// Database, config, clock, live feed, shutdown: what the services share.
+    pub(crate) core: Arc<DeskCore>,
+    /// The desk's notion of now (the core's clock; tests move it forward).
+    pub clock: Clock,
+    /// Names and times as people read them.
+    pub labels: Labels,
+    /// The report lifecycle: staff steps, citizens' reports, SMS.
+    pub workflow: Workflow,
+    /// Camera incidents into reports.
+    pub intake: Intake,
     /// Staff accounts.
-    User {
-        #[command(subcommand)]
-        cmd: UserCommand,
-    },
+    pub accounts: Accounts,
+    /// Login, lockout, sessions.
+    pub sessions: Sessions,
+    /// What pages and the API read.
+    pub queries: Queries,
 }
 
-#[derive(clap::Subcommand, Debug)]
-pub enum UserCommand {
-    /// Create an account; the password is read from standard input.
-    Add {
-        /// Account name: lower-case letters, digits, '.', '-', '_'.
-        name: String,
-        /// admin, operator, agency (an agency's liaison officer) or viewer.
-        #[arg(long)]
-        role: String,
-        /// Agency id from `[[desk.agencies]]` (agency officers only).
-        #[arg(long)]
-        agency: Option<String>,
-        /// Full name shown on pages (defaults to the account name).
-        #[arg(long)]
-        display_name: Option<String>,
-    },
-    /// List accounts.
-    List,
-}
-
-/// The database URL: `--db`, else `[desk] database` (a relative SQLite path is relative to the
-/// config file), else `data_dir/desk.db`.
-pub fn database_url(cfg: &Config, cli: Option<&str>) -> String {
-    if let Some(u) = cli {
-        // A relative SQLite path on the command line is relative to the working directory.
-        return match u
-            .strip_prefix("sqlite://")
-            .or_else(|| u.strip_prefix("sqlite:"))
-        {
-            Some(rest) => {
-                let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-                let abs = absolute(Path::new(path));
-                if query.is_empty() {
-                    format!("sqlite://{}", abs.display())
-                } else {
-                    format!("sqlite://{}?{query}", abs.display())
-                }
-            }
-            None => u.to_string(),
-        };
-    }
-    match &cfg.desk.database {
-        Some(u) if u.starts_with("sqlite:") => {
-            let rest = u
-                .trim_start_matches("sqlite://")
-                .trim_start_matches("sqlite:");
-            let (path, query) = match rest.split_once('?') {
-                Some((p, q)) => (p, Some(q)),
-                None => (rest, None),
-            };
-            let resolved = absolute(&cfg.resolve(Path::new(path)));
-            match query {
-                Some(q) => format!("sqlite://{}?{q}", resolved.display()),
-                None => format!("sqlite://{}", resolved.display()),
-            }
+impl Desk {
+    pub fn new(cfg: Arc<Config>, store: Store, clock: Clock) -> Self {
+        let core = Arc::new(DeskCore::new(cfg, store, clock));
+        Self {
+            clock: core.clock.clone(),
+            labels: core.labels.clone(),
+            workflow: Workflow::new(core.clone()),
+            intake: Intake::new(core.clone()),
+            accounts: Accounts::new(core.clone()),
+            sessions: Sessions::new(core.clone()),
+            queries: Queries::new(core.clone()),
+            core,
         }
-        Some(u) => u.clone(),
-        None => format!(
-            "sqlite://{}",
-            absolute(&cfg.data_dir().join("desk.db")).display()
-        ),
     }
-}
 
-/// sqlx's `Any` driver reads `sqlite://config/../data/desk.db` as a URL whose host is `config`,
-/// so SQLite paths must be absolute before they go into a URL.
-fn absolute(p: &Path) -> std::path::PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+    pub fn store(&self) -> &Store {
+        &self.core.store
+    }
+    pub fn config(&self) -> &Config {
+        &self.core.cfg
+    }
+    pub fn desk_config(&self) -> &DeskConfig {
+        &self.core.cfg.desk
+    }
+    /// The live feed of committed changes (the dashboards' server-sent events).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<announce::FeedEvent> {
+        self.core.subscribe()
+    }
+    /// Cancelled when the desk stops.
+    pub fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
+        self.core.shutdown.clone()
+    }
+    /// True while the desk is subscribed to incidents on a connected broker.
+    pub fn intake_subscribed(&self) -> bool {
+        self.intake.subscribed()
+    }
 }
 
 /// Opens the database (migrating it) and builds the service.
@@ -190,234 +183,8 @@ pub async fn run_until(
     served
 }
 
-/// One demo account and the password it was given.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DemoAccount {
-    pub username: String,
-    pub password: String,
-    pub role: Role,
-    pub agency: Option<String>,
-}
-
 /// Makes sure the demo accounts exist, each with a fresh random password (so the printed
 /// credentials always work), and returns them for printing.
 pub async fn ensure_demo_accounts(desk: &Desk) -> Result<Vec<DemoAccount>, DeskError> {
-    let plan: [(&str, &str, Role, Option<&str>); 6] = [
-        ("admin", "Admin Diskominfo", Role::Admin, None),
-        ("operator", "Operator Lawang Jabo", Role::Operator, None),
-        (
-            "dishub",
-            "Petugas Dinas Perhubungan",
-            Role::Agency,
-            Some("dishub"),
-        ),
-        ("dlh", "Petugas DLHK", Role::Agency, Some("dlh")),
-        (
-            "satpolpp",
-            "Petugas Satpol PP",
-            Role::Agency,
-            Some("satpolpp"),
-        ),
-        ("pemantau", "Pemantau Bappeda", Role::Viewer, None),
-    ];
-    let mut out = Vec::new();
-    for (name, display, role, agency) in plan {
-        if let Some(a) = agency {
-            if desk.desk_config().agency(a).is_none() {
-                continue;
-            }
-        }
-        let password = auth::random_password();
-        let exists = {
-            let mut c = desk.store().pool().acquire().await?;
-            store::user_by_name(&mut c, name).await?.is_some()
-        };
-        if exists {
-            desk.set_password(name, &password).await?;
-        } else {
-            desk.create_user(None, name, display, role, agency, &password)
-                .await?;
-        }
-        out.push(DemoAccount {
-            username: name.into(),
-            password,
-            role,
-            agency: agency.map(str::to_string),
-        });
-    }
-    Ok(out)
-}
-
-pub fn main(args: DeskArgs) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(&args.config)?;
-    let url = database_url(&cfg, args.db.as_deref());
-    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    rt.block_on(async move {
-        match args.command {
-            None => serve_main(cfg, &url, args.listen).await,
-            Some(DeskCommand::User { cmd }) => user_main(cfg, &url, cmd).await,
-        }
-    })
-}
-
-async fn serve_main(
-    cfg: Config,
-    url: &str,
-    listen: Option<SocketAddr>,
-) -> anyhow::Result<ExitCode> {
-    let addr = listen.unwrap_or(cfg.desk.listen);
-    let desk = open(Arc::new(cfg), url, Clock::default())
-        .await
-        .with_context(|| format!("opening the desk database {}", redact(url)))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let local = listener.local_addr()?;
-    {
-        let mut c = desk.store().pool().acquire().await?;
-        if store::users(&mut c).await?.is_empty() {
-            tracing::warn!("no staff accounts yet: create one with `simpang desk user add NAME --role admin` (password on stdin)");
-        }
-    }
-    tracing::info!(url = %format!("http://{local}"), db = %redact(url), "simpang desk listening");
-    run_until(desk, listener, crate::shutdown::signal()).await?;
-    tracing::info!("simpang desk stopped");
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn user_main(cfg: Config, url: &str, cmd: UserCommand) -> anyhow::Result<ExitCode> {
-    let desk = open(Arc::new(cfg), url, Clock::default())
-        .await
-        .with_context(|| format!("opening the desk database {}", redact(url)))?;
-    match cmd {
-        UserCommand::Add {
-            name,
-            role,
-            agency,
-            display_name,
-        } => {
-            let role: Role = role
-                .parse()
-                .map_err(|e| anyhow::anyhow!("{e} (use admin, operator, agency or viewer)"))?;
-            if std::io::stdin().is_terminal() {
-                eprint!("Kata sandi untuk {name} (minimal 10 karakter, terlihat saat diketik): ");
-            }
-            let mut password = String::new();
-            if std::io::stdin().is_terminal() {
-                std::io::stdin().read_line(&mut password)?;
-            } else {
-                std::io::stdin().read_to_string(&mut password)?;
-            }
-            let password = password.trim_end_matches(['\n', '\r']);
-            match desk
-                .create_user(
-                    None,
-                    &name,
-                    display_name.as_deref().unwrap_or(""),
-                    role,
-                    agency.as_deref(),
-                    password,
-                )
-                .await
-            {
-                Ok(u) => {
-                    println!(
-                        "created {} ({}{})",
-                        u.username,
-                        u.role,
-                        u.agency_id.map(|a| format!(", {a}")).unwrap_or_default()
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(DeskError::Invalid(errs)) => {
-                    for e in errs {
-                        eprintln!("error: {}: {}", e.field, e.message);
-                    }
-                    Ok(ExitCode::from(2))
-                }
-                Err(e) => Err(e.into()),
-            }
-        }
-        UserCommand::List => {
-            let mut c = desk.store().pool().acquire().await?;
-            for u in store::users(&mut c).await? {
-                println!(
-                    "{:<20} {:<9} {:<12} {}{}",
-                    u.username,
-                    u.role,
-                    u.agency_id.as_deref().unwrap_or("-"),
-                    u.display_name,
-                    if u.active == 1 { "" } else { "  (nonaktif)" }
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-/// A database URL with any password hidden, for logs.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact("postgres://desk:geheim@db:5432/desk"),
-            "postgres://desk:***@db:5432/desk"
-        );
-        assert_eq!(redact("sqlite:///x/desk.db"), "sqlite:///x/desk.db");
-    }
-
-    #[test]
-    fn database_urls() {
-        let text = r#"
-data_dir = "../data"
-[city]
-name = "P"
-[[sites]]
-id = "a"
-name = "A"
-address = "x"
-lat = 0.0
-lon = 0.0
-stream = "rtsp://h/a"
-"#;
-        let mut cfg = Config::from_str_at(text, Path::new("/etc/simpang/c.toml")).unwrap();
-        assert_eq!(
-            database_url(&cfg, None),
-            "sqlite:///etc/simpang/../data/desk.db"
-        );
-        assert_eq!(database_url(&cfg, Some("postgres://x/y")), "postgres://x/y");
-        cfg.desk.database = Some("sqlite://db/desk.db?mode=rwc".into());
-        assert_eq!(
-            database_url(&cfg, None),
-            "sqlite:///etc/simpang/db/desk.db?mode=rwc"
-        );
-        cfg.desk.database = Some("postgres://h/d".into());
-        assert_eq!(database_url(&cfg, None), "postgres://h/d");
-
-        // Relative config path and relative --db: the URL still carries an absolute path
-        // (sqlx would read a leading relative segment as a host name).
-        let cwd = std::env::current_dir().unwrap();
-        let rel = Config::from_str_at(text, Path::new("config/c.toml")).unwrap();
-        assert_eq!(
-            database_url(&rel, None),
-            format!("sqlite://{}/config/../data/desk.db", cwd.display())
-        );
-        assert_eq!(
-            database_url(&rel, Some("sqlite://x/d.db?mode=rwc")),
-            format!("sqlite://{}/x/d.db?mode=rwc", cwd.display())
-        );
-    }
+    desk.accounts.ensure_demo().await
 }

@@ -2,17 +2,17 @@
 //! (drains the `status_outbox` table). Both reconnect with backoff and never end the service.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, Transport};
 use tokio_util::sync::CancellationToken;
 
-use super::service::Desk;
 use super::store;
+use super::Desk;
 use crate::config::desk::DeskMqtt;
 
+/// A broker setting that cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum MqttSetupError {
     #[error("broker URL {0:?}: {1}")]
@@ -44,6 +44,7 @@ pub fn options(cfg: &DeskMqtt, client_id: &str) -> Result<MqttOptions, MqttSetup
     Ok(o)
 }
 
+/// Reconnect delay: doubles from `backoff_initial_s` to `backoff_max_s`, resets on connect.
 struct Backoff {
     now: f64,
     initial: f64,
@@ -94,7 +95,7 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
                 backoff.reset();
                 tracing::info!(broker = %cfg.broker, session_present = ack.session_present, "incident intake connected");
                 if ack.session_present {
-                    desk.intake_up.store(true, Ordering::Relaxed);
+                    desk.intake.set_subscribed(true);
                 } else if let Err(e) =
                     client.try_subscribe(cfg.incidents_topic.clone(), QoS::AtLeastOnce)
                 {
@@ -102,10 +103,10 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
-                desk.intake_up.store(true, Ordering::Relaxed);
+                desk.intake.set_subscribed(true);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                match desk.apply_incident(&p.topic, &p.payload).await {
+                match desk.intake.apply_incident(&p.topic, &p.payload).await {
                     Ok(outcome) => {
                         tracing::debug!(?outcome, "incident message handled");
                         if let Err(e) = client.try_ack(&p) {
@@ -118,7 +119,7 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
             }
             Ok(_) => {}
             Err(e) => {
-                desk.intake_up.store(false, Ordering::Relaxed);
+                desk.intake.set_subscribed(false);
                 let wait = backoff.next();
                 tracing::warn!(error = %e, retry_in_s = wait.as_secs_f64(), broker = %cfg.broker, "incident intake: broker connection lost");
                 tokio::select! {
@@ -128,7 +129,7 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
             }
         }
     }
-    desk.intake_up.store(false, Ordering::Relaxed);
+    desk.intake.set_subscribed(false);
     let _ = client.try_disconnect();
 }
 
@@ -145,7 +146,7 @@ pub async fn run_status_publisher(desk: Arc<Desk>, cancel: CancellationToken) {
             return;
         }
     };
-    let wake = desk.outbox_wake.clone();
+    let wake = desk.core.outbox_wake.clone();
     let mut backoff = Backoff::new(&cfg);
     while !cancel.is_cancelled() {
         let (client, events) = AsyncClient::new(opts.clone(), 256);

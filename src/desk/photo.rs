@@ -1,5 +1,6 @@
 //! Content sniffing for uploaded photos and camera snapshots: the bytes decide the type, never
-//! the file name or the declared content type. Only JPEG and PNG are taken.
+//! the file name or the declared content type. Only JPEG and PNG are taken. Attachments are
+//! stored with their SHA-256 ([`sha256_hex`]).
 
 /// What the bytes turned out to be.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +27,14 @@ const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 /// Larger than any camera or phone picture; a guard against decompression bombs downstream.
 const MAX_SIDE: u32 = 20_000;
 
+/// SHA-256 of the bytes, lower-case hex (stored with each attachment; camera snapshots carry
+/// theirs in the message and must match it).
+pub fn sha256_hex(b: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(b))
+}
+
+/// What `bytes` are, if a JPEG or PNG of sane size.
 pub fn sniff(bytes: &[u8]) -> Result<ImageInfo, PhotoError> {
     if bytes.is_empty() {
         return Err(PhotoError::Empty);

@@ -19,6 +19,8 @@ pub const ALL_INCIDENTS: &str = "simpang/v1/sites/+/incidents";
 pub const ALL_STATUS: &str = "simpang/v1/sites/+/status";
 /// Counts of every site.
 pub const ALL_COUNTS: &str = "simpang/v1/sites/+/counts";
+/// Default root of the complaint desk's per-report topics (`[desk.mqtt] status_topic_prefix`).
+pub const DESK_REPORTS: &str = "simpang/v1/desk/reports";
 
 /// `simpang/v1/sites/{site}/incidents`
 pub fn incidents(site: &str) -> String {
@@ -33,6 +35,13 @@ pub fn status(site: &str) -> String {
 /// `simpang/v1/sites/{site}/counts`
 pub fn counts(site: &str) -> String {
     format!("{SITES}/{site}/{COUNTS}")
+}
+
+/// `{prefix}/{ticket}/status`: the complaint desk's status message for one report (QoS 1, not
+/// retained). `prefix` is `[desk.mqtt] status_topic_prefix`, [`DESK_REPORTS`] unless
+/// configured (the config refuses wildcards and a trailing `/` in it).
+pub fn desk_report_status(prefix: &str, ticket: &str) -> String {
+    format!("{prefix}/{ticket}/{STATUS}")
 }
 
 /// The site id and leaf of a `simpang/v1/sites/{site}/{leaf}` topic.
@@ -65,6 +74,21 @@ mod tests {
         ];
         for (t, want) in cases {
             assert_eq!(parse(t), want, "{t}");
+        }
+    }
+
+    #[test]
+    fn desk_report_status_topics() {
+        let cases = [
+            (
+                DESK_REPORTS,
+                "PLG-7K3QX9",
+                "simpang/v1/desk/reports/PLG-7K3QX9/status",
+            ),
+            ("kota/pengaduan", "PLG-A", "kota/pengaduan/PLG-A/status"),
+        ];
+        for (prefix, ticket, want) in cases {
+            assert_eq!(desk_report_status(prefix, ticket), want, "{prefix:?}");
         }
     }
 }

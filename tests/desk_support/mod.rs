@@ -441,7 +441,7 @@ impl TestDesk {
 
     /// Creates an account (password `rahasia-<name>-123`).
     pub fn user(&self, name: &str, role: Role, agency: Option<&str>) -> StaffUser {
-        self.block_on(self.desk.create_user(
+        self.block_on(self.desk.accounts.create_user(
             None,
             name,
             &format!("{name} (uji)"),

@@ -1,9 +1,10 @@
 //! HTTP: server-rendered pages (maud) for staff and citizens, and a JSON API over the same
-//! service. Only the login page, the citizen form, the tracker, the SMS webhook and static
+//! services. Only the login page, the citizen form, the tracker, the SMS webhook and static
 //! assets answer without a session.
 
 mod api;
 mod assets;
+mod form;
 mod pages;
 mod views;
 
@@ -20,8 +21,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 
-use super::service::{Desk, DeskError, StaffUser};
+use super::{Desk, DeskError, StaffUser};
 
+/// What every handler gets: the desk.
 pub type AppState = Arc<Desk>;
 
 /// Name of the staff session cookie.
@@ -128,6 +130,7 @@ async fn session_of(parts: &Parts, desk: &Desk) -> Result<Option<Session>, DeskE
         return Ok(None);
     }
     Ok(desk
+        .sessions
         .session(&token)
         .await?
         .map(|(user, csrf)| Session { user, csrf, token }))
@@ -177,6 +180,7 @@ pub fn client_of(parts_ext: &axum::http::Extensions) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The client's address, for login rate limiting.
 pub struct Client(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Client {

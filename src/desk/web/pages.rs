@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::api::{self, ActionIn, DashQuery, ListQuery};
+use super::form::{read_report_form, FormError};
 use super::views::{self, FormValues};
 use super::{
     cookie, session_cookie, AppState, Client, PageError, PageForm, PageSession, Session,
@@ -16,8 +17,11 @@ use super::{
 };
 use crate::desk::auth::{self, constant_time_eq};
 use crate::desk::domain::Role;
-use crate::desk::service::{DeskError, FieldError};
+use crate::desk::input::normalise_ticket;
+use crate::desk::workflow::satisfied_missing;
+use crate::desk::{DeskError, FieldError};
 
+/// What every page handler answers.
 type PageResult = Result<Response, PageError>;
 
 fn see_other(to: &str) -> Response {
@@ -43,7 +47,7 @@ fn safe_next(next: &str) -> &str {
 
 pub async fn home(State(desk): State<AppState>, headers: HeaderMap) -> Response {
     let signed_in = match cookie(&headers, SESSION_COOKIE) {
-        Some(t) => desk.session(&t).await.ok().flatten().is_some(),
+        Some(t) => desk.sessions.session(&t).await.ok().flatten().is_some(),
         None => false,
     };
     see_other(if signed_in { "/dashboard" } else { "/login" })
@@ -56,6 +60,7 @@ pub async fn not_found() -> Response {
 // ------------------------------------------------------------------------------------------------
 // Login
 
+/// Where to go after login (`?next=`).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct NextQuery {
@@ -83,6 +88,7 @@ pub async fn login_form(Query(q): Query<NextQuery>) -> Response {
     )
 }
 
+/// The login form.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct LoginForm {
@@ -108,12 +114,12 @@ pub async fn login_submit(
             &f.username,
         );
     }
-    match desk.login(&f.username, &f.password, &client).await {
-        Ok((token, _, _)) => {
+    match desk.sessions.login(&f.username, &f.password, &client).await {
+        Ok(login) => {
             let mut res = see_other(&next);
             let max_age = i64::from(desk.desk_config().session_hours) * 3600;
             if let Ok(v) = HeaderValue::from_str(&session_cookie(
-                &token,
+                &login.token,
                 max_age,
                 desk.desk_config().cookie_secure,
             )) {
@@ -140,6 +146,7 @@ pub async fn login_submit(
     }
 }
 
+/// A form that carries only the CSRF token (logout).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct CsrfForm {
@@ -152,7 +159,7 @@ pub async fn logout(
     PageForm(f): PageForm<CsrfForm>,
 ) -> PageResult {
     check_csrf(&s, &f.csrf)?;
-    desk.logout(&s.token).await?;
+    desk.sessions.logout(&s.token).await?;
     let mut res = see_other("/login");
     if let Ok(v) = HeaderValue::from_str(&session_cookie("", 0, desk.desk_config().cookie_secure)) {
         res.headers_mut().insert(header::SET_COOKIE, v);
@@ -174,10 +181,11 @@ pub async fn dashboard(
         .filter(|p| matches!(*p, "today" | "7d" | "30d"))
         .unwrap_or("all");
     let d = desk
+        .queries
         .dashboard(&s.user, api::since_of(&desk, Some(period)))
         .await?;
-    let overdue = desk.overdue(&s.user, 10).await?;
-    let feed = desk.cctv_feed(&s.user, 8).await?;
+    let overdue = desk.queries.overdue(&s.user, 10).await?;
+    let feed = desk.queries.cctv_feed(&s.user, 8).await?;
     Ok(views::dashboard_page(&desk, &s, &d, &overdue, &feed, period).into_response())
 }
 
@@ -188,10 +196,11 @@ pub async fn reports(
 ) -> PageResult {
     let f = api::filter_of(&desk, &q)?;
     let (page, limit) = (q.page.unwrap_or(1).max(1), f.limit);
-    let (rows, total) = desk.list(&s.user, f).await?;
+    let (rows, total) = desk.queries.list(&s.user, f).await?;
     Ok(views::reports_page(&desk, &s, &rows, total, &q, page, limit).into_response())
 }
 
+/// `?ok=` after a redirect: which confirmation to show.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct FlashQuery {
@@ -222,11 +231,12 @@ pub async fn report(
     Path(ticket): Path<String>,
     Query(q): Query<FlashQuery>,
 ) -> PageResult {
-    let v = desk.report_for_staff(&s.user, &ticket).await?;
+    let v = desk.queries.report_for_staff(&s.user, &ticket).await?;
     let flash = q.ok.as_deref().and_then(flash_text);
     Ok(views::report_page(&desk, &s, &v, flash, None).into_response())
 }
 
+/// A workflow step's form on the report page.
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
 pub struct ActionForm {
@@ -265,7 +275,7 @@ pub async fn report_action(
     };
     match api::do_action(&desk, &s.user, &ticket, &action, a).await {
         Ok(()) => {
-            let t = crate::desk::service::normalise_ticket(&ticket);
+            let t = normalise_ticket(&ticket);
             let code = if action == "messages" {
                 "message"
             } else {
@@ -287,7 +297,7 @@ pub async fn report_action(
                 DeskError::Forbidden => StatusCode::FORBIDDEN,
                 _ => StatusCode::CONFLICT,
             };
-            let v = desk.report_for_staff(&s.user, &ticket).await?;
+            let v = desk.queries.report_for_staff(&s.user, &ticket).await?;
             Ok((
                 status,
                 views::report_page(&desk, &s, &v, None, Some(&e.to_string())),
@@ -303,7 +313,7 @@ pub async fn attachment(
     PageSession(s): PageSession,
     Path(id): Path<i64>,
 ) -> PageResult {
-    let (meta, bytes) = desk.attachment(&s.user, id).await?;
+    let (meta, bytes) = desk.queries.attachment(&s.user, id).await?;
     let ct = HeaderValue::from_str(&meta.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     Ok((
@@ -326,13 +336,19 @@ async fn users_view(
     flash: Option<&str>,
     status: StatusCode,
 ) -> PageResult {
-    let users = desk.users(&s.user).await?;
+    let users = desk.accounts.users(&s.user).await?;
     let mut counts = Vec::new();
     for u in users
         .iter()
         .filter(|u| u.active == 1 && u.role != Role::Viewer.as_str())
     {
-        counts.push((u.id, desk.open_items_of(&s.user, &u.username).await?.len()));
+        counts.push((
+            u.id,
+            desk.accounts
+                .open_items_of(&s.user, &u.username)
+                .await?
+                .len(),
+        ));
     }
     Ok((
         status,
@@ -350,6 +366,7 @@ pub async fn users(
     users_view(&desk, &s, &[], flash, StatusCode::OK).await
 }
 
+/// The new-account form.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct UserForm {
@@ -379,6 +396,7 @@ pub async fn user_create(
     };
     let agency = Some(f.agency.as_str()).filter(|a| !a.is_empty());
     match desk
+        .accounts
         .create_user(
             Some(&s.user),
             &f.username,
@@ -397,6 +415,7 @@ pub async fn user_create(
     }
 }
 
+/// The deactivate-and-hand-over form.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct DeactivateForm {
@@ -412,7 +431,7 @@ pub async fn user_deactivate(
 ) -> PageResult {
     check_csrf(&s, &f.csrf)?;
     let to = Some(f.reassign_to.as_str()).filter(|t| !t.is_empty());
-    match desk.deactivate_user(&s.user, &username, to).await {
+    match desk.accounts.deactivate_user(&s.user, &username, to).await {
         Ok(_) => Ok(see_other("/admin/users?ok=deactivate")),
         Err(DeskError::Invalid(errs)) => {
             users_view(&desk, &s, &errs, None, StatusCode::UNPROCESSABLE_ENTITY).await
@@ -421,6 +440,7 @@ pub async fn user_deactivate(
     }
 }
 
+/// `?page=` of the audit page.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct PageNo {
@@ -433,13 +453,16 @@ pub async fn audit(
     Query(q): Query<PageNo>,
 ) -> PageResult {
     let page = q.page.unwrap_or(1).max(1);
-    let rows = desk.audit_log(&s.user, 100, (page - 1) * 100).await?;
-    let names = desk.user_names(&s.user).await?;
+    let rows = desk
+        .queries
+        .audit_log(&s.user, 100, (page - 1) * 100)
+        .await?;
+    let names = desk.queries.user_names(&s.user).await?;
     Ok(views::audit_page(&desk, &s, &rows, &names, page).into_response())
 }
 
 pub async fn dead_letters(State(desk): State<AppState>, PageSession(s): PageSession) -> PageResult {
-    let rows = desk.dead_letters(&s.user, 200).await?;
+    let rows = desk.queries.dead_letters(&s.user, 200).await?;
     Ok(views::dead_letters_page(&desk, &s, &rows).into_response())
 }
 
@@ -465,9 +488,9 @@ pub async fn report_submit(
         }
     };
     let max = desk.desk_config().max_photo_bytes;
-    let (input, early) = match api::read_report_form(mp, max).await {
+    let (input, early) = match read_report_form(mp, max).await {
         Ok(i) => (i, None),
-        Err(api::FormError { error, partial }) => (partial, Some(error)),
+        Err(FormError { error, partial }) => (partial, Some(error)),
     };
     let values = FormValues {
         title: input.title.clone(),
@@ -487,7 +510,7 @@ pub async fn report_submit(
         phone: input.phone.clone().unwrap_or_default(),
     };
     let result = match early {
-        None => desk.create_web_report(input).await,
+        None => desk.workflow.create_web_report(input).await,
         Some(e) => Err(e),
     };
     match result {
@@ -512,6 +535,7 @@ pub async fn report_submit(
     }
 }
 
+/// The tracker's search box (`?ticket=`).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct TrackQuery {
@@ -522,12 +546,12 @@ pub async fn track_search(State(desk): State<AppState>, Query(q): Query<TrackQue
     let t = q
         .ticket
         .as_deref()
-        .map(crate::desk::service::normalise_ticket)
+        .map(normalise_ticket)
         .unwrap_or_default();
     if t.is_empty() {
         return views::track_search_page(None, "").into_response();
     }
-    match desk.report_for_public(&t).await {
+    match desk.queries.report_for_public(&t).await {
         Ok(_) => see_other(&format!("/track/{}", super::url_encode(&t))),
         Err(DeskError::NotFound) => (
             StatusCode::NOT_FOUND,
@@ -543,11 +567,12 @@ pub async fn track(
     Path(ticket): Path<String>,
     Query(q): Query<FlashQuery>,
 ) -> PageResult {
-    let v = desk.report_for_public(&ticket).await?;
+    let v = desk.queries.report_for_public(&ticket).await?;
     let flash = q.ok.as_deref().and_then(flash_text);
     Ok(views::track_page(&desk, &v, flash, None).into_response())
 }
 
+/// The reporter's confirm and message forms on the tracker.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct TrackForm {
@@ -563,7 +588,7 @@ async fn track_error(desk: &AppState, ticket: &str, e: DeskError) -> PageResult 
         DeskError::NotAllowed(_) | DeskError::Conflict => StatusCode::CONFLICT,
         _ => return Err(PageError(e)),
     };
-    let v = desk.report_for_public(ticket).await?;
+    let v = desk.queries.report_for_public(ticket).await?;
     Ok((
         status,
         views::track_page(desk, &v, None, Some(&e.to_string())),
@@ -579,19 +604,10 @@ pub async fn track_confirm(
     let satisfied = match f.satisfied.as_str() {
         "1" => true,
         "0" => false,
-        _ => {
-            return track_error(
-                &desk,
-                &ticket,
-                DeskError::Invalid(vec![FieldError {
-                    field: "satisfied",
-                    message: "pilih puas atau belum puas".into(),
-                }]),
-            )
-            .await
-        }
+        _ => return track_error(&desk, &ticket, satisfied_missing()).await,
     };
     match desk
+        .workflow
         .confirm_with_pin(&ticket, &f.pin, satisfied, &f.text)
         .await
     {
@@ -605,10 +621,14 @@ pub async fn track_message(
     Path(ticket): Path<String>,
     PageForm(f): PageForm<TrackForm>,
 ) -> PageResult {
-    match desk.reporter_message(&ticket, &f.pin, &f.text).await {
+    match desk
+        .workflow
+        .reporter_message(&ticket, &f.pin, &f.text)
+        .await
+    {
         Ok(()) => Ok(see_other(&format!(
             "/track/{}?ok=sent",
-            crate::desk::service::normalise_ticket(&ticket)
+            normalise_ticket(&ticket)
         ))),
         Err(e) => track_error(&desk, &ticket, e).await,
     }
