@@ -512,20 +512,22 @@ async fn publish_latency_is_low() {
     assert_eq!(lat.len(), n);
     lat.sort_by(|a, b| a.total_cmp(b));
     let p = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
-    let fam = registry.gather();
-    let h = fam
-        .iter()
-        .find(|f| f.name() == "simpang_publish_latency_seconds")
-        .expect("latency histogram");
-    let hist = h.get_metric()[0].get_histogram();
-    let mean_ack_ms = hist.get_sample_sum() / hist.get_sample_count() as f64 * 1000.0;
+    let hist = Metrics::of(&registry);
+    let acked = |part: &str| {
+        hist.get(
+            &format!("simpang_publish_latency_seconds_{part}"),
+            &[("kind", "incident")],
+        )
+        .expect("latency histogram")
+    };
+    let mean_ack_ms = acked("sum") / acked("count") * 1000.0;
     println!(
         "publish latency, rule event -> subscriber, {n} new incidents with 640x360 snapshots: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms; rule event -> PUBACK mean {:.1} ms over {} messages",
         p(0.5),
         p(0.95),
         p(1.0),
         mean_ack_ms,
-        hist.get_sample_count()
+        acked("count")
     );
     // Sent within 6 s of connecting on an otherwise idle link: messages held until the first
     // keep-alive tick (60 s after connecting) would arrive 54-60 s late.

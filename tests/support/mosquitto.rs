@@ -215,20 +215,22 @@ impl Mosquitto {
                 sink.lock().unwrap().push(line);
             }
         });
-        let back = |l: &String| l.starts_with(&format!("{probe} "));
-        poll(Duration::from_secs(30), || {
-            self.publish(&probe, b"probe");
-            poll(Duration::from_millis(500), || {
-                lines.lock().unwrap().iter().any(back)
-            })
-        })
-        .expect("mosquitto_sub subscribed within 30 s");
-        lines.lock().unwrap().retain(|l| !back(l));
-        Subscription {
+        // Killed on drop from here on, also when the wait below fails.
+        let sub = Subscription {
             child,
             lines,
             probe,
-        }
+        };
+        let back = |l: &String| l.starts_with(&format!("{} ", sub.probe));
+        poll(Duration::from_secs(30), || {
+            self.publish(&sub.probe, b"probe");
+            poll(Duration::from_millis(500), || {
+                sub.lines.lock().unwrap().iter().any(back)
+            })
+        })
+        .expect("mosquitto_sub subscribed within 30 s");
+        sub.lines.lock().unwrap().retain(|l| !back(l));
+        sub
     }
 }
 
