@@ -23,7 +23,7 @@ if [ "${SIMPANG_SKIP_POSTGRES:-}" = 1 ]; then
   echo "SIMPANG_SKIP_POSTGRES=1: leaving out $skipped PostgreSQL tests"
   status=0
   cargo test --lib --bins --tests --locked --no-fail-fast -- --skip postgres:: || status=$?
-  cargo test --benches --locked --no-fail-fast || status=$?
+  cargo test --bench '*' --locked --no-fail-fast || status=$?
   echo "skipped $skipped PostgreSQL tests (SIMPANG_SKIP_POSTGRES=1)"
   [ "$status" = 0 ] || exit "$status"
 else
