@@ -1,13 +1,13 @@
 //! Rule settings in the config file: bad values and unknown class names are reported with the
 //! field they are about (and, for values, the file and line).
 
-mod analytics_common;
+mod support;
 
 use std::path::Path;
 
-use analytics_common::coco;
 use simpang::analytics::SiteAnalytics;
 use simpang::config::Config;
+use support::analytics::coco;
 
 fn config(tables: &str) -> String {
     format!(
@@ -103,7 +103,7 @@ fn unknown_class_names_are_errors_naming_the_field() {
         assert!(msg.contains(&format!("{class:?}")), "{msg}");
     }
     // the shipped config is fine with the shipped model's classes
-    let cfg = Config::load(&analytics_common::root().join("config/palembang.toml")).unwrap();
+    let cfg = Config::load(&support::root().join("config/palembang.toml")).unwrap();
     for site in &cfg.sites {
         SiteAnalytics::new(site, coco()).unwrap_or_else(|e| panic!("{e}"));
     }

@@ -1,14 +1,14 @@
 //! The tracker and the crowd rule on the detector's real output for vtest.mp4 (NanoDet, every
 //! second frame = 5 fps; tests/analytics_data/vtest-dets.jsonl), with the real frames.
 
-mod analytics_common;
+mod support;
 
 use std::collections::{BTreeMap, HashMap};
 
-use analytics_common::*;
 use simpang::analytics::SiteAnalytics;
 use simpang::model::{Image, IncidentKind, RulePhase, TrackState};
 use simpang::track::{Tracker, TrackerConfig};
+use support::analytics::*;
 
 /// Frame indexes of the fixture in order, with their times (10 fps file).
 fn timeline(dets: &HashMap<u64, Vec<simpang::model::Detection>>) -> Vec<(u64, f64)> {

@@ -11,11 +11,11 @@
 //! - **litter class**: a small object under the size threshold that the detector calls "bottle"
 //!   → an incident naming the bottle.
 
-mod analytics_common;
+mod support;
 
-use analytics_common::*;
 use simpang::analytics::SiteAnalytics;
 use simpang::model::{BBox, Detection, IncidentKind, RuleEvent, RulePhase};
+use support::analytics::*;
 
 const ZONE: &str = r#"
 [sites.tamper]

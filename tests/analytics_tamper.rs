@@ -4,15 +4,16 @@
 //! static vtest camera, and the moving street camera of sample.mp4 with the view check off
 //! as in config/palembang.toml — raises none.
 
-mod analytics_common;
+mod support;
 
-use analytics_common::*;
 use opencv::core::{self, Mat, Size, Vec3b};
 use opencv::imgproc;
 use opencv::prelude::*;
 use simpang::analytics::SiteAnalytics;
 use simpang::ingest::reader::{ReadOptions, VideoReader};
 use simpang::model::{Image, IncidentKind, PixelFormat, RulePhase};
+use support::analytics::*;
+use support::root;
 
 fn blur(img: &Image) -> Image {
     let src =

@@ -3,12 +3,12 @@
 //! It checks that the report is produced, complete and self-consistent; speed is reported by
 //! the bench, never asserted here (CI machines differ and share their cores).
 
-mod common;
+mod support;
 
 use std::process::{Command, Output};
 
-use common::{bin, root};
 use serde_json::Value;
+use support::{bin, root};
 
 fn bench(args: &[&str]) -> Output {
     Command::new(bin())

@@ -1,11 +1,12 @@
 //! Bad configuration through the real binary: clear errors with file:line and field, non-zero
 //! exit, for `simpang check` and `simpang run`.
 
-mod common;
+mod support;
 
 use std::process::Command;
 
-use common::*;
+use support::simpang::{base_config, site_block, write};
+use support::{bin, root};
 
 fn good(dir: &std::path::Path) -> String {
     let mut c = base_config(dir);

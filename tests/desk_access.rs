@@ -1,14 +1,14 @@
 //! Who may see and do what: sessions, agency scoping, the read-only viewer, and the public
 //! tracker's privacy. Runs on a real SQLite file.
 
-mod desk_support;
+mod support;
 
-use desk_support::{file_report, jpeg, Http, Kind, Opts, Part, TestDesk};
 use serde_json::json;
 use simpang::desk::Role;
+use support::desk::{file_report, jpeg, Http, Kind, Opts, Part, TestDesk};
 
 fn desk() -> TestDesk {
-    let t = TestDesk::start(Kind::Sqlite, Opts::default()).expect("sqlite desk");
+    let t = TestDesk::start(Kind::Sqlite, Opts::default());
     t.user("admin", Role::Admin, None);
     t.user("operator", Role::Operator, None);
     t.user("dishub1", Role::Agency, Some("dishub"));
@@ -445,7 +445,7 @@ fn the_public_tracker_never_shows_personal_data() {
 
 #[test]
 fn demo_accounts_sign_in_with_the_printed_passwords() {
-    let t = TestDesk::start(Kind::Sqlite, Opts::default()).expect("desk");
+    let t = TestDesk::start(Kind::Sqlite, Opts::default());
     let first = t
         .block_on(simpang::desk::ensure_demo_accounts(&t.desk))
         .expect("demo accounts");

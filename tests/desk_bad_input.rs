@@ -1,13 +1,13 @@
 //! Bad input: every refusal is a clear 4xx (or, for MQTT, a dead-letter row with the reason)
 //! and nothing is half-stored. Injection strings are stored as given and shown escaped.
 
-mod desk_support;
+mod support;
 
 use base64::Engine;
-use desk_support::{file_report, incident, jpeg, png, to_bytes, Kind, Opts, Part, TestDesk};
 use serde_json::{json, Value};
 use simpang::desk::{IntakeOutcome, Role};
 use simpang::model::{IncidentEvent, IncidentKind};
+use support::desk::{file_report, incident, jpeg, png, to_bytes, Kind, Opts, Part, TestDesk};
 
 const MAX_PHOTO: usize = 40_000;
 
@@ -18,8 +18,7 @@ fn desk() -> TestDesk {
             desk_toml: format!("max_photo_bytes = {MAX_PHOTO}"),
             ..Default::default()
         },
-    )
-    .expect("sqlite desk");
+    );
     t.user("operator", Role::Operator, None);
     t.user("admin", Role::Admin, None);
     t
@@ -340,7 +339,7 @@ fn citizen_reports_with_bad_fields_or_photos_are_refused_whole() {
             bytes: &huge,
         },
     ));
-    let (ct, body) = desk_support::multipart(&parts);
+    let (ct, body) = support::desk::multipart(&parts);
     assert_eq!(
         status_while_sending(t.addr, "/api/reports", &ct, body),
         Some(413)
@@ -666,8 +665,7 @@ fn malformed_incident_messages_go_to_the_dead_letter_table() {
             desk_toml: String::new(),
             ..Default::default()
         },
-    )
-    .expect("desk");
+    );
     t.user("operator", Role::Operator, None);
     let topic = "simpang/v1/sites/ampera/incidents";
     let snap = jpeg(320, 180, 1);
@@ -688,7 +686,7 @@ fn malformed_incident_messages_go_to_the_dead_letter_table() {
     };
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let text_b64 = b64(b"not a picture at all");
-    let text_sha = desk_support::sha256_hex(b"not a picture at all");
+    let text_sha = support::desk::sha256_hex(b"not a picture at all");
     // (case, topic, payload, words the reason must contain)
     let cases: Vec<(&str, &str, Vec<u8>, &str)> = vec![
         ("empty", topic, Vec::new(), "malformed JSON"),

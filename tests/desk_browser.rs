@@ -1,114 +1,39 @@
 //! The desk in real browsers: headless Chromium, driven over WebDriver (Debian's chromedriver;
 //! a small client over ureq), and headless Firefox ESR, driven over Marionette (Debian has no
-//! geckodriver; tests/browser_support). In each, on a desk of its own: signs in through the
+//! geckodriver; tests/support/browser.rs). In each, on a desk of its own: signs in through the
 //! login form, opens the dashboard (and watches a camera incident arrive on the live feed), a
 //! camera report, the list, and the citizen pages; dispositions a report with the page's own
 //! form; the admin deactivates an account. Full-page screenshots go to
 //! target/screenshots/desk-*.png (Chromium) and desk-firefox-*.png and must not be blank.
 
-mod browser_support;
-mod desk_support;
+mod support;
 
 use std::cell::RefCell;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine;
-use browser_support::{Firefox, Marionette, ELEMENT};
-use desk_support::{
-    eventually, file_report, incident, jpeg, screenshot_dir, to_bytes, Kind, Opts, TestDesk,
-};
 use serde_json::{json, Value};
 use simpang::desk::Role;
 use simpang::model::{BBox, IncidentEvent, IncidentKind, Point, Severity, SnapshotBox};
+use support::browser::{chromium_args, ChromeDriver, Firefox, Marionette, ELEMENT};
+use support::desk::{file_report, incident, screenshot_dir, to_bytes, Kind, Opts, TestDesk};
+use support::wait::poll;
 
-struct Driver {
-    child: Child,
-    base: String,
-    agent: ureq::Agent,
-}
-
-impl Driver {
-    fn start() -> Driver {
-        let port = desk_support::free_port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver must be installed (Debian package chromium-driver)");
-        let d = Driver {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            agent: ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(60))
-                .build(),
-        };
-        let up = eventually(Duration::from_secs(20), || {
-            d.call("GET", "/status", None).ok()
-        });
-        assert!(up.is_some(), "chromedriver did not start");
-        d
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
-        let req = self.agent.request(method, &format!("{}{path}", self.base));
-        let res = match body {
-            Some(b) => req.send_json(b),
-            None => req.call(),
-        };
-        match res {
-            Ok(r) => r
-                .into_json::<Value>()
-                .map(|v| v["value"].clone())
-                .map_err(|e| e.to_string()),
-            Err(ureq::Error::Status(code, r)) => {
-                Err(format!("{code}: {}", r.into_string().unwrap_or_default()))
-            }
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    fn session(&self) -> Browser<'_> {
-        let profile = tempfile::tempdir().expect("profile dir");
-        let args = vec![
-            "--headless".to_string(),
-            "--no-sandbox".into(),
-            "--disable-gpu".into(),
-            "--disable-quic".into(),
-            "--no-first-run".into(),
-            "--disable-background-networking".into(),
-            "--disable-component-update".into(),
-            "--disable-sync".into(),
-            "--hide-scrollbars".into(),
-            "--window-size=1440,900".into(),
-            "--lang=id-ID".into(),
-            format!("--user-data-dir={}", profile.path().display()),
-        ];
-        let caps = json!({ "capabilities": { "alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args }
-        } } });
-        let v = self
-            .call("POST", "/session", Some(caps))
-            .expect("browser session");
-        Browser {
-            remote: Box::new(ChromiumSession {
-                d: self,
-                id: v["sessionId"].as_str().expect("session id").to_string(),
-                _profile: profile,
-            }),
-            prefix: "desk",
-        }
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A Chromium session of the scenario.
+fn chromium(d: &ChromeDriver) -> Browser<'_> {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let mut args = chromium_args(profile.path(), 1440, 900);
+    args.extend(["--hide-scrollbars".into(), "--lang=id-ID".into()]);
+    let id = d.session(&args, json!({}));
+    Browser {
+        remote: Box::new(ChromiumSession {
+            d,
+            id,
+            _profile: profile,
+        }),
+        prefix: "desk",
     }
 }
 
@@ -128,7 +53,7 @@ trait Remote {
 
 /// Chromium over chromedriver's HTTP WebDriver.
 struct ChromiumSession<'a> {
-    d: &'a Driver,
+    d: &'a ChromeDriver,
     id: String,
     _profile: tempfile::TempDir,
 }
@@ -204,7 +129,7 @@ impl Drop for ChromiumSession<'_> {
     }
 }
 
-/// Firefox ESR over Marionette (tests/browser_support).
+/// Firefox ESR over Marionette (tests/support/browser.rs).
 struct FirefoxSession {
     m: RefCell<Marionette>,
     _firefox: Firefox,
@@ -299,7 +224,7 @@ impl Browser<'_> {
         self.remote.find(css)
     }
     fn must(&self, css: &str) -> String {
-        eventually(Duration::from_secs(10), || self.find(css))
+        poll(Duration::from_secs(10), || self.find(css))
             .unwrap_or_else(|| panic!("no element {css} on {}", self.url()))
     }
     fn type_into(&self, css: &str, text: &str) {
@@ -322,7 +247,7 @@ impl Browser<'_> {
     }
     /// Waits until the page's URL ends with `suffix`.
     fn wait_url(&self, suffix: &str) {
-        let ok = eventually(Duration::from_secs(10), || {
+        let ok = poll(Duration::from_secs(10), || {
             self.url().contains(suffix).then_some(())
         });
         assert!(ok.is_some(), "expected {suffix}, at {}", self.url());
@@ -373,18 +298,20 @@ fn assert_not_blank(png: &[u8], path: &Path) {
     );
 }
 
-/// A snapshot like the incident stage makes: a frame of the site's sample footage (when
-/// `scripts/setup.sh` has made it) with a box and a caption; a synthetic picture otherwise.
+/// A snapshot like the incident stage makes: a frame of the site's sample footage (made by
+/// `scripts/setup.sh`) with a box and a caption.
 fn snapshot(site: &str, frame_no: u64, caption: &str) -> Vec<u8> {
     use simpang::ingest::reader::{ReadOptions, VideoReader};
-    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let file = support::root()
         .join("samples/sites")
         .join(format!("{site}.mp4"));
     let opts = ReadOptions {
         size: Some((640, 360)),
         ..Default::default()
     };
-    let frame = VideoReader::open(&file, &opts).ok().and_then(|mut r| {
+    let mut reader = VideoReader::open(&file, &opts)
+        .unwrap_or_else(|e| panic!("{e} (scripts/setup.sh makes the sample footage)"));
+    let frame = Some(&mut reader).and_then(|r| {
         let mut last = None;
         while let Ok(Some(f)) = r.next_frame() {
             last = Some(f.image);
@@ -423,7 +350,7 @@ fn snapshot(site: &str, frame_no: u64, caption: &str) -> Vec<u8> {
             .expect("render");
             simpang::draw::overlay::encode_jpeg(&snap, 80).expect("jpeg")
         }
-        None => jpeg(640, 360, frame_no as u8),
+        None => panic!("{} has no frames", file.display()),
     }
 }
 
@@ -506,8 +433,7 @@ fn desk_with_reports() -> (TestDesk, String, String) {
             desk_toml: "[desk.map]\ntile_url = \"http://127.0.0.1:9/{z}/{x}/{y}.png\"\n".into(),
             ..Default::default()
         },
-    )
-    .expect("desk");
+    );
     t.user("operator", Role::Operator, None);
     t.user("dishub1", Role::Agency, Some("dishub"));
     t.user("dishub2", Role::Agency, Some("dishub"));
@@ -531,8 +457,8 @@ static ONE_BROWSER: Mutex<()> = Mutex::new(());
 fn staff_and_citizens_use_the_desk_in_chromium() {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let (t, cctv_answered, citizen) = desk_with_reports();
-    let driver = Driver::start();
-    scenario(&t, &driver.session(), &cctv_answered, &citizen);
+    let driver = ChromeDriver::start();
+    scenario(&t, &chromium(&driver), &cctv_answered, &citizen);
 }
 
 #[test]
@@ -553,13 +479,13 @@ fn scenario(t: &TestDesk, b: &Browser, cctv_answered: &str, citizen: &str) {
     b.type_into("#username", "operator");
     b.type_into("#password", "salah-sekali");
     b.click("button[type=submit]");
-    assert!(eventually(Duration::from_secs(10), || b
+    assert!(poll(Duration::from_secs(10), || b
         .text()
         .contains("kata sandi salah")
         .then_some(()))
     .is_some());
     b.type_into("#username", "operator");
-    b.type_into("#password", &desk_support::password("operator"));
+    b.type_into("#password", &support::desk::password("operator"));
     b.click("button[type=submit]");
     b.wait_url(&format!("/reports/{cctv_answered}"));
 
@@ -585,7 +511,7 @@ fn scenario(t: &TestDesk, b: &Browser, cctv_answered: &str, citizen: &str) {
     // The dashboard, then a new camera incident arrives on the live feed without a reload.
     b.goto(&format!("{base}/dashboard"));
     b.wait_url("/dashboard");
-    let live = eventually(Duration::from_secs(10), || {
+    let live = poll(Duration::from_secs(10), || {
         (b.js("return document.getElementById('live-status').dataset.state") == json!("open"))
             .then_some(())
     });
@@ -625,7 +551,7 @@ fn scenario(t: &TestDesk, b: &Browser, cctv_answered: &str, citizen: &str) {
         )
         .unwrap();
     let fresh = out.ticket().unwrap().to_string();
-    let arrived = eventually(Duration::from_secs(10), || {
+    let arrived = poll(Duration::from_secs(10), || {
         b.find(&format!("#feed [data-ticket=\"{fresh}\"]"))
     });
     assert!(
@@ -634,7 +560,7 @@ fn scenario(t: &TestDesk, b: &Browser, cctv_answered: &str, citizen: &str) {
     );
     let first = b.js("return document.querySelector('#feed .feed-item').dataset.ticket");
     assert_eq!(first, json!(fresh), "newest first");
-    let total = eventually(Duration::from_secs(10), || {
+    let total = poll(Duration::from_secs(10), || {
         let v = b.js("return document.querySelector('[data-kpi=total]').textContent");
         (v == json!("9")).then_some(v)
     });
@@ -661,7 +587,7 @@ fn scenario(t: &TestDesk, b: &Browser, cctv_answered: &str, citizen: &str) {
     b.click("form[action='/logout'] button");
     b.wait_url("/login");
     b.goto(&format!("{base}/lapor"));
-    let offline = eventually(Duration::from_secs(15), || {
+    let offline = poll(Duration::from_secs(15), || {
         (b.js("return !document.querySelector('.map-offline-note').hidden") == json!(true))
             .then_some(())
     });
@@ -681,7 +607,7 @@ fn scenario(t: &TestDesk, b: &Browser, cctv_answered: &str, citizen: &str) {
     b.type_into("#phone", "081355556666");
     b.shot("lapor");
     b.click("form[action='/lapor'] button[type=submit]");
-    assert!(eventually(Duration::from_secs(10), || b
+    assert!(poll(Duration::from_secs(10), || b
         .text()
         .contains("Laporan diterima")
         .then_some(()))
@@ -709,7 +635,7 @@ fn scenario(t: &TestDesk, b: &Browser, cctv_answered: &str, citizen: &str) {
     // the audit log and the dead letters.
     b.goto(&format!("{base}/login"));
     b.type_into("#username", "admin");
-    b.type_into("#password", &desk_support::password("admin"));
+    b.type_into("#password", &support::desk::password("admin"));
     b.click("button[type=submit]");
     b.wait_url("/dashboard");
     b.goto(&format!("{base}/admin/users"));

@@ -2,21 +2,22 @@
 //! password on stdin, config errors that name file, line and field, and a server that starts,
 //! answers and stops cleanly on SIGTERM.
 
-mod desk_support;
+mod support;
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use desk_support::{eventually, free_port, Http};
+use support::desk::Http;
+use support::process::Proc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_simpang");
 
 fn config(dir: &Path, desk: &str) -> std::path::PathBuf {
     let text = format!(
         "data_dir = \"data\"\n{}\n[desk]\n{desk}\n",
-        desk_support::SITES
+        support::desk::SITES
     );
     let path = dir.join("desk.toml");
     std::fs::write(&path, text).unwrap();
@@ -176,35 +177,27 @@ fn config_errors_name_file_line_and_field() {
 fn serves_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "[desk.mqtt]\nbroker = \"none\"");
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .args(["desk", "--config"])
-        .arg(&cfg)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("simpang desk");
-    let h = Http::new(&format!("http://127.0.0.1:{port}"));
-    let up = eventually(Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        (h.get("/healthz").status == 200).then_some(())
-    });
-    assert!(up.is_some(), "the desk answers");
+    let cfg = cfg.display().to_string();
+    // Port 0: the desk binds a free port and prints where it listens.
+    let mut child = Proc::simpang(
+        "desk",
+        &["desk", "--config", &cfg, "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    let line = child.wait_line("desk: http://", support::simpang::START);
+    let base = line
+        .trim()
+        .trim_start_matches("desk: ")
+        .trim_end_matches('/');
+    let h = Http::new(base);
+    assert_eq!(h.get("/healthz").status, 200, "the desk answers");
     assert_eq!(h.get("/login").status, 200);
     assert_eq!(h.get("/dashboard").status, 303);
     // The default database is data_dir/desk.db, relative to the config file, in WAL mode.
     assert!(dir.path().join("data/desk.db").exists());
     assert!(dir.path().join("data/desk.db-wal").exists(), "WAL journal");
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let exited = eventually(Duration::from_secs(15), || child.try_wait().ok().flatten());
-    match exited {
-        Some(status) => assert!(status.success(), "{status}"),
-        None => {
-            let _ = child.kill();
-            panic!("the desk did not stop on SIGTERM");
-        }
-    }
+    let status = child
+        .terminate(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("the desk did not stop on SIGTERM:\n{}", child.log_tail()));
+    assert!(status.success(), "{status}");
 }

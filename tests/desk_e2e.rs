@@ -2,14 +2,17 @@
 //! snapshots, updates change the same report, the workflow runs to green, every step is in the
 //! audit log, and each status change goes out on MQTT.
 
-mod desk_support;
+mod support;
 
 use std::time::Duration;
 
-use desk_support::{eventually, incident, jpeg, to_bytes, Http, Kind, Mosquitto, Opts, TestDesk};
 use serde_json::{json, Value};
 use simpang::desk::Role;
 use simpang::model::{IncidentEvent, IncidentKind};
+use support::desk::{incident, jpeg, to_bytes, Http, Kind, Opts, TestDesk};
+use support::mosquitto::Mosquitto;
+use support::ports;
+use support::wait::poll;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -20,12 +23,11 @@ fn desk_on(broker: &Mosquitto) -> TestDesk {
             broker: Some(broker.url()),
             ..Default::default()
         },
-    )
-    .expect("desk");
+    );
     t.user("operator", Role::Operator, None);
     t.user("dishub1", Role::Agency, Some("dishub"));
     assert!(
-        eventually(WAIT, || t.desk.intake_subscribed().then_some(())).is_some(),
+        poll(WAIT, || t.desk.intake_subscribed().then_some(())).is_some(),
         "the desk subscribes to incidents"
     );
     t
@@ -81,7 +83,7 @@ fn camera_incident_runs_through_the_workflow_to_green() {
 
     // 1. `new` becomes a report with the snapshot, the site's address and coordinates.
     broker.publish(topic, &msg(1, IncidentEvent::New, "macet", Some(&a)));
-    let ticket = eventually(WAIT, || {
+    let ticket = poll(WAIT, || {
         cctv_reports(&op)
             .first()
             .map(|r| r["ticket"].as_str().unwrap().to_string())
@@ -126,14 +128,14 @@ fn camera_incident_runs_through_the_workflow_to_green() {
     // 2. A redelivered `new` and an `update` change the same report: no second one.
     broker.publish(topic, &msg(1, IncidentEvent::New, "macet", Some(&a)));
     broker.publish(topic, &msg(2, IncidentEvent::Update, "padat", Some(&b)));
-    eventually(WAIT, || {
+    poll(WAIT, || {
         (report(&op, &ticket)["incident"]["seq"] == 2).then_some(())
     })
     .expect("update applied");
     // A stale retry (seq 1 again, other level) is ignored; seq 3 goes through.
     broker.publish(topic, &msg(1, IncidentEvent::Update, "lancar", None));
     broker.publish(topic, &msg(3, IncidentEvent::Update, "macet", Some(&c)));
-    let v = eventually(WAIT, || {
+    let v = poll(WAIT, || {
         Some(report(&op, &ticket)).filter(|v| v["incident"]["seq"] == 3)
     })
     .expect("seq 3 applied");
@@ -152,7 +154,7 @@ fn camera_incident_runs_through_the_workflow_to_green() {
 
     // 3. A malformed message lands in the dead-letter table; the report is untouched.
     broker.publish(topic, b"{\"schema\":\"simpang.incident/1\",\"event\":");
-    let dl = eventually(WAIT, || {
+    let dl = poll(WAIT, || {
         let items = op.get("/api/dead-letters").json()["items"]
             .as_array()
             .unwrap()
@@ -189,7 +191,7 @@ fn camera_incident_runs_through_the_workflow_to_green() {
 
     // 5. The camera reports the condition cleared.
     broker.publish(topic, &msg(4, IncidentEvent::End, "lancar", None));
-    let v = eventually(WAIT, || {
+    let v = poll(WAIT, || {
         Some(report(&op, &ticket)).filter(|v| v["incident"]["cleared_at"].is_string())
     })
     .expect("end applied");
@@ -258,7 +260,7 @@ fn camera_incident_runs_through_the_workflow_to_green() {
         ("answered", "yellow"),
         ("done", "green"),
     ];
-    let got = eventually(WAIT, || {
+    let got = poll(WAIT, || {
         let seen: Vec<(String, String)> = status
             .messages()
             .into_iter()
@@ -292,8 +294,7 @@ fn camera_incident_runs_through_the_workflow_to_green() {
 
 #[test]
 fn intake_and_status_publishing_survive_a_broker_restart() {
-    let broker = Mosquitto::start();
-    let port = broker.port;
+    let mut broker = Mosquitto::start();
     let t = desk_on(&broker);
     let op = t.login("operator");
     let topic = "simpang/v1/sites/bkb/incidents";
@@ -309,7 +310,7 @@ fn intake_and_status_publishing_survive_a_broker_restart() {
             Some(&jpeg(160, 90, 9)),
         )),
     );
-    let first = eventually(WAIT, || {
+    let first = poll(WAIT, || {
         cctv_reports(&op)
             .first()
             .map(|r| r["ticket"].as_str().unwrap().to_string())
@@ -317,9 +318,9 @@ fn intake_and_status_publishing_survive_a_broker_restart() {
     .expect("first report");
 
     // The broker goes away: the desk keeps serving; a status change waits in the outbox.
-    drop(broker);
+    broker.kill();
     assert!(
-        eventually(WAIT, || (!t.desk.intake_subscribed()).then_some(())).is_some(),
+        poll(WAIT, || (!t.desk.intake_subscribed()).then_some(())).is_some(),
         "the desk notices"
     );
     assert_eq!(
@@ -344,9 +345,9 @@ fn intake_and_status_publishing_survive_a_broker_restart() {
     assert_eq!(published_at(), None, "queued while the broker is down");
 
     // It comes back on the same port: the desk reconnects by itself (with backoff).
-    let broker = Mosquitto::start_on(port);
+    broker.restart();
     assert!(
-        eventually(Duration::from_secs(30), || t
+        poll(Duration::from_secs(30), || t
             .desk
             .intake_subscribed()
             .then_some(()))
@@ -365,7 +366,7 @@ fn intake_and_status_publishing_survive_a_broker_restart() {
             None,
         )),
     );
-    let second = eventually(WAIT, || {
+    let second = poll(WAIT, || {
         cctv_reports(&op)
             .into_iter()
             .map(|r| r["ticket"].as_str().unwrap().to_string())
@@ -376,7 +377,7 @@ fn intake_and_status_publishing_survive_a_broker_restart() {
         "an incident after the restart became a report"
     );
     assert!(
-        eventually(WAIT, published_at).is_some(),
+        poll(WAIT, published_at).is_some(),
         "the status change made while the broker was down was acknowledged by it after it came back"
     );
 }
@@ -386,7 +387,8 @@ fn intake_and_status_publishing_survive_a_broker_restart() {
 /// 20 KB; inline snapshots need more, so this broker allows 4 MiB.)
 #[test]
 fn works_with_the_embedded_rumqttd_broker() {
-    let port = desk_support::free_port();
+    // rumqttd takes a fixed address: a port from the tests' own range.
+    let port = ports::port();
     let cfg: rumqttd::Config = toml::from_str(&format!(
         r#"
 id = 0
@@ -413,7 +415,7 @@ dynamic_filters = true
         let _ = rumqttd::Broker::new(cfg).start();
     });
     assert!(
-        eventually(WAIT, || std::net::TcpStream::connect(("127.0.0.1", port))
+        poll(WAIT, || std::net::TcpStream::connect(("127.0.0.1", port))
             .ok())
         .is_some()
     );
@@ -423,11 +425,10 @@ dynamic_filters = true
             broker: Some(format!("mqtt://127.0.0.1:{port}")),
             ..Default::default()
         },
-    )
-    .expect("desk");
+    );
     t.user("operator", Role::Operator, None);
     assert!(
-        eventually(WAIT, || t.desk.intake_subscribed().then_some(())).is_some(),
+        poll(WAIT, || t.desk.intake_subscribed().then_some(())).is_some(),
         "subscribed on rumqttd"
     );
     let op = t.login("operator");
@@ -458,7 +459,7 @@ dynamic_filters = true
         .take(20)
         .any(|ev| matches!(ev, Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))));
     assert!(acked, "rumqttd acknowledged the incident");
-    let ticket = eventually(WAIT, || {
+    let ticket = poll(WAIT, || {
         cctv_reports(&op)
             .first()
             .map(|r| r["ticket"].as_str().unwrap().to_string())
@@ -466,7 +467,7 @@ dynamic_filters = true
     .expect("report from rumqttd");
     let v = report(&op, &ticket);
     assert_eq!(snapshots(&op, &v), vec![snap]);
-    let drained = eventually(WAIT, || {
+    let drained = poll(WAIT, || {
         let pending: i64 = t.block_on(async {
             sqlx::query_scalar("SELECT COUNT(*) FROM status_outbox WHERE published_at IS NULL")
                 .fetch_one(t.desk.store().pool())

@@ -1,7 +1,6 @@
 //! `simpang detect` as a user runs it: on a vtest frame (PNG) and on the video itself.
 
-#[path = "fixtures/detect/common.rs"]
-mod common;
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -14,7 +13,7 @@ use simpang::model::PixelFormat;
 
 fn simpang(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_simpang"))
-        .current_dir(common::root())
+        .current_dir(support::root())
         .arg("detect")
         .args(args)
         .args(["--config", "config/palembang.toml"])
@@ -42,7 +41,7 @@ fn persons(line: &serde_json::Value) -> usize {
 /// Frame 200 of vtest written as a PNG.
 fn frame_png(dir: &Path) -> std::path::PathBuf {
     let f = VideoReader::open(
-        &common::vtest(),
+        &support::detect::vtest(),
         &ReadOptions {
             size: None,
             format: PixelFormat::Bgr,
@@ -149,7 +148,7 @@ fn image_table_is_readable() {
 fn video_every_and_limit_with_annotated_mp4() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("annotated.mp4");
-    let vtest = common::vtest();
+    let vtest = support::detect::vtest();
     let r = simpang(&[
         vtest.to_str().unwrap(),
         "--json",
@@ -185,7 +184,7 @@ fn video_every_and_limit_with_annotated_mp4() {
 fn errors_are_clear_and_fail_the_command() {
     let d = tempfile::tempdir().unwrap();
     let png = frame_png(d.path());
-    let vtest = common::vtest();
+    let vtest = support::detect::vtest();
     let cases: &[(&[&str], &str)] = &[
         (
             &["/nonexistent/cam.png"],

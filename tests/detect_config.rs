@@ -1,15 +1,14 @@
 //! The detector loaded the way `simpang run` loads it: from the config file, with its paths
 //! relative to the config; and the `[detect]` settings this stage added.
 
-#[path = "fixtures/detect/common.rs"]
-mod common;
+mod support;
 
 use simpang::config::{Config, OptimizationLevel};
 use simpang::detect::Detector;
 
 #[test]
 fn loads_from_the_shipped_config() {
-    let cfg = Config::load(&common::root().join("config/palembang.toml")).unwrap();
+    let cfg = Config::load(&support::root().join("config/palembang.toml")).unwrap();
     let d = Detector::load(&cfg).unwrap();
     assert_eq!(d.input_size(), (416, 416));
     assert_eq!(d.sessions(), cfg.detect.sessions);

@@ -2,8 +2,7 @@
 //! verified by eye, one box checked by hand, agreement with the verified Python reference, and
 //! the errors a bad model setup gives.
 
-#[path = "fixtures/detect/common.rs"]
-mod common;
+mod support;
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -17,10 +16,10 @@ fn detector() -> &'static Detector {
     static D: OnceLock<Detector> = OnceLock::new();
     D.get_or_init(|| {
         Detector::from_manifest(
-            &common::nanodet_manifest(),
+            &support::detect::nanodet_manifest(),
             &DetectOptions {
                 sessions: 2,
-                ..common::options()
+                ..support::detect::options()
             },
         )
         .unwrap()
@@ -51,7 +50,7 @@ struct HandBox {
 }
 
 fn persons_fixture() -> Persons {
-    let p = common::root().join("tests/fixtures/detect/vtest-persons.toml");
+    let p = support::root().join("tests/fixtures/detect/vtest-persons.toml");
     toml::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
@@ -69,7 +68,7 @@ fn finds_the_persons_one_can_see() {
     // Both paths: frames scaled by GStreamer to the input size (what the frame loop gets), and
     // native frames that the detector resizes itself.
     for size in [Some(detector().input_size()), None] {
-        let imgs = common::frames(&idx, size);
+        let imgs = support::detect::frames(&idx, size);
         let refs: Vec<&Image> = imgs.values().collect();
         let (dets, _) = detector().detect_batch(&refs).unwrap();
         for (f, d) in fx.frames.iter().zip(&dets) {
@@ -92,7 +91,9 @@ fn finds_the_persons_one_can_see() {
 #[test]
 fn box_checked_by_hand_is_where_the_man_is() {
     let fx = persons_fixture().hand_box;
-    let img = common::frames(&[fx.frame], None).remove(&fx.frame).unwrap();
+    let img = support::detect::frames(&[fx.frame], None)
+        .remove(&fx.frame)
+        .unwrap();
     let (w, h) = (img.width, img.height);
     let (dets, _) = detector().detect_batch(&[&img]).unwrap();
     let labels = detector().labels();
@@ -150,7 +151,7 @@ struct RefDet {
 /// AVX2 kernels moved a score by 0.014.
 #[test]
 fn agrees_with_the_python_reference() {
-    let root = common::root();
+    let root = support::root();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("vtest-reference.json");
     let out = std::process::Command::new(root.join(".venv/bin/python"))
@@ -166,16 +167,16 @@ fn agrees_with_the_python_reference() {
     );
     let r: Reference = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
     let d = Detector::from_manifest(
-        &common::nanodet_manifest(),
+        &support::detect::nanodet_manifest(),
         &DetectOptions {
             score_threshold: Some(r.score_threshold),
-            ..common::options()
+            ..support::detect::options()
         },
     )
     .unwrap();
     let labels = d.labels();
     let idx: Vec<u64> = r.frames.iter().map(|f| f.index).collect();
-    let imgs = common::frames(&idx, None);
+    let imgs = support::detect::frames(&idx, None);
     let (mut matched, mut worst_score, mut worst_px) = (0, 0.0f32, 0.0f32);
     let margin = 0.03;
     for f in &r.frames {
@@ -265,7 +266,7 @@ fn a_black_frame_has_nothing() {
 
 #[test]
 fn bad_frame_fails_alone() {
-    let good = common::frames(&[200], Some((416, 416)))
+    let good = support::detect::frames(&[200], Some((416, 416)))
         .remove(&200)
         .unwrap();
     let bad = Image {
@@ -295,13 +296,13 @@ fn i420_frames_are_converted() {
         format: PixelFormat::I420,
         fps: None,
     };
-    let i420 = VideoReader::open(&common::vtest(), &opts)
+    let i420 = VideoReader::open(&support::detect::vtest(), &opts)
         .unwrap()
         .map(|f| f.unwrap())
         .find(|f| f.index == 200)
         .unwrap()
         .image;
-    let bgr = common::frames(&[200], Some((416, 416)))
+    let bgr = support::detect::frames(&[200], Some((416, 416)))
         .remove(&200)
         .unwrap();
     let (d, _) = detector().detect_batch(&[&i420, &bgr]).unwrap();
@@ -311,7 +312,7 @@ fn i420_frames_are_converted() {
 
 #[test]
 fn concurrent_callers_share_the_pool() {
-    let imgs = common::frames(&[0, 100, 200, 300], Some((416, 416)));
+    let imgs = support::detect::frames(&[0, 100, 200, 300], Some((416, 416)));
     let refs: Vec<&Image> = imgs.values().collect();
     let (alone, _) = detector().detect_batch(&refs).unwrap();
     std::thread::scope(|s| {
@@ -325,7 +326,7 @@ fn concurrent_callers_share_the_pool() {
 }
 
 fn write_manifest(dir: &Path, onnx: &str, labels: &str, decoder: &str) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(common::nanodet_manifest())
+    let text = std::fs::read_to_string(support::detect::nanodet_manifest())
         .unwrap()
         .replace("onnx = \"nanodet-m-416.onnx\"", &format!("onnx = {onnx:?}"))
         .replace("labels = \"coco80.txt\"", &format!("labels = {labels:?}"))
@@ -344,7 +345,7 @@ fn write_manifest(dir: &Path, onnx: &str, labels: &str, decoder: &str) -> std::p
 }
 
 fn load_err(manifest: &Path) -> String {
-    match Detector::from_manifest(manifest, &common::options()) {
+    match Detector::from_manifest(manifest, &support::detect::options()) {
         Ok(_) => panic!("{} loaded", manifest.display()),
         Err(e) => e.to_string(),
     }
@@ -353,7 +354,7 @@ fn load_err(manifest: &Path) -> String {
 #[test]
 fn bad_model_setups_name_the_file() {
     let d = tempfile::tempdir().unwrap();
-    let models = common::root().join("models/nanodet-m-416");
+    let models = support::root().join("models/nanodet-m-416");
     let onnx = models.join("nanodet-m-416.onnx");
     let coco = models.join("coco80.txt");
     let s = |p: &Path| p.to_str().unwrap().to_string();
@@ -427,7 +428,7 @@ fn bad_model_setups_name_the_file() {
     );
 
     // the input size does not match the model's fixed input
-    let text = std::fs::read_to_string(common::nanodet_manifest())
+    let text = std::fs::read_to_string(support::detect::nanodet_manifest())
         .unwrap()
         .replace(
             "onnx = \"nanodet-m-416.onnx\"",
@@ -447,10 +448,10 @@ fn bad_model_setups_name_the_file() {
 #[test]
 fn input_size_override_needs_a_dynamic_model() {
     let e = Detector::from_manifest(
-        &common::nanodet_manifest(),
+        &support::detect::nanodet_manifest(),
         &DetectOptions {
             input_size: Some((320, 320)),
-            ..common::options()
+            ..support::detect::options()
         },
     )
     .err()

@@ -1,8 +1,7 @@
 //! A missing ONNX Runtime library is a clear error naming the path. Its own test binary: a
 //! process loads the library once, so this must run before anything else loads it.
 
-#[path = "fixtures/detect/common.rs"]
-mod common;
+mod support;
 
 use simpang::detect::{DetectError, DetectOptions, Detector};
 
@@ -15,10 +14,10 @@ fn missing_library_names_the_path() {
     for lib in [
         d.path().join("lib/libonnxruntime.so"),
         // a file that exists but is not a shared library
-        common::nanodet_manifest(),
+        support::detect::nanodet_manifest(),
     ] {
         let e = Detector::from_manifest(
-            &common::nanodet_manifest(),
+            &support::detect::nanodet_manifest(),
             &DetectOptions {
                 ort_library: Some(lib.clone()),
                 ..DetectOptions::default()
@@ -32,6 +31,10 @@ fn missing_library_names_the_path() {
         assert!(msg.contains("ORT_DYLIB_PATH"), "{msg}");
     }
     // ... and a later attempt with the right library still works
-    let det = Detector::from_manifest(&common::nanodet_manifest(), &common::options()).unwrap();
+    let det = Detector::from_manifest(
+        &support::detect::nanodet_manifest(),
+        &support::detect::options(),
+    )
+    .unwrap();
     assert_eq!(det.input_size(), (416, 416));
 }

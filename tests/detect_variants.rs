@@ -3,8 +3,7 @@
 //! the fixture frames; a variant whose manifest does not fit its outputs, and the variant
 //! script's calibration-folder errors, are explained with the file at fault.
 
-#[path = "fixtures/detect/common.rs"]
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -43,14 +42,14 @@ struct PersonFrame {
 }
 
 fn persons_fixture() -> Persons {
-    let p = common::root().join("tests/fixtures/detect/vtest-persons.toml");
+    let p = support::root().join("tests/fixtures/detect/vtest-persons.toml");
     toml::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
 #[test]
 fn every_manifest_is_listed() {
     let mut found = Vec::new();
-    for dir in std::fs::read_dir(common::root().join("models")).unwrap() {
+    for dir in std::fs::read_dir(support::root().join("models")).unwrap() {
         let dir = dir.unwrap().path();
         if !dir.is_dir() || dir.ends_with("nanodet-m-416") {
             continue;
@@ -60,7 +59,7 @@ fn every_manifest_is_listed() {
             let name = f.file_name().unwrap().to_string_lossy().to_string();
             if name.starts_with("manifest") && name.ends_with(".toml") {
                 found.push(
-                    f.strip_prefix(common::root())
+                    f.strip_prefix(support::root())
                         .unwrap()
                         .to_string_lossy()
                         .to_string(),
@@ -80,8 +79,8 @@ fn every_variant_loads_and_finds_the_persons_one_can_see() {
     let idx: Vec<u64> = fx.frames.iter().map(|f| f.index).collect();
     let mut by_size: BTreeMap<(u32, u32), BTreeMap<u64, Image>> = BTreeMap::new();
     for (manifest, size, file) in VARIANTS {
-        let path = common::root().join(manifest);
-        let d = Detector::from_manifest(&path, &common::options())
+        let path = support::root().join(manifest);
+        let d = Detector::from_manifest(&path, &support::detect::options())
             .unwrap_or_else(|e| panic!("{manifest}: {e}"));
         assert_eq!(d.input_size(), *size, "{manifest}");
         assert_eq!(d.labels().len(), 80, "{manifest}");
@@ -94,7 +93,7 @@ fn every_variant_loads_and_finds_the_persons_one_can_see() {
         );
         let imgs = by_size
             .entry(*size)
-            .or_insert_with(|| common::frames(&idx, Some(*size)));
+            .or_insert_with(|| support::detect::frames(&idx, Some(*size)));
         let refs: Vec<&Image> = imgs.values().collect();
         let (dets, _) = d.detect_batch(&refs).unwrap();
         let labels = d.labels();
@@ -126,7 +125,7 @@ fn every_variant_loads_and_finds_the_persons_one_can_see() {
 fn the_dynamic_variant_runs_at_other_sizes_and_batches() {
     // One file serves every size that is a multiple of 32 (MODEL.md: fully convolutional), and
     // its batch dimension works (the Reshapes were made batch-generic).
-    let path = common::root().join("models/nanodet-m-dyn/manifest-384.toml");
+    let path = support::root().join("models/nanodet-m-dyn/manifest-384.toml");
     for (size, batch) in [
         ((320, 320), 1),
         ((352, 352), 1),
@@ -138,13 +137,13 @@ fn the_dynamic_variant_runs_at_other_sizes_and_batches() {
             &DetectOptions {
                 input_size: Some(size),
                 max_batch: batch,
-                ..common::options()
+                ..support::detect::options()
             },
         )
         .unwrap_or_else(|e| panic!("{size:?}: {e}"));
         assert_eq!(d.input_size(), size);
         assert_eq!(d.batch_size(), batch);
-        let imgs = common::frames(&[200], Some(size));
+        let imgs = support::detect::frames(&[200], Some(size));
         let img = &imgs[&200];
         let (dets, _) = d.detect_batch(&[img, img, img]).unwrap();
         assert_eq!(dets.len(), 3);
@@ -158,7 +157,7 @@ fn a_variant_whose_manifest_does_not_fit_its_outputs_is_explained() {
     let tmp = tempfile::tempdir().unwrap();
     let labels79 = tmp.path().join("coco79.txt");
     let all =
-        std::fs::read_to_string(common::root().join("models/nanodet-m-416/coco80.txt")).unwrap();
+        std::fs::read_to_string(support::root().join("models/nanodet-m-416/coco80.txt")).unwrap();
     std::fs::write(
         &labels79,
         all.lines().take(79).collect::<Vec<_>>().join("\n"),
@@ -221,8 +220,8 @@ fn a_variant_whose_manifest_does_not_fit_its_outputs_is_explained() {
     for (name, edit, wants) in cases {
         let dir = tmp.path().join(name.replace(' ', "_"));
         std::fs::create_dir_all(&dir).unwrap();
-        let m = common::edited_int8_manifest(&dir, "manifest.toml", edit);
-        let e = match Detector::from_manifest(&m, &common::options()) {
+        let m = support::detect::edited_int8_manifest(&dir, "manifest.toml", edit);
+        let e = match Detector::from_manifest(&m, &support::detect::options()) {
             Ok(_) => panic!("{name}: loaded"),
             Err(e) => e.to_string(),
         };
@@ -245,30 +244,30 @@ fn the_amx_copy_finds_exactly_what_the_plain_file_finds() {
     // make_variants.py only re-encodes weights (w + 1 with zero point 1), so the two files must
     // agree bit for bit on every CPU; on one with AMX-INT8 the copy is what `amx = true` loads.
     let tmp = tempfile::tempdir().unwrap();
-    let amx_path = common::root().join("models/nanodet-m-int8/nanodet-m-int8-amx.onnx");
-    let amx_manifest = common::edited_int8_manifest(tmp.path(), "amx.toml", |t| {
+    let amx_path = support::root().join("models/nanodet-m-int8/nanodet-m-int8-amx.onnx");
+    let amx_manifest = support::detect::edited_int8_manifest(tmp.path(), "amx.toml", |t| {
         let start = t.find("onnx = ").unwrap();
         let end = start + t[start..].find('\n').unwrap();
         format!("{}onnx = {:?}{}", &t[..start], amx_path, &t[end..])
     });
     let plain_opts = DetectOptions {
         amx: false,
-        ..common::options()
+        ..support::detect::options()
     };
-    let shipped = common::root().join("models/nanodet-m-int8/manifest.toml");
+    let shipped = support::root().join("models/nanodet-m-int8/manifest.toml");
     let plain = Detector::from_manifest(&shipped, &plain_opts).unwrap();
     assert!(plain.manifest().onnx.ends_with("nanodet-m-int8.onnx"));
     assert!(!plain.manifest().runs_amx_file());
     let copy = Detector::from_manifest(&amx_manifest, &plain_opts).unwrap();
     assert!(copy.manifest().onnx.ends_with("nanodet-m-int8-amx.onnx"));
-    let auto = Detector::from_manifest(&shipped, &common::options()).unwrap();
+    let auto = Detector::from_manifest(&shipped, &support::detect::options()).unwrap();
     assert_eq!(
         auto.manifest().runs_amx_file(),
         simpang::detect::runtime::amx_int8(),
         "amx = true loads the copy exactly where ONNX Runtime can use AMX-INT8"
     );
 
-    let imgs = common::frames(&[0, 100, 200, 400], Some((416, 416)));
+    let imgs = support::detect::frames(&[0, 100, 200, 400], Some((416, 416)));
     let refs: Vec<&Image> = imgs.values().collect();
     let (a, _) = plain.detect_batch(&refs).unwrap();
     let (b, _) = copy.detect_batch(&refs).unwrap();
@@ -281,7 +280,7 @@ fn the_amx_copy_finds_exactly_what_the_plain_file_finds() {
 fn python() -> PathBuf {
     // scripts/setup.sh makes the venv (scripts/requirements.txt); the script needs its onnx,
     // onnxruntime and OpenCV.
-    common::root().join(".venv/bin/python")
+    support::root().join(".venv/bin/python")
 }
 
 #[test]
@@ -300,7 +299,7 @@ fn the_variant_script_explains_a_calibration_folder_without_frames() {
         (&missing, "does not exist"),
     ] {
         let r = Command::new(python())
-            .arg(common::root().join("models/make_variants.py"))
+            .arg(support::root().join("models/make_variants.py"))
             .arg("--calib")
             .arg(dir)
             .arg("--out-dir")

@@ -1,16 +1,13 @@
 //! The YOLOv8 decoder through the real ONNX Runtime, on tiny models built by the test
-//! (tests/fixtures/detect/onnx.rs): known boxes and scores in, exact detections out.
+//! (tests/support/onnx.rs): known boxes and scores in, exact detections out.
 
-#[path = "fixtures/detect/common.rs"]
-mod common;
-#[path = "fixtures/detect/onnx.rs"]
-mod onnx;
+mod support;
 
 use std::path::{Path, PathBuf};
 
-use onnx::Dim;
 use simpang::detect::{DetectError, DetectOptions, Detector};
 use simpang::model::{BBox, Detection, Image, PixelFormat};
+use support::onnx::{self, Dim};
 
 const CLASSES: [&str; 3] = ["car", "motorcycle", "garbage_bag"];
 const ANCHORS: usize = 5;
@@ -168,7 +165,7 @@ fn assert_dets(got: &[Detection], want: &[Detection]) {
 fn decodes_known_boxes_and_classes() {
     for transposed in [false, true] {
         let m = make(transposed, Dim::Fixed(1), Dim::Fixed(SIZE as i64), "");
-        let d = load(&m, common::options()).unwrap();
+        let d = load(&m, support::detect::options()).unwrap();
         assert_eq!(d.input_size(), (SIZE, SIZE));
         assert_eq!(&d.labels()[..], CLASSES);
         let (black, white) = (picture(0), picture(255));
@@ -192,7 +189,7 @@ fn dynamic_batch_runs_several_frames_per_call() {
         &m,
         DetectOptions {
             max_batch: 4,
-            ..common::options()
+            ..support::detect::options()
         },
     )
     .unwrap();
@@ -225,7 +222,7 @@ fn dynamic_batch_runs_several_frames_per_call() {
 #[test]
 fn other_sizes_and_formats_take_the_slow_path() {
     let m = make(false, Dim::Fixed(1), Dim::Fixed(SIZE as i64), "");
-    let d = load(&m, common::options()).unwrap();
+    let d = load(&m, support::detect::options()).unwrap();
     let mut big = Image::new(200, 120);
     big.data.fill(255);
     let mut yuv = Image::with_format(64, 64, PixelFormat::I420);
@@ -242,7 +239,7 @@ fn input_size_override_on_a_dynamic_model() {
         &m,
         DetectOptions {
             input_size: Some((128, 128)),
-            ..common::options()
+            ..support::detect::options()
         },
     )
     .unwrap();
@@ -258,7 +255,7 @@ fn input_size_override_on_a_dynamic_model() {
         &m,
         DetectOptions {
             input_size: Some((128, 128)),
-            ..common::options()
+            ..support::detect::options()
         },
     )
     .err()
@@ -278,7 +275,10 @@ fn class_count_mismatch_is_explained() {
         "car\nmotorcycle\n",
     )
     .unwrap();
-    let e = load(&m, common::options()).err().unwrap().to_string();
+    let e = load(&m, support::detect::options())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         e.contains("tiny.onnx does not match its manifest")
             && e.contains("[1, 4+2, N]")
@@ -290,7 +290,10 @@ fn class_count_mismatch_is_explained() {
 #[test]
 fn fixed_input_size_mismatch_is_explained() {
     let m = make(false, Dim::Fixed(1), Dim::Fixed(32), "");
-    let e = load(&m, common::options()).err().unwrap().to_string();
+    let e = load(&m, support::detect::options())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         e.contains("width 32, but 64 is wanted")
             && e.contains(&*Path::new("tiny.onnx").to_string_lossy()),
@@ -305,7 +308,7 @@ fn debug_delay_is_added_to_every_inference() {
         &m,
         DetectOptions {
             debug_delay: std::time::Duration::from_millis(40),
-            ..common::options()
+            ..support::detect::options()
         },
     )
     .unwrap();

@@ -2,8 +2,7 @@
 //! frames (the reference against itself agrees perfectly; the JSON carries the table's numbers),
 //! and bad input named in the error.
 
-#[path = "fixtures/detect/common.rs"]
-mod common;
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -14,8 +13,8 @@ fn eval(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_simpang"))
         .arg("eval")
         .args(args)
-        .current_dir(common::root())
-        .env("ORT_DYLIB_PATH", common::ort_library())
+        .current_dir(support::root())
+        .env("ORT_DYLIB_PATH", support::detect::ort_library())
         .output()
         .unwrap()
 }
@@ -179,7 +178,7 @@ fn two_models_give_a_complete_consistent_table() {
 fn bad_input_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     // a manifest whose decoder does not fit the model's outputs
-    let wrong = common::edited_int8_manifest(tmp.path(), "wrong-manifest.toml", |t| {
+    let wrong = support::detect::edited_int8_manifest(tmp.path(), "wrong-manifest.toml", |t| {
         t.replace("reg_max = 10", "reg_max = 7")
     });
     let wrong = wrong.to_str().unwrap().to_string();

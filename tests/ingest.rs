@@ -1,156 +1,236 @@
-//! Ingest against real sample RTSP cameras on loopback: frame rates, reconnect after an outage,
-//! and an unreachable camera.
+//! Ingest against real sample RTSP cameras on loopback: what reaches analytics and the display
+//! per decoded frame, reconnect after an outage, and an unreachable camera.
+//!
+//! Everything here is counted, not timed, so a loaded machine changes how long a test takes,
+//! not what it finds. The frame rates themselves (decoded, display and analytics fps against the
+//! source and detect rates) are `simpang bench`'s figures: per stream, judged against 99 % of
+//! the source rate and the detect rate.
 
-mod common;
+mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::*;
+use support::metrics::Metrics;
+use support::simpang::{base_config, point_streams_at, site_block, write, Run, Samples};
+use support::wait::{eventually, poll};
 
-/// Both cameras online, then analytics frames at the detect rate (5 fps) within ±20%, display
-/// frames at the source rate.
+/// Generous: bounds a hang, not a speed.
+const HANG: Duration = Duration::from_secs(120);
+
+fn counter(m: &Metrics, name: &str, site: &str) -> f64 {
+    m.site(name, site)
+        .unwrap_or_else(|| panic!("no {name}{{site={site:?}}} in /metrics"))
+}
+
+/// A counter that may not exist yet (a series appears with its first increment): 0 then.
+fn count(m: &Metrics, name: &str, site: &str) -> f64 {
+    m.site(name, site).unwrap_or(0.0)
+}
+
+/// Both cameras online; then, over at least 10 s of media per camera: analytics gets one frame
+/// per 1/detect_fps of media time (the gate decimates by timestamp, so the ratio of analytics
+/// to decoded frames is the ratio of the rates, whatever the load), and the display gets the
+/// decoded frames.
 #[test]
 fn analytics_frames_arrive_at_detect_rate() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let mut cfg = base_config(dir.path());
-    cfg += &site_block("bkb", &format!("rtsp://127.0.0.1:{port}/bkb"));
-    cfg += &site_block("ampera", &format!("rtsp://127.0.0.1:{port}/ampera"));
+    cfg += &site_block("bkb", "rtsp://127.0.0.1:1/bkb");
+    cfg += &site_block("ampera", "rtsp://127.0.0.1:1/ampera");
     let cfg = write(dir.path(), "rate.toml", &cfg);
-    let _samples = start_samples(&cfg, &["bkb", "ampera"], port, dir.path());
-    let (run, addr) = start_run(&cfg, dir.path(), "run-rate");
+    let samples = Samples::start(&cfg, &["bkb", "ampera"], None);
+    point_streams_at(&cfg, samples.port);
+    let run = Run::start(&cfg, &[]);
+    let sites = [("bkb", 10.0), ("ampera", 29.97)];
+    let detect_fps = 5.0;
 
-    let online = wait_until(Duration::from_secs(30), || {
-        ["bkb", "ampera"]
+    eventually("both cameras online", HANG, || {
+        let m = run.metrics();
+        sites
             .iter()
-            .all(|s| site_metric(&addr, "simpang_camera_online", s) == Some(1.0))
+            .all(|(s, _)| m.site("simpang_camera_online", s) == Some(1.0))
     });
-    assert!(online.is_some(), "cameras not online\n{}", run.stderr());
-    // Let the RTSP jitter buffers settle, then measure over 10 s.
-    std::thread::sleep(Duration::from_secs(2));
-    let read = |name: &str, site: &str| site_metric(&addr, name, site).unwrap_or(-1.0);
-    let t0 = Instant::now();
-    let a0: Vec<f64> = ["bkb", "ampera"]
-        .iter()
-        .map(|s| read("simpang_analytics_frames_total", s))
-        .collect();
-    let d0: Vec<f64> = ["bkb", "ampera"]
-        .iter()
-        .map(|s| read("simpang_display_frames_total", s))
-        .collect();
-    std::thread::sleep(Duration::from_secs(10));
-    let secs = t0.elapsed().as_secs_f64();
-    for (i, (site, source_fps)) in [("bkb", 10.0), ("ampera", 29.97)].iter().enumerate() {
-        let a = (read("simpang_analytics_frames_total", site) - a0[i]) / secs;
-        let d = (read("simpang_display_frames_total", site) - d0[i]) / secs;
+    let m0 = run.metrics();
+    // 10 s of media per camera, however long the machine takes to decode it.
+    let m1 = eventually("10 s of media decoded per camera", HANG * 2, || {
+        let m = run.metrics();
+        sites
+            .iter()
+            .all(|(s, fps)| {
+                counter(&m, "simpang_frames_decoded_total", s)
+                    - counter(&m0, "simpang_frames_decoded_total", s)
+                    >= 10.0 * fps
+            })
+            .then_some(m)
+    });
+    for (site, source_fps) in sites {
+        let d = |name: &str| counter(&m1, name, site) - counter(&m0, name, site);
+        let (decoded, analytics, display) = (
+            d("simpang_frames_decoded_total"),
+            d("simpang_analytics_frames_total"),
+            d("simpang_display_frames_total"),
+        );
+        let dropped = count(&m1, "simpang_display_frames_dropped_total", site)
+            - count(&m0, "simpang_display_frames_dropped_total", site);
+        let want = decoded * detect_fps / source_fps;
         assert!(
-            (4.0..=6.0).contains(&a),
-            "{site}: analytics {a:.2} fps, want 5 ± 20%"
+            (analytics - want).abs() <= want * 0.2,
+            "{site}: {analytics} analytics frames for {decoded} decoded, want {want:.0} ± 20% \
+             (5 per media second)"
+        );
+        // Frames between the decoder and the display at the window's edges: the display queue
+        // (3) and the one being converted.
+        let in_flight = 4.0;
+        assert!(
+            display >= decoded * 0.8 && display <= decoded + in_flight,
+            "{site}: {display} display frames for {decoded} decoded ({dropped} dropped)"
         );
         assert!(
-            d >= source_fps * 0.8 && d <= source_fps * 1.2,
-            "{site}: display {d:.2} fps, want about {source_fps}"
+            display + dropped >= decoded - in_flight,
+            "{site}: {decoded} decoded, {display} displayed, {dropped} dropped: frames went \
+             missing"
         );
     }
-    let status = http_get(&addr, "/api/status").unwrap();
-    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let v: serde_json::Value = serde_json::from_str(
+        &ureq::get(&run.url("/api/status"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(v["sites"].as_array().unwrap().len(), 2);
     assert_eq!(v["sites"][0]["status"]["online"], true);
     assert_eq!(v["sites"][1]["status"]["width"], 640);
 }
 
-/// One camera's source goes away for a few seconds and comes back: it reconnects within 10 s of
-/// the source returning, the metrics count the reconnect, and the other camera never stops.
+/// One camera's source goes away and comes back on the same port: it goes offline, comes back
+/// at the first or second attempt after the source returns (attempts are `backoff_max_s` = 4 s
+/// apart at most, so that is within 10 s whatever the load), the metrics count the reconnect,
+/// and the other camera never stops: online at every look, decoding, never reconnecting.
 #[test]
 fn camera_reconnects_after_outage_while_other_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
-    let (port_a, port_b) = (free_port(), free_port());
     let mut cfg = base_config(dir.path());
-    cfg += &site_block("bkb", &format!("rtsp://127.0.0.1:{port_a}/bkb"));
-    cfg += &site_block("ampera", &format!("rtsp://127.0.0.1:{port_b}/ampera"));
+    cfg += &site_block("bkb", "rtsp://127.0.0.1:1/bkb");
+    cfg += &site_block("ampera", "rtsp://127.0.0.1:1/ampera");
     let cfg = write(dir.path(), "fault.toml", &cfg);
-    let mut server_a = start_samples(&cfg, &["bkb"], port_a, dir.path());
-    let _server_b = start_samples(&cfg, &["ampera"], port_b, dir.path());
-    let (run, addr) = start_run(&cfg, dir.path(), "run-fault");
-    let online = |s: &str| site_metric(&addr, "simpang_camera_online", s) == Some(1.0);
-    assert!(
-        wait_until(Duration::from_secs(30), || online("bkb")
-            && online("ampera"))
-        .is_some(),
-        "cameras not online\n{}",
-        run.stderr()
-    );
-    let frames = |s: &str| site_metric(&addr, "simpang_frames_decoded_total", s).unwrap_or(0.0);
-    let reconnects = |s: &str| site_metric(&addr, "simpang_reconnects_total", s).unwrap_or(-1.0);
-    assert_eq!(reconnects("bkb"), 0.0);
+    // bkb's camera comes back on its port: one of the tests' own, which nothing else takes.
+    let mut server_a = Samples::start_fixed(&cfg, &["bkb"], None);
+    let server_b = Samples::start(&cfg, &["ampera"], None);
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("rtsp://127.0.0.1:1/bkb", &server_a.url("bkb"))
+        .replace("rtsp://127.0.0.1:1/ampera", &server_b.url("ampera"));
+    std::fs::write(&cfg, text).unwrap();
+    let run = Run::start(&cfg, &[]);
+    let online = |m: &Metrics, s: &str| m.site("simpang_camera_online", s) == Some(1.0);
+    eventually("both cameras online", HANG, || {
+        let m = run.metrics();
+        online(&m, "bkb") && online(&m, "ampera")
+    });
+    let frames = |m: &Metrics, s: &str| counter(m, "simpang_frames_decoded_total", s);
+    let reconnects = |m: &Metrics, s: &str| counter(m, "simpang_reconnects_total", s);
+    assert_eq!(reconnects(&run.metrics(), "bkb"), 0.0);
 
-    // Outage of camera A's server.
+    // Outage of camera A's server, for three of bkb's retries (1 + 2 + 4 s of backoff).
     server_a.kill();
-    let outage_start = Instant::now();
-    let b_before = frames("ampera");
-    assert!(
-        wait_until(Duration::from_secs(15), || !online("bkb")).is_some(),
-        "bkb still online after its server died"
+    let mut ampera_offline_seen = 0;
+    let mut watch = |m: &Metrics| {
+        if !online(m, "ampera") {
+            ampera_offline_seen += 1;
+        }
+    };
+    let down = eventually("bkb offline after its server died", HANG, || {
+        let m = run.metrics();
+        watch(&m);
+        (!online(&m, "bkb")).then_some(m)
+    });
+    let b_before = frames(&down, "ampera");
+    let r_down = reconnects(&down, "bkb");
+    eventually("three reconnect attempts of bkb", HANG, || {
+        let m = run.metrics();
+        watch(&m);
+        assert!(!online(&m, "bkb"), "bkb online without its server");
+        reconnects(&m, "bkb") >= r_down + 3.0
+    });
+    let m = run.metrics();
+    watch(&m);
+    assert_eq!(
+        ampera_offline_seen, 0,
+        "ampera went offline during bkb's outage"
     );
-    // Keep it down for a few seconds; meanwhile B must keep decoding at its source rate.
-    while outage_start.elapsed() < Duration::from_secs(6) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let b_rate = (frames("ampera") - b_before) / outage_start.elapsed().as_secs_f64();
     assert!(
-        b_rate > 20.0,
-        "ampera slowed to {b_rate:.1} fps during bkb's outage"
+        frames(&m, "ampera") > b_before,
+        "ampera stopped decoding during bkb's outage"
     );
-    assert!(online("ampera"));
 
     // Source back on the same port.
-    let _server_a2 = start_samples(&cfg, &["bkb"], port_a, dir.path());
-    let back = Instant::now();
-    let took = wait_until(Duration::from_secs(20), || online("bkb"));
+    let _server_a2 = Samples::restart_on(&cfg, &["bkb"], None, server_a.port);
+    let r_back = reconnects(&run.metrics(), "bkb");
+    let m = poll(HANG, || {
+        let m = run.metrics();
+        online(&m, "bkb").then_some(m)
+    })
+    .unwrap_or_else(|| panic!("bkb did not come back\n{}", run.proc.log_tail()));
+    let attempts = reconnects(&m, "bkb") - r_back;
     assert!(
-        took.is_some() && back.elapsed() <= Duration::from_secs(10) + Duration::from_millis(500),
-        "bkb did not reconnect within 10 s of the source returning (took {:?})\n{}",
-        took,
-        run.stderr()
+        attempts <= 2.0,
+        "bkb came back after {attempts} more attempts; the first or second after the source \
+         returned should have connected\n{}",
+        run.proc.log_tail()
     );
-    assert!(reconnects("bkb") >= 1.0, "reconnect not counted");
-    assert_eq!(reconnects("ampera"), 0.0, "the healthy camera reconnected");
-    let f = frames("bkb");
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(frames("bkb") > f, "bkb online but not decoding");
+    assert!(reconnects(&m, "bkb") >= 1.0, "reconnect not counted");
+    assert_eq!(
+        reconnects(&m, "ampera"),
+        0.0,
+        "the healthy camera reconnected"
+    );
+    let f = frames(&m, "bkb");
+    eventually("bkb decoding after it came back", HANG, || {
+        frames(&run.metrics(), "bkb") > f
+    });
 }
 
 /// A camera nobody serves: reported offline with the reason, retried with backoff, never a crash.
 #[test]
 fn unreachable_camera_is_offline_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let dead = free_port();
+    // A port of the tests' own range that nothing listens on.
+    let dead = support::ports::port();
     let mut cfg = base_config(dir.path());
     cfg += &site_block("ghost", &format!("rtsp://127.0.0.1:{dead}/nothing"));
     cfg += &site_block("nofile", "/nonexistent/clip.mp4");
     let cfg = write(dir.path(), "dead.toml", &cfg);
-    let (mut run, addr) = start_run(&cfg, dir.path(), "run-dead");
-    let retried = wait_until(Duration::from_secs(20), || {
-        site_metric(&addr, "simpang_reconnects_total", "ghost").unwrap_or(0.0) >= 2.0
-            && site_metric(&addr, "simpang_reconnects_total", "nofile").unwrap_or(0.0) >= 2.0
+    let mut run = Run::start(&cfg, &[]);
+    let retried = poll(HANG, || {
+        let m = run.metrics();
+        m.site("simpang_reconnects_total", "ghost").unwrap_or(0.0) >= 2.0
+            && m.site("simpang_reconnects_total", "nofile").unwrap_or(0.0) >= 2.0
     });
-    assert!(retried.is_some(), "no retries\n{}", run.stderr());
+    assert!(retried.is_some(), "no retries\n{}", run.proc.log_tail());
     for s in ["ghost", "nofile"] {
-        assert_eq!(site_metric(&addr, "simpang_camera_online", s), Some(0.0));
+        assert_eq!(run.metric("simpang_camera_online", s), Some(0.0));
     }
-    let v: serde_json::Value =
-        serde_json::from_str(&http_get(&addr, "/api/status").unwrap()).unwrap();
+    let v: serde_json::Value = serde_json::from_str(
+        &ureq::get(&run.url("/api/status"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap(),
+    )
+    .unwrap();
     let err = v["sites"][1]["status"]["last_error"].as_str().unwrap_or("");
     assert!(
         !err.is_empty(),
         "no error reported for the missing file: {v}"
     );
-    assert!(run.child.try_wait().unwrap().is_none(), "process died");
-    let st = run.terminate(Duration::from_secs(10));
+    assert!(run.proc.is_running(), "process died");
+    let st = run.proc.terminate(Duration::from_secs(60));
     assert!(
         st.is_some_and(|s| s.success()),
         "no clean exit on SIGTERM: {st:?}"
     );
-    let log = std::fs::read_to_string(&run.stderr_path).unwrap();
+    let log = run.log();
     assert!(!log.contains("panicked"), "{log}");
 }

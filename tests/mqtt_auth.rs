@@ -2,24 +2,27 @@
 //! retries, no crash; right password -> delivery of what waited), the last will turning the
 //! status offline when the process is killed, and TLS with a private CA.
 
-mod mqtt_support;
+mod support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
-use mqtt_support::*;
 use prometheus::Registry;
 use simpang::config::Config;
 use simpang::hub::Hub;
 use simpang::incident::message::{SiteState, StatusReason};
 use simpang::incident::{incident_id, IncidentService};
 use simpang::model::{Evidence, IncidentEvent, IncidentKind, RuleEvent, RulePhase, SiteId};
+use support::metrics::Metrics;
+use support::mosquitto::{make_tls, Mosquitto, MosquittoOpts};
+use support::mqtt::{analyse, Schemas, Subscriber};
+use support::simpang::{run_config, Run};
+use support::wait::poll_async;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_is_reported_and_retried_right_one_delivers_and_will_marks_offline() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let opts = MosquittoOpts {
         users: vec![
             ("simpang".into(), "kata-sandi-benar".into()),
@@ -27,7 +30,8 @@ async fn wrong_password_is_reported_and_retried_right_one_delivers_and_will_mark
         ],
         ..Default::default()
     };
-    let _broker = Mosquitto::start(port, &dir.path().join("broker"), &opts);
+    let broker = Mosquitto::start_with(&opts);
+    let port = broker.port;
     let sub = Subscriber::start(port, "auth-sub", true, Some(("desk", "desk-pw")));
     assert!(sub.wait_subscribed(Duration::from_secs(20)).await);
     let mqtt = |pw: &str| {
@@ -39,15 +43,13 @@ async fn wrong_password_is_reported_and_retried_right_one_delivers_and_will_mark
 
     // Wrong password: refused, said clearly, retried, and the process keeps running.
     let cfg = run_config(dir.path(), &mqtt("salah"), incidents, &["uji-a"]);
-    let mut first = SimpangRun::start(&cfg, &dir.path().join("run1.log"));
-    let refusals = |r: &SimpangRun| r.stderr().matches("refused the connection").count();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while (refusals(&first) < 3 || first.metric("simpang_outbox_pending", "").unwrap_or(0.0) < 1.0)
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let log = first.stderr();
+    let mut first = Run::start(&cfg, &[]);
+    let refusals = |r: &Run| r.log().matches("refused the connection").count();
+    poll_async(Duration::from_secs(120), || {
+        refusals(&first) >= 3 && first.total("simpang_outbox_pending").unwrap_or(0.0) >= 1.0
+    })
+    .await;
+    let log = first.log();
     assert!(
         refusals(&first) >= 3,
         "no repeated refusal in the log:\n{log}"
@@ -65,20 +67,21 @@ async fn wrong_password_is_reported_and_retried_right_one_delivers_and_will_mark
         "names the settings: {line}"
     );
     assert!(line.contains("ERROR"), "{line}");
-    assert!(first.is_running(), "a refused login must not stop simpang");
+    assert!(
+        first.proc.is_running(),
+        "a refused login must not stop simpang"
+    );
     assert!(
         first
-            .metric("simpang_mqtt_connect_failures_total", "")
+            .total("simpang_mqtt_connect_failures_total")
             .unwrap_or(0.0)
             >= 3.0
     );
-    assert_eq!(
-        first.metric("simpang_mqtt_connected", "").unwrap_or(-1.0),
-        0.0
-    );
+    assert_eq!(first.total("simpang_mqtt_connected").unwrap_or(-1.0), 0.0);
     let first_run_ended = Utc::now();
     let st = first
-        .term(Duration::from_secs(20))
+        .proc
+        .terminate(Duration::from_secs(20))
         .expect("stops on SIGTERM");
     assert!(st.success(), "{st:?}");
     assert!(
@@ -88,7 +91,7 @@ async fn wrong_password_is_reported_and_retried_right_one_delivers_and_will_mark
 
     // Right password, same data: what waited is delivered, the status goes online.
     let cfg = run_config(dir.path(), &mqtt("kata-sandi-benar"), incidents, &["uji-a"]);
-    let mut second = SimpangRun::start(&cfg, &dir.path().join("run2.log"));
+    let mut second = Run::start(&cfg, &[]);
     let schemas = Schemas::load();
     assert!(
         sub.wait_for(Duration::from_secs(60), |m| {
@@ -102,14 +105,14 @@ async fn wrong_password_is_reported_and_retried_right_one_delivers_and_will_mark
         })
         .await,
         "run 2 log:\n{}",
-        second.stderr()
+        second.log()
     );
     let report = analyse(&sub.messages(), &schemas);
     assert!(report.errors.is_empty(), "{:#?}", report.errors);
-    assert!(!second.stderr().contains("refused the connection"));
+    assert!(!second.log().contains("refused the connection"));
 
     // Killed: the broker publishes the will, the retained status says connection_lost.
-    second.kill9();
+    second.proc.kill();
     assert!(
         sub.wait_for(Duration::from_secs(30), |m| {
             analyse(m, &schemas).last_status("uji-a").is_some_and(|s| {
@@ -150,13 +153,9 @@ fn tls_config(dir: &Path, port: u16, ca: &Path, client_id: &str) -> Config {
     Config::load(&p).unwrap()
 }
 
+/// The sum of every series of `name` in the registry (0 when there is none yet).
 fn gauge(r: &Registry, name: &str) -> f64 {
-    r.gather()
-        .iter()
-        .filter(|f| f.name() == name)
-        .flat_map(|f| f.get_metric().iter())
-        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
-        .sum()
+    Metrics::of(r).sum(name, &[]).unwrap_or(0.0)
 }
 
 fn tamper(start: chrono::DateTime<Utc>) -> RuleEvent {
@@ -183,13 +182,13 @@ async fn tls_with_a_private_ca_delivers_and_a_wrong_ca_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let good = make_tls(dir.path(), "good");
     let other = make_tls(dir.path(), "other");
-    let (port, plain) = (free_port(), free_port());
     let opts = MosquittoOpts {
         tls: Some(good.clone()),
-        plain_port: Some(plain),
+        plain_listener: true,
         ..Default::default()
     };
-    let _broker = Mosquitto::start(port, &dir.path().join("broker"), &opts);
+    let broker = Mosquitto::start_with(&opts);
+    let (port, plain) = (broker.port, broker.plain_port.expect("a plain listener"));
     let sub = Subscriber::start(plain, "tls-sub", true, None);
     assert!(sub.wait_subscribed(Duration::from_secs(20)).await);
 
@@ -232,13 +231,12 @@ async fn tls_with_a_private_ca_delivers_and_a_wrong_ca_is_refused() {
     let start2 = start + chrono::Duration::seconds(1);
     bad.sender().rule_event(tamper(start2));
     let id2 = incident_id("uji-tls", None, IncidentKind::CameraTamper, start2);
-    assert!(
-        wait_until(Duration::from_secs(30), || gauge(
-            &reg_bad,
-            "simpang_mqtt_connect_failures_total"
-        ) >= 3.0)
-        .await
-    );
+    assert!(poll_async(Duration::from_secs(30), || gauge(
+        &reg_bad,
+        "simpang_mqtt_connect_failures_total"
+    ) >= 3.0)
+    .await
+    .is_some());
     assert_eq!(gauge(&reg_bad, "simpang_mqtt_connected"), 0.0);
     assert_eq!(
         gauge(&reg_bad, "simpang_outbox_pending"),

@@ -2,13 +2,13 @@
 //! message that names the setting (an invalid broker URL, a missing or empty CA file, a data
 //! directory that cannot be written).
 
-mod mqtt_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mqtt_support::repo;
+use support::root as repo;
 
 struct Case {
     name: &'static str,

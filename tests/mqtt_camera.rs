@@ -3,16 +3,17 @@
 //! follow, the camera comes back, the incident ends; the retained status follows the camera.
 //!
 //! This is the path that exists before the detector and rules are merged; the "normal flow on
-//! sample footage" test (crowd incidents) plugs into the same helpers (`SimpangRun`,
+//! sample footage" test (crowd incidents) plugs into the same helpers (`Run`,
 //! `Subscriber`, `analyse`, `Report::complete`) with a low crowd threshold in the config.
 
-mod mqtt_support;
+mod support;
 
 use std::time::Duration;
 
-use mqtt_support::*;
 use simpang::incident::message::{SiteState, StatusReason};
 use simpang::model::{IncidentEvent, IncidentKind};
+use support::mqtt::{analyse, Report, Schemas, Subscriber};
+use support::simpang::{point_streams_at, run_config_streams, Run, Samples};
 
 fn camera_online(r: &Report, site: &str) -> Option<bool> {
     r.last_status(site)
@@ -24,29 +25,33 @@ fn camera_online(r: &Report, site: &str) -> Option<bool> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn camera_outage_is_an_incident_with_its_last_picture() {
     let dir = tempfile::tempdir().unwrap();
-    let (rtsp, mqtt) = (free_port(), free_port());
     let site = "charitas";
     let cfg = run_config_streams(
         dir.path(),
         &format!(
-            "broker = \"embedded\"\nembedded_listen = \"127.0.0.1:{mqtt}\"\nclient_id = \"cam\""
+            "broker = \"embedded\"\nembedded_listen = \"127.0.0.1:{}\"\nclient_id = \"cam\"",
+            support::ports::port()
         ),
         "offline_grace_s = 2.0\nupdate_interval_s = 2.0",
-        &[(site, format!("rtsp://127.0.0.1:{rtsp}/{site}"))],
+        &[(site, "rtsp://127.0.0.1:1/unset".to_string())],
     );
-    let footage = repo().join("samples/sample.mp4");
+    let footage = support::root().join("samples/sample.mp4");
     assert!(
         footage.is_file(),
         "{} missing: run scripts/setup.sh",
         footage.display()
     );
-    let mut samples = Samples::start(&cfg, &footage, rtsp, &dir.path().join("samples1.log"));
-    let mut run = SimpangRun::start(&cfg, &dir.path().join("run.log"));
+    // The camera comes back on the same port: one of the tests' own.
+    let mut samples = Samples::start_fixed(&cfg, &[], Some(&footage));
+    let rtsp = samples.port;
+    point_streams_at(&cfg, rtsp);
+    let mut run = Run::start(&cfg, &[]);
+    let mqtt = run.mqtt_port();
     let sub = Subscriber::start(mqtt, "cam-sub", true, None);
     assert!(
         sub.wait_subscribed(Duration::from_secs(30)).await,
         "{}",
-        run.stderr()
+        run.log()
     );
     let schemas = Schemas::load();
     assert!(
@@ -56,7 +61,7 @@ async fn camera_outage_is_an_incident_with_its_last_picture() {
         ) == Some(true))
             .await,
         "the status never showed the camera online:\n{}",
-        run.stderr()
+        run.log()
     );
 
     // The camera goes away.
@@ -70,10 +75,10 @@ async fn camera_outage_is_an_incident_with_its_last_picture() {
             }) && camera_online(&r, site) == Some(false)
         })
         .await;
-    assert!(opened, "no camera_offline with updates:\n{}", run.stderr());
+    assert!(opened, "no camera_offline with updates:\n{}", run.log());
 
     // It comes back.
-    let _samples = Samples::start(&cfg, &footage, rtsp, &dir.path().join("samples2.log"));
+    let _samples = Samples::restart_on(&cfg, &[], Some(&footage), rtsp);
     let ended = sub
         .wait_for(Duration::from_secs(90), |m| {
             let r = analyse(m, &schemas);
@@ -85,7 +90,7 @@ async fn camera_outage_is_an_incident_with_its_last_picture() {
         ended,
         "the incident did not end: {:#?}\n{}",
         report.incidents.keys(),
-        run.stderr()
+        run.log()
     );
     assert!(report.errors.is_empty(), "{:#?}", report.errors);
     assert_eq!(report.incidents.len(), 1, "one outage, one incident");
@@ -107,7 +112,10 @@ async fn camera_outage_is_an_incident_with_its_last_picture() {
         end.description
     );
 
-    let st = run.term(Duration::from_secs(20)).expect("stops on SIGTERM");
+    let st = run
+        .proc
+        .terminate(Duration::from_secs(20))
+        .expect("stops on SIGTERM");
     assert!(st.success(), "{st:?}");
     assert!(
         sub.wait_for(Duration::from_secs(10), |m| {

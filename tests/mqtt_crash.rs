@@ -2,18 +2,22 @@
 //! down); after a restart with the broker up, every one of them is delivered, and the incident
 //! continues under the same id instead of a second one being opened.
 
-mod mqtt_support;
+mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mqtt_support::*;
 use simpang::incident::message::{SiteState, StatusReason};
 use simpang::model::{IncidentEvent, IncidentKind};
+use support::mosquitto::{Mosquitto, MosquittoOpts};
+use support::mqtt::{analyse, Schemas, Subscriber};
+use support::simpang::{run_config, Run};
+use support::wait::poll_async;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_messages_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    // The broker comes up later on the port the config names: one of the tests' own.
+    let port = support::ports::port();
     let cfg = run_config(
         dir.path(),
         &format!(
@@ -25,30 +29,24 @@ async fn pending_messages_survive_sigkill() {
 
     // First run: no broker. The unreachable cameras raise camera_offline and its updates,
     // which pile up in the outbox.
-    let mut first = SimpangRun::start(&cfg, &dir.path().join("run1.log"));
-    let pending = |r: &SimpangRun| r.metric("simpang_outbox_pending", "").unwrap_or(0.0);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while pending(&first) < 6.0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let mut first = Run::start(&cfg, &[]);
+    let pending = |r: &Run| r.total("simpang_outbox_pending").unwrap_or(0.0);
+    poll_async(Duration::from_secs(180), || pending(&first) >= 6.0).await;
     let before_kill = pending(&first);
     assert!(
         before_kill >= 6.0,
         "outbox pending {before_kill}; log:\n{}",
-        first.stderr()
+        first.log()
     );
-    assert_eq!(
-        first.metric("simpang_mqtt_connected", "").unwrap_or(-1.0),
-        0.0
-    );
+    assert_eq!(first.total("simpang_mqtt_connected").unwrap_or(-1.0), 0.0);
     let killed_at = chrono::Utc::now();
-    first.kill9();
+    first.proc.kill();
 
     // The broker comes up, a subscriber listens, simpang starts again on the same data.
-    let _broker = Mosquitto::start(port, &dir.path().join("broker"), &MosquittoOpts::default());
+    let _broker = Mosquitto::start_on(port, &MosquittoOpts::default());
     let sub = Subscriber::start(port, "crash-sub", true, None);
     assert!(sub.wait_subscribed(Duration::from_secs(20)).await);
-    let mut second = SimpangRun::start(&cfg, &dir.path().join("run2.log"));
+    let mut second = Run::start(&cfg, &[]);
 
     let schemas = Schemas::load();
     let min_seq = before_kill as u32 / 2; // per site, at least this many were waiting
@@ -74,7 +72,7 @@ async fn pending_messages_survive_sigkill() {
             .values()
             .map(|m| m.len())
             .collect::<Vec<_>>(),
-        second.stderr()
+        second.log()
     );
     // analyse() checks each id starts with new #1 and its seq never skips: nothing that was
     // pending before the kill went missing.
@@ -111,13 +109,12 @@ async fn pending_messages_survive_sigkill() {
             resumed.incident.description
         );
     }
-    assert!(second
-        .stderr()
-        .contains("outbox holds messages from before"));
+    assert!(second.log().contains("outbox holds messages from before"));
 
     // A clean stop: the retained status of each site says shutdown.
     let status = second
-        .term(Duration::from_secs(20))
+        .proc
+        .terminate(Duration::from_secs(20))
         .expect("simpang stops on SIGTERM");
     assert!(status.success(), "{status:?}");
     assert!(

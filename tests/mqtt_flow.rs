@@ -2,14 +2,13 @@
 //! loopback ports (mosquitto, and the embedded rumqttd): every message a subscriber gets is
 //! checked against the JSON Schemas, snapshots decode as JPEG, the lifecycle arrives complete.
 
-mod mqtt_support;
+mod support;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use mqtt_support::*;
 use prometheus::Registry;
 use simpang::config::Config;
 use simpang::hub::Hub;
@@ -19,6 +18,10 @@ use simpang::model::{
     LineId, PixelFormat, RuleEvent, RulePhase, SiteId, SnapshotBox, TrafficLevel, ZoneId,
     ZoneTraffic,
 };
+use support::metrics::Metrics;
+use support::mosquitto::{Mosquitto, MosquittoOpts};
+use support::mqtt::{analyse, Schemas, Subscriber};
+use support::wait::poll_async;
 
 const SITES: &str = r#"
 [[sites]]
@@ -113,14 +116,9 @@ fn secs(s: f64) -> chrono::Duration {
     chrono::Duration::milliseconds((s * 1000.0) as i64)
 }
 
+/// `name{site=SITE}` in the registry (0 while there is no such series).
 fn metric(r: &Registry, name: &str, site: &str) -> f64 {
-    r.gather()
-        .iter()
-        .filter(|f| f.name() == name)
-        .flat_map(|f| f.get_metric().iter())
-        .filter(|m| m.get_label().iter().any(|l| l.value() == site))
-        .map(|m| m.get_gauge().get_value())
-        .sum()
+    Metrics::of(r).sum(name, &[("site", site)]).unwrap_or(0.0)
 }
 
 fn hub_for(cfg: &Config) -> Arc<Hub> {
@@ -135,8 +133,8 @@ fn hub_for(cfg: &Config) -> Arc<Hub> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_reaches_a_subscriber_valid_and_complete() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _broker = Mosquitto::start(port, &dir.path().join("broker"), &MosquittoOpts::default());
+    let broker = Mosquitto::start_with(&MosquittoOpts::default());
+    let port = broker.port;
     let sub = Subscriber::start(port, "test-sub", true, None);
     assert!(sub.wait_subscribed(Duration::from_secs(20)).await);
 
@@ -320,14 +318,13 @@ async fn lifecycle_reaches_a_subscriber_valid_and_complete() {
     assert_eq!(fed.len(), 6);
     assert!(report.keys().iter().all(|k| fed.contains(k)));
 
-    assert!(
-        wait_until(Duration::from_secs(10), || metric(
-            &registry,
-            "simpang_outbox_pending",
-            "charitas"
-        ) == 0.0)
-        .await
-    );
+    assert!(poll_async(Duration::from_secs(10), || metric(
+        &registry,
+        "simpang_outbox_pending",
+        "charitas"
+    ) == 0.0)
+    .await
+    .is_some());
     assert_eq!(metric(&registry, "simpang_mqtt_connected", "charitas"), 1.0);
 
     // A clean stop marks every site offline (retained), with no will on top.
@@ -360,7 +357,8 @@ async fn lifecycle_reaches_a_subscriber_valid_and_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_broker_delivers_incidents_and_retained_status() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    // rumqttd takes a fixed address: a port from the tests' own range.
+    let port = support::ports::port();
     let cfg = config(
         dir.path(),
         &format!(
@@ -374,18 +372,30 @@ async fn embedded_broker_delivers_incidents_and_retained_status() {
         .await
         .expect("service starts");
     // The status was published before anyone subscribed: it must come back retained.
+    assert!(poll_async(Duration::from_secs(20), || metric(
+        &registry,
+        "simpang_mqtt_connected",
+        "bkb"
+    ) == 1.0)
+    .await
+    .is_some());
+    // Once a first subscriber has seen both statuses, the broker holds them: a later one must
+    // get them retained.
+    let schemas = Schemas::load();
+    let probe = Subscriber::start(port, "emb-probe", true, None);
+    assert!(probe.wait_subscribed(Duration::from_secs(60)).await);
     assert!(
-        wait_until(Duration::from_secs(20), || metric(
-            &registry,
-            "simpang_mqtt_connected",
-            "bkb"
-        ) == 1.0)
-        .await
+        probe
+            .wait_for(Duration::from_secs(60), |m| {
+                let r = analyse(m, &schemas);
+                r.last_status("bkb").is_some() && r.last_status("charitas").is_some()
+            })
+            .await,
+        "the status of both sites reached the embedded broker"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    probe.stop().await;
     let sub = Subscriber::start(port, "emb-sub", true, None);
     assert!(sub.wait_subscribed(Duration::from_secs(20)).await);
-    let schemas = Schemas::load();
     assert!(
         sub.wait_for(Duration::from_secs(10), |m| {
             let r = analyse(m, &schemas);
@@ -427,33 +437,35 @@ async fn embedded_broker_delivers_incidents_and_retained_status() {
 }
 
 /// Publish latency (rule event -> message at a subscriber, which mosquitto sends as it acks)
-/// and the service's own histogram (rule event -> PUBACK). Prints the numbers for the report;
-/// fails when messages wait for something other than the broker (e.g. a keep-alive tick).
+/// and the service's own histogram (rule event -> PUBACK). Prints the numbers; fails when a
+/// message waits for something other than the broker, such as the first keep-alive tick (60 s
+/// here), which no load on the machine explains. How low the latency is on a given machine is
+/// `simpang bench`'s figure (its `publish_incident` row: rule event -> PUBACK), not a test's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_latency_is_low() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _broker = Mosquitto::start(port, &dir.path().join("broker"), &MosquittoOpts::default());
+    let broker = Mosquitto::start_with(&MosquittoOpts::default());
+    let port = broker.port;
     let sub = Subscriber::start(port, "lat-sub", true, None);
     assert!(sub.wait_subscribed(Duration::from_secs(20)).await);
     // keep_alive 60 s: a message stuck until the next ping would show as a huge latency.
+    const KEEP_ALIVE_S: f64 = 60.0;
     let cfg = config(
         dir.path(),
-        &format!("broker = \"mqtt://127.0.0.1:{port}\"\nkeep_alive_s = 60"),
+        &format!("broker = \"mqtt://127.0.0.1:{port}\"\nkeep_alive_s = {KEEP_ALIVE_S}"),
         "",
     );
     let registry = Registry::new();
     let svc = IncidentService::start(&cfg, hub_for(&cfg), &registry)
         .await
         .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(20), || metric(
-            &registry,
-            "simpang_mqtt_connected",
-            "charitas"
-        ) == 1.0)
-        .await
-    );
+    assert!(poll_async(Duration::from_secs(20), || metric(
+        &registry,
+        "simpang_mqtt_connected",
+        "charitas"
+    ) == 1.0)
+    .await
+    .is_some());
     let tx = svc.sender();
     let n = 60;
     let mut sent = std::collections::HashMap::new();
@@ -500,22 +512,30 @@ async fn publish_latency_is_low() {
     assert_eq!(lat.len(), n);
     lat.sort_by(|a, b| a.total_cmp(b));
     let p = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
-    let fam = registry.gather();
-    let h = fam
-        .iter()
-        .find(|f| f.name() == "simpang_publish_latency_seconds")
-        .expect("latency histogram");
-    let hist = h.get_metric()[0].get_histogram();
-    let mean_ack_ms = hist.get_sample_sum() / hist.get_sample_count() as f64 * 1000.0;
+    let hist = Metrics::of(&registry);
+    let acked = |part: &str| {
+        hist.get(
+            &format!("simpang_publish_latency_seconds_{part}"),
+            &[("kind", "incident")],
+        )
+        .expect("latency histogram")
+    };
+    let mean_ack_ms = acked("sum") / acked("count") * 1000.0;
     println!(
         "publish latency, rule event -> subscriber, {n} new incidents with 640x360 snapshots: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms; rule event -> PUBACK mean {:.1} ms over {} messages",
         p(0.5),
         p(0.95),
         p(1.0),
         mean_ack_ms,
-        hist.get_sample_count()
+        acked("count")
     );
-    assert!(p(0.95) < 3000.0, "p95 {} ms", p(0.95));
+    // Sent within 6 s of connecting on an otherwise idle link: messages held until the first
+    // keep-alive tick (60 s after connecting) would arrive 54-60 s late.
+    assert!(
+        p(0.95) < KEEP_ALIVE_S * 1000.0 / 2.0,
+        "p95 {:.0} ms: messages waited for something other than the broker (keep-alive {KEEP_ALIVE_S} s)",
+        p(0.95)
+    );
     svc.stop().await;
     sub.stop().await;
 }
@@ -525,14 +545,14 @@ async fn publish_latency_is_low() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backlog_drains_in_order_when_the_broker_appears() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     // A persistent subscriber session first, so the broker queues everything for the
     // subscriber from the moment it comes back, whoever connects first then.
     let persist = MosquittoOpts {
         persistence: true,
         ..Default::default()
     };
-    let mut broker = Mosquitto::start(port, &dir.path().join("broker"), &persist);
+    let mut broker = Mosquitto::start_with(&persist);
+    let port = broker.port;
     let sub = Subscriber::start(port, "drain-sub", false, None);
     assert!(sub.wait_subscribed(Duration::from_secs(20)).await);
     sub.stop().await;
@@ -564,7 +584,11 @@ async fn backlog_drains_in_order_when_the_broker_appears() {
     let pending = |r: &Registry| {
         metric(r, "simpang_outbox_pending", "charitas") + metric(r, "simpang_outbox_pending", "bkb")
     };
-    assert!(wait_until(Duration::from_secs(120), || pending(&registry) >= n as f64).await);
+    assert!(
+        poll_async(Duration::from_secs(120), || pending(&registry) >= n as f64)
+            .await
+            .is_some()
+    );
     let insert_rate = n as f64 / started.elapsed().as_secs_f64();
     assert_eq!(metric(&registry, "simpang_mqtt_connected", "charitas"), 0.0);
 
@@ -572,7 +596,9 @@ async fn backlog_drains_in_order_when_the_broker_appears() {
     let drain_start = Instant::now();
     let sub = Subscriber::start(port, "drain-sub", false, None);
     assert!(
-        wait_until(Duration::from_secs(120), || pending(&registry) == 0.0).await,
+        poll_async(Duration::from_secs(120), || pending(&registry) == 0.0)
+            .await
+            .is_some(),
         "backlog drained"
     );
     let drain_rate = n as f64 / drain_start.elapsed().as_secs_f64();

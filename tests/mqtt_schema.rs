@@ -6,7 +6,7 @@
 //! `SIMPANG_WRITE_MQTT_EXAMPLES=1 cargo test --test mqtt_schema` rewrites the example files
 //! from the capture.
 
-mod mqtt_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use mqtt_support::*;
 use prometheus::Registry;
 use serde_json::Value;
 use simpang::config::Config;
@@ -26,9 +25,12 @@ use simpang::model::{
     LineCounts, LineId, PixelFormat, RuleEvent, RulePhase, SiteId, SnapshotBox, TrafficLevel,
     ZoneId, ZoneTraffic,
 };
+use support::mosquitto::Mosquitto;
+use support::mqtt::{analyse, check_snapshot, Schemas, Subscriber};
+use support::simpang::{run_config, Run};
 
 fn examples_dir() -> PathBuf {
-    repo().join("docs/mqtt-examples")
+    support::root().join("docs/mqtt-examples")
 }
 
 fn schema_for(name: &str) -> &'static str {
@@ -70,7 +72,7 @@ const NAMES: [&str; 8] = [
 fn documented_examples_are_valid_and_typed() {
     let schemas = Schemas::load();
     let ex = committed();
-    let doc = std::fs::read_to_string(repo().join("docs/mqtt.md")).expect("docs/mqtt.md");
+    let doc = std::fs::read_to_string(support::root().join("docs/mqtt.md")).expect("docs/mqtt.md");
     for name in NAMES {
         let v = ex
             .get(name)
@@ -212,8 +214,8 @@ fn frame() -> Arc<Image> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn examples_match_what_is_published() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _broker = Mosquitto::start(port, &dir.path().join("broker"), &MosquittoOpts::default());
+    let broker = Mosquitto::start();
+    let port = broker.port;
     let sub = Subscriber::start(port, "examples-sub", true, None);
     assert!(sub.wait_subscribed(Duration::from_secs(20)).await);
     let schemas = Schemas::load();
@@ -335,7 +337,7 @@ async fn examples_match_what_is_published() {
         &["kapten-rivai"],
     );
     let before = sub.messages().len();
-    let mut run = SimpangRun::start(&cfg, &dir.path().join("run1.log"));
+    let mut run = Run::start(&cfg, &[]);
     assert!(
         sub.wait_for(Duration::from_secs(60), |m| {
             analyse(&m[before..], &schemas)
@@ -345,13 +347,14 @@ async fn examples_match_what_is_published() {
         })
         .await,
         "{}",
-        run.stderr()
+        run.log()
     );
     assert!(run
-        .term(Duration::from_secs(20))
+        .proc
+        .terminate(Duration::from_secs(20))
         .is_some_and(|s| s.success()));
     let before2 = sub.messages().len();
-    let mut run = SimpangRun::start(&cfg, &dir.path().join("run2.log"));
+    let mut run = Run::start(&cfg, &[]);
     // Connected (its online status is through) before it is killed, or there is no will.
     assert!(
         sub.wait_for(Duration::from_secs(30), |m| {
@@ -362,7 +365,7 @@ async fn examples_match_what_is_published() {
         })
         .await
     );
-    run.kill9();
+    run.proc.kill();
     assert!(
         sub.wait_for(Duration::from_secs(30), |m| {
             analyse(&m[before..], &schemas)

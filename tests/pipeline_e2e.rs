@@ -2,20 +2,24 @@
 //! `simpang run` (GStreamer ingest, ONNX detector, tracker, crowd rule, incident stage, embedded
 //! broker, wall) → an MQTT subscriber and the wall's SSE feed.
 //!
-//! With a crowd zone over the whole picture and a low threshold, the crowd incident opens within
-//! dwell + 2 s of the camera coming online, gets updates, and ends once the replay stops (the
-//! camera stays offline past `offline_grace_s`). Every message is checked against the JSON
-//! Schemas, and every snapshot decodes as a JPEG.
+//! With a crowd zone over the whole picture and a low threshold, the crowd incident opens no
+//! sooner than the dwell after the camera comes online, gets updates, and ends once the replay
+//! stops (the camera stays offline past `offline_grace_s`). Every message is checked against the
+//! JSON Schemas, and every snapshot decodes as a JPEG. How soon after the dwell it opens depends
+//! on the machine (the detector's latency): `simpang bench` reports that (`result_age`,
+//! capture -> results, and `publish_incident`).
 
-mod mqtt_support;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mqtt_support::*;
 use simpang::incident::message::SiteState;
 use simpang::model::{IncidentEvent, IncidentKind};
+use support::mqtt::{analyse, Report, Schemas, Subscriber};
+use support::simpang::{point_streams_at, run_config_streams, Run, Samples};
+use support::wait::poll_async;
 
 const DWELL_S: f64 = 4.0;
 
@@ -23,10 +27,10 @@ const DWELL_S: f64 = 4.0;
 fn sse_lines(url: String) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let out = lines.clone();
+    let resp = ureq::get(&url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     std::thread::spawn(move || {
-        let Ok(resp) = ureq::get(&url).call() else {
-            return;
-        };
         for line in BufReader::new(resp.into_reader())
             .lines()
             .map_while(Result::ok)
@@ -40,15 +44,15 @@ fn sse_lines(url: String) -> Arc<Mutex<Vec<String>>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crowd_incident_from_sample_footage_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let (rtsp, mqtt) = (free_port(), free_port());
     let site = "bkb";
     let cfg = run_config_streams(
         dir.path(),
         &format!(
-            "broker = \"embedded\"\nembedded_listen = \"127.0.0.1:{mqtt}\"\nclient_id = \"e2e\""
+            "broker = \"embedded\"\nembedded_listen = \"127.0.0.1:{}\"\nclient_id = \"e2e\"",
+            support::ports::port()
         ),
         "offline_grace_s = 3.0\nupdate_interval_s = 2.0",
-        &[(site, format!("rtsp://127.0.0.1:{rtsp}/{site}"))],
+        &[(site, "rtsp://127.0.0.1:1/unset".to_string())],
     );
     // A crowd zone over the whole picture; vtest shows 3-9 people at any time.
     let mut text = std::fs::read_to_string(&cfg).unwrap();
@@ -58,22 +62,22 @@ async fn crowd_incident_from_sample_footage_end_to_end() {
          [sites.zones.crowd]\nmin_persons = 2\ndwell_s = {DWELL_S}\nclear_s = 3.0\ncooldown_s = 60.0\n"
     );
     std::fs::write(&cfg, text).unwrap();
-    let footage = repo().join("samples/vtest.mp4");
+    let footage = support::root().join("samples/vtest.mp4");
     assert!(
         footage.is_file(),
         "{} missing: run scripts/setup.sh",
         footage.display()
     );
 
-    let mut samples = Samples::start(&cfg, &footage, rtsp, &dir.path().join("samples.log"));
-    let run = SimpangRun::start(&cfg, &dir.path().join("run.log"));
-    let events_url = run.metrics_url.replace("/metrics", "/events");
-    let sse = sse_lines(events_url);
-    let sub = Subscriber::start(mqtt, "e2e-sub", true, None);
+    let mut samples = Samples::start(&cfg, &[], Some(&footage));
+    point_streams_at(&cfg, samples.port);
+    let run = Run::start(&cfg, &[]);
+    let sse = sse_lines(run.url("/events"));
+    let sub = Subscriber::start(run.mqtt_port(), "e2e-sub", true, None);
     assert!(
         sub.wait_subscribed(Duration::from_secs(30)).await,
         "{}",
-        run.stderr()
+        run.log()
     );
     let schemas = Schemas::load();
 
@@ -88,7 +92,7 @@ async fn crowd_incident_from_sample_footage_end_to_end() {
             crowd_new(&analyse(m, &schemas)).is_some()
         })
         .await;
-    assert!(opened, "no crowd incident:\n{}", run.stderr());
+    assert!(opened, "no crowd incident:\n{}", run.log());
     let report = analyse(&sub.messages(), &schemas);
     let new = crowd_new(&report).unwrap()[0].clone();
     assert_eq!(new.event, IncidentEvent::New);
@@ -103,9 +107,10 @@ async fn crowd_incident_from_sample_footage_end_to_end() {
         .expect("a status with the camera online");
     let delay = (new.incident.updated_at - online_since).num_milliseconds() as f64 / 1000.0;
     assert!(
-        (DWELL_S - 0.5..=DWELL_S + 2.0).contains(&delay),
-        "crowd opened {delay:.2} s after the camera came online (dwell {DWELL_S} s)"
+        delay >= DWELL_S - 0.5,
+        "crowd opened {delay:.2} s after the camera came online, before its dwell ({DWELL_S} s)"
     );
+    eprintln!("crowd opened {delay:.2} s after the camera came online (dwell {DWELL_S} s)");
     let persons = new.incident.evidence.persons.unwrap_or(0);
     assert!(persons >= 2, "evidence: {:?}", new.incident.evidence);
     assert_eq!(new.incident.zone.as_deref(), Some("pelataran"));
@@ -125,17 +130,14 @@ async fn crowd_incident_from_sample_footage_end_to_end() {
                 .is_some_and(|ms| ms.iter().any(|x| x.event == IncidentEvent::Update))
         })
         .await;
-    assert!(updated, "no update for {id}:\n{}", run.stderr());
+    assert!(updated, "no update for {id}:\n{}", run.log());
 
     // The wall's live feed carried the same incident.
-    let seen = (0..50).any(|_| {
-        let hit = sse.lock().unwrap().iter().any(|l| l.contains(&id));
-        if !hit {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        hit
-    });
-    assert!(seen, "the wall's /events feed never showed {id}");
+    let seen = poll_async(Duration::from_secs(60), || {
+        sse.lock().unwrap().iter().any(|l| l.contains(&id))
+    })
+    .await;
+    assert!(seen.is_some(), "the wall's /events feed never showed {id}");
 
     // The replay stops: the camera goes offline, and after the grace period the crowd can no
     // longer be observed, so the incident ends (and a camera_offline incident opens).
@@ -150,7 +152,7 @@ async fn crowd_incident_from_sample_footage_end_to_end() {
         ended,
         "crowd {id} did not end: {:#?}\n{}",
         report.incidents.keys(),
-        run.stderr()
+        run.log()
     );
     let ms = &report.incidents[&id];
     let end = &ms.last().unwrap().incident;
@@ -181,7 +183,7 @@ async fn crowd_incident_from_sample_footage_end_to_end() {
                 .any(|ms| ms[0].incident.kind == IncidentKind::CameraOffline)
         })
         .await;
-    assert!(offline, "no camera_offline incident:\n{}", run.stderr());
+    assert!(offline, "no camera_offline incident:\n{}", run.log());
     // One crowd incident, not a second one for the same crowd.
     let crowds = report
         .incidents

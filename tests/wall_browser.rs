@@ -1,19 +1,16 @@
 //! The wall in real browsers: headless Chromium, driven over WebDriver (chromedriver), then
 //! headless Firefox ESR, driven over its Marionette protocol (Debian has no geckodriver), open
 //! the wall of `simpang run` (in-process, so the test can publish incidents on the hub the way
-//! the incident stage will) after six sample cameras have played for 20 s. In each, every tile
+//! the incident stage will) once all six sample cameras deliver pictures. In each, every tile
 //! must show picture content, the incident feed must list the published incidents with
 //! thumbnails, and a click must enlarge a tile. Screenshots: target/screenshots/wall.png,
 //! wall-enlarged.png (Chromium), wall-firefox.png, wall-firefox-enlarged.png.
 
-mod browser_support;
-mod wall_support;
+mod support;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
-use browser_support::{Firefox, Marionette};
 use chrono::Utc;
 use opencv::core::Rect;
 use opencv::prelude::*;
@@ -24,10 +21,16 @@ use simpang::model::{
     Evidence, Incident, IncidentEvent, IncidentKind, IncidentMessage, Point, Severity, Snapshot,
     INCIDENT_SCHEMA,
 };
-use wall_support::*;
+use support::browser::{chromium_args, ChromeDriver, Firefox, Marionette};
+use support::ports;
+use support::wait::{eventually, poll};
+use support::wall::*;
 
-struct WebDriver {
-    base: String,
+/// Generous: bounds a hang, not a speed.
+const HANG: Duration = Duration::from_secs(180);
+
+struct WebDriver<'a> {
+    driver: &'a ChromeDriver,
     session: String,
 }
 
@@ -46,21 +49,15 @@ trait Browser {
     }
 }
 
-impl WebDriver {
+impl WebDriver<'_> {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}/session/{}{path}", self.base, self.session);
-        let req = ureq::request(method, &url).timeout(Duration::from_secs(60));
-        let resp = match body {
-            Some(b) => req.send_json(b),
-            None => req.call(),
-        }
-        .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
-        let v: Value = resp.into_json().expect("WebDriver JSON");
-        v["value"].clone()
+        self.driver
+            .call(method, &format!("/session/{}{path}", self.session), body)
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
     }
 }
 
-impl Browser for WebDriver {
+impl Browser for WebDriver<'_> {
     fn script(&mut self, js: &str) -> Value {
         self.call(
             "POST",
@@ -190,35 +187,49 @@ fn incident_for(
 fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile() {
     let dir = tempfile::tempdir().unwrap();
     simpang::ingest::init_gstreamer().unwrap();
-    let shipped = Config::load(&repo().join("config/palembang.toml")).unwrap();
+    let shipped = Config::load(&support::root().join("config/palembang.toml")).unwrap();
     let feeds: Vec<_> = shipped
         .sites
         .iter()
         .map(|s| {
-            let f = footage_for(&repo().join("samples"), &s.id, "sample.mp4").unwrap();
+            let f = footage_for(&support::root().join("samples"), &s.id, "sample.mp4").unwrap();
             (s.id.clone(), f)
         })
         .collect();
     let samples = SampleServer::start(&feeds, 0).unwrap();
-    let cfg_path = write_config(
-        dir.path(),
-        samples.port(),
-        &WallOpts {
-            rtsp_port: free_port(),
-            ..Default::default()
-        },
-    );
-    let cfg = Config::load(&cfg_path).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let running = rt.block_on(simpang::app::run(cfg.clone())).unwrap();
+    // The embedded broker and RTSP out take fixed ports: new ones when another program has one.
+    let (cfg, running) = ports::retry_on_clash("simpang::app::run", || {
+        let cfg_path = write_config(
+            dir.path(),
+            samples.port(),
+            &WallOpts {
+                rtsp: true,
+                ..Default::default()
+            },
+        );
+        let cfg = Config::load(&cfg_path).unwrap();
+        match rt.block_on(simpang::app::run(cfg.clone())) {
+            Ok(running) => Ok((cfg, running)),
+            Err(e) if ports::is_bind_clash(&e.to_string()) => Err(e.to_string()),
+            Err(e) => panic!("simpang::app::run: {e}"),
+        }
+    });
     let base = format!("http://{}", running.http_addr);
 
-    // The cameras play for 20 s before anyone looks.
-    std::thread::sleep(Duration::from_secs(20));
+    // Every camera delivers pictures before anyone looks.
+    eventually("a display frame from every camera", HANG, || {
+        cfg.sites.iter().all(|s| {
+            running
+                .hub
+                .site(&s.id)
+                .is_some_and(|h| h.display.load().is_some() && h.status.load().online)
+        })
+    });
 
     // Incidents as the incident stage will publish them, snapshots from the live pictures.
     let mut published = 0;
@@ -232,7 +243,7 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
     {
         let site = cfg.site(site_id).unwrap();
         let frame = running.hub.site(site_id).unwrap().display.load_full();
-        let frame = frame.expect("a display frame after 20 s");
+        let frame = frame.expect("a display frame (waited for above)");
         let zone: Option<Vec<Point>> = site.zones.first().map(|z| {
             z.polygon
                 .iter()
@@ -257,44 +268,15 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
         published += 1;
     }
 
-    let cd_port = free_port();
-    let mut cmd = Command::new("chromedriver");
-    cmd.arg(format!("--port={cd_port}"));
-    let _driver = Proc::spawn("chromedriver", cmd);
-    let cd = format!("http://127.0.0.1:{cd_port}");
-    wait_until("chromedriver ready", Duration::from_secs(20), || {
-        ureq::get(&format!("{cd}/status"))
-            .call()
-            .ok()
-            .and_then(|r| r.into_json::<Value>().ok())
-            .is_some_and(|v| v["value"]["ready"] == true)
-    });
+    let driver = ChromeDriver::start();
     let profile = dir.path().join("chromium-profile");
-    let session: Value = ureq::post(&format!("{cd}/session"))
-        .timeout(Duration::from_secs(60))
-        .send_json(json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:loggingPrefs": { "browser": "ALL" },
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    format!("--user-data-dir={}", profile.display()),
-                    "--window-size=1600,900"
-                ]
-            }
-        }}}))
-        .expect("WebDriver session")
-        .into_json()
-        .unwrap();
+    let session = driver.session(
+        &chromium_args(&profile, 1600, 900),
+        json!({ "goog:loggingPrefs": { "browser": "ALL" } }),
+    );
     let mut wd = WebDriver {
-        base: cd.clone(),
-        session: session["value"]["sessionId"]
-            .as_str()
-            .expect("session id")
-            .to_string(),
+        driver: &driver,
+        session,
     };
     wd.call("POST", "/url", Some(json!({ "url": format!("{base}/") })));
     check_wall(&mut wd, "Chromium", "wall", published);
@@ -306,7 +288,7 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
         .map(|l| l.iter().filter(|e| e["level"] == "SEVERE").collect())
         .unwrap_or_default();
     assert!(severe.is_empty(), "browser console errors: {severe:?}");
-    let _ = ureq::delete(&format!("{cd}/session/{}", wd.session)).call();
+    let _ = driver.call("DELETE", &format!("/session/{}", wd.session), None);
 
     // The same checks in Firefox ESR.
     let (_firefox, mut ff) = Firefox::start(&dir.path().join("firefox-profile"), 1600, 900, &[]);
@@ -321,21 +303,21 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
 /// What a user must see in any browser: six tiles with live pictures, the incident feed with
 /// the published incidents and their thumbnails, and a tile that a click enlarges.
 fn check_wall(wd: &mut dyn Browser, browser: &str, name: &str, published: usize) {
-    // Tiles fill in as the first JPEGs arrive; allow the page a few seconds.
-    let shots = repo().join("target/screenshots");
-    let start = Instant::now();
-    let (shot, contrast) = loop {
-        std::thread::sleep(Duration::from_secs(3));
+    // Tiles fill in as the first JPEGs arrive.
+    let shots = support::root().join("target/screenshots");
+    let mut last = Vec::new();
+    let shown = poll(HANG, || {
         let shot = wd.screenshot(&shots.join(format!("{name}.png")));
         let c = tile_contrast(&shot, wd);
         if c.len() == 6 && c.iter().all(|(_, sd)| *sd > 15.0) {
-            break (shot, c);
+            return Some((shot, c));
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(40),
-            "{browser}: tiles without picture content: {c:?}"
-        );
-    };
+        last = c;
+        std::thread::sleep(Duration::from_secs(1));
+        None
+    });
+    let (shot, contrast) =
+        shown.unwrap_or_else(|| panic!("{browser}: tiles without picture content: {last:?}"));
     eprintln!(
         "{browser}: screenshot {}x{} saved to {}; tile contrast {contrast:?}",
         shot.cols(),
@@ -387,15 +369,23 @@ fn check_wall(wd: &mut dyn Browser, browser: &str, name: &str, published: usize)
         after.width > before.width * 2,
         "enlarged {before:?} -> {after:?}"
     );
-    std::thread::sleep(Duration::from_secs(1));
-    let big = wd.screenshot(&shots.join(format!("{name}-enlarged.png")));
-    let inner = Rect::new(
-        after.x + after.width / 4,
-        after.y + after.height / 4,
-        after.width / 2,
-        after.height / 2,
-    ) & Rect::new(0, 0, big.cols(), big.rows());
-    assert!(gray_stddev(&big, inner) > 15.0);
+    // The enlarged tile shows the picture once it has redrawn.
+    let mut sd = 0.0;
+    let enlarged = poll(HANG, || {
+        let big = wd.screenshot(&shots.join(format!("{name}-enlarged.png")));
+        let inner = Rect::new(
+            after.x + after.width / 4,
+            after.y + after.height / 4,
+            after.width / 2,
+            after.height / 2,
+        ) & Rect::new(0, 0, big.cols(), big.rows());
+        sd = gray_stddev(&big, inner);
+        sd > 15.0
+    });
+    assert!(
+        enlarged.is_some(),
+        "{browser}: the enlarged tile shows no picture (sd {sd:.1})"
+    );
     wd.script("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'})); return 0;");
     let back = rect_of(&wd.script(
         "const r = document.querySelector('.tile[data-site=charitas]').getBoundingClientRect(); \

@@ -142,6 +142,9 @@ async fn serve_main(
         }
     }
     tracing::info!(url = %format!("http://{local}"), db = %redact(url), "simpang desk listening");
+    // Machine-readable, like `run`'s `wall: http://ADDR/`: with `--listen 127.0.0.1:0` this is
+    // how a supervisor (or a test) learns the port.
+    println!("desk: http://{local}/");
     run_until(desk, listener, crate::shutdown::signal()).await?;
     tracing::info!("simpang desk stopped");
     Ok(ExitCode::SUCCESS)

@@ -1,10 +1,7 @@
-//! Shared by the analytics integration tests: real footage, the detector's output on it, and a
-//! site config.
-
-#![allow(dead_code)]
+//! For the analytics tests: real footage, the detector's output on it, and a site config.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
@@ -12,9 +9,7 @@ use simpang::config::{Config, Site};
 use simpang::ingest::reader::{ReadOptions, VideoReader};
 use simpang::model::{AnalyticsFrame, BBox, Detection, Image, Labels, PixelFormat, SiteId};
 
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
-}
+use super::root;
 
 pub fn coco() -> Labels {
     let text = std::fs::read_to_string(root().join("models/nanodet-m-416/coco80.txt")).unwrap();

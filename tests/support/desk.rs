@@ -1,16 +1,14 @@
-//! Shared helpers of the desk's integration tests: a desk on a free loopback port over a real
-//! SQLite file or a PostgreSQL cluster started for the test, a Mosquitto broker, an HTTP client
-//! with a cookie, and builders for incident messages and images. Everything started here stops
-//! (and its files go) when the value is dropped.
-#![allow(dead_code)]
+//! The desk under test: a desk on a loopback port of its own over a real SQLite file or a
+//! PostgreSQL cluster started for the test, an HTTP client with a cookie, and builders for
+//! citizen reports, incident messages and images. Everything started here stops (and its files
+//! go) when the value is dropped.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
+use std::io::Read;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -22,6 +20,8 @@ use simpang::model::{
     INCIDENT_SCHEMA,
 };
 
+use super::pg::Pg;
+
 /// The database a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -29,291 +29,14 @@ pub enum Kind {
     Postgres,
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn wait_for_port(port: u16, timeout: Duration) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
-// ------------------------------------------------------------------------------------------------
-// PostgreSQL
-
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-/// A throw-away PostgreSQL 15 cluster on a free loopback port, run as the `postgres` OS user
-/// (the server refuses to run as root).
-pub struct Pg {
-    child: Child,
-    dir: tempfile::TempDir,
-    pub port: u16,
-}
-
-fn postgres_ids() -> Result<(u32, u32), String> {
-    let out = |args: &[&str]| -> Result<u32, String> {
-        let o = Command::new("id")
-            .args(args)
-            .output()
-            .map_err(|e| format!("id: {e}"))?;
-        String::from_utf8_lossy(&o.stdout)
-            .trim()
-            .parse()
-            .map_err(|_| "no postgres OS user".to_string())
-    };
-    Ok((out(&["-u", "postgres"])?, out(&["-g", "postgres"])?))
-}
-
-impl Pg {
-    pub fn start() -> Result<Pg, String> {
-        if !Path::new(PG_BIN).join("postgres").exists() {
-            return Err(format!("{PG_BIN}/postgres not installed"));
-        }
-        let (uid, gid) = postgres_ids()?;
-        let dir = tempfile::Builder::new()
-            .prefix("simpang-desk-pg")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        let chown = |p: &Path| {
-            std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(|e| format!("chown: {e}"))
-        };
-        chown(dir.path())?;
-        let data = dir.path().join("data");
-        let init = Command::new(Path::new(PG_BIN).join("initdb"))
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "-D",
-            ])
-            .arg(&data)
-            .uid(uid)
-            .gid(gid)
-            .current_dir(dir.path())
-            .output()
-            .map_err(|e| format!("initdb: {e}"))?;
-        if !init.status.success() {
-            return Err(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&init.stderr)
-            ));
-        }
-        let port = free_port();
-        let child = Command::new(Path::new(PG_BIN).join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(dir.path())
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ])
-            .uid(uid)
-            .gid(gid)
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("postgres: {e}"))?;
-        let mut pg = Pg { child, dir, port };
-        if !wait_for_port(port, Duration::from_secs(30)) {
-            return Err("postgres did not open its port within 30 s".into());
-        }
-        // The port opens a moment before the server accepts logins.
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ok = Command::new(Path::new(PG_BIN).join("pg_isready"))
-                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                break;
-            }
-            if Instant::now() > end || pg.child.try_wait().ok().flatten().is_some() {
-                return Err("postgres did not become ready".into());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(pg)
-    }
-
-    pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        // SIGQUIT: immediate shutdown; the postmaster takes its backends down with it.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGQUIT);
-        }
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = &self.dir;
-    }
-}
-
-// ------------------------------------------------------------------------------------------------
-// Mosquitto
-
-/// A Mosquitto broker on a free loopback port (anonymous, no persistence).
-pub struct Mosquitto {
-    child: Child,
-    dir: tempfile::TempDir,
-    pub port: u16,
-}
-
-impl Mosquitto {
-    pub fn start() -> Mosquitto {
-        Self::start_on(free_port())
-    }
-
-    pub fn start_on(port: u16) -> Mosquitto {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-        )
-        .expect("write mosquitto.conf");
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto must be installed (Debian package mosquitto)");
-        assert!(
-            wait_for_port(port, Duration::from_secs(10)),
-            "mosquitto did not open port {port}"
-        );
-        Mosquitto { child, dir, port }
-    }
-
-    pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-
-    /// Publishes one message at QoS 1 with the real `mosquitto_pub` client.
-    pub fn publish(&self, topic: &str, payload: &[u8]) {
-        let mut c = Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-q",
-                "1",
-                "-t",
-                topic,
-                "-s",
-            ])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("mosquitto_pub");
-        c.stdin
-            .take()
-            .expect("stdin")
-            .write_all(payload)
-            .expect("payload to mosquitto_pub");
-        let st = c.wait().expect("mosquitto_pub exit");
-        assert!(st.success(), "mosquitto_pub failed");
-    }
-
-    /// Collects every message on `filter` (lines of "topic payload") from now on.
-    pub fn subscribe(&self, filter: &str) -> Subscription {
-        let mut child = Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-q",
-                "1",
-                "-v",
-                "-t",
-                filter,
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto_sub");
-        let out = child.stdout.take().expect("stdout");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        // mosquitto_sub has no "subscribed" signal; give it a moment to subscribe.
-        std::thread::sleep(Duration::from_millis(300));
-        Subscription { child, lines }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = &self.dir;
-    }
-}
-
-pub struct Subscription {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Subscription {
-    /// (topic, payload JSON) pairs received so far.
-    pub fn messages(&self) -> Vec<(String, Value)> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| {
-                let (t, p) = l.split_once(' ')?;
-                Some((t.to_string(), serde_json::from_str(p).ok()?))
-            })
-            .collect()
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A number no other call in this process got (MQTT client ids must differ).
+fn unique() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -369,27 +92,24 @@ pub fn config(broker: Option<&str>, desk_toml: &str, dir: &Path) -> Config {
         "data_dir = \"{}\"\n{SITES}\n[desk]\n{desk_toml}\n[desk.mqtt]\nbroker = \"{}\"\nclient_id = \"desk-test-{}\"\nbackoff_initial_s = 0.2\nbackoff_max_s = 1.0\n",
         dir.display(),
         broker.unwrap_or("none"),
-        free_port()
+        unique()
     );
     Config::from_str_at(&text, &dir.join("test.toml")).expect("test config is valid")
 }
 
 impl TestDesk {
-    /// Starts a desk; `None` (after printing why) only when PostgreSQL cannot start here.
-    pub fn start(kind: Kind, opts: Opts) -> Option<TestDesk> {
+    /// Starts a desk. On PostgreSQL, a test fails when the cluster cannot start ([`Pg::required`]).
+    pub fn start(kind: Kind, opts: Opts) -> TestDesk {
         let dir = tempfile::tempdir().expect("tempdir");
         let (db_url, pg) = match kind {
             Kind::Sqlite => (
                 format!("sqlite://{}", dir.path().join("desk.db").display()),
                 None,
             ),
-            Kind::Postgres => match Pg::start() {
-                Ok(pg) => (pg.url(), Some(pg)),
-                Err(why) => {
-                    eprintln!("SKIPPED (PostgreSQL): the test cluster cannot start: {why}");
-                    return None;
-                }
-            },
+            Kind::Postgres => {
+                let pg = Pg::required();
+                (pg.url(), Some(pg))
+            }
         };
         let cfg = Arc::new(config(opts.broker.as_deref(), &opts.desk_toml, dir.path()));
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -420,7 +140,7 @@ impl TestDesk {
             let _g = rt.enter();
             desk::spawn_mqtt(&desk)
         };
-        Some(TestDesk {
+        TestDesk {
             base: format!("http://{addr}"),
             rt,
             desk,
@@ -432,7 +152,7 @@ impl TestDesk {
             tasks,
             pg,
             dir,
-        })
+        }
     }
 
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -871,25 +591,9 @@ pub fn to_bytes(m: &IncidentMessage) -> Vec<u8> {
     serde_json::to_vec(m).expect("serialise incident")
 }
 
-/// Polls `f` until it returns Some or `timeout` passes.
-pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() > end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Where browser screenshots go: `target/screenshots`.
 pub fn screenshot_dir() -> PathBuf {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("screenshots");
+    let d = super::root().join("target").join("screenshots");
     std::fs::create_dir_all(&d).expect("screenshot dir");
     d
 }
