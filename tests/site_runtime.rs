@@ -7,6 +7,8 @@
 //! the hub and `/api/status`, and its status turns offline (`shutdown`) while the other site keeps
 //! being analysed; a removed site can come back; bad sites and unknown ids are refused, named.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,14 +20,7 @@ use simpang::incident::message::{SiteState, StatusMessage, StatusReason};
 use simpang::incident::topics;
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    support::root().to_path_buf()
 }
 
 fn config(dir: &Path, mqtt_port: u16) -> Config {
@@ -56,15 +51,10 @@ fn site(cfg: &Config, id: &str) -> Site {
 }
 
 /// Waits up to `secs` for `cond`.
-async fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while tokio::time::Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    cond()
+async fn eventually(secs: u64, cond: impl FnMut() -> bool) -> bool {
+    support::wait::poll_async(Duration::from_secs(secs), cond)
+        .await
+        .is_some()
 }
 
 /// Analytics frames processed for `site` so far (the frame loop's counter).
@@ -138,7 +128,7 @@ fn last_status(seen: &Statuses, site: &str) -> Option<(SiteState, StatusReason)>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sites_start_and_stop_while_running() {
     let dir = tempfile::tempdir().unwrap();
-    let mqtt = free_port();
+    let mqtt = support::ports::port();
     let cfg = config(dir.path(), mqtt);
     let running = simpang::app::run(cfg.clone())
         .await
