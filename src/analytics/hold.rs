@@ -17,13 +17,7 @@
 
 use chrono::{DateTime, Utc};
 
-/// Time filters of a rule, seconds.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Timing {
-    pub dwell_s: f64,
-    pub clear_s: f64,
-    pub cooldown_s: f64,
-}
+pub use crate::config::rules::{Timed, Timing};
 
 /// A frame gap longer than this (camera offline, analytics stalled) restarts a pending dwell:
 /// the condition was not observed in between, so it cannot count as held.
@@ -80,6 +74,11 @@ fn secs(d: chrono::TimeDelta) -> f64 {
 }
 
 impl Hold {
+    /// The life cycle of a rule with settings `rule`.
+    pub fn of(rule: &impl Timed) -> Self {
+        Self::new(rule.timing())
+    }
+
     pub fn new(timing: Timing) -> Self {
         Self {
             timing,
@@ -189,34 +188,40 @@ impl Hold {
 /// quiet when a count wobbles.
 pub const UPDATE_MIN_S: f64 = 10.0;
 
-/// Decides when an open incident's evidence changed enough for an `update` event.
-#[derive(Clone, Debug, Default)]
-pub struct UpdateGate {
+/// Decides when an open incident's evidence changed enough for an `update` event. `L` is what
+/// the rule reports as its level (a [`crate::model::Level`], a tamper reason): a change of it is
+/// news at once.
+#[derive(Clone, Debug)]
+pub struct UpdateGate<L> {
     last_at: Option<DateTime<Utc>>,
-    last_level: &'static str,
+    last_level: Option<L>,
     last_value: f64,
 }
 
-impl UpdateGate {
+impl<L> Default for UpdateGate<L> {
+    fn default() -> Self {
+        Self {
+            last_at: None,
+            last_level: None,
+            last_value: 0.0,
+        }
+    }
+}
+
+impl<L: Copy + PartialEq> UpdateGate<L> {
     /// Remembers what the start (or last update) event said.
-    pub fn reported(&mut self, at: DateTime<Utc>, level: &'static str, value: f64) {
+    pub fn reported(&mut self, at: DateTime<Utc>, level: L, value: f64) {
         self.last_at = Some(at);
-        self.last_level = level;
+        self.last_level = Some(level);
         self.last_value = value;
     }
 
-    /// True (and remembered) when the level word changed, or when `value` moved from the last
+    /// True (and remembered) when the level changed, or when `value` moved from the last
     /// reported one by at least `min_change` (absolute) and [`UPDATE_MIN_S`] have passed.
-    pub fn check(
-        &mut self,
-        at: DateTime<Utc>,
-        level: &'static str,
-        value: f64,
-        min_change: f64,
-    ) -> bool {
+    pub fn check(&mut self, at: DateTime<Utc>, level: L, value: f64, min_change: f64) -> bool {
         let due = match self.last_at {
             None => true,
-            Some(last) if level != self.last_level => last <= at,
+            Some(last) if Some(level) != self.last_level => last <= at,
             Some(last) => {
                 (value - self.last_value).abs() >= min_change && secs(at - last) >= UPDATE_MIN_S
             }

@@ -37,7 +37,9 @@ use tracing::{debug, error, info, warn, Instrument};
 use crate::config::Config;
 use crate::hub::{Hub, SiteHub};
 use crate::metrics;
-use crate::model::{CountsReport, Evidence, IncidentEvent, IncidentKind, RuleEvent, Severity};
+use crate::model::{
+    CountsReport, Evidence, IncidentEvent, IncidentKind, Level, RuleEvent, Severity,
+};
 
 pub use broker::{BrokerError, BrokerTarget};
 pub use lifecycle::{incident_id, Lifecycle, LifecycleConfig};
@@ -491,7 +493,7 @@ impl Producer {
                 zone: None,
                 kind: IncidentKind::CameraOffline,
                 phase,
-                level: "tinggi".into(),
+                level: Level::Tinggi,
                 started_at,
                 at: now,
                 evidence: Evidence {

@@ -27,6 +27,7 @@ pub mod overlay;
 pub mod rtsp;
 pub mod scene;
 pub mod tile;
+pub mod words;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

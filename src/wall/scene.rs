@@ -6,11 +6,12 @@
 //! size, whatever the camera's aspect: wall controllers and VMS software want a stream whose
 //! size never changes, and a camera that goes offline and comes back must not renegotiate caps.
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use opencv::core::{Point as CvPoint, Rect};
 
 use super::canvas::{Canvas, Font, Spans, Yuv};
 use super::overlay::DrawError;
+use super::words::{class_name, clock_text, since_text, time_text, zone_label};
 use crate::config::Site;
 use crate::hub::CameraStatus;
 use crate::model::{
@@ -266,10 +267,9 @@ impl SiteScene {
                 None => c.polyline(&pts, true, Yuv::gray(200), 1)?,
             }
             let text = match (state, fresh) {
-                (Some(s), true) if !s.label.is_empty() => format!("{}: {}", z.name, s.label),
-                (Some(s), true) => match s.level {
-                    Some(l) => format!("{}: {}", z.name, l.as_str()),
-                    None => format!("{}: {}", z.name, s.count),
+                (Some(s), true) => match zone_label(s) {
+                    w if !w.is_empty() => format!("{}: {w}", z.name),
+                    _ => format!("{}: {}", z.name, s.count),
                 },
                 _ => z.name.clone(),
             };
@@ -546,88 +546,12 @@ pub fn severity_yuv(s: Severity) -> Yuv {
     }
 }
 
-/// The detector's class name in Indonesian where we know it (COCO names), else as given;
-/// `kelas N` before the detector's labels are known.
-pub fn class_name(labels: &Labels, id: u16) -> String {
-    let Some(en) = labels.get(id as usize) else {
-        return format!("kelas {id}");
-    };
-    let id_name = match en.as_str() {
-        "person" => "orang",
-        "bicycle" => "sepeda",
-        "car" => "mobil",
-        "motorcycle" | "motorbike" => "motor",
-        "bus" => "bus",
-        "truck" => "truk",
-        "train" => "kereta",
-        "boat" => "perahu",
-        "traffic light" => "lampu lalin",
-        "dog" => "anjing",
-        "cat" => "kucing",
-        "backpack" => "ransel",
-        "umbrella" => "payung",
-        "handbag" => "tas",
-        "suitcase" => "koper",
-        "bottle" => "botol",
-        "cup" => "gelas",
-        "chair" => "kursi",
-        other => other,
-    };
-    id_name.to_string()
-}
-
 /// Box colour by what the object is: vehicles amber, people cyan, anything else violet.
 fn class_colour(name: &str) -> Yuv {
     match name {
         "mobil" | "motor" | "bus" | "truk" | "sepeda" | "kereta" => Yuv::rgb(255, 170, 0),
         "orang" => Yuv::rgb(0, 210, 255),
         _ => Yuv::rgb(190, 120, 255),
-    }
-}
-
-/// Zone abbreviation of a UTC offset as Indonesians write it.
-fn tz_abbrev(offset_s: i32) -> String {
-    match offset_s {
-        25_200 => "WIB".into(),
-        28_800 => "WITA".into(),
-        32_400 => "WIT".into(),
-        s => {
-            let sign = if s < 0 { '-' } else { '+' };
-            let a = s.abs();
-            format!("UTC{sign}{:02}:{:02}", a / 3600, (a % 3600) / 60)
-        }
-    }
-}
-
-/// `23/11/2026 17:05:09 WIB`.
-pub fn clock_text(tz: &str, now: DateTime<Utc>) -> String {
-    let t = crate::time::local(tz, now);
-    format!(
-        "{} {}",
-        t.format("%d/%m/%Y %H:%M:%S"),
-        tz_abbrev(t.offset().local_minus_utc())
-    )
-}
-
-/// `17:05:09 WIB`.
-pub fn time_text(tz: &str, now: DateTime<Utc>) -> String {
-    let t = crate::time::local(tz, now);
-    format!(
-        "{} {}",
-        t.format("%H:%M:%S"),
-        tz_abbrev(t.offset().local_minus_utc())
-    )
-}
-
-/// `14:32 WIB` today, `22/11 14:32 WIB` on another day.
-pub fn since_text(tz: &str, at: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let t = crate::time::local(tz, at);
-    let n = crate::time::local(tz, now);
-    let abbr = tz_abbrev(t.offset().local_minus_utc());
-    if t.date_naive() == n.date_naive() {
-        format!("{:02}:{:02} {abbr}", t.hour(), t.minute())
-    } else {
-        format!("{} {abbr}", t.format("%d/%m %H:%M"))
     }
 }
 
@@ -665,7 +589,7 @@ fn fit_text(s: &str, font: Font, max_w: i32) -> Result<String, DrawError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{BBox, SiteId, TrackId, ZoneId, ZoneKind, ZoneState};
+    use crate::model::{BBox, Level, SiteId, TrackId, ZoneId, ZoneKind, ZoneState, ZoneWatch};
     use chrono::TimeZone;
     use std::sync::Arc;
 
@@ -723,12 +647,11 @@ points = [[0.10, 0.72], [0.90, 0.72]]
         let results = SiteResults {
             captured_at: Some(now),
             zones: vec![ZoneState {
-                zone: ZoneId::new("sudirman"),
-                kind: ZoneKind::TrafficJam,
                 severity: Severity::Alert,
-                label: "macet".into(),
-                level: None,
+                watch: ZoneWatch::Live,
+                level: Some(Level::Macet),
                 count: 12,
+                ..ZoneState::new(ZoneId::new("sudirman"), ZoneKind::TrafficJam)
             }],
             ..Default::default()
         };
@@ -841,21 +764,5 @@ points = [[0.10, 0.72], [0.90, 0.72]]
         let col = (90..102).find(|&x| luma(&out, x, 110).abs_diff(amber.y) < 8);
         assert!(col.is_some_and(|x| (94..=98).contains(&x)), "{col:?}");
         assert_eq!(class_name(&Arc::from(Vec::new()), 3), "kelas 3");
-    }
-
-    #[test]
-    fn clock_and_since_in_wib() {
-        let at = Utc.with_ymd_and_hms(2026, 11, 23, 10, 5, 9).unwrap();
-        assert_eq!(clock_text("Asia/Jakarta", at), "23/11/2026 17:05:09 WIB");
-        assert_eq!(clock_text("Asia/Makassar", at), "23/11/2026 18:05:09 WITA");
-        assert_eq!(
-            since_text("Asia/Jakarta", at, at + chrono::Duration::hours(1)),
-            "17:05 WIB"
-        );
-        assert_eq!(
-            since_text("Asia/Jakarta", at, at + chrono::Duration::days(1)),
-            "23/11 17:05 WIB"
-        );
-        assert_eq!(clock_text("UTC", at), "23/11/2026 10:05:09 UTC+00:00");
     }
 }
