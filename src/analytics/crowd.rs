@@ -107,26 +107,11 @@ impl Crowd {
             Level::Sedang
         };
         let step = self.hold.step(at, self.crowded);
-        let update = match step {
-            Step::Start { .. } => {
-                self.gate.reported(at, level, persons as f64);
-                false
-            }
-            Step::Active {
-                clearing: false, ..
-            } => {
-                let min_change = (self.gate_base() * 0.25).max(2.0);
-                self.gate.check(at, level, persons as f64, min_change)
-            }
-            _ => false,
-        };
-        let severity = if step.is_open() {
-            Severity::Alert
-        } else if self.crowded || over(r.release_ratio) {
-            Severity::Elevated
-        } else {
-            Severity::Normal
-        };
+        let min_change = (self.gate_base() * 0.25).max(2.0);
+        let update = self
+            .gate
+            .on_step(step, at, level, persons as f64, min_change, false);
+        let severity = step.severity(self.crowded || over(r.release_ratio));
         CrowdStep {
             step,
             persons,

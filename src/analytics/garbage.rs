@@ -416,23 +416,10 @@ impl Garbage {
             0.0
         };
         let step = self.hold.step(at, present > 0);
-        let update = match step {
-            Step::Start { .. } => {
-                self.gate.reported(at, Level::Sedang, present as f64);
-                false
-            }
-            Step::Active {
-                clearing: false, ..
-            } => self.gate.check(at, Level::Sedang, present as f64, 1.0),
-            _ => false,
-        };
-        let severity = if step.is_open() {
-            Severity::Alert
-        } else if present > 0 {
-            Severity::Elevated
-        } else {
-            Severity::Normal
-        };
+        let update = self
+            .gate
+            .on_step(step, at, Level::Sedang, present as f64, 1.0, false);
+        let severity = step.severity(present > 0);
         GarbageStep {
             step,
             objects: present,

@@ -18,6 +18,7 @@
 use chrono::{DateTime, Utc};
 
 pub use crate::config::rules::{Timed, Timing};
+use crate::model::Severity;
 
 /// A frame gap longer than this (camera offline, analytics stalled) restarts a pending dwell:
 /// the condition was not observed in between, so it cannot count as held.
@@ -57,6 +58,18 @@ impl Step {
     /// The incident is open after this step (Start or Active).
     pub fn is_open(&self) -> bool {
         matches!(self, Step::Start { .. } | Step::Active { .. })
+    }
+
+    /// The wall's colour after this step: red while open, yellow while the rule's condition is
+    /// `elevated` (above normal, not an incident), else green.
+    pub fn severity(&self, elevated: bool) -> Severity {
+        if self.is_open() {
+            Severity::Alert
+        } else if elevated {
+            Severity::Elevated
+        } else {
+            Severity::Normal
+        }
     }
 }
 
@@ -214,6 +227,33 @@ impl<L: Copy + PartialEq> UpdateGate<L> {
         self.last_at = Some(at);
         self.last_level = Some(level);
         self.last_value = value;
+    }
+
+    /// Whether `step` makes an `update`: a start is remembered as the first report; while the
+    /// incident is open and its condition holds, [`UpdateGate::check`] with `min_change`; while
+    /// it is clearing, a level change when `level_news_while_clearing`, else nothing.
+    pub fn on_step(
+        &mut self,
+        step: Step,
+        at: DateTime<Utc>,
+        level: L,
+        value: f64,
+        min_change: f64,
+        level_news_while_clearing: bool,
+    ) -> bool {
+        match step {
+            Step::Start { .. } => {
+                self.reported(at, level, value);
+                false
+            }
+            Step::Active {
+                clearing: false, ..
+            } => self.check(at, level, value, min_change),
+            Step::Active { clearing: true, .. } if level_news_while_clearing => {
+                self.check(at, level, value, f64::INFINITY)
+            }
+            _ => false,
+        }
     }
 
     /// True (and remembered) when the level changed, or when `value` moved from the last
@@ -408,6 +448,38 @@ pub(crate) mod tests {
         assert_eq!(h.step(t(17.0), false), Step::End { started_at: t(1.0) });
         assert!(!h.is_open());
         assert_eq!(h.since(), None);
+    }
+
+    #[test]
+    fn update_gate_on_steps() {
+        let s0 = t(0.0);
+        let active = |clearing| Step::Active {
+            started_at: s0,
+            clearing,
+        };
+        let mut g = UpdateGate::default();
+        let start = Step::Start { started_at: s0 };
+        assert!(!g.on_step(start, t(1.0), "macet", 1.0, 0.1, true));
+        assert!(!g.on_step(
+            Step::Pending { since: s0 },
+            t(20.0),
+            "padat",
+            5.0,
+            0.1,
+            true
+        ));
+        // clearing: a level change is news only where the rule says so
+        assert!(!g.on_step(active(true), t(21.0), "padat", 1.0, 0.1, false));
+        assert!(g.on_step(active(true), t(21.0), "padat", 1.0, 0.1, true));
+        assert!(!g.on_step(active(true), t(40.0), "padat", 9.0, 0.1, true));
+        assert!(g.on_step(active(false), t(41.0), "padat", 9.0, 0.1, true));
+        assert_eq!(start.severity(false), Severity::Alert);
+        assert_eq!(active(true).severity(false), Severity::Alert);
+        assert_eq!(Step::Idle.severity(true), Severity::Elevated);
+        assert_eq!(
+            Step::End { started_at: s0 }.severity(false),
+            Severity::Normal
+        );
     }
 
     #[test]

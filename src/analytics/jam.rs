@@ -221,25 +221,9 @@ impl Jam {
 
         let step = self.hold.step(at, self.level == TrafficLevel::Macet);
         let level = self.level;
-        let update = match step {
-            Step::Start { .. } => {
-                self.gate.reported(at, level, ds as f64);
-                false
-            }
-            // while clearing, only a level change is news
-            Step::Active { clearing, .. } => {
-                let min_change = if clearing { f64::INFINITY } else { 0.15 };
-                self.gate.check(at, level, ds as f64, min_change)
-            }
-            _ => false,
-        };
-        let severity = if step.is_open() {
-            Severity::Alert
-        } else if self.level >= TrafficLevel::Padat {
-            Severity::Elevated
-        } else {
-            Severity::Normal
-        };
+        // while clearing, a level change is still news
+        let update = self.gate.on_step(step, at, level, ds as f64, 0.15, true);
+        let severity = step.severity(self.level >= TrafficLevel::Padat);
         JamStep {
             step,
             level: self.level,

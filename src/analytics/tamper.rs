@@ -195,16 +195,9 @@ impl Tamper {
             self.learn(s, dt);
         }
         let step = self.hold.step(at, reason.is_some());
-        let update = match step {
-            Step::Start { .. } => {
-                self.gate.reported(at, reason, 0.0);
-                false
-            }
-            Step::Active {
-                clearing: false, ..
-            } => self.gate.check(at, reason, 0.0, f64::INFINITY),
-            _ => false,
-        };
+        let update = self
+            .gate
+            .on_step(step, at, reason, 0.0, f64::INFINITY, false);
         TamperStep {
             step,
             reason,
