@@ -283,6 +283,8 @@ pub enum ZoneKind {
 }
 
 impl ZoneKind {
+    pub const ALL: [ZoneKind; 3] = [ZoneKind::TrafficJam, ZoneKind::Crowd, ZoneKind::Garbage];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             ZoneKind::TrafficJam => "traffic_jam",
@@ -306,11 +308,80 @@ pub enum TrafficLevel {
 
 impl TrafficLevel {
     pub fn as_str(&self) -> &'static str {
+        Level::from(*self).as_str()
+    }
+}
+
+/// The level of an incident or a zone's condition, as it travels (MQTT `incident.level`, the
+/// desk's stored value): a jam's traffic level, or how high another rule's condition is. Typed
+/// from the rule to the wire; the words people read are made where they are shown (incident
+/// texts, the wall).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Traffic flows freely (jam zones).
+    Lancar,
+    /// Dense traffic (jam zones).
+    Padat,
+    /// Jammed (jam zones).
+    Macet,
+    /// Moderate: the rule's condition holds (crowd, garbage).
+    Sedang,
+    /// High: the condition holds strongly (a crowd at twice its threshold), or a camera problem.
+    Tinggi,
+}
+
+impl Level {
+    pub const ALL: [Level; 5] = [
+        Level::Lancar,
+        Level::Padat,
+        Level::Macet,
+        Level::Sedang,
+        Level::Tinggi,
+    ];
+
+    /// The wire word (what serde writes).
+    pub fn as_str(&self) -> &'static str {
         match self {
-            TrafficLevel::Lancar => "lancar",
-            TrafficLevel::Padat => "padat",
-            TrafficLevel::Macet => "macet",
+            Level::Lancar => "lancar",
+            Level::Padat => "padat",
+            Level::Macet => "macet",
+            Level::Sedang => "sedang",
+            Level::Tinggi => "tinggi",
         }
+    }
+}
+
+impl From<TrafficLevel> for Level {
+    fn from(l: TrafficLevel) -> Self {
+        match l {
+            TrafficLevel::Lancar => Level::Lancar,
+            TrafficLevel::Padat => Level::Padat,
+            TrafficLevel::Macet => Level::Macet,
+        }
+    }
+}
+
+/// A word that is not a [`Level`]'s wire word.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown level {0:?}; levels are lancar, padat, macet, sedang, tinggi")]
+pub struct UnknownLevel(pub String);
+
+impl std::str::FromStr for Level {
+    type Err = UnknownLevel;
+
+    /// Parses a wire word (exact, lower case).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Level::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| UnknownLevel(s.to_string()))
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -326,18 +397,49 @@ pub enum Severity {
     Alert,
 }
 
-/// A zone's condition after the latest analytics frame; drawn by the wall.
+/// Whether a zone's facts are current.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZoneWatch {
+    /// The rule has not measured the zone yet (a picture-based rule without a usable picture).
+    #[default]
+    Waiting,
+    /// The facts are from the latest frame the rule could use.
+    Live,
+    /// The camera was lost: nothing is measured until a frame the rule can use arrives.
+    CameraOffline,
+}
+
+/// A zone's condition after the latest analytics frame, as typed facts; the wall words them
+/// ("macet", "14 orang", "sampah 3 mnt", `wall::words`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ZoneState {
     pub zone: ZoneId,
     pub kind: ZoneKind,
     pub severity: Severity,
-    /// Short text for the overlay, e.g. "macet", "14 orang", "sampah 3 mnt".
-    pub label: String,
-    /// Traffic level, for traffic-jam zones.
-    pub level: Option<TrafficLevel>,
-    /// Objects of interest currently inside the zone.
+    pub watch: ZoneWatch,
+    /// The zone's level where its rule grades one every frame (a jam zone's traffic level).
+    pub level: Option<Level>,
+    /// Objects of interest currently inside the zone (vehicles, persons, static objects).
     pub count: u32,
+    /// Seconds since the oldest static object in the zone became static (no-dumping zones,
+    /// while objects are present).
+    pub oldest_static_s: Option<f32>,
+}
+
+impl ZoneState {
+    /// A zone nothing has been measured in yet.
+    pub fn new(zone: ZoneId, kind: ZoneKind) -> Self {
+        Self {
+            zone,
+            kind,
+            severity: Severity::Normal,
+            watch: ZoneWatch::Waiting,
+            level: None,
+            count: 0,
+            oldest_static_s: None,
+        }
+    }
 }
 
 /// Totals of one counting line: crossings per direction and class since start.
@@ -483,8 +585,8 @@ pub struct RuleEvent {
     pub zone: Option<ZoneId>,
     pub kind: IncidentKind,
     pub phase: RulePhase,
-    /// Level word: "macet" / "padat" for jams, "tinggi" / "sedang" for others.
-    pub level: String,
+    /// The incident's level: lancar / padat / macet for jams, sedang / tinggi for the others.
+    pub level: Level,
     /// When the condition began (dwell start). Stable across updates: part of the incident id.
     pub started_at: DateTime<Utc>,
     /// When this event was decided.
@@ -586,7 +688,7 @@ pub struct Incident {
     pub site_name: String,
     pub camera: String,
     pub kind: IncidentKind,
-    pub level: String,
+    pub level: Level,
     /// Indonesian title, e.g. "Kemacetan di Simpang Charitas".
     pub title: String,
     pub title_en: String,
@@ -638,6 +740,38 @@ mod tests {
         for (x, y, want) in cases {
             assert!((x.iou(&y) - want).abs() < 1e-6, "{x:?} {y:?}");
             assert!((y.iou(&x) - want).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn levels_round_trip_every_wire_word() {
+        let words = ["lancar", "padat", "macet", "sedang", "tinggi"];
+        assert_eq!(Level::ALL.len(), words.len());
+        for (l, w) in Level::ALL.into_iter().zip(words) {
+            assert_eq!(l.as_str(), w);
+            assert_eq!(l.to_string(), w);
+            assert_eq!(serde_json::to_string(&l).unwrap(), format!("\"{w}\""));
+            assert_eq!(
+                serde_json::from_str::<Level>(&format!("\"{w}\"")).unwrap(),
+                l
+            );
+            assert_eq!(w.parse::<Level>(), Ok(l));
+        }
+        for bad in ["", "Macet", "parah", " macet"] {
+            let e = bad.parse::<Level>().unwrap_err();
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
+            assert!(serde_json::from_str::<Level>(&format!("{bad:?}")).is_err());
+        }
+        for t in [
+            TrafficLevel::Lancar,
+            TrafficLevel::Padat,
+            TrafficLevel::Macet,
+        ] {
+            assert_eq!(Level::from(t).as_str(), t.as_str());
+            assert_eq!(
+                serde_json::to_string(&Level::from(t)).unwrap(),
+                serde_json::to_string(&t).unwrap()
+            );
         }
     }
 

@@ -101,7 +101,7 @@ clear_s = 5.0
         let s = f.pts.as_secs_f64();
         let d = dets.get(&f.index).cloned().unwrap_or_default();
         let out = a.process(&frame(s, f.image), &d);
-        labels.push(out.results.zones[0].label.clone());
+        labels.push(simpang::wall::words::zone_label(&out.results.zones[0]));
         events.extend(out.events);
         last_s = s;
     }

@@ -164,7 +164,7 @@ fn tamper(start: chrono::DateTime<Utc>) -> RuleEvent {
         zone: None,
         kind: IncidentKind::CameraTamper,
         phase: RulePhase::Start,
-        level: "tinggi".into(),
+        level: simpang::model::Level::Tinggi,
         started_at: start,
         at: start,
         evidence: Evidence {

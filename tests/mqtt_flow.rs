@@ -88,7 +88,7 @@ fn event(
         zone: zone.map(ZoneId::new),
         kind,
         phase,
-        level: level.into(),
+        level: level.parse().unwrap(),
         started_at,
         at,
         evidence: Evidence {
@@ -249,7 +249,7 @@ async fn lifecycle_reaches_a_subscriber_valid_and_complete() {
     let events = |id: &str| -> Vec<(IncidentEvent, u32, String)> {
         report.incidents[id]
             .iter()
-            .map(|m| (m.event, m.incident.seq, m.incident.level.clone()))
+            .map(|m| (m.event, m.incident.seq, m.incident.level.to_string()))
             .collect()
     };
     use IncidentEvent::*;

@@ -124,7 +124,7 @@ async fn nothing_produced_during_a_broker_outage_is_lost() {
                 zone: Some(ZoneId::new("zona")),
                 kind: IncidentKind::Crowd,
                 phase,
-                level: level.into(),
+                level: level.parse().unwrap(),
                 started_at: sc.start,
                 at: now,
                 evidence: Evidence {

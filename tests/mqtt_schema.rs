@@ -104,6 +104,26 @@ fn documented_examples_are_valid_and_typed() {
     }
 }
 
+/// The committed files are what the Rust types write, byte for byte: typed levels and kinds
+/// serialise to the documented words, fields in the order they are sent.
+#[test]
+fn examples_are_what_the_types_write() {
+    for name in NAMES {
+        let path = examples_dir().join(format!("{name}.json"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let again = if name.starts_with("incident") {
+            serde_json::to_string_pretty(&serde_json::from_str::<IncidentMessage>(&text).unwrap())
+        } else if name.starts_with("status") {
+            serde_json::to_string_pretty(&serde_json::from_str::<StatusMessage>(&text).unwrap())
+        } else {
+            serde_json::to_string_pretty(&serde_json::from_str::<CountsMessage>(&text).unwrap())
+        }
+        .unwrap()
+            + "\n";
+        assert!(again == text, "{name}: the types write\n{again}");
+    }
+}
+
 #[test]
 fn schemas_reject_broken_messages() {
     let schemas = Schemas::load();
@@ -122,6 +142,9 @@ fn schemas_reject_broken_messages() {
         }),
         ("incident-new", "unknown kind", |v| {
             v["incident"]["kind"] = "fire".into()
+        }),
+        ("incident-new", "unknown level", |v| {
+            v["incident"]["level"] = "parah".into()
         }),
         ("incident-new", "ended_at on new", |v| {
             v["incident"]["ended_at"] = v["incident"]["started_at"].clone()
@@ -246,7 +269,7 @@ async fn examples_match_what_is_published() {
         zone: Some(ZoneId::new("sudirman")),
         kind: IncidentKind::TrafficJam,
         phase,
-        level: level.into(),
+        level: level.parse().unwrap(),
         started_at: t0,
         at: t0 + chrono::Duration::seconds(at),
         evidence: Evidence {

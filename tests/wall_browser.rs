@@ -157,7 +157,7 @@ fn incident_for(
             site_name: site.name.clone(),
             camera: site.camera_id().to_string(),
             kind,
-            level: level.into(),
+            level: level.parse().unwrap(),
             title: title.clone(),
             title_en: title,
             description: "Dibuat oleh uji wall".into(),

@@ -258,7 +258,7 @@ fn incident(id: &str, event: IncidentEvent, seq: u32, snapshot: Option<&[u8]>) -
             site_name: "Simpang Charitas".into(),
             camera: "charitas".into(),
             kind: IncidentKind::TrafficJam,
-            level: "macet".into(),
+            level: simpang::model::Level::Macet,
             title: "Kemacetan di Simpang Charitas".into(),
             title_en: "Traffic jam at Simpang Charitas".into(),
             description: "Antrean kendaraan di pendekat Jl. Sudirman".into(),
@@ -441,12 +441,11 @@ fn tiles_show_connecting_offline_and_live_states() {
     site.results.store(Arc::new(SiteResults {
         captured_at: Some(Utc::now()),
         zones: vec![ZoneState {
-            zone: ZoneId::new("sudirman"),
-            kind: ZoneKind::TrafficJam,
             severity: Severity::Alert,
-            label: "macet".into(),
-            level: None,
+            watch: simpang::model::ZoneWatch::Live,
+            level: Some(simpang::model::Level::Macet),
             count: 20,
+            ..ZoneState::new(ZoneId::new("sudirman"), ZoneKind::TrafficJam)
         }],
         ..Default::default()
     }));

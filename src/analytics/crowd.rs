@@ -9,9 +9,13 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
 
-use super::hold::{Hold, Step, Timing, UpdateGate};
+use super::hold::{Hold, Step, UpdateGate};
+use super::rule::{ClassSet, Judgement, Rule, ZoneFrame, ZoneRule, ZoneSetup};
+use super::AnalyticsError;
 use crate::config::CrowdRule;
-use crate::model::Severity;
+use crate::model::{
+    Evidence, IncidentKind, Level, Severity, SnapshotBox, Track, TrackState, ZoneState,
+};
 
 /// One frame's decision for a crowd zone.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -20,9 +24,9 @@ pub struct CrowdStep {
     /// Median count over the smoothing window.
     pub persons: u32,
     pub density_per_m2: Option<f32>,
-    /// "tinggi" from twice the threshold (down again below `release_ratio` of that), else
-    /// "sedang".
-    pub level: &'static str,
+    /// Tinggi from twice the threshold (down again below `release_ratio` of that), else
+    /// sedang.
+    pub level: Level,
     /// An open incident's evidence changed enough for an update event.
     pub update: bool,
     pub severity: Severity,
@@ -33,7 +37,7 @@ pub struct Crowd {
     rule: CrowdRule,
     area_m2: Option<f64>,
     hold: Hold,
-    gate: UpdateGate,
+    gate: UpdateGate<Level>,
     window: VecDeque<(DateTime<Utc>, u32)>,
     scratch: Vec<u32>,
     crowded: bool,
@@ -42,15 +46,10 @@ pub struct Crowd {
 
 impl Crowd {
     pub fn new(rule: CrowdRule, area_m2: Option<f64>) -> Self {
-        let timing = Timing {
-            dwell_s: rule.dwell_s,
-            clear_s: rule.clear_s,
-            cooldown_s: rule.cooldown_s,
-        };
         Self {
+            hold: Hold::of(&rule),
             rule,
             area_m2,
-            hold: Hold::new(timing),
             gate: UpdateGate::default(),
             window: VecDeque::new(),
             scratch: Vec::new(),
@@ -102,28 +101,17 @@ impl Crowd {
         } else if self.high && !over(2.0 * r.release_ratio) {
             self.high = false;
         }
-        let level = if self.high { "tinggi" } else { "sedang" };
-        let step = self.hold.step(at, self.crowded);
-        let update = match step {
-            Step::Start { .. } => {
-                self.gate.reported(at, level, persons as f64);
-                false
-            }
-            Step::Active {
-                clearing: false, ..
-            } => {
-                let min_change = (self.gate_base() * 0.25).max(2.0);
-                self.gate.check(at, level, persons as f64, min_change)
-            }
-            _ => false,
-        };
-        let severity = if step.is_open() {
-            Severity::Alert
-        } else if self.crowded || over(r.release_ratio) {
-            Severity::Elevated
+        let level = if self.high {
+            Level::Tinggi
         } else {
-            Severity::Normal
+            Level::Sedang
         };
+        let step = self.hold.step(at, self.crowded);
+        let min_change = (self.gate_base() * 0.25).max(2.0);
+        let update = self
+            .gate
+            .on_step(step, at, level, persons as f64, min_change, false);
+        let severity = step.severity(self.crowded || over(r.release_ratio));
         CrowdStep {
             step,
             persons,
@@ -136,6 +124,70 @@ impl Crowd {
 
     fn gate_base(&self) -> f64 {
         self.rule.min_persons as f64
+    }
+}
+
+/// A `crowd` zone: [`Crowd`] fed the persons standing in the zone.
+pub struct CrowdZone {
+    crowd: Crowd,
+    classes: ClassSet,
+}
+
+/// Builds a crowd zone's rule from its `[sites.zones.crowd]` table.
+pub fn build(s: &ZoneSetup<'_>) -> Result<Box<dyn ZoneRule>, AnalyticsError> {
+    let rule: CrowdRule = s.config.crowd.clone().unwrap_or_default();
+    let classes = s.classes("classes", &rule.classes)?;
+    Ok(Box::new(CrowdZone {
+        crowd: Crowd::new(rule, s.config.area_m2),
+        classes,
+    }))
+}
+
+impl CrowdZone {
+    /// Confirmed or coasting persons standing in the zone.
+    fn counts(&self, f: &ZoneFrame<'_>, t: &Track) -> bool {
+        t.state != TrackState::Tentative && self.classes.has(t.class_id) && f.zone.holds(t)
+    }
+}
+
+impl Rule for CrowdZone {
+    fn kind(&self) -> IncidentKind {
+        IncidentKind::Crowd
+    }
+
+    fn abandon(&mut self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.crowd.abandon(at)
+    }
+}
+
+impl ZoneRule for CrowdZone {
+    fn step(&mut self, f: &ZoneFrame<'_>, state: &mut ZoneState) -> Option<Judgement> {
+        let n = f.tracks.iter().filter(|t| self.counts(f, t)).count() as u32;
+        let r = self.crowd.step(f.at, n);
+        state.severity = r.severity;
+        state.level = None;
+        state.count = r.persons;
+        Some(Judgement {
+            step: r.step,
+            update: r.update,
+            level: r.level,
+            evidence: Evidence {
+                persons: Some(r.persons),
+                density_per_m2: r.density_per_m2,
+                ..Evidence::default()
+            },
+        })
+    }
+
+    fn boxes(&self, f: &ZoneFrame<'_>) -> Vec<SnapshotBox> {
+        f.tracks
+            .iter()
+            .filter(|t| self.counts(f, t))
+            .map(|t| SnapshotBox {
+                bbox: t.bbox,
+                label: "orang".into(),
+            })
+            .collect()
     }
 }
 
@@ -305,7 +357,7 @@ mod tests {
         let r = c.step(t(0.0), 3);
         assert_eq!(
             (r.severity, r.persons, r.level),
-            (Severity::Normal, 3, "sedang")
+            (Severity::Normal, 3, Level::Sedang)
         );
         assert_eq!(r.density_per_m2, Some(0.15));
         let r = c.step(t(0.2), 8);

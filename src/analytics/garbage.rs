@@ -34,6 +34,9 @@
 //! object became static, so it stays `static_s + dwell_s` before an incident), clear time and
 //! cooldown.
 
+mod geometry;
+mod objects;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use opencv::core::{self, Mat, Ptr, Rect, Size};
 use opencv::imgproc;
@@ -41,9 +44,17 @@ use opencv::prelude::*;
 use opencv::video::{self, BackgroundSubtractorMOG2};
 
 use super::geom::Polygon;
-use super::hold::{Hold, Step, Timing, UpdateGate};
+use super::hold::{Hold, Step, UpdateGate};
+use super::rule::{
+    class_name, ClassSet, Judgement, Rule, Throttle, ZoneFrame, ZoneRule, ZoneSetup,
+};
+use super::AnalyticsError;
 use crate::config::GarbageRule;
-use crate::model::{BBox, ClassId, Point, Severity};
+use crate::model::{
+    BBox, ClassId, Evidence, IncidentKind, Level, Severity, SnapshotBox, ZoneState,
+};
+use geometry::Geometry;
+use objects::{overlap, Blob, Object, Objects, View};
 
 /// Longer side of the working picture of a zone, pixels.
 pub const WORK_SIDE: i32 = 160;
@@ -68,28 +79,8 @@ pub const GROUND_TAU_S: f32 = 30.0;
 /// Blobs covering more than this share of the zone are a global change (light, camera shake),
 /// not an object.
 pub const MAX_BLOB_SHARE: f32 = 0.5;
-
-#[derive(Clone, Debug)]
-struct Object {
-    rect: Rect,
-    template: Vec<u8>,
-    first_static: DateTime<Utc>,
-    last_seen: DateTime<Utc>,
-    class_id: Option<ClassId>,
-    area_px: u32,
-}
-
-/// Where the zone sits in frames of one size.
-#[derive(Clone, Debug)]
-struct Geometry {
-    frame: (i32, i32),
-    /// The zone's bounding box in frame pixels.
-    rect: Rect,
-    work: Size,
-    /// 1 inside the zone, per work pixel.
-    mask: Vec<u8>,
-    zone_px: u32,
-}
+/// Litter-class detections below this score are ignored.
+pub const LITTER_MIN_SCORE: f32 = 0.3;
 
 /// One frame's decision for a garbage zone.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -133,22 +124,17 @@ pub struct Garbage {
     ground: Vec<f32>,
     gray_buf: Vec<u8>,
     fg_buf: Vec<u8>,
-    blobs: Vec<(Rect, u32, Option<ClassId>)>,
-    matched: Vec<bool>,
-    objects: Vec<Object>,
+    blobs: Vec<Blob>,
+    objects: Objects,
     hold: Hold,
-    gate: UpdateGate,
+    gate: UpdateGate<Level>,
     last_at: Option<DateTime<Utc>>,
 }
 
 impl Garbage {
     pub fn new(rule: GarbageRule, poly: Polygon) -> Self {
-        let timing = Timing {
-            dwell_s: rule.dwell_s,
-            clear_s: rule.clear_s,
-            cooldown_s: rule.cooldown_s,
-        };
         Self {
+            hold: Hold::of(&rule),
             rule,
             poly,
             geo: None,
@@ -169,9 +155,7 @@ impl Garbage {
             gray_buf: Vec::new(),
             fg_buf: Vec::new(),
             blobs: Vec::new(),
-            matched: Vec::new(),
-            objects: Vec::new(),
-            hold: Hold::new(timing),
+            objects: Objects::default(),
             gate: UpdateGate::default(),
             last_at: None,
         }
@@ -179,76 +163,6 @@ impl Garbage {
 
     pub fn rule(&self) -> &GarbageRule {
         &self.rule
-    }
-
-    fn geometry(&self, fw: i32, fh: i32) -> Geometry {
-        let b = self.poly.bbox().clamped();
-        let x0 = ((b.x1 * fw as f32).floor() as i32).clamp(0, fw - 1);
-        let y0 = ((b.y1 * fh as f32).floor() as i32).clamp(0, fh - 1);
-        let x1 = ((b.x2 * fw as f32).ceil() as i32).clamp(x0 + 1, fw);
-        let y1 = ((b.y2 * fh as f32).ceil() as i32).clamp(y0 + 1, fh);
-        let rect = Rect::new(x0, y0, x1 - x0, y1 - y0);
-        let scale = (WORK_SIDE as f32 / rect.width.max(rect.height) as f32).min(1.0);
-        let work = Size::new(
-            ((rect.width as f32 * scale).round() as i32).max(1),
-            ((rect.height as f32 * scale).round() as i32).max(1),
-        );
-        let mut mask = vec![0u8; (work.width * work.height) as usize];
-        let mut zone_px = 0;
-        for y in 0..work.height {
-            for x in 0..work.width {
-                let p = Point::new(
-                    (x0 as f32 + (x as f32 + 0.5) / work.width as f32 * rect.width as f32)
-                        / fw as f32,
-                    (y0 as f32 + (y as f32 + 0.5) / work.height as f32 * rect.height as f32)
-                        / fh as f32,
-                );
-                if self.poly.contains(p) {
-                    mask[(y * work.width + x) as usize] = 1;
-                    zone_px += 1;
-                }
-            }
-        }
-        Geometry {
-            frame: (fw, fh),
-            rect,
-            work,
-            mask,
-            zone_px,
-        }
-    }
-
-    /// A normalised box in work pixels (clipped), enlarged by `margin` of its size per side.
-    fn to_work(&self, g: &Geometry, b: &BBox, margin: f32) -> Option<Rect> {
-        let (fw, fh) = (g.frame.0 as f32, g.frame.1 as f32);
-        let (mw, mh) = (b.width() * margin, b.height() * margin);
-        let sx = g.work.width as f32 / g.rect.width as f32;
-        let sy = g.work.height as f32 / g.rect.height as f32;
-        let x0 = (((b.x1 - mw) * fw - g.rect.x as f32) * sx).floor();
-        let y0 = (((b.y1 - mh) * fh - g.rect.y as f32) * sy).floor();
-        let x1 = (((b.x2 + mw) * fw - g.rect.x as f32) * sx).ceil();
-        let y1 = (((b.y2 + mh) * fh - g.rect.y as f32) * sy).ceil();
-        if ![x0, y0, x1, y1].iter().all(|v| v.is_finite()) {
-            return None;
-        }
-        let x0 = (x0 as i32).clamp(0, g.work.width);
-        let y0 = (y0 as i32).clamp(0, g.work.height);
-        let x1 = (x1 as i32).clamp(0, g.work.width);
-        let y1 = (y1 as i32).clamp(0, g.work.height);
-        (x1 > x0 && y1 > y0).then(|| Rect::new(x0, y0, x1 - x0, y1 - y0))
-    }
-
-    /// A work-pixel rectangle back in normalised frame coordinates.
-    fn to_frame(g: &Geometry, r: &Rect) -> BBox {
-        let sx = g.rect.width as f32 / g.work.width as f32;
-        let sy = g.rect.height as f32 / g.work.height as f32;
-        let (fw, fh) = (g.frame.0 as f32, g.frame.1 as f32);
-        BBox::new(
-            (g.rect.x as f32 + r.x as f32 * sx) / fw,
-            (g.rect.y as f32 + r.y as f32 * sy) / fh,
-            (g.rect.x as f32 + (r.x + r.width) as f32 * sx) / fw,
-            (g.rect.y as f32 + (r.y + r.height) as f32 * sy) / fh,
-        )
     }
 
     /// The camera is gone: ends an open incident (its start is returned), forgets the rest.
@@ -280,7 +194,7 @@ impl Garbage {
                     "analytics frame size changed; garbage model restarted"
                 );
             }
-            let g = self.geometry(fw, fh);
+            let g = Geometry::new(&self.poly, fw, fh);
             let n = g.mask.len();
             self.acc = vec![0.0; n];
             self.excluded = vec![0; n];
@@ -362,15 +276,14 @@ impl Garbage {
         // 2. exclusions (1: people and vehicles, 2: known objects) and the accumulator
         self.excluded.iter_mut().for_each(|e| *e = 0);
         let w = g.work.width as usize;
-        for o in &self.objects {
-            let r = o.rect;
+        for r in self.objects.rects() {
             for y in r.y..r.y + r.height {
                 let row = y as usize * w;
                 self.excluded[row + r.x as usize..row + (r.x + r.width) as usize].fill(2);
             }
         }
         for b in exclude {
-            if let Some(r) = self.to_work(g, b, EXCLUDE_MARGIN) {
+            if let Some(r) = g.to_work(b, EXCLUDE_MARGIN) {
                 for y in r.y..r.y + r.height {
                     let row = y as usize * w;
                     self.excluded[row + r.x as usize..row + (r.x + r.width) as usize].fill(1);
@@ -454,7 +367,7 @@ impl Garbage {
             }
             let class_id = litter
                 .iter()
-                .filter_map(|l| self.to_work(g, &l.bbox, 0.0).map(|lr| (lr, l.class_id)))
+                .filter_map(|l| g.to_work(&l.bbox, 0.0).map(|lr| (lr, l.class_id)))
                 .find(|(lr, _)| overlap(lr, &r) > 0.3)
                 .map(|(_, c)| c);
             let needed = if class_id.is_some() {
@@ -471,101 +384,24 @@ impl Garbage {
         Ok(out)
     }
 
-    fn track_objects(
-        &mut self,
-        at: DateTime<Utc>,
-        g: &Geometry,
-        blobs: &[(Rect, u32, Option<ClassId>)],
-    ) -> GarbageStep {
-        // filled in step_with (same size as the zone mask)
-        let gray = std::mem::take(&mut self.gray_buf);
-        let w = g.work.width;
+    fn track_objects(&mut self, at: DateTime<Utc>, g: &Geometry, blobs: &[Blob]) -> GarbageStep {
         let static_since = at - TimeDelta::milliseconds((self.rule.static_s * 1000.0) as i64);
-        let mut matched = std::mem::take(&mut self.matched);
-        matched.clear();
-        matched.resize(self.objects.len(), false);
-        for &(r, blob_px, class_id) in blobs {
-            if fg_share(&self.fg_buf, w, &r) < MIN_FG_SHARE {
-                // the object that made this blob has left (or become background): the static
-                // mask has not caught up yet
-                continue;
-            }
-            let hidden = hidden_share(&self.excluded, w, &r) > 0.5;
-
-            if let Some(i) = self
-                .objects
-                .iter()
-                .position(|o| iou(&o.rect, &r) > 0.3 || contains(&o.rect, &r))
-            {
-                let o = &mut self.objects[i];
-                if hidden || mad(&gray, w, &o.rect, &o.template) >= TEMPLATE_MAD {
-                    // Hidden: someone stands in front of it. Not matching: foreground where the
-                    // object was, but not the object — the bare ground after it was taken away
-                    // (MOG2 had learned the object). The presence check below decides both.
-                    continue;
-                }
-                matched[i] = true;
-                if iou(&o.rect, &r) < 0.8 && inter(&o.rect, &r) as f32 >= 0.8 * area(&o.rect) as f32
-                {
-                    // more was dumped next to it: take a new picture of the whole
-                    o.rect = r;
-                    o.template = patch(&gray, w, &r);
-                } else {
-                    blend(&mut o.template, &gray, w, &o.rect);
-                }
-                o.last_seen = at;
-                o.area_px = blob_px;
-                if class_id.is_some() {
-                    o.class_id = class_id;
-                }
-                continue;
-            }
-            if mad_ground(&gray, w, &r, &self.ground) < TEMPLATE_MAD {
-                // the ground as it was before: a ghost of something that left
-                continue;
-            }
-            if hidden {
-                continue;
-            }
-            self.objects.push(Object {
-                rect: r,
-                template: patch(&gray, w, &r),
-                first_static: static_since,
-                last_seen: at,
-                class_id,
-                area_px: blob_px,
-            });
-            matched.push(true);
-        }
-        // presence of objects without a blob this frame
-        for (i, o) in self.objects.iter_mut().enumerate() {
-            if matched[i] {
-                continue;
-            }
-            if hidden_share(&self.excluded, w, &o.rect) > 0.5 {
-                // someone stands in front of it: cannot tell, assume it is still there
-                o.last_seen = at;
-                continue;
-            }
-            if mad(&gray, w, &o.rect, &o.template) < TEMPLATE_MAD {
-                o.last_seen = at;
-                blend(&mut o.template, &gray, w, &o.rect);
-            }
-        }
-        // forget objects long gone
         let forget = TimeDelta::milliseconds((self.rule.clear_s.max(5.0) * 1000.0) as i64);
-        self.objects.retain(|o| at - o.last_seen <= forget);
-        self.gray_buf = gray;
-        self.matched = matched;
+        // the pictures were filled in step_with (same size as the zone mask)
+        let view = View {
+            w: g.work.width,
+            gray: &self.gray_buf,
+            fg: &self.fg_buf,
+            excluded: &self.excluded,
+            ground: &self.ground,
+        };
+        self.objects.track(at, static_since, forget, &view, blobs);
         let present = self.present(at).count() as u32;
         self.decide(at, g, present)
     }
 
     fn present(&self, at: DateTime<Utc>) -> impl Iterator<Item = &Object> {
-        let grace = TimeDelta::milliseconds((PRESENT_S * 1000.0) as i64);
-        self.objects
-            .iter()
-            .filter(move |o| at - o.last_seen <= grace)
+        self.objects.present(at)
     }
 
     fn decide(&mut self, at: DateTime<Utc>, g: &Geometry, present: u32) -> GarbageStep {
@@ -580,23 +416,10 @@ impl Garbage {
             0.0
         };
         let step = self.hold.step(at, present > 0);
-        let update = match step {
-            Step::Start { .. } => {
-                self.gate.reported(at, "sedang", present as f64);
-                false
-            }
-            Step::Active {
-                clearing: false, ..
-            } => self.gate.check(at, "sedang", present as f64, 1.0),
-            _ => false,
-        };
-        let severity = if step.is_open() {
-            Severity::Alert
-        } else if present > 0 {
-            Severity::Elevated
-        } else {
-            Severity::Normal
-        };
+        let update = self
+            .gate
+            .on_step(step, at, Level::Sedang, present as f64, 1.0, false);
+        let severity = step.severity(present > 0);
         GarbageStep {
             step,
             objects: present,
@@ -613,123 +436,123 @@ impl Garbage {
             return Vec::new();
         };
         self.present(at)
-            .map(|o| (Self::to_frame(g, &o.rect), o.class_id))
+            .map(|o| (g.to_frame(&o.rect), o.class_id))
             .collect()
     }
 }
 
-fn area(r: &Rect) -> i64 {
-    r.width.max(0) as i64 * r.height.max(0) as i64
+/// A `garbage` zone: [`Garbage`] fed the frame's picture, the boxes of people and vehicles
+/// (never garbage) and the litter-class detections.
+pub struct GarbageZone {
+    garbage: Garbage,
+    ignore: ClassSet,
+    litter: ClassSet,
+    exclude: Vec<BBox>,
+    found: Vec<Litter>,
+    cv_error: Throttle,
 }
 
-fn inter(a: &Rect, b: &Rect) -> i64 {
-    let w = (a.x + a.width).min(b.x + b.width) - a.x.max(b.x);
-    let h = (a.y + a.height).min(b.y + b.height) - a.y.max(b.y);
-    w.max(0) as i64 * h.max(0) as i64
+/// Builds a garbage zone's rule from its `[sites.zones.garbage]` table.
+pub fn build(s: &ZoneSetup<'_>) -> Result<Box<dyn ZoneRule>, AnalyticsError> {
+    let rule: GarbageRule = s.config.garbage.clone().unwrap_or_default();
+    let ignore = s.classes("ignore_classes", &rule.ignore_classes)?;
+    let litter = s.classes("litter_classes", &rule.litter_classes)?;
+    Ok(Box::new(GarbageZone {
+        garbage: Garbage::new(rule, s.zone.poly.clone()),
+        ignore,
+        litter,
+        exclude: Vec::new(),
+        found: Vec::new(),
+        cv_error: Throttle::default(),
+    }))
 }
 
-fn iou(a: &Rect, b: &Rect) -> f32 {
-    let i = inter(a, b);
-    let u = area(a) + area(b) - i;
-    if u > 0 {
-        i as f32 / u as f32
-    } else {
-        0.0
+impl Rule for GarbageZone {
+    fn kind(&self) -> IncidentKind {
+        IncidentKind::Garbage
+    }
+
+    fn abandon(&mut self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.garbage.abandon(at)
     }
 }
 
-/// Intersection over the smaller rectangle.
-fn overlap(a: &Rect, b: &Rect) -> f32 {
-    let m = area(a).min(area(b));
-    if m > 0 {
-        inter(a, b) as f32 / m as f32
-    } else {
-        0.0
-    }
-}
-
-fn contains(outer: &Rect, inner: &Rect) -> bool {
-    inter(outer, inner) == area(inner) && area(inner) > 0
-}
-
-fn hidden_share(excluded: &[u8], w: i32, r: &Rect) -> f32 {
-    let mut n = 0u32;
-    for y in r.y..r.y + r.height {
-        let row = (y * w) as usize;
-        n += excluded[row + r.x as usize..row + (r.x + r.width) as usize]
+impl ZoneRule for GarbageZone {
+    fn step(&mut self, f: &ZoneFrame<'_>, state: &mut ZoneState) -> Option<Judgement> {
+        let m = f.picture?;
+        // tracks of the ignored classes in any state, and their raw detections
+        self.exclude.clear();
+        self.exclude.extend(
+            f.tracks
+                .iter()
+                .filter(|t| self.ignore.has(t.class_id))
+                .map(|t| t.bbox),
+        );
+        self.exclude.extend(
+            f.detections
+                .iter()
+                .filter(|d| self.ignore.has(d.class_id) && d.score.is_finite())
+                .map(|d| d.bbox),
+        );
+        self.found.clear();
+        self.found.extend(
+            f.detections
+                .iter()
+                .filter(|d| self.litter.has(d.class_id) && d.score >= LITTER_MIN_SCORE)
+                .map(|d| Litter {
+                    bbox: d.bbox,
+                    class_id: d.class_id,
+                }),
+        );
+        let r = match self.garbage.step(f.at, m, &self.exclude, &self.found) {
+            Ok(r) => r,
+            Err(e) => {
+                if self.cv_error.hit() {
+                    tracing::warn!(site = %f.site, zone = %f.zone.id, error = %e, "garbage rule skipped a frame");
+                }
+                return None;
+            }
+        };
+        let mut classes: Vec<String> = self
+            .garbage
+            .present_boxes(f.at)
             .iter()
-            .filter(|&&e| e == 1)
-            .count() as u32;
+            .filter_map(|(_, c)| c.map(|c| class_name(f.labels, c)))
+            .collect();
+        classes.sort();
+        classes.dedup();
+        // since the oldest object became static, not since the dwell began
+        let oldest = (r.objects > 0).then_some(r.oldest_s);
+        state.severity = r.severity;
+        state.level = None;
+        state.count = r.objects;
+        state.oldest_static_s = oldest;
+        Some(Judgement {
+            step: r.step,
+            update: r.update,
+            level: Level::Sedang,
+            evidence: Evidence {
+                objects: Some(r.objects),
+                static_area: Some(r.static_area),
+                classes,
+                dwell_s: oldest,
+                ..Evidence::default()
+            },
+        })
     }
-    n as f32 / area(r).max(1) as f32
-}
 
-fn fg_share(fg: &[u8], w: i32, r: &Rect) -> f32 {
-    let mut n = 0u32;
-    for y in r.y..r.y + r.height {
-        let row = (y * w) as usize;
-        n += fg[row + r.x as usize..row + (r.x + r.width) as usize]
-            .iter()
-            .filter(|&&v| v == 255)
-            .count() as u32;
+    fn boxes(&self, f: &ZoneFrame<'_>) -> Vec<SnapshotBox> {
+        self.garbage
+            .present_boxes(f.at)
+            .into_iter()
+            .map(|(bbox, c)| SnapshotBox {
+                bbox,
+                label: c
+                    .map(|c| class_name(f.labels, c))
+                    .unwrap_or_else(|| "sampah".into()),
+            })
+            .collect()
     }
-    n as f32 / area(r).max(1) as f32
-}
-
-/// Moves a template 1/16 of the way towards the current picture (follows slow light changes).
-fn blend(template: &mut [u8], gray: &[u8], w: i32, r: &Rect) {
-    if template.len() != area(r) as usize {
-        return;
-    }
-    let mut k = 0;
-    for y in r.y..r.y + r.height {
-        let row = (y * w) as usize;
-        for &v in &gray[row + r.x as usize..row + (r.x + r.width) as usize] {
-            template[k] = ((template[k] as u16 * 15 + v as u16) / 16) as u8;
-            k += 1;
-        }
-    }
-}
-
-fn patch(gray: &[u8], w: i32, r: &Rect) -> Vec<u8> {
-    let mut out = Vec::with_capacity(area(r) as usize);
-    for y in r.y..r.y + r.height {
-        let row = (y * w) as usize;
-        out.extend_from_slice(&gray[row + r.x as usize..row + (r.x + r.width) as usize]);
-    }
-    out
-}
-
-/// Mean absolute difference between the grey picture and the ground model at `r`.
-fn mad_ground(gray: &[u8], w: i32, r: &Rect, ground: &[f32]) -> f32 {
-    if ground.len() != gray.len() || area(r) == 0 {
-        return f32::INFINITY;
-    }
-    let mut sum = 0.0f32;
-    for y in r.y..r.y + r.height {
-        let row = (y * w) as usize;
-        for i in row + r.x as usize..row + (r.x + r.width) as usize {
-            sum += (gray[i] as f32 - ground[i]).abs();
-        }
-    }
-    sum / area(r) as f32
-}
-
-/// Mean absolute difference between the grey picture at `r` and `template`.
-fn mad(gray: &[u8], w: i32, r: &Rect, template: &[u8]) -> f32 {
-    if template.len() != area(r) as usize || template.is_empty() {
-        return f32::INFINITY;
-    }
-    let mut sum = 0u64;
-    let mut k = 0;
-    for y in r.y..r.y + r.height {
-        let row = (y * w) as usize;
-        for &v in &gray[row + r.x as usize..row + (r.x + r.width) as usize] {
-            sum += (v as i32 - template[k] as i32).unsigned_abs() as u64;
-            k += 1;
-        }
-    }
-    sum as f32 / template.len() as f32
 }
 
 #[cfg(test)]
@@ -875,24 +698,5 @@ mod tests {
         for (name, until, object, exclude, want) in cases {
             assert_eq!(run(rule(), until, object, exclude), want, "{name}");
         }
-    }
-
-    #[test]
-    fn geometry_and_helpers() {
-        // a zone in the lower right quarter of a 416 x 416 frame works at 160 x 160 at most
-        let poly = Polygon::new(&[[0.5, 0.5], [1.0, 0.5], [1.0, 1.0], [0.5, 1.0]]);
-        let g = Garbage::new(rule(), poly).geometry(416, 416);
-        assert_eq!(g.rect, Rect::new(208, 208, 208, 208));
-        assert_eq!(g.work, Size::new(160, 160));
-        assert_eq!(g.zone_px, 160 * 160);
-        let r = Rect::new(1, 1, 2, 2);
-        let gray = vec![10u8; 16];
-        assert_eq!(mad(&gray, 4, &r, &[10, 10, 10, 10]), 0.0);
-        assert_eq!(mad(&gray, 4, &r, &[20, 20, 20, 20]), 10.0);
-        assert_eq!(mad(&gray, 4, &r, &[1]), f32::INFINITY);
-        assert!((iou(&Rect::new(0, 0, 2, 2), &Rect::new(1, 0, 2, 2)) - 1.0 / 3.0).abs() < 1e-6);
-        assert!(contains(&Rect::new(0, 0, 4, 4), &r));
-        assert!(!contains(&r, &Rect::new(0, 0, 4, 4)));
-        assert_eq!(overlap(&r, &Rect::new(10, 10, 1, 1)), 0.0);
     }
 }

@@ -17,13 +17,8 @@
 
 use chrono::{DateTime, Utc};
 
-/// Time filters of a rule, seconds.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Timing {
-    pub dwell_s: f64,
-    pub clear_s: f64,
-    pub cooldown_s: f64,
-}
+pub use crate::config::rules::{Timed, Timing};
+use crate::model::Severity;
 
 /// A frame gap longer than this (camera offline, analytics stalled) restarts a pending dwell:
 /// the condition was not observed in between, so it cannot count as held.
@@ -64,6 +59,18 @@ impl Step {
     pub fn is_open(&self) -> bool {
         matches!(self, Step::Start { .. } | Step::Active { .. })
     }
+
+    /// The wall's colour after this step: red while open, yellow while the rule's condition is
+    /// `elevated` (above normal, not an incident), else green.
+    pub fn severity(&self, elevated: bool) -> Severity {
+        if self.is_open() {
+            Severity::Alert
+        } else if elevated {
+            Severity::Elevated
+        } else {
+            Severity::Normal
+        }
+    }
 }
 
 /// One rule instance's life cycle.
@@ -80,6 +87,11 @@ fn secs(d: chrono::TimeDelta) -> f64 {
 }
 
 impl Hold {
+    /// The life cycle of a rule with settings `rule`.
+    pub fn of(rule: &impl Timed) -> Self {
+        Self::new(rule.timing())
+    }
+
     pub fn new(timing: Timing) -> Self {
         Self {
             timing,
@@ -189,34 +201,67 @@ impl Hold {
 /// quiet when a count wobbles.
 pub const UPDATE_MIN_S: f64 = 10.0;
 
-/// Decides when an open incident's evidence changed enough for an `update` event.
-#[derive(Clone, Debug, Default)]
-pub struct UpdateGate {
+/// Decides when an open incident's evidence changed enough for an `update` event. `L` is what
+/// the rule reports as its level (a [`crate::model::Level`], a tamper reason): a change of it is
+/// news at once.
+#[derive(Clone, Debug)]
+pub struct UpdateGate<L> {
     last_at: Option<DateTime<Utc>>,
-    last_level: &'static str,
+    last_level: Option<L>,
     last_value: f64,
 }
 
-impl UpdateGate {
+impl<L> Default for UpdateGate<L> {
+    fn default() -> Self {
+        Self {
+            last_at: None,
+            last_level: None,
+            last_value: 0.0,
+        }
+    }
+}
+
+impl<L: Copy + PartialEq> UpdateGate<L> {
     /// Remembers what the start (or last update) event said.
-    pub fn reported(&mut self, at: DateTime<Utc>, level: &'static str, value: f64) {
+    pub fn reported(&mut self, at: DateTime<Utc>, level: L, value: f64) {
         self.last_at = Some(at);
-        self.last_level = level;
+        self.last_level = Some(level);
         self.last_value = value;
     }
 
-    /// True (and remembered) when the level word changed, or when `value` moved from the last
-    /// reported one by at least `min_change` (absolute) and [`UPDATE_MIN_S`] have passed.
-    pub fn check(
+    /// Whether `step` makes an `update`: a start is remembered as the first report; while the
+    /// incident is open and its condition holds, [`UpdateGate::check`] with `min_change`; while
+    /// it is clearing, a level change when `level_news_while_clearing`, else nothing.
+    pub fn on_step(
         &mut self,
+        step: Step,
         at: DateTime<Utc>,
-        level: &'static str,
+        level: L,
         value: f64,
         min_change: f64,
+        level_news_while_clearing: bool,
     ) -> bool {
+        match step {
+            Step::Start { .. } => {
+                self.reported(at, level, value);
+                false
+            }
+            Step::Active {
+                clearing: false, ..
+            } => self.check(at, level, value, min_change),
+            Step::Active { clearing: true, .. } if level_news_while_clearing => {
+                self.check(at, level, value, f64::INFINITY)
+            }
+            _ => false,
+        }
+    }
+
+    /// True (and remembered) when the level changed, or when `value` moved from the last
+    /// reported one by at least `min_change` (absolute) and [`UPDATE_MIN_S`] have passed.
+    pub fn check(&mut self, at: DateTime<Utc>, level: L, value: f64, min_change: f64) -> bool {
         let due = match self.last_at {
             None => true,
-            Some(last) if level != self.last_level => last <= at,
+            Some(last) if Some(level) != self.last_level => last <= at,
             Some(last) => {
                 (value - self.last_value).abs() >= min_change && secs(at - last) >= UPDATE_MIN_S
             }
@@ -403,6 +448,38 @@ pub(crate) mod tests {
         assert_eq!(h.step(t(17.0), false), Step::End { started_at: t(1.0) });
         assert!(!h.is_open());
         assert_eq!(h.since(), None);
+    }
+
+    #[test]
+    fn update_gate_on_steps() {
+        let s0 = t(0.0);
+        let active = |clearing| Step::Active {
+            started_at: s0,
+            clearing,
+        };
+        let mut g = UpdateGate::default();
+        let start = Step::Start { started_at: s0 };
+        assert!(!g.on_step(start, t(1.0), "macet", 1.0, 0.1, true));
+        assert!(!g.on_step(
+            Step::Pending { since: s0 },
+            t(20.0),
+            "padat",
+            5.0,
+            0.1,
+            true
+        ));
+        // clearing: a level change is news only where the rule says so
+        assert!(!g.on_step(active(true), t(21.0), "padat", 1.0, 0.1, false));
+        assert!(g.on_step(active(true), t(21.0), "padat", 1.0, 0.1, true));
+        assert!(!g.on_step(active(true), t(40.0), "padat", 9.0, 0.1, true));
+        assert!(g.on_step(active(false), t(41.0), "padat", 9.0, 0.1, true));
+        assert_eq!(start.severity(false), Severity::Alert);
+        assert_eq!(active(true).severity(false), Severity::Alert);
+        assert_eq!(Step::Idle.severity(true), Severity::Elevated);
+        assert_eq!(
+            Step::End { started_at: s0 }.severity(false),
+            Severity::Normal
+        );
     }
 
     #[test]

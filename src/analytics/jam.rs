@@ -1,6 +1,6 @@
 //! `traffic_jam`: level of an approach from occupancy and median speed (docs/rules.md).
 //!
-//! Per frame the caller measures the share of the zone covered by vehicle boxes (union, on a
+//! Per frame [`JamZone`] measures the share of the zone covered by vehicle boxes (union, on a
 //! grid), the number of vehicles in it, and the speeds of the vehicles tracked for at least a
 //! second. Over a sliding window of `window_s`:
 //!
@@ -20,9 +20,18 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::hold::{Hold, Step, Timing, UpdateGate};
+use super::geom::CoverageGrid;
+use super::hold::{Hold, Step, UpdateGate};
+use super::rule::{class_name, ClassSet, Judgement, Rule, Zone, ZoneFrame, ZoneRule, ZoneSetup};
+use super::AnalyticsError;
 use crate::config::JamRule;
-use crate::model::{Severity, TrafficLevel};
+use crate::model::{
+    Evidence, IncidentKind, Severity, SnapshotBox, Track, TrackState, TrafficLevel, ZoneState,
+    ZoneTraffic,
+};
+
+/// Tracks younger than this give no speed sample (their velocity estimate is still settling).
+pub const SPEED_MIN_AGE_S: f32 = 1.0;
 
 /// Speed histogram resolution: bins of 1/20 of the slow threshold, up to 20x the threshold.
 const BINS: usize = 400;
@@ -69,7 +78,7 @@ pub struct Jam {
     /// Slow threshold in the zone's speed unit.
     slow: f32,
     hold: Hold,
-    gate: UpdateGate,
+    gate: UpdateGate<TrafficLevel>,
     frames: VecDeque<(DateTime<Utc>, JamSample)>,
     cov_sum: f64,
     veh_sum: f64,
@@ -90,15 +99,10 @@ impl Jam {
         } else {
             rule.slow_zone_heights_per_s as f32
         };
-        let timing = Timing {
-            dwell_s: rule.dwell_s,
-            clear_s: rule.clear_s,
-            cooldown_s: rule.cooldown_s,
-        };
         Self {
+            hold: Hold::of(&rule),
             rule,
             slow,
-            hold: Hold::new(timing),
             gate: UpdateGate::default(),
             frames: VecDeque::new(),
             cov_sum: 0.0,
@@ -216,26 +220,10 @@ impl Jam {
         }
 
         let step = self.hold.step(at, self.level == TrafficLevel::Macet);
-        let word = self.level.as_str();
-        let update = match step {
-            Step::Start { .. } => {
-                self.gate.reported(at, word, ds as f64);
-                false
-            }
-            // while clearing, only a level change is news
-            Step::Active { clearing, .. } => {
-                let min_change = if clearing { f64::INFINITY } else { 0.15 };
-                self.gate.check(at, word, ds as f64, min_change)
-            }
-            _ => false,
-        };
-        let severity = if step.is_open() {
-            Severity::Alert
-        } else if self.level >= TrafficLevel::Padat {
-            Severity::Elevated
-        } else {
-            Severity::Normal
-        };
+        let level = self.level;
+        // while clearing, a level change is still news
+        let update = self.gate.on_step(step, at, level, ds as f64, 0.15, true);
+        let severity = step.severity(self.level >= TrafficLevel::Padat);
         JamStep {
             step,
             level: self.level,
@@ -246,6 +234,11 @@ impl Jam {
             update,
             severity,
         }
+    }
+
+    /// The level after the latest frame.
+    pub fn level(&self) -> TrafficLevel {
+        self.level
     }
 
     /// Median speed over the window, in the zone's unit.
@@ -272,6 +265,123 @@ impl Jam {
     /// Takes (and resets) the accumulators of reporting interval `i`.
     pub fn take_interval(&mut self, i: usize) -> Option<IntervalMeans> {
         self.intervals.get_mut(i).map(std::mem::take)
+    }
+}
+
+/// A `traffic_jam` zone: [`Jam`] fed the vehicles in the zone, measured on the zone's
+/// coverage grid.
+pub struct JamZone {
+    jam: Jam,
+    classes: ClassSet,
+    grid: Box<CoverageGrid>,
+    speeds: Vec<f32>,
+}
+
+/// Builds a jam zone's rule from its `[sites.zones.traffic_jam]` table.
+pub fn build(s: &ZoneSetup<'_>) -> Result<Box<dyn ZoneRule>, AnalyticsError> {
+    let rule: JamRule = s.config.traffic_jam.clone().unwrap_or_default();
+    let classes = s.classes("classes", &rule.classes)?;
+    Ok(Box::new(JamZone {
+        jam: Jam::new(rule, s.zone.scale.is_some(), s.intervals),
+        classes,
+        grid: Box::new(CoverageGrid::new(&s.zone.poly)),
+        speeds: Vec::new(),
+    }))
+}
+
+/// Confirmed or coasting vehicles of `classes` in the zone.
+fn counts(classes: &ClassSet, zone: &Zone, t: &Track) -> bool {
+    t.state != TrackState::Tentative && classes.has(t.class_id) && zone.holds(t)
+}
+
+impl Rule for JamZone {
+    fn kind(&self) -> IncidentKind {
+        IncidentKind::TrafficJam
+    }
+
+    fn abandon(&mut self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.jam.abandon(at)
+    }
+}
+
+impl ZoneRule for JamZone {
+    fn step(&mut self, f: &ZoneFrame<'_>, state: &mut ZoneState) -> Option<Judgement> {
+        let z = f.zone;
+        self.grid.clear();
+        self.speeds.clear();
+        let zone_h_px = z.poly.bbox().height() * f.source.1 as f32;
+        let mut vehicles = 0;
+        for t in f.tracks.iter().filter(|t| counts(&self.classes, z, t)) {
+            vehicles += 1;
+            self.grid.mark(&t.bbox);
+            if t.state == TrackState::Confirmed && t.age_s >= SPEED_MIN_AGE_S {
+                let v = match (z.scale, t.speed_kmh) {
+                    (Some(_), Some(k)) => Some(k),
+                    (Some(_), None) => None,
+                    (None, _) if zone_h_px > 0.0 => Some(t.speed_px_s / zone_h_px),
+                    (None, _) => None,
+                };
+                self.speeds.extend(v);
+            }
+        }
+        let r = self.jam.step(
+            f.at,
+            JamSample {
+                vehicles,
+                coverage: self.grid.coverage(),
+            },
+            &self.speeds,
+        );
+        state.severity = r.severity;
+        state.level = Some(r.level.into());
+        state.count = vehicles;
+        let (kmh, px) = match (z.scale, r.median_speed) {
+            (Some(_), Some(v)) => (Some(v), None),
+            (None, Some(v)) => (None, Some(v * zone_h_px)),
+            _ => (None, None),
+        };
+        Some(Judgement {
+            step: r.step,
+            update: r.update,
+            level: r.level.into(),
+            evidence: Evidence {
+                vehicle_count: Some(vehicles),
+                occupancy: Some(r.occupancy),
+                degree_of_saturation: Some(r.degree_of_saturation),
+                median_speed_kmh: kmh,
+                median_speed_px_s: px,
+                ..Evidence::default()
+            },
+        })
+    }
+
+    fn boxes(&self, f: &ZoneFrame<'_>) -> Vec<SnapshotBox> {
+        f.tracks
+            .iter()
+            .filter(|t| counts(&self.classes, f.zone, t))
+            .map(|t| {
+                let name = class_name(f.labels, t.class_id);
+                SnapshotBox {
+                    bbox: t.bbox,
+                    label: match t.speed_kmh {
+                        Some(k) => format!("{name} {k:.0} km/j"),
+                        None => name,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    fn take_interval(&mut self, i: usize, zone: &Zone) -> Option<ZoneTraffic> {
+        let m = self.jam.take_interval(i).filter(|m| m.frames > 0)?;
+        Some(ZoneTraffic {
+            zone: zone.id.clone(),
+            name: zone.name.clone(),
+            level: self.jam.level(),
+            degree_of_saturation: (m.ds_sum / m.frames as f64) as f32,
+            mean_vehicles: (m.vehicles_sum / m.frames as f64) as f32,
+            median_speed_kmh: zone.scale.and(self.jam.median_speed()),
+        })
     }
 }
 

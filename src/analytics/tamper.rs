@@ -24,8 +24,11 @@ use opencv::core::{self, Mat, Size, Vector};
 use opencv::imgproc;
 use opencv::prelude::*;
 
-use super::hold::{Hold, Step, Timing, UpdateGate};
+use super::hold::{Hold, Step, UpdateGate};
+use super::rule::{CameraFrame, CameraRule, CameraSetup, Judgement, Rule, Throttle};
+use super::AnalyticsError;
 use crate::config::TamperRule;
+use crate::model::{Evidence, IncidentKind, Level};
 
 /// Side of the view thumbnail.
 pub const THUMB: usize = 24;
@@ -95,7 +98,7 @@ struct Reference {
 pub struct Tamper {
     rule: TamperRule,
     hold: Hold,
-    gate: UpdateGate,
+    gate: UpdateGate<Option<Reason>>,
     reference: Option<Reference>,
     current: Option<Reason>,
     last_at: Option<DateTime<Utc>>,
@@ -123,14 +126,9 @@ pub fn view_distance(a: &[f32], b: &[f32]) -> f32 {
 
 impl Tamper {
     pub fn new(rule: TamperRule) -> Self {
-        let timing = Timing {
-            dwell_s: rule.dwell_s,
-            clear_s: rule.clear_s,
-            cooldown_s: rule.cooldown_s,
-        };
         Self {
+            hold: Hold::of(&rule),
             rule,
-            hold: Hold::new(timing),
             gate: UpdateGate::default(),
             reference: None,
             current: None,
@@ -197,17 +195,9 @@ impl Tamper {
             self.learn(s, dt);
         }
         let step = self.hold.step(at, reason.is_some());
-        let word = reason.map_or("", |r| r.as_str());
-        let update = match step {
-            Step::Start { .. } => {
-                self.gate.reported(at, word, 0.0);
-                false
-            }
-            Step::Active {
-                clearing: false, ..
-            } => self.gate.check(at, word, 0.0, f64::INFINITY),
-            _ => false,
-        };
+        let update = self
+            .gate
+            .on_step(step, at, reason, 0.0, f64::INFINITY, false);
         TamperStep {
             step,
             reason,
@@ -313,6 +303,83 @@ impl TamperMeter {
             std,
             sharpness,
             thumb,
+        })
+    }
+}
+
+/// The `camera_tamper` rule of a camera: [`TamperMeter`] on the frame's picture, then
+/// [`Tamper`].
+pub struct TamperCamera {
+    tamper: Tamper,
+    meter: TamperMeter,
+    /// The reason of the open (or last) incident, for its end.
+    reason: &'static str,
+    cv_error: Throttle,
+}
+
+/// Builds a site's tamper rule from `[sites.tamper]`; `None` when it is off.
+pub fn build(s: &CameraSetup<'_>) -> Result<Option<Box<dyn CameraRule>>, AnalyticsError> {
+    let rule = &s.site.tamper;
+    Ok(rule.enabled.then(|| {
+        Box::new(TamperCamera {
+            tamper: Tamper::new(rule.clone()),
+            meter: TamperMeter::new(),
+            reason: "",
+            cv_error: Throttle::default(),
+        }) as Box<dyn CameraRule>
+    }))
+}
+
+impl Rule for TamperCamera {
+    fn kind(&self) -> IncidentKind {
+        IncidentKind::CameraTamper
+    }
+
+    fn abandon(&mut self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.tamper.abandon(at)
+    }
+
+    /// The ending frame's figures, with the reason the incident was about.
+    fn end_evidence(&self, _held: Evidence, now: Evidence) -> Evidence {
+        now
+    }
+
+    /// The reason stays what the incident was about: a lost camera says nothing about its view.
+    fn lost_evidence(&self, held: Evidence) -> Evidence {
+        Evidence {
+            reason: held.reason,
+            ..Evidence::default()
+        }
+    }
+}
+
+impl CameraRule for TamperCamera {
+    fn step(&mut self, f: &CameraFrame<'_>) -> Option<Judgement> {
+        let m = f.picture?;
+        let sample = match self.meter.measure(m) {
+            Ok(s) => s,
+            Err(e) => {
+                if self.cv_error.hit() {
+                    tracing::warn!(site = %f.site, error = %e, "tamper check skipped a frame");
+                }
+                return None;
+            }
+        };
+        let r = self.tamper.step(f.at, &sample);
+        if let (Some(why), true) = (r.reason, r.step.is_open()) {
+            self.reason = why.as_str();
+        }
+        Some(Judgement {
+            step: r.step,
+            update: r.update,
+            level: Level::Tinggi,
+            evidence: Evidence {
+                sharpness_ratio: r.sharpness_ratio,
+                view_distance: r.view_distance,
+                // an end reports what the incident was about
+                reason: Some(r.reason.map_or(self.reason, |x| x.as_str()).to_string()),
+                ..Evidence::default()
+            },
         })
     }
 }

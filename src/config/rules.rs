@@ -50,6 +50,44 @@ fn classes(v: &[String], path: FieldPath, bad: &mut impl FnMut(FieldPath, String
     }
 }
 
+/// The time filters every rule has, seconds: how long its condition must hold before an
+/// incident opens, be gone before it ends, and how long after an end before the next start.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timing {
+    pub dwell_s: f64,
+    pub clear_s: f64,
+    pub cooldown_s: f64,
+}
+
+/// A rule's settings table: it carries `dwell_s`, `clear_s` and `cooldown_s`.
+pub trait Timed {
+    fn timing(&self) -> Timing;
+
+    /// Checks the time filters (none may be negative).
+    fn validate_timing(&self, p: &FieldPath, bad: &mut impl FnMut(FieldPath, String)) {
+        let t = self.timing();
+        non_negative(t.dwell_s, p.key("dwell_s"), bad);
+        non_negative(t.clear_s, p.key("clear_s"), bad);
+        non_negative(t.cooldown_s, p.key("cooldown_s"), bad);
+    }
+}
+
+macro_rules! timed {
+    ($($rule:ty),*) => {$(
+        impl Timed for $rule {
+            fn timing(&self) -> Timing {
+                Timing {
+                    dwell_s: self.dwell_s,
+                    clear_s: self.clear_s,
+                    cooldown_s: self.cooldown_s,
+                }
+            }
+        }
+    )*};
+}
+
+timed!(JamRule, CrowdRule, GarbageRule, TamperRule);
+
 /// `traffic_jam`: level from occupancy and median speed (see docs/rules.md).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -123,9 +161,7 @@ impl JamRule {
             bad,
         );
         non_negative(self.hysteresis_ds, p.key("hysteresis_ds"), bad);
-        non_negative(self.dwell_s, p.key("dwell_s"), bad);
-        non_negative(self.clear_s, p.key("clear_s"), bad);
-        non_negative(self.cooldown_s, p.key("cooldown_s"), bad);
+        self.validate_timing(p, bad);
     }
 }
 
@@ -186,9 +222,7 @@ impl CrowdRule {
             bad(p.key("release_ratio"), "must be in (0, 1]".into());
         }
         non_negative(self.smoothing_s, p.key("smoothing_s"), bad);
-        non_negative(self.dwell_s, p.key("dwell_s"), bad);
-        non_negative(self.clear_s, p.key("clear_s"), bad);
-        non_negative(self.cooldown_s, p.key("cooldown_s"), bad);
+        self.validate_timing(p, bad);
     }
 }
 
@@ -244,9 +278,7 @@ impl GarbageRule {
             bad(p.key("learning_rate"), "must be in (0, 1)".into());
         }
         positive(self.static_s, p.key("static_s"), bad);
-        non_negative(self.dwell_s, p.key("dwell_s"), bad);
-        non_negative(self.clear_s, p.key("clear_s"), bad);
-        non_negative(self.cooldown_s, p.key("cooldown_s"), bad);
+        self.validate_timing(p, bad);
     }
 }
 
@@ -301,8 +333,6 @@ impl TamperRule {
         }
         fraction(self.max_view_distance, p.key("max_view_distance"), bad);
         positive(self.reference_s, p.key("reference_s"), bad);
-        non_negative(self.dwell_s, p.key("dwell_s"), bad);
-        non_negative(self.clear_s, p.key("clear_s"), bad);
-        non_negative(self.cooldown_s, p.key("cooldown_s"), bad);
+        self.validate_timing(p, bad);
     }
 }

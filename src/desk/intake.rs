@@ -198,7 +198,7 @@ impl Intake {
             Some(before) => {
                 let mut r = before.clone();
                 r.incident_seq = Some(i64::from(inc.seq));
-                r.level = Some(inc.level.clone());
+                r.level = Some(inc.level.as_str().to_string());
                 r.evidence = evidence;
                 r.title = inc.title.clone();
                 r.description = inc.description.clone();
@@ -298,7 +298,7 @@ impl Intake {
         r.incident_id = Some(inc.id.clone());
         r.incident_seq = Some(i64::from(inc.seq));
         r.incident_kind = Some(inc.kind.as_str().into());
-        r.level = Some(inc.level.clone());
+        r.level = Some(inc.level.as_str().to_string());
         r.site_id = Some(inc.site.clone());
         r.site_name = Some(inc.site_name.clone());
         r.camera = Some(inc.camera.clone());

@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::{IncidentEvent, IncidentKind, RuleEvent, RulePhase};
+use crate::model::{IncidentEvent, IncidentKind, Level, RuleEvent, RulePhase};
 
 /// What identifies "the same thing": one open incident per site, zone and kind.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -79,7 +79,7 @@ pub struct OpenIncident {
     pub started_at: DateTime<Utc>,
     /// `seq` of the last message sent about it.
     pub seq: u32,
-    pub level: String,
+    pub level: Level,
     /// `at` of the last message sent (rate limit reference).
     pub last_sent_at: DateTime<Utc>,
     /// Set while restored after a restart and not yet confirmed by a rule.
@@ -112,7 +112,7 @@ pub struct Emit {
     pub id: String,
     pub key: IncidentKey,
     pub seq: u32,
-    pub level: String,
+    pub level: Level,
     pub started_at: DateTime<Utc>,
     /// The message's `updated_at`.
     pub at: DateTime<Utc>,
@@ -251,7 +251,7 @@ impl Lifecycle {
             key: key.clone(),
             started_at: ev.started_at,
             seq: 1,
-            level: ev.level.clone(),
+            level: ev.level,
             last_sent_at: ev.at,
             restored_at: None,
         };
@@ -260,7 +260,7 @@ impl Lifecycle {
             id,
             key: key.clone(),
             seq: 1,
-            level: ev.level.clone(),
+            level: ev.level,
             started_at: ev.started_at,
             at: ev.at,
             ended_at: None,
@@ -275,14 +275,14 @@ impl Lifecycle {
 
     fn update(inc: &mut OpenIncident, ev: &RuleEvent, resumed: bool) -> Emit {
         inc.seq += 1;
-        inc.level = ev.level.clone();
+        inc.level = ev.level;
         inc.last_sent_at = ev.at;
         Emit {
             event: IncidentEvent::Update,
             id: inc.id.clone(),
             key: inc.key.clone(),
             seq: inc.seq,
-            level: inc.level.clone(),
+            level: inc.level,
             started_at: inc.started_at,
             at: ev.at,
             ended_at: None,
@@ -308,7 +308,7 @@ impl Lifecycle {
             id: inc.id.clone(),
             key: inc.key.clone(),
             seq: inc.seq + 1,
-            level: inc.level.clone(),
+            level: inc.level,
             started_at: inc.started_at,
             at,
             ended_at: Some(at),
@@ -358,7 +358,7 @@ mod tests {
             zone: zone.map(ZoneId::new),
             kind,
             phase,
-            level: level.into(),
+            level: level.parse().unwrap(),
             started_at: t(start),
             at: t(at),
             evidence: Evidence::default(),
@@ -562,7 +562,7 @@ mod tests {
         let id = incident_id("charitas", Some("sudirman"), IncidentKind::TrafficJam, t(0));
         assert!(all.iter().all(|e| e.id == id));
         assert!(all.iter().all(|e| e.started_at == t(0)));
-        assert_eq!(all[1].level, "macet");
+        assert_eq!(all[1].level, Level::Macet);
         assert_eq!(all[2].ended_at, Some(t(90)));
         assert_eq!(all[2].end_reason, Some(EndReason::Cleared));
         assert_eq!(
@@ -572,7 +572,7 @@ mod tests {
                 key: all[0].key.clone(),
                 started_at: t(0),
                 seq: 1,
-                level: "padat".into(),
+                level: Level::Padat,
                 last_sent_at: t(10),
                 restored_at: None,
             })
@@ -622,7 +622,7 @@ mod tests {
                 },
                 started_at: t(0),
                 seq: 4,
-                level: "tinggi".into(),
+                level: Level::Tinggi,
                 last_sent_at: t(100),
                 restored_at: None,
             }],

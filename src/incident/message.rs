@@ -108,7 +108,7 @@ pub fn incident_message(
     let tx = texts(&TextInput {
         kind: emit.key.kind,
         event: emit.event,
-        level: &emit.level,
+        level: emit.level,
         site_name: &site.name,
         camera: &site.camera,
         zone_name: zone_name.as_deref(),
@@ -129,7 +129,7 @@ pub fn incident_message(
             site_name: site.name.clone(),
             camera: site.camera.clone(),
             kind: emit.key.kind,
-            level: emit.level.clone(),
+            level: emit.level,
             title: tx.title,
             title_en: tx.title_en,
             description: tx.description,

@@ -39,7 +39,7 @@ use tracing::{debug, error, info, warn, Instrument};
 use crate::config::{Config, Site};
 use crate::hub::{Hub, Registry, SiteHub};
 use crate::model::{
-    CountsReport, Evidence, IncidentEvent, IncidentKind, RuleEvent, Severity, SiteId,
+    CountsReport, Evidence, IncidentEvent, IncidentKind, Level, RuleEvent, Severity, SiteId,
 };
 
 pub use broker::{BrokerError, BrokerTarget};
@@ -501,7 +501,7 @@ impl Producer {
                 zone: None,
                 kind: IncidentKind::CameraOffline,
                 phase,
-                level: "tinggi".into(),
+                level: Level::Tinggi,
                 started_at,
                 at: now,
                 evidence: Evidence {

@@ -512,7 +512,7 @@ mod tests {
             },
             started_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
             seq: 1,
-            level: "tinggi".into(),
+            level: crate::model::Level::Tinggi,
             last_sent_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 5).unwrap(),
             restored_at: None,
         };

@@ -39,7 +39,7 @@ stream = "rtsp://127.0.0.1:8554/losari"
         zone: None,
         kind: IncidentKind::CameraOffline,
         phase: RulePhase::Start,
-        level: "tinggi".into(),
+        level: crate::model::Level::Tinggi,
         started_at,
         at,
         evidence: Evidence {

@@ -4,13 +4,13 @@
 use chrono::{DateTime, FixedOffset};
 
 use super::lifecycle::EndReason;
-use crate::model::{Evidence, IncidentEvent, IncidentKind};
+use crate::model::{Evidence, IncidentEvent, IncidentKind, Level};
 
 /// Everything the wording depends on.
 pub struct TextInput<'a> {
     pub kind: IncidentKind,
     pub event: IncidentEvent,
-    pub level: &'a str,
+    pub level: Level,
     pub site_name: &'a str,
     pub camera: &'a str,
     pub zone_name: Option<&'a str>,
@@ -55,25 +55,23 @@ pub fn titles(kind: IncidentKind, site: &str) -> (String, String) {
     }
 }
 
-fn level_id(level: &str) -> &str {
+fn level_id(level: Level) -> &'static str {
     match level {
-        "macet" => "macet",
-        "padat" => "padat",
-        "lancar" => "lancar",
-        "tinggi" => "tinggi",
-        "sedang" => "sedang",
-        other => other,
+        Level::Macet => "macet",
+        Level::Padat => "padat",
+        Level::Lancar => "lancar",
+        Level::Tinggi => "tinggi",
+        Level::Sedang => "sedang",
     }
 }
 
-fn level_en(level: &str) -> String {
+fn level_en(level: Level) -> &'static str {
     match level {
-        "macet" => "jammed".into(),
-        "padat" => "dense".into(),
-        "lancar" => "free-flowing".into(),
-        "tinggi" => "high".into(),
-        "sedang" => "moderate".into(),
-        other => other.to_string(),
+        Level::Macet => "jammed",
+        Level::Padat => "dense",
+        Level::Lancar => "free-flowing",
+        Level::Tinggi => "high",
+        Level::Sedang => "moderate",
     }
 }
 
@@ -313,7 +311,7 @@ mod tests {
         TextInput {
             kind,
             event,
-            level: "macet",
+            level: Level::Macet,
             site_name: "Simpang Charitas",
             camera: "charitas",
             zone_name: Some("Jl. Jend. Sudirman"),

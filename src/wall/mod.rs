@@ -25,6 +25,7 @@ pub mod mosaic;
 pub mod rtsp;
 pub mod scene;
 pub mod tile;
+pub mod words;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

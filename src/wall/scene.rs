@@ -6,9 +6,10 @@
 //! size, whatever the camera's aspect: wall controllers and VMS software want a stream whose
 //! size never changes, and a camera that goes offline and comes back must not renegotiate caps.
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use opencv::core::{Point as CvPoint, Rect};
 
+use super::words::{class_name, clock_text, since_text, time_text, zone_label};
 use crate::config::Site;
 use crate::draw::canvas::{Canvas, Font, Spans, Yuv};
 use crate::draw::DrawError;
@@ -267,10 +268,9 @@ impl SiteScene {
                 None => c.polyline(&pts, true, Yuv::gray(200), 1)?,
             }
             let text = match (state, fresh) {
-                (Some(s), true) if !s.label.is_empty() => format!("{}: {}", z.name, s.label),
-                (Some(s), true) => match s.level {
-                    Some(l) => format!("{}: {}", z.name, l.as_str()),
-                    None => format!("{}: {}", z.name, s.count),
+                (Some(s), true) => match zone_label(s) {
+                    w if !w.is_empty() => format!("{}: {w}", z.name),
+                    _ => format!("{}: {}", z.name, s.count),
                 },
                 _ => z.name.clone(),
             };
@@ -547,64 +547,12 @@ pub fn severity_yuv(s: Severity) -> Yuv {
     }
 }
 
-/// The detector's class name in Indonesian where we know it (COCO names), else as given;
-/// `kelas N` before the detector's labels are known.
-pub fn class_name(labels: &Labels, id: u16) -> String {
-    let Some(en) = labels.get(id as usize) else {
-        return format!("kelas {id}");
-    };
-    let id_name = match en.as_str() {
-        "person" => "orang",
-        "bicycle" => "sepeda",
-        "car" => "mobil",
-        "motorcycle" | "motorbike" => "motor",
-        "bus" => "bus",
-        "truck" => "truk",
-        "train" => "kereta",
-        "boat" => "perahu",
-        "traffic light" => "lampu lalin",
-        "dog" => "anjing",
-        "cat" => "kucing",
-        "backpack" => "ransel",
-        "umbrella" => "payung",
-        "handbag" => "tas",
-        "suitcase" => "koper",
-        "bottle" => "botol",
-        "cup" => "gelas",
-        "chair" => "kursi",
-        other => other,
-    };
-    id_name.to_string()
-}
-
 /// Box colour by what the object is: vehicles amber, people cyan, anything else violet.
 fn class_colour(name: &str) -> Yuv {
     match name {
         "mobil" | "motor" | "bus" | "truk" | "sepeda" | "kereta" => Yuv::rgb(255, 170, 0),
         "orang" => Yuv::rgb(0, 210, 255),
         _ => Yuv::rgb(190, 120, 255),
-    }
-}
-
-/// `23/11/2026 17:05:09 WIB`.
-pub fn clock_text(tz: Timezone, now: DateTime<Utc>) -> String {
-    let t = tz.local(now);
-    format!("{} {}", t.format("%d/%m/%Y %H:%M:%S"), tz.abbrev(now))
-}
-
-/// `17:05:09 WIB`.
-pub fn time_text(tz: Timezone, now: DateTime<Utc>) -> String {
-    format!("{} {}", tz.local(now).format("%H:%M:%S"), tz.abbrev(now))
-}
-
-/// `14:32 WIB` today, `22/11 14:32 WIB` on another day.
-pub fn since_text(tz: Timezone, at: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let (t, n) = (tz.local(at), tz.local(now));
-    let abbr = tz.abbrev(at);
-    if t.date_naive() == n.date_naive() {
-        format!("{:02}:{:02} {abbr}", t.hour(), t.minute())
-    } else {
-        format!("{} {abbr}", t.format("%d/%m %H:%M"))
     }
 }
 
@@ -642,7 +590,7 @@ fn fit_text(s: &str, font: Font, max_w: i32) -> Result<String, DrawError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{BBox, SiteId, TrackId, ZoneId, ZoneKind, ZoneState};
+    use crate::model::{BBox, Level, SiteId, TrackId, ZoneId, ZoneKind, ZoneState, ZoneWatch};
     use chrono::TimeZone;
     use std::sync::Arc;
 
@@ -700,12 +648,11 @@ points = [[0.10, 0.72], [0.90, 0.72]]
         let results = SiteResults {
             captured_at: Some(now),
             zones: vec![ZoneState {
-                zone: ZoneId::new("sudirman"),
-                kind: ZoneKind::TrafficJam,
                 severity: Severity::Alert,
-                label: "macet".into(),
-                level: None,
+                watch: ZoneWatch::Live,
+                level: Some(Level::Macet),
                 count: 12,
+                ..ZoneState::new(ZoneId::new("sudirman"), ZoneKind::TrafficJam)
             }],
             ..Default::default()
         };
@@ -818,27 +765,5 @@ points = [[0.10, 0.72], [0.90, 0.72]]
         let col = (90..102).find(|&x| luma(&out, x, 110).abs_diff(amber.y) < 8);
         assert!(col.is_some_and(|x| (94..=98).contains(&x)), "{col:?}");
         assert_eq!(class_name(&Arc::from(Vec::new()), 3), "kelas 3");
-    }
-
-    #[test]
-    fn clock_and_since_in_wib() {
-        let at = Utc.with_ymd_and_hms(2026, 11, 23, 10, 5, 9).unwrap();
-        assert_eq!(clock_text(Timezone::JAKARTA, at), "23/11/2026 17:05:09 WIB");
-        assert_eq!(
-            clock_text(Timezone::parse("Asia/Makassar").unwrap(), at),
-            "23/11/2026 18:05:09 WITA"
-        );
-        assert_eq!(
-            since_text(Timezone::JAKARTA, at, at + chrono::Duration::hours(1)),
-            "17:05 WIB"
-        );
-        assert_eq!(
-            since_text(Timezone::JAKARTA, at, at + chrono::Duration::days(1)),
-            "23/11 17:05 WIB"
-        );
-        assert_eq!(
-            clock_text(Timezone::UTC, at),
-            "23/11/2026 10:05:09 UTC+00:00"
-        );
     }
 }

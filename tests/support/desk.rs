@@ -556,7 +556,7 @@ pub fn incident(
             site_name: name.into(),
             camera: site.into(),
             kind,
-            level: level.into(),
+            level: level.parse().unwrap(),
             title: title.clone(),
             title_en: title,
             description: format!("Terdeteksi otomatis oleh kamera {name}."),
