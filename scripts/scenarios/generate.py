@@ -26,7 +26,7 @@ import numpy as np
 import scene
 from scene import Ground, Placed, Sprite
 
-RECIPE = 1
+RECIPE = 2
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 FPS = 10
@@ -413,7 +413,7 @@ def simulate_traffic(n, rng, length, gate_s):
     spawns = [(t, 6.0) for t in (2.0, 9.0, 16.0, 23.0, 30.0)]
     spawns += [(DENSE_FROM + 2.5 * k, 3.8) for k in range(8)]
     spawns += [(GATE_FROM + 6.0 * k, 4.5) for k in range(13)]
-    spawns += [(150.0, 6.0), (158.0, 6.0)]
+    spawns += [(150.0 + 8.0 * k, 6.0) for k in range(6)]  # free flow again, until the clip ends
     releases = [62.0 + 10.0 * k for k in range(8)]
     nv = len(spawns)
     lengths = rng.uniform(4.6, 5.4, nv)
@@ -471,7 +471,7 @@ def side_of(line, x, y):
 def make_jam(src, seed):
     rng = np.random.default_rng(seed)
     g = src.ground
-    sc = Scenario("jam", 170.0, "vehicles (vtest's parked van and car, cut out, re-coloured and "
+    sc = Scenario("jam", 210.0, "vehicles (vtest's parked van and car, cut out, re-coloured and "
                   "scaled for perspective) drive up the road: free flow, dense, a queue that crawls "
                   "(one vehicle through every 10 s at a gate past the zone), then free flow")
     sc.background = lambda i: src.plate
