@@ -61,7 +61,6 @@ class Scenario:
         self.zones = []  # dicts: id, name, kind, poly (px), rule (dict), extra (dict)
         self.lines = []  # dicts: id, name, points (px), in_name, out_name
         self.labels = []
-        self.tamper = {}
         self.truth_extra = {}
         self.background = None  # frame index -> float32 picture
         self.effect = None  # (frame index, float32 picture) -> float32 picture
@@ -247,7 +246,7 @@ def make_crowd(src, n, min_persons, seed):
     return sc
 
 
-def label_crowd(sc, truth):
+def label_crowd(sc):
     """start: the whole group stands in the zone; end: the last member has left it."""
     members = [a for a in sc.actors if a.name.startswith("member-")]
     inside = np.zeros(sc.n, int)
@@ -339,10 +338,9 @@ def make_bag(src, seed):
     return sc
 
 
-def make_tamper(src, seed):
+def make_tamper(src):
     """The real vtest footage (played forwards then backwards); lens covered 20-35 s, heavy
     defocus 50-65 s."""
-    rng = np.random.default_rng(seed)
     sc = Scenario("tamper", 90.0, "vtest footage (forwards, then backwards); a hand covers the lens "
                   "20-35 s; heavy defocus (Gaussian blur sigma 8) 50-65 s")
     n_src = len(src.vtest)
@@ -369,12 +367,10 @@ def make_tamper(src, seed):
         return img
 
     sc.effect = effect
-    sc.tamper = {}
     for span, reason in ((cover, "covered"), (defocus, "defocused")):
         sc.labels.append({"site": sc.name, "kind": "camera_tamper", "zone": None, "start_s": span[0], "end_s": span[1]})
     sc.truth_extra["tamper"] = [{"reason": "covered", "start_s": cover[0], "end_s": cover[1]},
                                 {"reason": "defocused", "start_s": defocus[0], "end_s": defocus[1]}]
-    del rng
     return sc
 
 
@@ -547,11 +543,11 @@ def homography(g):
 
 def scenarios(src):
     out = [make_crowd(src, 8, 8, 108), make_crowd(src, 16, 12, 116), make_crowd(src, 24, 12, 124),
-           make_walkers(src, 200), make_still_person(src, 300), make_bag(src, 400), make_tamper(src, 500),
+           make_walkers(src, 200), make_still_person(src, 300), make_bag(src, 400), make_tamper(src),
            make_jam(src, 600)]
     for sc in out:
         if sc.name.startswith("crowd-"):
-            label_crowd(sc, None)
+            label_crowd(sc)
     return out
 
 
@@ -645,9 +641,6 @@ def site_toml(sc):
         lines += ["", "[[sites.lines]]", f'id = "{ln["id"]}"', f'name = "{ln["name"]}"',
                   f"points = {json.dumps(norm(ln['points']))}", f'in_name = "{ln["in_name"]}"',
                   f'out_name = "{ln["out_name"]}"']
-    if sc.name == "jam":
-        # A fixed synthetic plate: the view never changes, so every tamper check stays on.
-        pass
     return "\n".join(lines) + "\n"
 
 
