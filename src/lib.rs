@@ -13,7 +13,8 @@
 //!
 //! Neutral ground every stage may use, which imports no stage: [`model`], [`config`], [`hub`]
 //! (the site registry and its latest-value slots), [`draw`] (overlays on pictures), [`time`]
-//! (the city's time zone), [`metrics`], [`timing`] (raw stage timings the bench collects),
+//! (the city's time zone), [`guard`] (what every listener uses on a hostile network: hardened
+//! HTTP serving, rate limits, bounded password hashing, signed tokens), [`metrics`], [`timing`] (raw stage timings the bench collects),
 //! [`shutdown`] (SIGINT/SIGTERM) and [`procfs`].
 //!
 //! Above the stages, importing them and never imported by them:
@@ -30,6 +31,7 @@ pub mod config;
 pub mod desk;
 pub mod detect;
 pub mod draw;
+pub mod guard;
 pub mod hub;
 pub mod incident;
 pub mod ingest;
