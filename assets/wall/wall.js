@@ -199,10 +199,20 @@ class MultipartReader {
   }
 }
 
+// The wall is behind a sign-in: a 401 (session ended) goes back to the sign-in page.
+function signInAgain(r) {
+  if (r.status === 401) {
+    location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+    return true;
+  }
+  return false;
+}
+
 async function runTiles() {
   for (;;) {
     try {
       const r = await fetch("/tiles.mjpg", { cache: "no-store" });
+      if (signInAgain(r)) return;
       if (!r.ok || !r.body) throw new Error(`HTTP ${r.status}`);
       const reader = r.body.getReader();
       const parts = new MultipartReader((site, bytes) => {
@@ -421,6 +431,7 @@ function connectEvents() {
 async function start() {
   try {
     const r = await fetch("/api/wall", { cache: "no-store" });
+    if (signInAgain(r)) return;
     state.cfg = await r.json();
   } catch (err) {
     $("wall").textContent = "Tidak dapat memuat konfigurasi wall. Muat ulang halaman.";

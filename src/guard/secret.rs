@@ -149,7 +149,6 @@ impl Hasher {
         .await;
         r.map_err(|e| HashError::Worker(e.to_string()))?
     }
-
 }
 
 /// Counts a check out of `inflight` however it ends (a dropped request future included).
@@ -159,6 +158,25 @@ impl Drop for Release<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Purpose word of the desk's hand-off of a signed-in staff member to the wall.
+pub const HANDOFF_PURPOSE: &str = "wall-handoff";
+
+/// What the desk tells the wall about a staff member it sends there (signed with the wall's
+/// key, valid for a minute, used once).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Handoff {
+    /// Account name at the desk.
+    pub sub: String,
+    /// Display name.
+    pub name: String,
+    /// Desk role (`admin`, `operator`, `agency`, `viewer`).
+    pub role: String,
+    /// Unix seconds after which the wall refuses it.
+    pub exp: i64,
+    /// A random nonce: the wall takes each token once.
+    pub n: String,
 }
 
 /// Why a key file could not be used.
@@ -349,7 +367,9 @@ mod tests {
             "{}.{mac}",
             URL_SAFE_NO_PAD.encode(br#"{"sub":"admin","exp":5}"#)
         );
-        assert!(s.verify::<serde_json::Value>("wall-session", &forged).is_none());
+        assert!(s
+            .verify::<serde_json::Value>("wall-session", &forged)
+            .is_none());
         for bad in ["", ".", "x.y", body, &format!("{body}."), &"a".repeat(5000)] {
             assert!(s.verify::<serde_json::Value>("wall-session", bad).is_none());
         }

@@ -58,6 +58,19 @@ impl Default for Limits {
     }
 }
 
+impl From<&crate::config::HttpConfig> for Limits {
+    fn from(c: &crate::config::HttpConfig) -> Self {
+        let secs = |v: f64| Duration::from_secs_f64(v.clamp(0.001, 3600.0));
+        Self {
+            header_timeout: secs(c.header_timeout_s),
+            request_timeout: secs(c.request_timeout_s),
+            write_stall_timeout: secs(c.write_stall_timeout_s),
+            max_connections: c.max_connections as usize,
+            max_connections_per_ip: c.max_connections_per_ip as usize,
+        }
+    }
+}
+
 /// The key a client is counted (and rate limited) by: its IPv4 address, or the /64 of its IPv6
 /// address (one subscriber usually holds a whole /64).
 pub fn client_key(ip: IpAddr) -> String {
@@ -362,9 +375,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let listener = rt
-            .block_on(TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
         let addr = listener.local_addr().unwrap();
         let app = Router::new()
             .route(
@@ -387,7 +398,11 @@ mod tests {
     fn get(addr: SocketAddr, path: &str) -> String {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out
@@ -426,7 +441,10 @@ mod tests {
             cut = matches!(s.read(&mut buf), Ok(0) | Err(_))
                 || String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 408");
         }
-        assert!(cut, "a head trickling in past the header timeout is cut off");
+        assert!(
+            cut,
+            "a head trickling in past the header timeout is cut off"
+        );
     }
 
     #[test]

@@ -210,45 +210,43 @@ impl LoginGuard {
         if st.len() > MAX_KEYS {
             st.sweep(now, p.window_s);
         }
-        let keys = match device {
-            Some(d) => {
-                let key = format!("{account}\u{0}{d}");
-                let wait = wait_of(st.devices.get_mut(&key), p.free_failures, p, now);
-                if wait > 0 {
-                    return Err(wait);
-                }
-                vec![(Which::Device, key)]
-            }
-            None => {
-                let pair = format!("{account}\u{0}{client}");
-                let wait = wait_of(st.pairs.get_mut(&pair), p.free_failures, p, now).max(wait_of(
-                    st.clients.get_mut(client),
-                    p.client_free_failures,
-                    p,
-                    now,
-                ));
-                if wait > 0 {
-                    return Err(wait);
-                }
-                let busy = st.accounts.get_mut(account).is_some_and(|f| {
-                    prune(f, now, p.window_s);
-                    f.len() as u32 >= p.account_free_failures.max(1)
-                });
-                if busy {
-                    let next = st.slow.get(account).copied().unwrap_or(now);
-                    if next > now {
-                        return Err(next - now);
+        let keys =
+            match device {
+                Some(d) => {
+                    let key = format!("{account}\u{0}{d}");
+                    let wait = wait_of(st.devices.get_mut(&key), p.free_failures, p, now);
+                    if wait > 0 {
+                        return Err(wait);
                     }
-                    st.slow
-                        .insert(account.to_string(), now + p.account_slowdown_s.max(1));
+                    vec![(Which::Device, key)]
                 }
-                vec![
-                    (Which::Pair, pair),
-                    (Which::Client, client.to_string()),
-                    (Which::Account, account.to_string()),
-                ]
-            }
-        };
+                None => {
+                    let pair = format!("{account}\u{0}{client}");
+                    let wait = wait_of(st.pairs.get_mut(&pair), p.free_failures, p, now).max(
+                        wait_of(st.clients.get_mut(client), p.client_free_failures, p, now),
+                    );
+                    if wait > 0 {
+                        return Err(wait);
+                    }
+                    let busy = st.accounts.get_mut(account).is_some_and(|f| {
+                        prune(f, now, p.window_s);
+                        f.len() as u32 >= p.account_free_failures.max(1)
+                    });
+                    if busy {
+                        let next = st.slow.get(account).copied().unwrap_or(now);
+                        if next > now {
+                            return Err(next - now);
+                        }
+                        st.slow
+                            .insert(account.to_string(), now + p.account_slowdown_s.max(1));
+                    }
+                    vec![
+                        (Which::Pair, pair),
+                        (Which::Client, client.to_string()),
+                        (Which::Account, account.to_string()),
+                    ]
+                }
+            };
         for (w, k) in &keys {
             st.map(*w).entry(k.clone()).or_default().push_back(now);
         }
@@ -298,6 +296,23 @@ impl Attempt<'_> {
 
     /// The secret was wrong (the failure was counted when the try began).
     pub fn failed(self) {}
+
+    /// The secret could not be checked (the checkers were busy, a server fault): the try does
+    /// not count either way.
+    pub fn cancelled(self) {
+        let mut st = self.guard.st.lock();
+        for (w, k) in &self.keys {
+            let map = st.map(*w);
+            if let Some(f) = map.get_mut(k) {
+                if let Some(i) = f.iter().rposition(|&t| t == self.at) {
+                    f.remove(i);
+                }
+                if f.is_empty() {
+                    map.remove(k);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -328,7 +343,11 @@ mod tests {
         for k in ["a", "b", "c"] {
             assert_eq!(b.take(k, 0), Ok(()));
         }
-        assert_eq!(b.take("d", 0), Err(60), "full of busy keys: a new one waits");
+        assert_eq!(
+            b.take("d", 0),
+            Err(60),
+            "full of busy keys: a new one waits"
+        );
         // Once the old keys' buckets have refilled they are swept for new ones.
         assert_eq!(b.take("d", 3600), Ok(()));
         assert!(b.map.lock().len() <= 3);
@@ -396,7 +415,10 @@ mod tests {
             .map(|_| g.begin("op", "ip", None, t).unwrap())
             .collect();
         assert!(g.begin("op", "ip", None, t).is_err());
-        drop(a);
+        // A try that could not be checked gives its place back.
+        let mut a = a.into_iter();
+        a.next().unwrap().cancelled();
+        assert!(g.begin("op", "ip", None, t).is_ok());
     }
 
     #[test]
@@ -404,7 +426,9 @@ mod tests {
         let g = LoginGuard::new(policy());
         let t = 100;
         for i in 0..6 {
-            g.begin("admin", &format!("bot{i}"), None, t).unwrap().failed();
+            g.begin("admin", &format!("bot{i}"), None, t)
+                .unwrap()
+                .failed();
         }
         // The account is slowed for untrusted sources: one try per 10 s between them all.
         g.begin("admin", "bot9", None, t).unwrap().failed();
@@ -431,7 +455,9 @@ mod tests {
     fn a_client_spraying_accounts_backs_off() {
         let g = LoginGuard::new(policy());
         for i in 0..10 {
-            g.begin(&format!("user{i}"), "ip", None, 0).unwrap().failed();
+            g.begin(&format!("user{i}"), "ip", None, 0)
+                .unwrap()
+                .failed();
         }
         assert!(g.begin("user99", "ip", None, 0).is_err());
         assert!(g.begin("user99", "other", None, 0).is_ok());

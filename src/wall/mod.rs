@@ -13,9 +13,13 @@
 //! Nothing is drawn or encoded for an output nobody watches, nothing in the wall ever blocks the
 //! camera or analytics threads (it only reads latest-value slots), and each output is encoded
 //! once however many clients share it. Entry point for `simpang run`: [`Wall::start`]; its
-//! [`Wall::router`] is served on the same HTTP listener as `/metrics`. docs/wall.md has the URLs,
-//! settings and cost figures.
+//! [`Wall::router`] is every wall route behind the sign-in ([`auth`]; RTSP out checks the same
+//! device accounts, [`rtsp_auth`]). docs/wall.md has the URLs, settings and cost figures;
+//! docs/security.md who may reach what.
 
+pub mod accounts;
+pub mod auth;
+pub mod cli;
 pub mod feed;
 pub mod http;
 pub mod jpeg;
@@ -23,6 +27,7 @@ pub mod meter;
 pub mod metrics;
 pub mod mosaic;
 pub mod rtsp;
+pub mod rtsp_auth;
 pub mod scene;
 pub mod tile;
 pub mod words;
@@ -68,6 +73,7 @@ pub enum WallError {
 pub struct Wall {
     shared: Arc<WorkerShared>,
     http: http::HttpState,
+    auth: Arc<auth::WallAuth>,
     workers: Vec<std::thread::JoinHandle<()>>,
     rtsp: Option<RtspOut>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -88,6 +94,7 @@ impl Wall {
         crate::ingest::init_gstreamer().map_err(|e| WallError::Gst(e.to_string()))?;
         let w = &cfg.wall;
         let metrics = WallMetrics::register(registry)?;
+        let auth = auth::WallAuth::start(cfg, registry)?;
         let mut sites = Vec::with_capacity(cfg.sites.len());
         for s in &cfg.sites {
             let h = hub
@@ -156,6 +163,11 @@ impl Wall {
                     key_int_max: (w.mosaic_fps * 2.0).round().max(1.0) as u32,
                     threads: 2,
                 };
+                let guard = rtsp_auth::Guard {
+                    accounts: auth.accounts(),
+                    max_clients: w.auth.rtsp_max_clients as usize,
+                    max_clients_per_ip: w.auth.rtsp_max_clients_per_ip as usize,
+                };
                 rtsp_out = Some(RtspOut::start(
                     w.rtsp_address,
                     w.rtsp_port,
@@ -163,6 +175,7 @@ impl Wall {
                     &shared,
                     site_enc,
                     mosaic_enc,
+                    guard,
                 )?);
             }
             Ok::<_, WallError>(())
@@ -225,6 +238,7 @@ impl Wall {
         Ok(Wall {
             shared,
             http,
+            auth,
             workers,
             rtsp: rtsp_out,
             tasks,
@@ -232,9 +246,11 @@ impl Wall {
         })
     }
 
-    /// HTTP routes of the wall (page, MJPEG streams, SSE events).
+    /// HTTP routes of the wall (page, MJPEG streams, SSE events), every one behind the
+    /// sign-in, with the sign-in routes beside them. A route added to the wall is added to
+    /// `http::router` (or merged here before `protect`), never after.
     pub fn router(&self) -> axum::Router {
-        http::router(self.http.clone())
+        auth::protect(http::router(self.http.clone()), self.auth.clone())
     }
 
     /// The port annotated RTSP out listens on, if enabled.
