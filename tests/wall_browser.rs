@@ -3,8 +3,10 @@
 //! the wall of `simpang run` (in-process, so the test can publish incidents on the hub the way
 //! the incident stage will) once all six sample cameras deliver pictures. In each, every tile
 //! must show picture content, the incident feed must list the published incidents with
-//! thumbnails, and a click must enlarge a tile. Screenshots: target/screenshots/wall.png,
-//! wall-enlarged.png (Chromium), wall-firefox.png, wall-firefox-enlarged.png.
+//! thumbnails, and a click must enlarge a tile. Each browser first meets the wall's sign-in
+//! page and signs in with a wall account's password, as an operator would. Screenshots:
+//! target/screenshots/wall.png, wall-enlarged.png (Chromium), wall-firefox.png,
+//! wall-firefox-enlarged.png.
 
 mod support;
 
@@ -37,6 +39,7 @@ struct WebDriver<'a> {
 /// What the checks need from a browser, whichever protocol drives it.
 trait Browser {
     fn script(&mut self, js: &str) -> Value;
+    fn navigate(&mut self, url: &str);
     /// The viewport as PNG.
     fn screenshot_png(&mut self) -> Vec<u8>;
 
@@ -66,6 +69,10 @@ impl Browser for WebDriver<'_> {
         )
     }
 
+    fn navigate(&mut self, url: &str) {
+        self.call("POST", "/url", Some(json!({ "url": url })));
+    }
+
     fn screenshot_png(&mut self) -> Vec<u8> {
         let b64 = self.call("GET", "/screenshot", None);
         base64::engine::general_purpose::STANDARD
@@ -77,6 +84,10 @@ impl Browser for WebDriver<'_> {
 impl Browser for Marionette {
     fn script(&mut self, js: &str) -> Value {
         Marionette::script(self, js)
+    }
+
+    fn navigate(&mut self, url: &str) {
+        self.call("WebDriver:Navigate", json!({ "url": url }));
     }
 
     fn screenshot_png(&mut self) -> Vec<u8> {
@@ -220,6 +231,15 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
         }
     });
     let base = format!("http://{}", running.http_addr);
+    // A wall account for the people at the browsers (as `simpang wall user add` makes it).
+    let password = "kata-sandi-wall-uji";
+    simpang::wall::accounts::add_person(
+        &cfg.wall_accounts_path(),
+        "operator-wall",
+        simpang::guard::secret::hash_password(password).unwrap(),
+        simpang::wall::accounts::By::Cli,
+    )
+    .unwrap();
 
     // Every camera delivers pictures before anyone looks.
     eventually("a display frame from every camera", HANG, || {
@@ -278,7 +298,7 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
         driver: &driver,
         session,
     };
-    wd.call("POST", "/url", Some(json!({ "url": format!("{base}/") })));
+    sign_in(&mut wd, "Chromium", &base, "operator-wall", password);
     check_wall(&mut wd, "Chromium", "wall", published);
 
     // No script errors on the page.
@@ -292,12 +312,43 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
 
     // The same checks in Firefox ESR.
     let (_firefox, mut ff) = Firefox::start(&dir.path().join("firefox-profile"), 1600, 900, &[]);
-    ff.call("WebDriver:Navigate", json!({ "url": format!("{base}/") }));
+    sign_in(&mut ff, "Firefox", &base, "operator-wall", password);
     check_wall(&mut ff, "Firefox", "wall-firefox", published);
     ff.call("WebDriver:DeleteSession", json!({}));
 
     rt.block_on(running.stop());
     samples.stop();
+}
+
+/// The wall without a session shows its sign-in page; a wrong password is refused there, the
+/// right one (the page's own form, its fields and CSRF token, posted as the form posts them)
+/// signs the browser in.
+fn sign_in(wd: &mut dyn Browser, browser: &str, base: &str, user: &str, password: &str) {
+    wd.navigate(&format!("{base}/"));
+    let at = wd.script("return location.pathname;");
+    assert_eq!(at, "/login", "{browser}: the wall without a session");
+    let post = |wd: &mut dyn Browser, pw: &str| {
+        wd.script(&format!(
+            "const f = document.getElementById('login'); \
+             f.username.value = {u}; f.password.value = {p}; \
+             return fetch('/login', {{method: 'POST', body: new URLSearchParams(new FormData(f)), \
+                                     credentials: 'same-origin', redirect: 'manual'}}) \
+               .then(r => r.type === 'opaqueredirect' ? 303 : r.status);",
+            u = json!(user),
+            p = json!(pw),
+        ))
+    };
+    assert_eq!(
+        post(wd, "salah-sekali-ini"),
+        401,
+        "{browser}: a wrong password"
+    );
+    // A fresh form (each page has its own CSRF token).
+    wd.navigate(&format!("{base}/login?next=/"));
+    assert_eq!(post(wd, password), 303, "{browser}: the right password");
+    wd.navigate(&format!("{base}/"));
+    let at = wd.script("return location.pathname;");
+    assert_eq!(at, "/", "{browser}: signed in, the wall itself");
 }
 
 /// What a user must see in any browser: six tiles with live pictures, the incident feed with
