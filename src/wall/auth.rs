@@ -319,7 +319,10 @@ pub fn protect(router: Router, auth: Arc<WallAuth>) -> Router {
         .route("/logout", post(logout))
         .route("/auth/desk", get(desk_handoff))
         .with_state(auth.clone());
+    // An explicit fallback, so that unknown paths sit behind the layer too: a stranger learns
+    // nothing, not even which routes exist.
     router
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(axum::middleware::from_fn_with_state(auth, require))
         .merge(public)
         .layer(axum::middleware::from_fn(security_headers))
