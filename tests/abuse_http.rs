@@ -704,3 +704,69 @@ fn pin_guesses_do_not_stall_incident_intake() {
         "no wrong PIN confirms the report: {statuses:?}"
     );
 }
+
+/// The public side's rate limits as shipped: citizen reports from one address past the burst
+/// get 429 with `Retry-After` before anything is stored, while another address still files;
+/// one phone number past its own burst is refused from any address.
+#[test]
+fn public_endpoints_are_rate_limited_per_address_and_phone() {
+    let desk = TestDesk::start(
+        Kind::Sqlite,
+        Opts {
+            desk_toml: "[desk.limits]\nreports_per_ip = { per_hour = 30, burst = 3 }\n\
+                        per_phone = { per_hour = 20, burst = 2 }\n"
+                .into(),
+            ..Default::default()
+        },
+    );
+    let addr = desk.addr;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let report = |src: Ipv4Addr, phone: Option<&str>| {
+        use support::desk::Part;
+        let mut fields = vec![
+            ("title", Part::Text("Jalan berlubang besar")),
+            ("category", Part::Text("roads")),
+            (
+                "description",
+                Part::Text("Sudah tiga hari belum ada penanganan."),
+            ),
+            ("address", Part::Text("Jl. Merdeka, Palembang")),
+            ("lat", Part::Text("-2.9875")),
+            ("lon", Part::Text("104.7570")),
+        ];
+        if let Some(p) = phone {
+            fields.push(("phone", Part::Text(p)));
+        }
+        let (ct, body) = support::desk::multipart(&fields);
+        let mut req = format!(
+            "POST /api/reports HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(&body);
+        let req = String::from_utf8(req).expect("a text-only form");
+        rt.block_on(raw_from(src, addr, req)).unwrap()
+    };
+    let a = Ipv4Addr::new(127, 0, 4, 1);
+    for i in 0..3 {
+        let (status, text) = report(a, None);
+        assert_eq!(status, 201, "report {i}: {text}");
+    }
+    let before = desk.counts();
+    let (status, text) = report(a, None);
+    assert_eq!(status, 429, "{text}");
+    assert!(header(&text, "retry-after").is_some_and(|v| v.parse::<u32>().unwrap_or(0) >= 1));
+    assert_eq!(desk.counts(), before, "nothing stored past the limit");
+    // Another address files; one phone number is limited across addresses.
+    let phone = "081234567890";
+    for i in 0..2 {
+        let (status, text) = report(Ipv4Addr::new(127, 0, 4, 10 + i), Some(phone));
+        assert_eq!(status, 201, "phone report {i}: {text}");
+    }
+    let (status, text) = report(Ipv4Addr::new(127, 0, 4, 20), Some(phone));
+    assert_eq!(
+        status, 429,
+        "a phone past its burst, from a new address: {text}"
+    );
+}

@@ -209,12 +209,7 @@ impl LibWall {
     fn start() -> LibWall {
         let dir = tempfile::tempdir().unwrap();
         let cfg = &small_config(0, dir.path());
-        let token = simpang::wall::accounts::add_device(
-            &cfg.wall_accounts_path(),
-            "wall-test",
-            simpang::wall::accounts::By::Cli,
-        )
-        .unwrap();
+        let device = support::simpang::wall_device_of(cfg);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -233,7 +228,8 @@ impl LibWall {
                 simpang::guard::Limits::default(),
                 std::future::pending(),
             ));
-            (wall, format!("http://wall-test:{token}@{addr}"))
+            let base = support::simpang::with_login(&format!("http://{addr}"), &device);
+            (wall, base)
         });
         LibWall {
             rt,

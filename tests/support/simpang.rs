@@ -38,10 +38,16 @@ pub struct Run {
 /// A wall device account in `config`'s accounts file (made with the library, as `simpang wall
 /// device add` makes it): (name, token).
 pub fn wall_device(config: &Path) -> (String, String) {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
     let cfg = simpang::config::Config::load(config)
         .unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+    wall_device_of(&cfg)
+}
+
+/// The same for a config already loaded (a wall the test serves in-process). Every test that
+/// signs in to the wall as a device gets its account here.
+pub fn wall_device_of(cfg: &simpang::config::Config) -> (String, String) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
     let name = format!(
         "test-{}-{}",
         std::process::id(),
