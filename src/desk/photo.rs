@@ -283,7 +283,7 @@ fn exif_orientation(tiff: &[u8]) -> Option<u16> {
     for k in 0..n.min(512) {
         let e = ifd.checked_add(2 + 12 * k)?;
         if u16_at(e)? == 0x0112 && u16_at(e + 2)? == 3 {
-            return Some(u16_at(e + 8)?);
+            return u16_at(e + 8);
         }
     }
     None

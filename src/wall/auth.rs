@@ -622,7 +622,7 @@ async fn desk_handoff(
     let Some(c) = claims else {
         return refuse("bad or expired token");
     };
-    if !auth.cfg.desk_roles.iter().any(|r| *r == c.role) {
+    if !auth.cfg.desk_roles.contains(&c.role) {
         return refuse("desk role not let in");
     }
     {
