@@ -318,6 +318,9 @@ pub fn protect(router: Router, auth: Arc<WallAuth>) -> Router {
         .route("/login", get(login_form).post(login_submit))
         .route("/logout", post(logout))
         .route("/auth/desk", get(desk_handoff))
+        // Browsers ask for it on every page, the sign-in page included: an empty answer, not a
+        // 401 in the console (it shows nothing of the wall).
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .with_state(auth.clone());
     // An explicit fallback, so that unknown paths sit behind the layer too: a stranger learns
     // nothing, not even which routes exist.
