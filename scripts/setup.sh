@@ -85,3 +85,6 @@ if [ ! -f "$SAMPLES/src/sample.mp4" ]; then
   rm -rf "$tmp"
 fi
 "$ROOT/scripts/make-footage.sh" "$SAMPLES"
+# Labelled SYNTHETIC scenarios for `simpang replay`, composited from the clips above
+# (scripts/scenarios/README.md); cached: only remade when its RECIPE changes.
+"$VENV/bin/python" "$ROOT/scripts/scenarios/generate.py" "$SAMPLES"
