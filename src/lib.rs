@@ -13,9 +13,10 @@
 //!
 //! Neutral ground every stage may use, which imports no stage: [`model`], [`config`], [`hub`]
 //! (the site registry and its latest-value slots), [`draw`] (overlays on pictures), [`time`]
-//! (the city's time zone), [`guard`] (what every listener uses on a hostile network: hardened
-//! HTTP serving, rate limits, bounded password hashing, signed tokens), [`metrics`], [`timing`] (raw stage timings the bench collects),
-//! [`shutdown`] (SIGINT/SIGTERM) and [`procfs`].
+//! (the city's time zone), [`topics`] (every MQTT topic name), [`guard`] (what every listener
+//! uses on a hostile network: hardened HTTP serving, rate limits, bounded password hashing,
+//! signed tokens), [`metrics`], [`timing`] (raw stage timings the bench collects), [`shutdown`]
+//! (SIGINT/SIGTERM) and [`procfs`].
 //!
 //! Above the stages, importing them and never imported by them:
 //!
@@ -42,5 +43,6 @@ pub mod shutdown;
 pub mod time;
 pub mod timing;
 pub mod tools;
+pub mod topics;
 pub mod track;
 pub mod wall;
