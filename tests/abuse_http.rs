@@ -770,3 +770,85 @@ fn public_endpoints_are_rate_limited_per_address_and_phone() {
         "a phone past its burst, from a new address: {text}"
     );
 }
+
+/// Desk staff reach the wall through the desk's "Video wall" link: a one-minute, one-use token
+/// signed with the wall's key becomes a wall session for the roles the wall lets in; the same
+/// token again, a forged one and a role the wall does not let in are refused.
+#[test]
+fn desk_staff_reach_the_wall_with_a_one_use_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        9,
+        &WallOpts {
+            layout: "1x1",
+            ..Default::default()
+        },
+    );
+    let run = Run::start(&cfg, &["bkb"]);
+    let wall = run.anon.trim_start_matches("http://").to_string();
+    let key = dir.path().join("data").join("wall.key");
+    assert!(key.exists(), "the wall made its key at start");
+    let desk = TestDesk::start(
+        Kind::Sqlite,
+        Opts {
+            desk_toml: format!(
+                "wall_url = \"{}\"\n\n[wall.auth]\nkey_file = {:?}\n",
+                run.anon,
+                key.display().to_string()
+            ),
+            ..Default::default()
+        },
+    );
+    desk.user("kasi", simpang::desk::Role::Operator, None);
+    desk.user("dinas", simpang::desk::Role::Agency, Some("dishub"));
+    let short = Duration::from_secs(10);
+
+    let hand_off = |who: &str| -> String {
+        let r = desk.login(who).get("/wall");
+        assert_eq!(r.status, 303, "{who}: {}", r.text());
+        let to = r.header("location").unwrap_or_default().to_string();
+        assert!(
+            to.starts_with(&format!("{}/auth/desk?token=", run.anon)),
+            "{to}"
+        );
+        to.trim_start_matches(&run.anon).to_string()
+    };
+    // A session cookie with a value, if the answer set one.
+    let session = |answer: &str| -> Option<String> {
+        let head = answer.split("\r\n\r\n").next().unwrap_or_default();
+        head.lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(k, _)| k.trim().eq_ignore_ascii_case("set-cookie"))
+            .filter_map(|(_, v)| v.trim().strip_prefix("simpang_wall_session="))
+            .map(|v| v.split(';').next().unwrap_or_default().to_string())
+            .find(|v| !v.is_empty())
+    };
+    let path = hand_off("kasi");
+    let (status, text) = get(&wall, &path, "", short);
+    assert_eq!(status, 303, "{text}");
+    let cookie = session(&text).expect("a wall session cookie");
+    let (status, text) = get(
+        &wall,
+        "/api/wall",
+        &format!("Cookie: simpang_wall_session={cookie}\r\n"),
+        short,
+    );
+    assert_eq!(status, 200, "signed in through the desk: {text}");
+    // One use only.
+    let (_, text) = get(&wall, &path, "", short);
+    assert_eq!(session(&text), None, "a used token again: {text}");
+    // A token with one character changed.
+    let mut forged = path.clone().into_bytes();
+    let last = forged.len() - 2;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let (_, text) = get(&wall, &forged, "", short);
+    assert_eq!(session(&text), None, "a forged token: {text}");
+    // A fresh token works once more (the refusals did not lock anything).
+    let (_, text) = get(&wall, &hand_off("kasi"), "", short);
+    assert!(session(&text).is_some(), "{text}");
+    // An agency's staff: the desk offers no way to the wall.
+    let r = desk.login("dinas").get("/wall");
+    assert_eq!(r.status, 403, "{}", r.text());
+}
