@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tracing::{debug, info_span, warn};
 
 use super::jpeg::{i420_buffer, JpegEncoder};
+use super::live::LiveSite;
 use super::metrics::{thread_cpu_seconds, WallMetrics};
 use super::scene::{SceneInput, SiteScene};
 use crate::hub::SiteHub;
@@ -98,15 +99,18 @@ pub struct SiteOutput {
     pub rtsp: RtspSinks,
     /// The newest annotated tile, published while the mosaic needs it.
     pub tile: ArcSwapOption<Image>,
-    /// Display frames per second, as measured by the wall's meter (f64 bits).
+    /// Frames per second from the camera, as measured by the wall's meter (f64 bits).
     pub display_fps: AtomicU64,
+    /// What the browser tiles of the site are told (`/live/{site}`).
+    pub live: LiveSite,
 }
 
 impl SiteOutput {
-    pub fn new(hub: Arc<SiteHub>, name: String) -> Self {
+    pub fn new(hub: Arc<SiteHub>, name: String, live: LiveSite) -> Self {
         Self {
             id: hub.id.clone(),
             name,
+            live,
             hub,
             mjpeg_viewers: AtomicUsize::new(0),
             jpeg: watch::channel(None).0,
