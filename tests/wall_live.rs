@@ -155,6 +155,13 @@ fn browser_tiles_get_the_cameras_own_h264_and_cost_no_display_work() {
             times.windows(2).all(|w| w[1] > w[0]),
             "{site}: decode times increase"
         );
+        // A regular timeline, as the camera sent it (no gap a player would stall on).
+        let frame = 90_000.0 * hello["frame_ms"].as_f64().unwrap() / 1000.0;
+        let deltas: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            deltas.iter().all(|d| (*d as f64) < 1.5 * frame && (*d as f64) > 0.5 * frame),
+            "{site}: irregular decode times {deltas:?}"
+        );
         assert!(frags.iter().all(|f| f.arrived_ms > 1.6e12), "{site}: arrival stamps");
 
         // What a browser's MSE gets decodes: every frame, at the camera's own size.

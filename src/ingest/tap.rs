@@ -10,6 +10,7 @@
 //! buffer's running time, the same value the decoded frame has downstream) and key flag.
 //! Nothing is copied: the published bytes are the GStreamer buffer, mapped.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -126,8 +127,31 @@ struct TapState {
     height: u32,
     frame_ns: u64,
     prev_dts: Option<u64>,
-    duration_ns: u64,
+    /// The latest frame intervals, newest last.
+    deltas: VecDeque<u64>,
     seq: u64,
+}
+
+/// Frame intervals the duration estimate is the median of.
+const DELTAS: usize = 9;
+
+impl TapState {
+    /// The duration to give the next frame: the median of the latest intervals. A camera's
+    /// timestamps jitter a little; a frame given one short interval as its duration would make
+    /// the next, normal, interval look like a gap (more than twice the frame's duration), and a
+    /// browser drops everything after a gap until the next key frame.
+    fn duration(&self) -> u64 {
+        if self.deltas.is_empty() {
+            return if self.frame_ns > 0 {
+                self.frame_ns
+            } else {
+                DEFAULT_FRAME_NS
+            };
+        }
+        let mut d: Vec<u64> = self.deltas.iter().copied().collect();
+        d.sort_unstable();
+        d[d.len() / 2]
+    }
 }
 
 /// Installs the tap on `encoded`'s sink pad for one pipeline run (`epoch`). `on_frame` is called
@@ -248,6 +272,8 @@ fn start_h264(st: &mut TapState, site: &SiteHub, epoch: u64, avcc: Vec<u8>, len:
     st.h264 = Some((avcc.clone(), len));
     st.started = true;
     st.seq = 0;
+    st.prev_dts = None;
+    st.deltas.clear();
     site.encoded.start(StreamSetup {
         epoch,
         serial: 0,
@@ -326,15 +352,14 @@ fn on_buffer(
     }
     if let Some(prev) = st.prev_dts {
         if dts_rt > prev {
-            st.duration_ns = dts_rt - prev;
+            st.deltas.push_back(dts_rt - prev);
+            if st.deltas.len() > DELTAS {
+                st.deltas.pop_front();
+            }
         }
     }
     st.prev_dts = Some(dts_rt);
-    let duration = match st.duration_ns {
-        0 if st.frame_ns > 0 => st.frame_ns,
-        0 => DEFAULT_FRAME_NS,
-        d => d,
-    };
+    let duration = st.duration();
     st.seq += 1;
     site.encoded.publish(EncodedFrame {
         media: MediaTime { epoch, ns: pts_rt },
@@ -358,4 +383,22 @@ pub fn media_time(sample: &gst::Sample, epoch: u64) -> Option<MediaTime> {
         epoch,
         ns: segment.to_running_time(pts)?.nseconds(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_is_the_median_interval() {
+        let mut st = TapState::default();
+        assert_eq!(st.duration(), DEFAULT_FRAME_NS);
+        st.frame_ns = 33_366_666;
+        assert_eq!(st.duration(), 33_366_666);
+        // A jittery camera: one short interval does not make the next look like a gap.
+        for d in [33, 34, 12, 54, 33, 33, 34] {
+            st.deltas.push_back(d);
+        }
+        assert_eq!(st.duration(), 33);
+    }
 }
