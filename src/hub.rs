@@ -21,9 +21,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
-use crate::model::{
-    AnalyticsFrame, DisplayFrame, IncidentMessage, Picture, SiteId, SiteResults,
-};
+use crate::model::{AnalyticsFrame, DisplayFrame, IncidentMessage, Picture, SiteId, SiteResults};
 pub use encoded::EncodedStream;
 
 /// Whether a camera is delivering frames, and since when.

@@ -87,8 +87,15 @@ fn analytics_frames_arrive_at_detect_rate() {
             source + in_flight >= decoded + dropped,
             "{site}: {source} frames tapped, {decoded} decoded, {dropped} dropped before decoding"
         );
-        for name in ["simpang_display_decoded_total", "simpang_display_frames_total"] {
-            assert_eq!(counter(&m1, name, site), 0.0, "{site}: {name} without a viewer");
+        for name in [
+            "simpang_display_decoded_total",
+            "simpang_display_frames_total",
+        ] {
+            assert_eq!(
+                counter(&m1, name, site),
+                0.0,
+                "{site}: {name} without a viewer"
+            );
         }
     }
     let v: serde_json::Value = serde_json::from_str(

@@ -196,7 +196,8 @@ fn incident_for(
 }
 
 #[test]
-fn chromium_and_firefox_play_the_cameras_own_video_with_boxes_offline_tiles_and_the_incident_feed() {
+fn chromium_and_firefox_play_the_cameras_own_video_with_boxes_offline_tiles_and_the_incident_feed()
+{
     let dir = tempfile::tempdir().unwrap();
     simpang::ingest::init_gstreamer().unwrap();
     let shipped = Config::load(&support::root().join("config/palembang.toml")).unwrap();
@@ -209,8 +210,7 @@ fn chromium_and_firefox_play_the_cameras_own_video_with_boxes_offline_tiles_and_
         })
         .collect();
     // The camera that drops: served on its own, on a port it gets back when it returns.
-    let (drop_feed, others): (Vec<_>, Vec<_>) =
-        feeds.into_iter().partition(|(id, _)| id == DROPS);
+    let (drop_feed, others): (Vec<_>, Vec<_>) = feeds.into_iter().partition(|(id, _)| id == DROPS);
     let samples = SampleServer::start(&others, 0).unwrap();
     let drop_port = ports::port();
     let mut dropping = Some(SampleServer::start(&drop_feed, drop_port).unwrap());
@@ -313,7 +313,14 @@ fn chromium_and_firefox_play_the_cameras_own_video_with_boxes_offline_tiles_and_
     wd.call("POST", "/url", Some(json!({ "url": format!("{base}/") })));
     check_wall(&mut wd, "Chromium", "wall", published);
     check_live(&mut wd, "Chromium", &running);
-    check_drop(&mut wd, "Chromium", "wall", &mut dropping, &drop_feed, drop_port);
+    check_drop(
+        &mut wd,
+        "Chromium",
+        "wall",
+        &mut dropping,
+        &drop_feed,
+        drop_port,
+    );
 
     // No script errors on the page.
     let logs = wd.call("POST", "/se/log", Some(json!({ "type": "browser" })));
@@ -329,14 +336,23 @@ fn chromium_and_firefox_play_the_cameras_own_video_with_boxes_offline_tiles_and_
     ff.call("WebDriver:Navigate", json!({ "url": format!("{base}/") }));
     check_wall(&mut ff, "Firefox", "wall-firefox", published);
     check_live(&mut ff, "Firefox", &running);
-    check_drop(&mut ff, "Firefox", "wall-firefox", &mut dropping, &drop_feed, drop_port);
+    check_drop(
+        &mut ff,
+        "Firefox",
+        "wall-firefox",
+        &mut dropping,
+        &drop_feed,
+        drop_port,
+    );
 
     // Two browsers played six cameras for minutes: nothing was decoded for display, scaled,
     // drawn or encoded on the server.
     let m = Metrics::of(&running.registry);
     for id in &ids {
         assert!(
-            m.site("simpang_wall_live_fragments_total", id).unwrap_or(0.0) > 0.0,
+            m.site("simpang_wall_live_fragments_total", id)
+                .unwrap_or(0.0)
+                > 0.0,
             "{id}: no video sent to the browsers"
         );
     }
@@ -370,24 +386,34 @@ fn chromium_and_firefox_play_the_cameras_own_video_with_boxes_offline_tiles_and_
         modes.as_array().unwrap().iter().all(|m| m == "mjpeg"),
         "{modes}"
     );
-    assert!(display_work() > 0.0, "burned-in tiles are drawn and encoded");
+    assert!(
+        display_work() > 0.0,
+        "burned-in tiles are drawn and encoded"
+    );
     let m = Metrics::of(&running.registry);
     assert_eq!(
         m.site("simpang_wall_display_demand_fps", "charitas"),
         Some(10.0)
     );
     ff.call("WebDriver:Navigate", json!({ "url": format!("{base}/") }));
-    eventually("the display branch stops after the MJPEG page left", HANG, || {
-        let m = Metrics::of(&running.registry);
-        ids.iter()
-            .all(|id| m.site("simpang_wall_display_demand_fps", id) == Some(0.0))
-    });
+    eventually(
+        "the display branch stops after the MJPEG page left",
+        HANG,
+        || {
+            let m = Metrics::of(&running.registry);
+            ids.iter()
+                .all(|id| m.site("simpang_wall_display_demand_fps", id) == Some(0.0))
+        },
+    );
     let settled = poll(HANG, || {
         let a = display_work();
         std::thread::sleep(Duration::from_secs(1));
         (display_work() == a).then_some(())
     });
-    assert!(settled.is_some(), "display work goes on after the MJPEG page left");
+    assert!(
+        settled.is_some(),
+        "display work goes on after the MJPEG page left"
+    );
     ff.call("WebDriver:DeleteSession", json!({}));
 
     rt.block_on(running.stop());
@@ -412,7 +438,9 @@ const DISPLAY_WORK: [&str; 5] = [
 /// The display work counters summed over sites (and the mosaic's encodes).
 fn display_work(registry: &prometheus::Registry, ids: &[String]) -> f64 {
     let m = Metrics::of(registry);
-    let mut total = m.site("simpang_wall_rtsp_frames_total", "wall").unwrap_or(0.0);
+    let mut total = m
+        .site("simpang_wall_rtsp_frames_total", "wall")
+        .unwrap_or(0.0);
     for id in ids {
         for name in DISPLAY_WORK {
             total += m.site(name, id).unwrap_or(0.0);
@@ -463,11 +491,18 @@ fn check_live(wd: &mut dyn Browser, browser: &str, running: &simpang::app::Runni
         last = format!("{still:?}");
         still.is_empty().then_some(now)
     });
-    let now = moved.unwrap_or_else(|| panic!("{browser}: tiles whose picture did not change: {last}"));
+    let now =
+        moved.unwrap_or_else(|| panic!("{browser}: tiles whose picture did not change: {last}"));
     for (id, t) in &now {
         let errors = t["errors"].as_array().cloned().unwrap_or_default();
-        assert!(errors.is_empty(), "{browser} {id}: player errors {errors:?}");
-        assert!(t["thumb"]["sd"].as_f64().unwrap_or(0.0) > 5.0, "{browser} {id}: flat picture {t}");
+        assert!(
+            errors.is_empty(),
+            "{browser} {id}: player errors {errors:?}"
+        );
+        assert!(
+            t["thumb"]["sd"].as_f64().unwrap_or(0.0) > 5.0,
+            "{browser} {id}: flat picture {t}"
+        );
         assert!(
             t["videoWidth"].as_u64().unwrap_or(0) >= 640,
             "{browser} {id}: the camera's own size {t}"
@@ -496,9 +531,10 @@ fn check_live(wd: &mut dyn Browser, browser: &str, running: &simpang::app::Runni
             .map(|id| format!("{id}: {} box pixels", t[id]["box_pixels"]))
             .collect::<Vec<_>>()
             .join(", ");
-        let hit = tracked
-            .iter()
-            .find(|id| t[*id]["box_pixels"].as_u64().unwrap_or(0) > 20 && t[*id]["boxes_drawn"].as_u64().unwrap_or(0) > 0);
+        let hit = tracked.iter().find(|id| {
+            t[*id]["box_pixels"].as_u64().unwrap_or(0) > 20
+                && t[*id]["boxes_drawn"].as_u64().unwrap_or(0) > 0
+        });
         if hit.is_none() {
             std::thread::sleep(Duration::from_millis(300));
         }
@@ -542,7 +578,9 @@ fn check_drop(
         v["player"] = tiles(wd)[DROPS]["state"].clone();
         let ok = v["offline"] == true
             && v["banner"] == "flex"
-            && v["text"].as_str().is_some_and(|t| t.contains("KAMERA OFFLINE"))
+            && v["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("KAMERA OFFLINE"))
             && v["player"] == "offline";
         seen = v;
         if !ok {
@@ -550,7 +588,10 @@ fn check_drop(
         }
         ok.then_some(())
     });
-    assert!(off.is_some(), "{browser}: the dropped camera's tile does not say so: {seen}");
+    assert!(
+        off.is_some(),
+        "{browser}: the dropped camera's tile does not say so: {seen}"
+    );
     wd.screenshot(&shots.join(format!("{name}-offline.png")));
 
     *server = Some(SampleServer::start(feed, port).expect("the camera's port is free again"));
@@ -561,14 +602,19 @@ fn check_drop(
             && v["banner"] == "none"
             && t["state"] == "playing"
             && t["hellos"].as_u64() > before["hellos"].as_u64()
-            && t["presented"].as_u64().unwrap_or(0) > before["presented"].as_u64().unwrap_or(0) + 10
+            && t["presented"].as_u64().unwrap_or(0)
+                > before["presented"].as_u64().unwrap_or(0) + 10
             && t["thumb"]["hash"] != before["thumb"]["hash"];
         if !ok {
             std::thread::sleep(Duration::from_millis(500));
         }
         ok.then_some(())
     });
-    assert!(back.is_some(), "{browser}: the camera came back, its tile did not play again: {}", tiles(wd)[DROPS]);
+    assert!(
+        back.is_some(),
+        "{browser}: the camera came back, its tile did not play again: {}",
+        tiles(wd)[DROPS]
+    );
 }
 
 /// What a user must see in any browser: six tiles with live pictures, the incident feed with

@@ -127,7 +127,9 @@ fn browser_tiles_get_the_cameras_own_h264_and_cost_no_display_work() {
         let (hello, init) = hello_and_init(&mut c);
         assert_eq!(hello["site"], site);
         assert!(
-            hello["codecs"].as_str().is_some_and(|c| c.starts_with("avc1.64")),
+            hello["codecs"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("avc1.64")),
             "the camera's own High profile: {hello}"
         );
         assert_eq!(hello["timescale"], 90_000);
@@ -155,14 +157,22 @@ fn browser_tiles_get_the_cameras_own_h264_and_cost_no_display_work() {
             times.windows(2).all(|w| w[1] > w[0]),
             "{site}: decode times increase"
         );
-        // A regular timeline, as the camera sent it (no gap a player would stall on).
+        // The camera's own timeline, not arrival times: every interval is a whole number of
+        // frames. A frame the transport lost on a loaded machine (RTSP drops late packets)
+        // leaves a gap of whole frames, which players bridge; arrival jitter would not.
         let frame = 90_000.0 * hello["frame_ms"].as_f64().unwrap() / 1000.0;
         let deltas: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
         assert!(
-            deltas.iter().all(|d| (*d as f64) < 1.5 * frame && (*d as f64) > 0.5 * frame),
-            "{site}: irregular decode times {deltas:?}"
+            deltas.iter().all(|d| {
+                let k = (*d as f64 / frame).round();
+                k >= 1.0 && (*d as f64 - k * frame).abs() < 0.25 * frame
+            }),
+            "{site}: decode times off the camera's frame clock {deltas:?}"
         );
-        assert!(frags.iter().all(|f| f.arrived_ms > 1.6e12), "{site}: arrival stamps");
+        assert!(
+            frags.iter().all(|f| f.arrived_ms > 1.6e12),
+            "{site}: arrival stamps"
+        );
 
         // What a browser's MSE gets decodes: every frame, at the camera's own size.
         let mut mp4 = init.clone();
@@ -171,7 +181,11 @@ fn browser_tiles_get_the_cameras_own_h264_and_cost_no_display_work() {
         }
         let (n, w, h, means) = decode_fmp4(&mp4, dir.path());
         assert_eq!(n, frags.len(), "{site}: frames decoded from the fragments");
-        let want = if *site == "bkb" { (768, 576) } else { (640, 360) };
+        let want = if *site == "bkb" {
+            (768, 576)
+        } else {
+            (640, 360)
+        };
         assert_eq!((w, h), want, "{site}");
         assert_eq!(
             (hello["width"].as_u64(), hello["height"].as_u64()),
@@ -195,7 +209,10 @@ fn browser_tiles_get_the_cameras_own_h264_and_cost_no_display_work() {
         let mut keyed = 0;
         let end = Instant::now() + HANG;
         while keyed < 3 {
-            assert!(Instant::now() < end, "{site}: analytics keyed by sent frames: {keyed}");
+            assert!(
+                Instant::now() < end,
+                "{site}: analytics keyed by sent frames: {keyed}"
+            );
             match c.next() {
                 Received::Binary(b) if b.kind == 2 => {
                     sent.insert(b.decode_time());
@@ -205,8 +222,13 @@ fn browser_tiles_get_the_cameras_own_h264_and_cost_no_display_work() {
                     let t = v["t"].as_u64().expect("a media time");
                     // A result can only be for a frame already sent (analytics decodes the
                     // frames the tap passed on).
-                    assert!(sent.contains(&t), "{site}: result at {t} matches no sent frame");
-                    assert!(v["zones"].is_array() && v["tracks"].is_array() && v["lines"].is_array());
+                    assert!(
+                        sent.contains(&t),
+                        "{site}: result at {t} matches no sent frame"
+                    );
+                    assert!(
+                        v["zones"].is_array() && v["tracks"].is_array() && v["lines"].is_array()
+                    );
                     keyed += 1;
                 }
                 _ => {}
@@ -237,15 +259,21 @@ fn browser_tiles_get_the_cameras_own_h264_and_cost_no_display_work() {
         snap.rows()
     );
     assert!(
-        support::wall::gray_stddev(&snap, opencv::core::Rect::new(0, 0, snap.cols(), snap.rows()))
-            > 15.0,
+        support::wall::gray_stddev(
+            &snap,
+            opencv::core::Rect::new(0, 0, snap.cols(), snap.rows())
+        ) > 15.0,
         "the snapshot shows the picture"
     );
 
     // All this without any display work, at either site.
     let m = run.metrics();
     for site in sites {
-        assert_eq!(work(&m, site), vec![0.0; 5], "{site}: display work {DISPLAY_WORK:?}");
+        assert_eq!(
+            work(&m, site),
+            vec![0.0; 5],
+            "{site}: display work {DISPLAY_WORK:?}"
+        );
         assert_eq!(m.site("simpang_wall_display_demand_fps", site), Some(0.0));
         assert!(m.site("simpang_wall_live_fragments_total", site).unwrap() >= 60.0);
         assert!(m.site("simpang_source_frames_total", site).unwrap() > 60.0);
@@ -276,7 +304,10 @@ fn browser_tiles_get_the_cameras_own_h264_and_cost_no_display_work() {
         assert_eq!((img.cols(), img.rows()), (640, 360));
     }
     let during = run.metrics();
-    assert_eq!(during.site("simpang_wall_display_demand_fps", "charitas"), Some(10.0));
+    assert_eq!(
+        during.site("simpang_wall_display_demand_fps", "charitas"),
+        Some(10.0)
+    );
     let grew = |name: &str| {
         during.site(name, "charitas").unwrap_or(0.0) > before.site(name, "charitas").unwrap_or(0.0)
     };
@@ -288,7 +319,11 @@ fn browser_tiles_get_the_cameras_own_h264_and_cost_no_display_work() {
     ] {
         assert!(grew(name), "{name} did not grow with an MJPEG viewer");
     }
-    assert_eq!(work(&during, "bkb"), vec![0.0; 5], "bkb has no burned-in viewer");
+    assert_eq!(
+        work(&during, "bkb"),
+        vec![0.0; 5],
+        "bkb has no burned-in viewer"
+    );
     // ... and its departure stops it.
     drop(parts);
     stops(&run, "charitas");
@@ -305,8 +340,12 @@ fn browser_tiles_get_the_cameras_own_h264_and_cost_no_display_work() {
     .unwrap();
     client.set_state(gst::State::Playing).unwrap();
     eventually("the RTSP client's frames encoded", HANG, || {
-        run.metric("simpang_wall_rtsp_frames_total", "bkb").unwrap_or(0.0)
-            > before.site("simpang_wall_rtsp_frames_total", "bkb").unwrap_or(0.0) + 10.0
+        run.metric("simpang_wall_rtsp_frames_total", "bkb")
+            .unwrap_or(0.0)
+            > before
+                .site("simpang_wall_rtsp_frames_total", "bkb")
+                .unwrap_or(0.0)
+                + 10.0
     });
     let m = run.metrics();
     assert_eq!(
@@ -320,7 +359,11 @@ fn browser_tiles_get_the_cameras_own_h264_and_cost_no_display_work() {
     // The passthrough viewers were never disturbed.
     for (site, c, ..) in &mut streams {
         let more = c.read_fragments(10, HANG);
-        assert!(more.iter().any(|r| matches!(r, Received::Binary(b) if b.kind == 2)), "{site}");
+        assert!(
+            more.iter()
+                .any(|r| matches!(r, Received::Binary(b) if b.kind == 2)),
+            "{site}"
+        );
     }
     drop(streams);
     eventually("live viewers gone", HANG, || {
@@ -343,7 +386,10 @@ fn stops(run: &Run, site: &str) {
         let b = work(&run.metrics(), site);
         (a == b).then_some(b)
     });
-    assert!(settled.is_some(), "{site}: display work goes on without viewers");
+    assert!(
+        settled.is_some(),
+        "{site}: display work goes on without viewers"
+    );
 }
 
 fn next_incident(

@@ -24,7 +24,8 @@ use crate::procfs;
 
 /// What decodes the compressed video of the cameras' source templates (`parse`), as their
 /// branches do.
-const DECODE: &str = "parse. ! decodebin name=dec caps=\"video/x-raw(ANY)\" expose-all-streams=false";
+const DECODE: &str =
+    "parse. ! decodebin name=dec caps=\"video/x-raw(ANY)\" expose-all-streams=false";
 
 /// The launch line of the cameras' file template (source + parser) and a decoder, ending in
 /// `branches`.
@@ -43,7 +44,11 @@ fn decode_line(base: &Config, footage: &Path, branches: &str) -> Result<String, 
         .next()
         .ok_or_else(|| BenchError::Usage("no camera in the bench config".into()))?
         .template_params();
-    Ok(templates.render_with_branches(SourceKind::File, &params, &format!("{DECODE}\n{branches}"))?)
+    Ok(templates.render_with_branches(
+        SourceKind::File,
+        &params,
+        &format!("{DECODE}\n{branches}"),
+    )?)
 }
 
 fn launch(line: &str) -> Result<gst::Pipeline, BenchError> {

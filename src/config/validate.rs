@@ -158,10 +158,7 @@ impl Config {
         if !(1..=10_000).contains(&self.wall.live_max_viewers) {
             bad(
                 w.key("live_max_viewers"),
-                format!(
-                    "must be in 1..=10000, got {}",
-                    self.wall.live_max_viewers
-                ),
+                format!("must be in 1..=10000, got {}", self.wall.live_max_viewers),
             );
         }
         if self.wall.rtsp_port != 0 && self.wall.rtsp_port == self.wall.listen.port() {

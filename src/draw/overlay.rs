@@ -291,7 +291,10 @@ mod tests {
     fn resized_to_any_size() {
         let img = Image::new(416, 416);
         let out = resized(&img, 740, 416).unwrap();
-        assert_eq!((out.width, out.height, out.format), (740, 416, PixelFormat::Bgr));
+        assert_eq!(
+            (out.width, out.height, out.format),
+            (740, 416, PixelFormat::Bgr)
+        );
         assert!(out.is_valid());
         assert_eq!(resized(&img, 416, 416).unwrap(), img);
     }

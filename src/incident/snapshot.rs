@@ -37,7 +37,11 @@ pub fn picture_image(p: &Picture) -> Result<Image, DrawError> {
     } else {
         ((h as f64 * aspect).round() as u32, h)
     };
-    let (tw, th) = if tw > sw || th > sh { (sw, sh) } else { (tw, th) };
+    let (tw, th) = if tw > sw || th > sh {
+        (sw, sh)
+    } else {
+        (tw, th)
+    };
     overlay::resized(&p.image, tw.max(2), th.max(2))
 }
 

@@ -304,7 +304,9 @@ fn build(
             if g.0 != fps {
                 *g = (fps, RateGate::new(fps));
             }
-            buf.pts().or(buf.dts()).is_none_or(|t| g.1.admit(t.nseconds()))
+            buf.pts()
+                .or(buf.dts())
+                .is_none_or(|t| g.1.admit(t.nseconds()))
         };
         if admit {
             taken.inc();

@@ -234,7 +234,9 @@ fn on_caps(st: &mut TapState, site: &SiteHub, epoch: u64, caps: &gst::CapsRef) {
         st.h264 = None;
         return;
     }
-    st.annexb = s.get::<&str>("stream-format").is_ok_and(|f| f == "byte-stream");
+    st.annexb = s
+        .get::<&str>("stream-format")
+        .is_ok_and(|f| f == "byte-stream");
     let avcc = s
         .get::<gst::Buffer>("codec_data")
         .ok()
@@ -318,7 +320,10 @@ fn on_buffer(
         return Ok(()); // not H.264, or not set up yet
     };
     let segment = st.segment.as_ref().ok_or("access unit before a segment")?;
-    let pts = buf.pts().or(buf.dts()).ok_or("access unit without a timestamp")?;
+    let pts = buf
+        .pts()
+        .or(buf.dts())
+        .ok_or("access unit without a timestamp")?;
     let pts_rt = segment
         .to_running_time(pts)
         .ok_or("access unit outside its segment")?

@@ -223,7 +223,11 @@ mod tests {
         let mut out = Vec::new();
         while b.len() >= 8 {
             let len = u32::from_be_bytes(b[..4].try_into().unwrap()) as usize;
-            assert!(len >= 8 && len <= b.len(), "box length {len} of {}", b.len());
+            assert!(
+                len >= 8 && len <= b.len(),
+                "box length {len} of {}",
+                b.len()
+            );
             out.push((b[4..8].try_into().unwrap(), &b[8..len]));
             b = &b[len..];
         }
@@ -246,15 +250,23 @@ mod tests {
 
     #[test]
     fn init_segment_structure() {
-        let avcc = [1, 0x64, 0, 0x1e, 0xff, 0xe1, 0, 2, 0x67, 0x64, 1, 0, 1, 0x68];
+        let avcc = [
+            1, 0x64, 0, 0x1e, 0xff, 0xe1, 0, 2, 0x67, 0x64, 1, 0, 1, 0x68,
+        ];
         let init = init_segment(&avcc, 640, 360);
         let top: Vec<[u8; 4]> = boxes(&init).into_iter().map(|(k, _)| k).collect();
         assert_eq!(top, [*b"ftyp", *b"moov"]);
         let tkhd = find(&init, &[b"moov", b"trak", b"tkhd"]);
         assert_eq!(&tkhd[tkhd.len() - 8..], &[2, 128, 0, 0, 1, 104, 0, 0]);
         let mdhd = find(&init, &[b"moov", b"trak", b"mdia", b"mdhd"]);
-        assert_eq!(u32::from_be_bytes(mdhd[12..16].try_into().unwrap()), TIMESCALE);
-        let stsd = find(&init, &[b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd"]);
+        assert_eq!(
+            u32::from_be_bytes(mdhd[12..16].try_into().unwrap()),
+            TIMESCALE
+        );
+        let stsd = find(
+            &init,
+            &[b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd"],
+        );
         let avc1 = find(&stsd[8..], &[b"avc1"]);
         assert_eq!(find(&avc1[78..], &[b"avcC"]), &avcc);
         let trex = find(&init, &[b"moov", b"mvex", b"trex"]);
@@ -287,7 +299,8 @@ mod tests {
             assert_eq!(tfdt[0], 1, "64-bit decode time");
             assert_eq!(&tfdt[4..12], &123_456_789_012u64.to_be_bytes());
             let trun = find(f, &[b"moof", b"traf", b"trun"]);
-            let field = |i: usize| u32::from_be_bytes(trun[4 + i * 4..8 + i * 4].try_into().unwrap());
+            let field =
+                |i: usize| u32::from_be_bytes(trun[4 + i * 4..8 + i * 4].try_into().unwrap());
             assert_eq!(field(0), 1, "one sample");
             // The data offset lands on the mdat payload, counted from the moof's start.
             let moof_len = 8 + top[0].1.len();

@@ -226,7 +226,10 @@ pub async fn live(
     let Some(site) = st.0.sites.iter().find(|s| s.id.as_str() == id).cloned() else {
         return (StatusCode::NOT_FOUND, format!("tidak ditemukan: {id}\n")).into_response();
     };
-    let refused = ctx.metrics.live_refused.with_label_values(&[site.id.as_str()]);
+    let refused = ctx
+        .metrics
+        .live_refused
+        .with_label_values(&[site.id.as_str()]);
     if !ctx.enabled {
         return (
             StatusCode::NOT_FOUND,
@@ -583,19 +586,31 @@ mod tests {
         let cases = [
             (vec![("host", "127.0.0.1:8080")], true),
             (
-                vec![("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")],
+                vec![
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "http://127.0.0.1:8080"),
+                ],
                 true,
             ),
             (
-                vec![("host", "wall.local:8080"), ("origin", "https://WALL.local:8080")],
+                vec![
+                    ("host", "wall.local:8080"),
+                    ("origin", "https://WALL.local:8080"),
+                ],
                 true,
             ),
             (
-                vec![("host", "127.0.0.1:8080"), ("origin", "http://evil.example")],
+                vec![
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "http://evil.example"),
+                ],
                 false,
             ),
             (
-                vec![("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:9090")],
+                vec![
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "http://127.0.0.1:9090"),
+                ],
                 false,
             ),
             (vec![("origin", "http://127.0.0.1:8080")], false),
@@ -682,7 +697,10 @@ points = [[0.10, 0.72], [0.90, 0.72]]
         assert!(Arc::ptr_eq(&text, &live.meta(&results)), "built once");
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["type"], "analytics");
-        assert_eq!((v["epoch"].as_u64(), v["t"].as_u64()), (Some(3), Some(180_000)));
+        assert_eq!(
+            (v["epoch"].as_u64(), v["t"].as_u64()),
+            (Some(3), Some(180_000))
+        );
         let tracks = v["tracks"].as_array().unwrap();
         assert_eq!(tracks.len(), 1);
         assert_eq!(tracks[0]["label"], "mobil 7 23km/j");

@@ -40,7 +40,10 @@ pub const STALE_FRAME: Duration = Duration::from_secs(2);
 /// Whether a frame that arrived at `at` is recent at `now` (a time "in the future", after a
 /// clock step, counts as recent).
 pub fn is_fresh(at: chrono::DateTime<Utc>, now: chrono::DateTime<Utc>) -> bool {
-    (now - at).to_std().map(|age| age < STALE_FRAME).unwrap_or(true)
+    (now - at)
+        .to_std()
+        .map(|age| age < STALE_FRAME)
+        .unwrap_or(true)
 }
 /// How often the offline tile is refreshed (its clock ticks; RTSP clients keep getting frames).
 const OFFLINE_REFRESH: Duration = Duration::from_millis(200);

@@ -112,7 +112,11 @@ pub fn boxes(mut b: &[u8]) -> Vec<([u8; 4], &[u8])> {
     let mut out = Vec::new();
     while b.len() >= 8 {
         let len = u32::from_be_bytes(b[..4].try_into().unwrap()) as usize;
-        assert!(len >= 8 && len <= b.len(), "box length {len} of {}", b.len());
+        assert!(
+            len >= 8 && len <= b.len(),
+            "box length {len} of {}",
+            b.len()
+        );
         out.push((b[4..8].try_into().unwrap(), &b[8..len]));
         b = &b[len..];
     }
@@ -162,10 +166,12 @@ pub fn decode_fmp4(mp4: &[u8], dir: &std::path::Path) -> (usize, u32, u32, Vec<f
         n += 1;
     }
     let bus = p.bus().unwrap();
-    let err = bus.pop_filtered(&[gst::MessageType::Error]).map(|m| match m.view() {
-        gst::MessageView::Error(e) => e.error().to_string(),
-        _ => String::new(),
-    });
+    let err = bus
+        .pop_filtered(&[gst::MessageType::Error])
+        .map(|m| match m.view() {
+            gst::MessageView::Error(e) => e.error().to_string(),
+            _ => String::new(),
+        });
     p.set_state(gst::State::Null).unwrap();
     let _ = std::fs::remove_file(&path);
     assert!(err.is_none(), "decoding the fragments failed: {err:?}");
