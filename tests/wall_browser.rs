@@ -29,8 +29,8 @@ use serde_json::{json, Value};
 use simpang::config::Config;
 use simpang::ingest::samples::{footage_for, SampleServer};
 use simpang::model::{
-    Evidence, Incident, IncidentEvent, IncidentKind, IncidentMessage, Point, Severity, Snapshot,
-    INCIDENT_SCHEMA,
+    Evidence, Incident, IncidentEvent, IncidentKind, IncidentMessage, Point, Severity, SiteId,
+    Snapshot, INCIDENT_SCHEMA,
 };
 use support::browser::{chromium_args, ChromeDriver, Firefox, Marionette};
 use support::metrics::Metrics;
@@ -165,7 +165,7 @@ fn incident_for(
         incident: Incident {
             id: format!("{}-{}-{n}", site.id, kind.as_str()),
             seq: 1,
-            site: site.id.clone(),
+            site: site.id.to_string(),
             site_name: site.name.clone(),
             camera: site.camera_id().to_string(),
             kind,
@@ -205,7 +205,12 @@ fn chromium_and_firefox_play_the_cameras_own_video_with_boxes_offline_tiles_and_
         .sites
         .iter()
         .map(|s| {
-            let f = footage_for(&support::root().join("samples"), &s.id, "sample.mp4").unwrap();
+            let f = footage_for(
+                &support::root().join("samples"),
+                s.id.as_str(),
+                "sample.mp4",
+            )
+            .unwrap();
             (s.id.clone(), f)
         })
         .collect();
@@ -253,7 +258,7 @@ fn chromium_and_firefox_play_the_cameras_own_video_with_boxes_offline_tiles_and_
         cfg.sites.iter().all(|s| {
             running
                 .hub
-                .site(&s.id)
+                .site(s.id.as_str())
                 .is_some_and(|h| h.picture.load().is_some() && h.status.load().online)
         })
     });
@@ -296,7 +301,11 @@ fn chromium_and_firefox_play_the_cameras_own_video_with_boxes_offline_tiles_and_
             .unwrap();
         published += 1;
     }
-    let ids: Vec<String> = cfg.sites.iter().map(|s| s.id.clone()).collect();
+    let ids: Vec<String> = cfg
+        .sites
+        .iter()
+        .map(|s| s.id.as_str().to_string())
+        .collect();
     let display_work = || display_work(&running.registry, &ids);
     assert_eq!(display_work(), 0.0, "no display work before any viewer");
 
@@ -557,7 +566,7 @@ fn check_drop(
     browser: &str,
     name: &str,
     server: &mut Option<SampleServer>,
-    feed: &[(String, std::path::PathBuf)],
+    feed: &[(SiteId, std::path::PathBuf)],
     port: u16,
 ) {
     let before = tiles(wd)[DROPS].clone();
