@@ -138,6 +138,7 @@ points = [[0.0, 0.6], [1.0, 0.6]]
             site: SiteId::new("bench"),
             seq: 0,
             captured_at: t(0),
+            media_time: None,
             source_width: 1920,
             source_height: 1080,
             image: Image::new(416, 416),

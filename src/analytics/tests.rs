@@ -54,6 +54,7 @@ fn frame(s: f64, image: &Image) -> AnalyticsFrame {
         site: SiteId::new("uji"),
         seq: (s * 5.0) as u64,
         captured_at: t(s),
+        media_time: None,
         source_width: 1280,
         source_height: 720,
         image: image.clone(),
