@@ -52,11 +52,12 @@ fn status_of(answer: &str) -> u16 {
 fn get(addr: &str, path: &str, headers: &str, read_for: Duration) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(read_for)).unwrap();
-    write!(
+    // A server that refuses the request (a head too large, a connection past the cap) may
+    // close before it is all written: then the answer is whatever came, status 0 for none.
+    let _ = write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
-    )
-    .unwrap();
+    );
     let mut out = Vec::new();
     let start = Instant::now();
     let mut buf = [0u8; 16384];
