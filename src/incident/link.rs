@@ -32,6 +32,8 @@ use tracing::{debug, error, info, warn, Instrument};
 use super::broker::{BrokerTarget, INFLIGHT};
 use super::message::{SiteState, StatusMessage, StatusReason};
 use super::outbox::{MsgKind, Outbox, Row};
+use super::secrets::Login;
+use super::sign::{self, SigningKey};
 use super::topics;
 use crate::timing::{self, Stage};
 
@@ -60,6 +62,10 @@ pub struct LinkSettings {
     pub site: String,
     /// MQTT client id, `{mqtt.client_id}-{site}`.
     pub client_id: String,
+    /// The site's login (`site-{id}` on a broker with simpang's users).
+    pub login: Option<Login>,
+    /// Signs the status messages and the will (rows in the outbox are signed already).
+    pub key: Option<SigningKey>,
     /// The site's highest outbox id at start.
     pub last_id: i64,
     /// (first, longest) wait between connection attempts.
@@ -112,6 +118,7 @@ pub struct Link {
     client: AsyncClient,
     stop: Arc<Notify>,
     status: StatusFn,
+    key: Option<SigningKey>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -127,10 +134,12 @@ impl Link {
         let LinkSettings {
             site,
             client_id,
+            login,
+            key,
             last_id,
             reconnect,
         } = settings;
-        let mut opts = target.options(&client_id);
+        let mut opts = target.options(&client_id, login.as_ref());
         // The request channel holds at most WINDOW rows plus a few status messages; a little
         // slack means try_publish never fails for lack of room.
         opts.set_request_channel_capacity(WINDOW + 16);
@@ -156,6 +165,7 @@ impl Link {
             outbox,
             stop: stop.clone(),
             status: status.clone(),
+            key: key.clone(),
             metrics,
             reconnect,
         };
@@ -167,6 +177,7 @@ impl Link {
             client,
             stop,
             status,
+            key,
             task: Mutex::new(Some(task)),
         }
     }
@@ -209,7 +220,7 @@ impl Link {
             return;
         }
         let msg = (self.status)(SiteState::Online, StatusReason::Running);
-        publish_status(&self.client, &mut sh, &msg);
+        publish_status(&self.client, &mut sh, &msg, self.key.as_ref());
     }
 
     /// Stops the connection: publishes the offline status, drains what it can within
@@ -220,7 +231,7 @@ impl Link {
             sh.stopping = true;
             if sh.connected && !sh.offline_sent {
                 let msg = (self.status)(SiteState::Offline, StatusReason::Shutdown);
-                publish_status(&self.client, &mut sh, &msg);
+                publish_status(&self.client, &mut sh, &msg, self.key.as_ref());
                 sh.offline_sent = true;
             }
         }
@@ -239,8 +250,13 @@ impl Link {
     }
 }
 
-fn publish_status(client: &AsyncClient, sh: &mut Shared, msg: &StatusMessage) {
-    let payload = match serde_json::to_vec(msg) {
+fn publish_status(
+    client: &AsyncClient,
+    sh: &mut Shared,
+    msg: &StatusMessage,
+    key: Option<&SigningKey>,
+) {
+    let payload = match sign::encode(msg, key) {
         Ok(p) => p,
         Err(e) => {
             error!(error = %e, "cannot serialise status");
@@ -262,6 +278,7 @@ struct Driver {
     outbox: Outbox,
     stop: Arc<Notify>,
     status: StatusFn,
+    key: Option<SigningKey>,
     metrics: LinkMetrics,
     reconnect: (Duration, Duration),
 }
@@ -277,7 +294,7 @@ impl Driver {
             if !up {
                 // The will is fixed per connection: refresh its time for the next attempt.
                 let will = (self.status)(SiteState::Offline, StatusReason::ConnectionLost);
-                if let Ok(payload) = serde_json::to_vec(&will) {
+                if let Ok(payload) = sign::encode(&will, self.key.as_ref()) {
                     el.mqtt_options.set_last_will(LastWill::new(
                         topics::status(&self.site),
                         payload,
@@ -329,7 +346,7 @@ impl Driver {
                     } else {
                         (self.status)(SiteState::Online, StatusReason::Running)
                     };
-                    publish_status(&self.client, &mut sh, &msg);
+                    publish_status(&self.client, &mut sh, &msg, self.key.as_ref());
                 }
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                     let in_step = {
