@@ -145,9 +145,7 @@ fn print_broker_logins(cfg: &Config, b: &crate::incident::ManagedBroker) {
             println!("  {:<10} {}", l.username, l.password);
         }
     }
-    println!(
-        "  site-<id>  one per site, used by simpang run itself; signing keys beside them"
-    );
+    println!("  site-<id>  one per site, used by simpang run itself; signing keys beside them");
     if let Some(v) = creds.login(VIEWER_USER) {
         println!(
             "Watch:  mosquitto_sub -h {} -p {} -u {} -P '{}' -t 'simpang/v1/#' -v",

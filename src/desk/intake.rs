@@ -308,13 +308,13 @@ impl Intake {
 /// fields, the site, the time bounds, the snapshot. Pure (the keys and `now` are given), so it
 /// is property-tested on arbitrary bytes.
 fn check_incident(
-config: &Config,
-keys: &HashMap<String, SigningKey>,
-topic: &str,
-payload: &[u8],
-now: i64,
+    config: &Config,
+    keys: &HashMap<String, SigningKey>,
+    topic: &str,
+    payload: &[u8],
+    now: i64,
 ) -> Result<Checked, String> {
-let cfg = &config.desk.mqtt;
+    let cfg = &config.desk.mqtt;
     let max = cfg.max_message_bytes;
     if payload.len() > max {
         return Err(format!("message of {} bytes exceeds {max}", payload.len()));
@@ -412,7 +412,11 @@ let cfg = &config.desk.mqtt;
             })
         }
     };
-    let category = config.desk.incident_categories.for_kind(inc.kind).to_string();
+    let category = config
+        .desk
+        .incident_categories
+        .for_kind(inc.kind)
+        .to_string();
     Ok(Checked {
         msg,
         snapshot,
@@ -420,3 +424,266 @@ let cfg = &config.desk.mqtt;
     })
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{FixedOffset, TimeZone, Utc};
+    use proptest::prelude::*;
+
+    use crate::model::{Evidence, Incident, IncidentKind, Level};
+
+    fn config() -> Config {
+        Config::from_str_at(
+            r#"
+[city]
+name = "P"
+[[sites]]
+id = "ampera"
+name = "Ampera"
+address = "Jl. A"
+lat = -2.99
+lon = 104.76
+stream = "rtsp://127.0.0.1:1/a"
+[[sites]]
+id = "bkb"
+name = "BKB"
+address = "Jl. B"
+lat = -2.99
+lon = 104.75
+stream = "rtsp://127.0.0.1:1/b"
+"#,
+            std::path::Path::new("/tmp/t.toml"),
+        )
+        .unwrap()
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn message(site: &str, seq: u32, at: i64) -> Vec<u8> {
+        let wib = FixedOffset::east_opt(7 * 3600).unwrap();
+        let t = wib.from_utc_datetime(&Utc.timestamp_opt(at, 0).unwrap().naive_utc());
+        let m = IncidentMessage {
+            schema: INCIDENT_SCHEMA.into(),
+            event: if seq == 1 {
+                IncidentEvent::New
+            } else {
+                IncidentEvent::Update
+            },
+            incident: Incident {
+                id: format!("{site}-traffic_jam-1"),
+                seq,
+                site: site.into(),
+                site_name: "S".into(),
+                camera: site.into(),
+                kind: IncidentKind::TrafficJam,
+                level: Level::Macet,
+                title: "Kemacetan".into(),
+                title_en: "Jam".into(),
+                description: "d".into(),
+                description_en: "d".into(),
+                address: "Jl.".into(),
+                lat: -2.99,
+                lon: 104.76,
+                zone: Some("z".into()),
+                zone_name: Some("Z".into()),
+                started_at: t,
+                updated_at: t,
+                ended_at: None,
+                evidence: Evidence::default(),
+                snapshot: None,
+            },
+        };
+        serde_json::to_vec(&m).unwrap()
+    }
+
+    fn keys() -> HashMap<String, SigningKey> {
+        ["ampera", "bkb"]
+            .iter()
+            .map(|s| {
+                (
+                    s.to_string(),
+                    SigningKey::from_hex(&format!("{:02x}", s.len()).repeat(32)).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    const TOPIC: &str = "simpang/v1/sites/ampera/incidents";
+
+    #[test]
+    fn trust_checks() {
+        let cfg = config();
+        let none = HashMap::new();
+        let k = keys();
+        let good = message("ampera", 1, NOW - 60);
+        let signed = sign::sign(&k["ampera"], &good).unwrap();
+        // (case, keys, topic, payload, Ok or the words of the reason)
+        let cases: Vec<(
+            &str,
+            &HashMap<String, SigningKey>,
+            &str,
+            Vec<u8>,
+            Option<&str>,
+        )> = vec![
+            ("unsigned, no keys", &none, TOPIC, good.clone(), None),
+            (
+                "signed, no keys: the signature is ignored",
+                &none,
+                TOPIC,
+                signed.clone(),
+                None,
+            ),
+            ("signed with its key", &k, TOPIC, signed.clone(), None),
+            (
+                "unsigned, keys",
+                &k,
+                TOPIC,
+                good.clone(),
+                Some("not signed"),
+            ),
+            (
+                "another site's key",
+                &k,
+                TOPIC,
+                sign::sign(&k["bkb"], &good).unwrap(),
+                Some("does not match"),
+            ),
+            (
+                "unknown site",
+                &none,
+                "simpang/v1/sites/palsu/incidents",
+                message("palsu", 1, NOW),
+                Some("not a site of this desk"),
+            ),
+            (
+                "topic and site differ",
+                &none,
+                "simpang/v1/sites/bkb/incidents",
+                good.clone(),
+                Some("differs"),
+            ),
+            (
+                "a week and a day old",
+                &none,
+                TOPIC,
+                message("ampera", 1, NOW - 8 * 86_400),
+                Some("max_age_s"),
+            ),
+            (
+                "an hour ahead",
+                &none,
+                TOPIC,
+                message("ampera", 1, NOW + 3600),
+                Some("max_future_s"),
+            ),
+            (
+                "four minutes ahead: clock skew",
+                &none,
+                TOPIC,
+                message("ampera", 1, NOW + 240),
+                None,
+            ),
+            (
+                "a malformed signature field",
+                &none,
+                TOPIC,
+                {
+                    let mut b = signed.clone();
+                    let n = b.len();
+                    b[n - 3] = b'X';
+                    b
+                },
+                Some("malformed"),
+            ),
+        ];
+        for (name, keys, topic, payload, want) in cases {
+            let got = check_incident(&cfg, keys, topic, &payload, NOW);
+            match (got, want) {
+                (Ok(_), None) => {}
+                (Err(e), Some(w)) => assert!(e.contains(w), "{name}: {e}"),
+                (Ok(_), Some(w)) => panic!("{name}: accepted, expected {w}"),
+                (Err(e), None) => panic!("{name}: {e}"),
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any bytes on any topic: an answer, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(payload in proptest::collection::vec(any::<u8>(), 0..2048), topic in ".{0,80}") {
+            let cfg = config();
+            let _ = check_incident(&cfg, &keys(), &topic, &payload, NOW);
+            let _ = check_incident(&cfg, &HashMap::new(), &topic, &payload, NOW);
+        }
+
+        /// A valid signed message with bytes changed, cut or inserted: never a panic, and with
+        /// keys never accepted unless it is the original.
+        #[test]
+        fn mutated_messages_never_panic_nor_pass(
+            seq in 1u32..5000,
+            at in (NOW - 10 * 86_400)..(NOW + 86_400),
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..6),
+        ) {
+            let cfg = config();
+            let k = keys();
+            let original = sign::sign(&k["ampera"], &message("ampera", seq, at)).unwrap();
+            let mut b = original.clone();
+            for (pos, byte, op) in edits {
+                let i = pos % (b.len() + 1);
+                match op {
+                    0 if i < b.len() => b[i] = byte,
+                    1 if i < b.len() => { b.remove(i); }
+                    _ => b.insert(i, byte),
+                }
+            }
+            let got = check_incident(&cfg, &k, TOPIC, &b, NOW);
+            if b != original {
+                // A change the signature covers fails; only trailing whitespace is not covered.
+                let trimmed = |x: &[u8]| x.iter().rposition(|c| !c.is_ascii_whitespace()).map(|i| x[..=i].to_vec());
+                if trimmed(&b) != trimmed(&original) {
+                    prop_assert!(got.is_err(), "a changed message passed");
+                }
+            }
+        }
+
+        /// Any JSON value where the incident is: a reason, never a panic.
+        #[test]
+        fn arbitrary_json_never_panics(v in arb_json()) {
+            let cfg = config();
+            let msg = serde_json::json!({"schema": INCIDENT_SCHEMA, "event": "new", "incident": v});
+            let bytes = serde_json::to_vec(&msg).unwrap();
+            let _ = check_incident(&cfg, &HashMap::new(), TOPIC, &bytes, NOW);
+        }
+    }
+
+    fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number)),
+            ".{0,20}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 32, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("id".to_string()),
+                        Just("seq".to_string()),
+                        Just("site".to_string()),
+                        Just("updated_at".to_string()),
+                        Just("snapshot".to_string()),
+                        ".{0,8}".prop_map(String::from)
+                    ],
+                    inner,
+                    0..8
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+}

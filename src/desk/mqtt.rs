@@ -26,6 +26,7 @@ use super::Desk;
 use crate::config::desk::DeskMqtt;
 use crate::config::Config;
 use crate::incident::access::DESK_USER;
+use crate::incident::broker::MAX_PACKET;
 use crate::incident::secrets::{Credentials, Login};
 use crate::incident::sign::SigningKey;
 use crate::incident::{BrokerTarget, EmbeddedFiles};
@@ -125,7 +126,13 @@ impl DeskClient {
     /// Options for one of the desk's connections.
     pub fn options(&self, cfg: &DeskMqtt, client_id: &str) -> MqttOptions {
         let mut o = self.target.options(client_id, self.login.as_ref());
-        o.set_max_packet_size(cfg.max_message_bytes, 256 * 1024);
+        // A message over `max_message_bytes` must still arrive so that intake dead-letters
+        // and acknowledges it: a packet the client refuses drops the connection, and the
+        // broker would send the same packet again at every reconnect. So the client takes
+        // what the managed broker lets through (an external broker should set the same
+        // `max_packet_size`, docs/security.md).
+        let incoming = cfg.max_message_bytes.max(MAX_PACKET) + 1024;
+        o.set_max_packet_size(incoming, 256 * 1024);
         o
     }
 }
@@ -155,7 +162,10 @@ fn points_at_managed_broker(cfg: &Config, url: &str) -> bool {
     };
     match (ip, listen) {
         (Some(ip), Some(l)) if l.port() == port => {
-            ip == l.ip() || ((l.ip().is_unspecified() || l.ip().is_loopback()) && ip.is_loopback())
+            // A socket bound to 127.0.0.1 takes neither ::1 nor 127.0.0.2; a wildcard one takes
+            // the loopback address of its own family.
+            ip == l.ip()
+                || (l.ip().is_unspecified() && ip.is_loopback() && ip.is_ipv4() == l.is_ipv4())
         }
         _ => false,
     }
@@ -446,6 +456,38 @@ mod tests {
             });
             assert_eq!(got.as_ref().map(|(h, p)| (h.as_str(), *p)), want, "{url}");
         }
+    }
+
+    /// The desk finds the managed broker's files by itself only when its URL is that broker.
+    #[test]
+    fn managed_broker_is_recognised_by_its_listeners() {
+        let cfg = Config::from_str_at(
+            "[city]\nname = \"P\"\n[mqtt]\nembedded_listen = \"127.0.0.1:18830\"\nembedded_tls_listen = \"0.0.0.0:18831\"\n[[sites]]\nid = \"a\"\nname = \"A\"\naddress = \"x\"\nlat = 0.0\nlon = 0.0\nstream = \"rtsp://127.0.0.1:1/a\"\n",
+            std::path::Path::new("/tmp/t.toml"),
+        )
+        .unwrap();
+        let cases = [
+            ("mqtt://127.0.0.1:18830", true),
+            ("mqtt://localhost:18830", true),
+            ("mqtt://127.0.0.1:1883", false),
+            ("mqtts://localhost:18831", true),
+            ("mqtts://127.0.0.1:18830", false),
+            ("mqtt://10.0.0.5:18830", false),
+            ("mqtt://[::1]:18830", false),
+        ];
+        for (url, want) in cases {
+            assert_eq!(points_at_managed_broker(&cfg, url), want, "{url}");
+        }
+        // Then the desk's login comes from the generated client file (missing here: a clear
+        // error naming it and who writes it).
+        let mut cfg = cfg;
+        cfg.desk.mqtt.broker = "mqtt://127.0.0.1:18830".into();
+        cfg.data_dir = std::path::PathBuf::from("/nonexistent-simpang-data");
+        let e = DeskClient::from_config(&cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("clients/desk.toml") && e.contains("simpang run"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -43,7 +43,9 @@ pub fn site_user(site: &str) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UserKind {
     /// A site's producer (`simpang run` serving that site).
-    Producer { site: String },
+    Producer {
+        site: String,
+    },
     Desk,
     Viewer,
     Health,
@@ -284,16 +286,11 @@ stream = "rtsp://127.0.0.1:1/b"
         let users = broker_users(&cfg(), false);
         let acl = acl_file(&users, "generated for a test").unwrap();
         assert!(acl.starts_with("# generated for a test\n"), "{acl}");
-        assert!(acl.contains(
-            "user site-ampera\ntopic write simpang/v1/sites/ampera/incidents\n"
-        ));
+        assert!(acl.contains("user site-ampera\ntopic write simpang/v1/sites/ampera/incidents\n"));
         assert!(acl.contains("user viewer\ntopic read simpang/v1/#\n"));
         let mut bad = users.clone();
         bad[2].read = vec!["a b".into()];
-        assert!(matches!(
-            acl_file(&bad, ""),
-            Err(AccessError::Topic { .. })
-        ));
+        assert!(matches!(acl_file(&bad, ""), Err(AccessError::Topic { .. })));
         bad[2].name = "de:sk".into();
         assert!(matches!(acl_file(&bad, ""), Err(AccessError::User(_))));
     }

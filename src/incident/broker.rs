@@ -106,8 +106,8 @@ impl BrokerTarget {
             setting: setting.clone(),
             message,
         };
-        let parsed = url::Url::parse(url)
-            .map_err(|e| bad(format!("{url:?} is not a valid URL: {e}")))?;
+        let parsed =
+            url::Url::parse(url).map_err(|e| bad(format!("{url:?} is not a valid URL: {e}")))?;
         let tls = broker_uses_tls(url);
         match parsed.scheme() {
             "mqtt" | "tcp" | "mqtts" | "ssl" => {}
@@ -298,7 +298,8 @@ mod tests {
         let o = t.options("simpang-run-a", Some(&login));
         assert!(o.clean_session());
         assert_eq!(o.client_id(), "simpang-run-a");
-        assert_eq!(o.credentials(), Some(("u".into(), "p".into())));
+        let got = o.credentials().expect("a login");
+        assert_eq!((got.username.as_str(), got.password.as_str()), ("u", "p"));
         let e = BrokerTarget::from_url("http://x", None, Duration::from_secs(5), "desk.mqtt")
             .unwrap_err()
             .to_string();
@@ -311,6 +312,9 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.starts_with("desk.mqtt.ca_file: cannot read CA file /nonexistent/ca.pem"), "{e}");
+        assert!(
+            e.starts_with("desk.mqtt.ca_file: cannot read CA file /nonexistent/ca.pem"),
+            "{e}"
+        );
     }
 }

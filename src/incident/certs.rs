@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, Utc};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use sha2::{Digest, Sha256};
 
@@ -26,10 +26,7 @@ const CA_YEARS: i32 = 10;
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
     #[error("TLS files in {dir}: {error}")]
-    Io {
-        dir: PathBuf,
-        error: std::io::Error,
-    },
+    Io { dir: PathBuf, error: std::io::Error },
     #[error("TLS files in {dir}: {error}")]
     Gen { dir: PathBuf, error: rcgen::Error },
 }
@@ -97,9 +94,10 @@ pub fn ensure(dir: &Path, names: &[String]) -> Result<(TlsFiles, bool), CertErro
     }
     let key = KeyPair::generate().map_err(gen)?;
     let mut params = CertificateParams::new(names.to_vec()).map_err(gen)?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+    params.distinguished_name.push(
+        DnType::CommonName,
+        names.first().cloned().unwrap_or_default(),
+    );
     let now = Utc::now();
     let until = now + chrono::Duration::days(SERVER_DAYS);
     let (y, m, d) = ymd(now - chrono::Duration::days(1));
@@ -191,7 +189,11 @@ mod tests {
         std::fs::write(&old, &cert).unwrap();
         for c in [&old, &f.cert] {
             let out = verify(c);
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let text = std::process::Command::new("openssl")
             .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])

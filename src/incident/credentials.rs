@@ -101,15 +101,32 @@ pub fn main(args: CredentialsArgs) -> anyhow::Result<ExitCode> {
     let conf = out.join("mosquitto.conf");
     secrets::write_private(&conf, example_conf(out).as_bytes())
         .with_context(|| format!("cannot write {}", conf.display()))?;
-    println!("MQTT users for {} sites, written to {}:", cfg.sites.len(), out.display());
+    println!(
+        "MQTT users for {} sites, written to {}:",
+        cfg.sites.len(),
+        out.display()
+    );
     for u in &users {
         println!("  {:<24} {}", u.name, u.role());
     }
     println!();
-    println!("  {}  every password and signing key (keep it safe)", out.join("credentials.toml").display());
-    println!("  {}  one file per client: give each machine its own", out.join("clients/").display());
-    println!("  {}, {}  Mosquitto's password_file and acl_file", out.join("passwd").display(), out.join("acl").display());
-    println!("  {}  a Mosquitto config using them (set the listener and TLS files)", conf.display());
+    println!(
+        "  {}  every password and signing key (keep it safe)",
+        out.join("credentials.toml").display()
+    );
+    println!(
+        "  {}  one file per client: give each machine its own",
+        out.join("clients/").display()
+    );
+    println!(
+        "  {}, {}  Mosquitto's password_file and acl_file",
+        out.join("passwd").display(),
+        out.join("acl").display()
+    );
+    println!(
+        "  {}  a Mosquitto config using them (set the listener and TLS files)",
+        conf.display()
+    );
     println!();
     println!("simpang run (a site):  [mqtt] broker = \"mqtts://BROKER:8883\", ca_file = ..., credentials_file = \"clients/site-<id>.toml\"");
     println!("simpang desk:          [desk.mqtt] broker = \"mqtts://BROKER:8883\", ca_file = ..., credentials_file = \"clients/desk.toml\"");

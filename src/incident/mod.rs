@@ -279,7 +279,7 @@ impl IncidentService {
                 (cfg.incidents.offline_grace_s * 1000.0) as i64,
             ),
         };
-        let served = Arc::new(Registry::default());
+        let served: Arc<Registry<StageSite>> = Arc::new(Registry::default());
         for site_cfg in &cfg.sites {
             let Some(info) = sites.get(&site_cfg.id).cloned() else {
                 continue;

@@ -212,9 +212,19 @@ impl ManagedBroker {
                 info!(broker = %broker.display, dir = %broker.files.dir.display(), "managed MQTT broker up: logins required, per-site topic rights");
                 return Ok(broker);
             }
-            let gone = broker.thread.lock().as_ref().is_none_or(|t| t.is_finished());
+            let gone = broker
+                .thread
+                .lock()
+                .as_ref()
+                .is_none_or(|t| t.is_finished());
             if gone || Instant::now() > deadline {
-                let log = broker.shared.tail.lock().iter().cloned().collect::<Vec<_>>();
+                let log = broker
+                    .shared
+                    .tail
+                    .lock()
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>();
                 broker.stop_blocking();
                 return Err(BrokerError::ManagedStart {
                     addr: m.embedded_listen,
@@ -334,21 +344,23 @@ fn write_files(cfg: &Config, files: &EmbeddedFiles) -> Result<Credentials, Broke
     )?;
     let tls = match cfg.mqtt.embedded_tls_listen {
         None => None,
-        Some(_) => Some(match (&cfg.mqtt.embedded_tls_cert, &cfg.mqtt.embedded_tls_key) {
-            (Some(cert), Some(key)) => certs::TlsFiles {
-                ca: cfg.resolve(cert),
-                cert: cfg.resolve(cert),
-                key: cfg.resolve(key),
-            },
-            _ => {
-                let (f, made) = certs::ensure(&files.tls_dir, &tls_names(cfg))
-                    .map_err(|e| BrokerError::Files(e.to_string()))?;
-                if made {
-                    info!(ca = %f.ca.display(), names = ?tls_names(cfg), "made a TLS certificate for the managed broker; clients trust its CA file");
+        Some(_) => Some(
+            match (&cfg.mqtt.embedded_tls_cert, &cfg.mqtt.embedded_tls_key) {
+                (Some(cert), Some(key)) => certs::TlsFiles {
+                    ca: cfg.resolve(cert),
+                    cert: cfg.resolve(cert),
+                    key: cfg.resolve(key),
+                },
+                _ => {
+                    let (f, made) = certs::ensure(&files.tls_dir, &tls_names(cfg))
+                        .map_err(|e| BrokerError::Files(e.to_string()))?;
+                    if made {
+                        info!(ca = %f.ca.display(), names = ?tls_names(cfg), "made a TLS certificate for the managed broker; clients trust its CA file");
+                    }
+                    f
                 }
-                f
-            }
-        }),
+            },
+        ),
     };
     let conf = broker_conf(cfg, files, tls.as_ref());
     secrets::write_private(&files.conf, conf.as_bytes()).map_err(|e| io(&files.conf, e))?;
@@ -393,7 +405,11 @@ fn broker_conf(cfg: &Config, files: &EmbeddedFiles, tls: Option<&certs::TlsFiles
         MAX_PACKET + 1024,
     );
     let l = cfg.mqtt.embedded_listen;
-    c += &format!("\n# plain MQTT (loopback only)\nlistener {} {}\n", l.port(), l.ip());
+    c += &format!(
+        "\n# plain MQTT (loopback only)\nlistener {} {}\n",
+        l.port(),
+        l.ip()
+    );
     if let (Some(t), Some(f)) = (cfg.mqtt.embedded_tls_listen, tls) {
         c += &format!(
             "\n# MQTT over TLS\nlistener {} {}\ncertfile {}\nkeyfile {}\ntls_version tlsv1.2\n",
@@ -419,7 +435,10 @@ pub fn check_binary(cfg: &Config) -> Result<PathBuf, BrokerError> {
 fn find_binary(name: &Path) -> Result<PathBuf, BrokerError> {
     let missing = || BrokerError::MosquittoMissing(name.to_path_buf());
     if name.components().count() > 1 {
-        return name.is_file().then(|| name.to_path_buf()).ok_or_else(missing);
+        return name
+            .is_file()
+            .then(|| name.to_path_buf())
+            .ok_or_else(missing);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -436,8 +455,8 @@ fn check_version(binary: &Path) -> Result<(), BrokerError> {
         .stdin(Stdio::null())
         .output()
         .map_err(|e| BrokerError::Files(format!("cannot run {}: {e}", binary.display())))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let version = text
         .split_whitespace()
         .skip_while(|w| *w != "version")
@@ -472,7 +491,10 @@ fn supervise(binary: PathBuf, conf: PathBuf, shared: Arc<Shared>) {
             Ok(c) => c,
             Err(e) => {
                 error!(binary = %binary.display(), error = %e, "cannot start the MQTT broker");
-                shared.tail.lock().push_back(format!("cannot start {}: {e}", binary.display()));
+                shared
+                    .tail
+                    .lock()
+                    .push_back(format!("cannot start {}: {e}", binary.display()));
                 if first {
                     return;
                 }

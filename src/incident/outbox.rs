@@ -399,6 +399,11 @@ impl Outbox {
     }
 
     pub async fn close(&self) {
+        // sqlx closes a connection's SQLite handle on its worker thread, after `close` returns:
+        // fold the WAL back now so the file is whole when the caller looks at it.
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await;
         self.pool.close().await;
     }
 }
@@ -419,8 +424,11 @@ fn move_aside(path: &Path) -> Result<PathBuf, OutboxError> {
     std::fs::rename(path, &kept).map_err(err)?;
     let side = |suffix: &str| path.with_file_name(format!("{name}{suffix}"));
     if side("-wal").exists() {
-        std::fs::rename(side("-wal"), kept.with_file_name(format!("{name}.corrupt-{stamp}-wal")))
-            .map_err(err)?;
+        std::fs::rename(
+            side("-wal"),
+            kept.with_file_name(format!("{name}.corrupt-{stamp}-wal")),
+        )
+        .map_err(err)?;
     }
     let _ = std::fs::remove_file(side("-shm"));
     Ok(kept)
@@ -454,7 +462,9 @@ mod tests {
         std::fs::write(&path, vec![0x5au8; 8192]).unwrap();
         let ob = Outbox::open(&path, 100).await.expect("opens anew");
         assert_eq!(ob.pending(), 0);
-        ob.insert(&msg("a", MsgKind::Incident, 1), &[]).await.unwrap();
+        ob.insert(&msg("a", MsgKind::Incident, 1), &[])
+            .await
+            .unwrap();
         ob.close().await;
         let kept: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -485,9 +495,11 @@ mod tests {
         let ob = Outbox::open(&path2, 100).await.expect("opens anew");
         assert_eq!(ob.pending(), 0);
         ob.close().await;
-        assert!(std::fs::read_dir(dir.path())
+        assert!(std::fs::read_dir(dir.path()).unwrap().any(|e| e
             .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("second.db.corrupt-")));
+            .file_name()
+            .to_string_lossy()
+            .starts_with("second.db.corrupt-")));
     }
 
     fn stored_id(i: &Inserted) -> i64 {

@@ -305,7 +305,10 @@ mod tests {
         let pw = c.password("site-bkb").unwrap();
         assert_eq!(pw.len(), PASSWORD_LEN);
         assert!(c.signing_key("bkb").unwrap().is_some());
-        assert!(c.users["desk"].signing_key.is_none(), "the desk signs nothing");
+        assert!(
+            c.users["desk"].signing_key.is_none(),
+            "the desk signs nothing"
+        );
         assert_eq!(c.signing_keys().unwrap().len(), 2);
         assert!(c.ensure(&users, true));
         assert_ne!(c.password("site-bkb"), first.password("site-bkb"));
@@ -328,7 +331,10 @@ mod tests {
             d.users.keys().collect::<Vec<_>>(),
             ["desk", "site-ampera", "site-bkb"]
         );
-        assert!(d.password("site-bkb").is_none(), "no site password at the desk");
+        assert!(
+            d.password("site-bkb").is_none(),
+            "no site password at the desk"
+        );
         assert_eq!(d.signing_keys().unwrap().len(), 2);
     }
 
@@ -345,7 +351,10 @@ mod tests {
         assert_eq!(Credentials::load(&p).unwrap(), c);
         // Missing file: empty for load_or_empty, an error naming it for load.
         let missing = dir.path().join("none.toml");
-        assert!(Credentials::load_or_empty(&missing).unwrap().users.is_empty());
+        assert!(Credentials::load_or_empty(&missing)
+            .unwrap()
+            .users
+            .is_empty());
         let e = Credentials::load(&missing).unwrap_err().to_string();
         assert!(e.contains("none.toml"), "{e}");
         // A bad key is an error naming the user.
@@ -354,7 +363,10 @@ mod tests {
         assert!(e.contains("users.site-x.signing_key"), "{e}");
         std::fs::write(&p, "[users.desk]\npasword = \"x\"\n").unwrap();
         let e = Credentials::load(&p).unwrap_err().to_string();
-        assert!(e.contains("credentials.toml") && e.contains("pasword"), "{e}");
+        assert!(
+            e.contains("credentials.toml") && e.contains("pasword"),
+            "{e}"
+        );
         // Debug output shows names, never secrets.
         let dbg = format!("{c:?} {:?}", c.login("desk").unwrap());
         assert!(!dbg.contains(c.password("desk").unwrap()), "{dbg}");

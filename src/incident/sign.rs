@@ -260,7 +260,10 @@ mod tests {
         // Upper-case hex, short MAC.
         let upper = String::from_utf8(wire.clone()).unwrap().to_uppercase();
         assert!(verify(&key(1), upper.as_bytes()).is_err());
-        let short = format!("{}\"}}", &String::from_utf8(wire.clone()).unwrap()[..wire.len() - 4]);
+        let short = format!(
+            "{}\"}}",
+            &String::from_utf8(wire.clone()).unwrap()[..wire.len() - 4]
+        );
         assert_eq!(verify(&key(1), short.as_bytes()), Err(SigError::Malformed));
         // No signature at all.
         assert_eq!(verify(&key(1), msg), Err(SigError::Unsigned));
@@ -291,5 +294,47 @@ mod tests {
         assert_eq!(SigningKey::from_hex(&k.to_hex()).unwrap(), k);
         assert_ne!(SigningKey::generate(), k);
         assert_eq!(format!("{k:?}"), "SigningKey(32 bytes)");
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// `split` and `verify` on any bytes: an answer, never a panic.
+        #[test]
+        fn any_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = split(&b);
+            let _ = verify(&SigningKey(vec![7; 32]), &b);
+        }
+
+        /// Bytes ending in a signature-like field: never a panic either.
+        #[test]
+        fn sig_like_tails_never_panic(head in ".{0,40}", tail in "[0-9a-fA-F\"}, ]{0,80}") {
+            let b = format!("{{{head},\"sig\":\"hmac-sha256:{tail}");
+            let _ = verify(&SigningKey(vec![7; 32]), b.as_bytes());
+        }
+
+        /// Any JSON object signs and verifies back to itself, and one changed byte of it fails.
+        #[test]
+        fn round_trip_and_any_change_fails(
+            fields in proptest::collection::btree_map("[a-z]{1,8}", ".{0,30}", 0..6),
+            key in proptest::collection::vec(any::<u8>(), 16..48),
+            pos in any::<usize>(),
+            flip in 1u8..=255,
+        ) {
+            let k = SigningKey(key);
+            let msg = serde_json::to_vec(&fields).unwrap();
+            let wire = sign(&k, &msg).unwrap();
+            prop_assert_eq!(verify(&k, &wire).unwrap(), msg.clone());
+            let mut bad = wire.clone();
+            let i = pos % bad.len();
+            bad[i] ^= flip;
+            prop_assert!(verify(&k, &bad).is_err());
+        }
     }
 }
