@@ -382,9 +382,9 @@ fn intake_and_status_publishing_survive_a_broker_restart() {
     );
 }
 
-/// `simpang demo` runs rumqttd inside the process instead of Mosquitto: the desk's persistent,
-/// manually acknowledged session must work there too. (rumqttd's sample config caps payloads at
-/// 20 KB; inline snapshots need more, so this broker allows 4 MiB.)
+/// Another broker implementation (rumqttd, in-process) behind an external-broker URL: the desk's
+/// persistent, manually acknowledged session must work there too. (rumqttd's sample config caps
+/// payloads at 20 KB; inline snapshots need more, so this broker allows 4 MiB.)
 #[test]
 fn works_with_the_embedded_rumqttd_broker() {
     // rumqttd takes a fixed address: a port from the tests' own range.
