@@ -510,6 +510,15 @@ stream = "rtsp://127.0.0.1:1/b"
 
     const TOPIC: &str = "simpang/v1/sites/ampera/incidents";
 
+    /// (case, keys, topic, payload, Ok or the words of the reason)
+    type Case<'a> = (
+        &'a str,
+        &'a HashMap<String, SigningKey>,
+        &'a str,
+        Vec<u8>,
+        Option<&'a str>,
+    );
+
     #[test]
     fn trust_checks() {
         let cfg = config();
@@ -518,13 +527,7 @@ stream = "rtsp://127.0.0.1:1/b"
         let good = message("ampera", 1, NOW - 60);
         let signed = sign::sign(&k["ampera"], &good).unwrap();
         // (case, keys, topic, payload, Ok or the words of the reason)
-        let cases: Vec<(
-            &str,
-            &HashMap<String, SigningKey>,
-            &str,
-            Vec<u8>,
-            Option<&str>,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             ("unsigned, no keys", &none, TOPIC, good.clone(), None),
             (
                 "signed, no keys: the signature is ignored",

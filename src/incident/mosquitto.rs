@@ -385,8 +385,8 @@ pub fn tls_names(cfg: &Config) -> Vec<String> {
 }
 
 fn broker_conf(cfg: &Config, files: &EmbeddedFiles, tls: Option<&certs::TlsFiles>) -> String {
-    let mut c = format!(
-        "# Written by simpang run at every start; edits here are lost (see docs/security.md).\n"
+    let mut c = String::from(
+        "# Written by simpang run at every start; edits here are lost (see docs/security.md).\n",
     );
     // As root, mosquitto would switch to the `mosquitto` user, who cannot read these files;
     // it runs as whoever runs simpang (which should be an unprivileged service user).
