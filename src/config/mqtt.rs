@@ -414,3 +414,96 @@ pub fn check_broker_url(s: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use crate::config::Config;
+
+    const SITE: &str = "[[sites]]\nid = \"a\"\nname = \"A\"\naddress = \"x\"\nlat = 0.0\nlon = 0.0\nstream = \"rtsp://127.0.0.1:1/a\"\n";
+
+    const MQTT_KEYS: &[&str] = &[
+        "broker",
+        "embedded_listen",
+        "embedded_tls_listen",
+        "embedded_tls_cert",
+        "embedded_tls_key",
+        "embedded_tls_names",
+        "mosquitto",
+        "credentials_file",
+        "username",
+        "password",
+        "ca_file",
+        "sign_messages",
+        "client_id",
+        "keep_alive_s",
+        "reconnect_initial_s",
+        "reconnect_max_s",
+    ];
+    const DESK_KEYS: &[&str] = &[
+        "broker",
+        "credentials_file",
+        "username",
+        "password",
+        "ca_file",
+        "client_id",
+        "incidents_topic",
+        "status_topic_prefix",
+        "keep_alive_s",
+        "max_message_bytes",
+        "max_seq_jump",
+        "max_age_s",
+        "max_future_s",
+        "dead_letter_keep_bytes",
+        "dead_letter_keep_days",
+        "dead_letter_max_rows",
+        "backoff_initial_s",
+        "backoff_max_s",
+    ];
+
+    /// A TOML value of any type, with the awkward cases over-represented.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|v| v.to_string()),
+            any::<f64>().prop_map(|v| if v.is_finite() {
+                format!("{v:?}")
+            } else {
+                "nan".into()
+            }),
+            any::<bool>().prop_map(|v| v.to_string()),
+            // Strings: URLs, addresses, paths and junk; escaped for TOML by Debug.
+            prop_oneof![
+                Just("embedded".to_string()),
+                Just("mqtts://[::1]:0".to_string()),
+                Just("0.0.0.0:0".to_string()),
+                Just("127.0.0.1:65535".to_string()),
+                "[a-z]{1,6}://[a-z0-9.:\\[\\]]{0,20}".prop_map(String::from),
+                "[ -~]{0,30}".prop_map(String::from),
+                ".{0,20}".prop_map(String::from),
+            ]
+            .prop_map(|s| format!("{s:?}")),
+            proptest::collection::vec("[ -~]{0,12}", 0..4).prop_map(|v| format!("{v:?}")),
+        ]
+    }
+
+    fn table(keys: &'static [&'static str]) -> impl Strategy<Value = String> {
+        proptest::collection::btree_map(proptest::sample::select(keys), value(), 0..6)
+            .prop_map(|m| m.into_iter().map(|(k, v)| format!("{k} = {v}\n")).collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any values of any type in `[mqtt]` and `[desk.mqtt]`: a config or located problems,
+        /// never a panic.
+        #[test]
+        fn mqtt_sections_never_panic(mqtt in table(MQTT_KEYS), desk in table(DESK_KEYS)) {
+            let text = format!("[city]\nname = \"P\"\n[mqtt]\n{mqtt}\n{SITE}\n[desk.mqtt]\n{desk}");
+            match Config::from_str_at(&text, std::path::Path::new("/nonexistent/simpang.toml")) {
+                Ok(_) => {}
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+    }
+}
