@@ -20,6 +20,7 @@ const NEUTRAL: &[&str] = &[
     "hub.rs",
     "draw",
     "time.rs",
+    "topics.rs",
     "metrics.rs",
     "timing.rs",
     "shutdown.rs",

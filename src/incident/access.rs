@@ -79,13 +79,15 @@ pub fn broker_users(cfg: &Config, managed: bool) -> Vec<BrokerUser> {
         .sites
         .iter()
         .map(|s| BrokerUser {
-            name: site_user(&s.id),
-            kind: UserKind::Producer { site: s.id.clone() },
+            name: site_user(s.id.as_str()),
+            kind: UserKind::Producer {
+                site: s.id.to_string(),
+            },
             read: Vec::new(),
             write: vec![
-                topics::incidents(&s.id),
-                topics::status(&s.id),
-                topics::counts(&s.id),
+                topics::incidents(s.id.as_str()),
+                topics::status(s.id.as_str()),
+                topics::counts(s.id.as_str()),
             ],
         })
         .collect();

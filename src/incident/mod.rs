@@ -33,7 +33,9 @@ pub mod secrets;
 pub mod sign;
 pub mod snapshot;
 pub mod text;
-pub mod topics;
+// The topic names live in the neutral `crate::topics` (the config's defaults use them too); the
+// old path stays so stage code reads `incident::topics` as before.
+pub use crate::topics;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -171,7 +173,7 @@ impl LinkStarter {
         camera: Option<Arc<SiteHub>>,
         last_id: i64,
     ) -> Result<StageSite, BrokerError> {
-        let (login, key) = self.auth.for_site(&info.id, self.sign)?;
+        let (login, key) = self.auth.for_site(info.id.as_str(), self.sign)?;
         self.metrics.pending.with_label_values(&[&info.id]);
         let client_id = format!("{}-{}", self.client_id, info.id);
         let status = status_fn(info.clone(), client_id.clone(), camera.clone(), self.local);
@@ -240,9 +242,9 @@ impl IncidentService {
         let local = LocalTime { tz: cfg.city.tz() };
         let sites = SiteInfo::all(cfg);
 
-        let mut last_ids: HashMap<String, i64> = HashMap::new();
+        let mut last_ids: HashMap<SiteId, i64> = HashMap::new();
         for b in outbox.backlog().await? {
-            if sites.contains_key(&b.site) {
+            if sites.contains_key(b.site.as_str()) {
                 m.outbox_pending
                     .with_label_values(&[&b.site])
                     .set(b.pending);
@@ -252,7 +254,7 @@ impl IncidentService {
             } else {
                 warn!(site = %b.site, pending = b.pending, "the outbox holds messages of a site this run does not serve; they stay until a run that serves it");
             }
-            last_ids.insert(b.site, b.max_id);
+            last_ids.insert(SiteId::new(&b.site), b.max_id);
         }
 
         let reconnect = (
@@ -284,7 +286,7 @@ impl IncidentService {
             let Some(info) = sites.get(&site_cfg.id).cloned() else {
                 continue;
             };
-            let id = SiteId::new(&info.id);
+            let id = info.id.clone();
             let last_id = last_ids.get(&info.id).copied().unwrap_or(0);
             let site = match links.start(info, hub.site(id.as_str()), last_id) {
                 Ok(s) => s,
@@ -315,7 +317,7 @@ impl IncidentService {
             .open_incidents()
             .await?
             .into_iter()
-            .filter(|inc| sites.contains_key(&inc.key.site))
+            .filter(|inc| sites.contains_key(inc.key.site.as_str()))
             .collect();
         for inc in &restored {
             info!(site = %inc.key.site, id = %inc.id, kind = inc.key.kind.as_str(), "incident open before the restart; waiting for a rule to confirm it");
@@ -370,12 +372,12 @@ impl IncidentService {
         site: &Site,
         camera: Option<Arc<SiteHub>>,
     ) -> Result<(), IncidentError> {
-        let id = SiteId::new(&site.id);
+        let id = site.id.clone();
         if self.sites.get(id.as_str()).is_some() {
             return Ok(());
         }
         let backlog = self.outbox.backlog().await?;
-        let own = backlog.iter().find(|b| b.site == site.id);
+        let own = backlog.iter().find(|b| site.id == b.site.as_str());
         let pending = own.map_or(0, |b| b.pending);
         self.links
             .metrics
@@ -478,7 +480,7 @@ fn status_fn(
         };
         StatusMessage {
             schema: message::STATUS_SCHEMA.to_string(),
-            site: site.id.clone(),
+            site: site.id.to_string(),
             site_name: site.name.clone(),
             camera: site.camera.clone(),
             client_id: client_id.clone(),
@@ -631,7 +633,7 @@ impl Producer {
     ) {
         let Some((site, key)) = self
             .sites
-            .get(&emit.key.site)
+            .get(emit.key.site.as_str())
             .map(|s| (s.info.clone(), s.key.clone()))
         else {
             return;
@@ -653,9 +655,9 @@ impl Producer {
                 }
             };
             let nm = NewMessage {
-                site: site.id.clone(),
+                site: site.id.to_string(),
                 kind: MsgKind::Incident,
-                topic: topics::incidents(&site.id),
+                topic: topics::incidents(site.id.as_str()),
                 payload,
                 retain: false,
                 created_ms: received.timestamp_millis(),
@@ -683,7 +685,7 @@ impl Producer {
             };
             self.metrics
                 .messages
-                .with_label_values(&[&site.id, emit.key.kind.as_str(), emit.event.as_str()])
+                .with_label_values(&[site.id.as_str(), emit.key.kind.as_str(), emit.event.as_str()])
                 .inc();
             info!(title = %msg.incident.title, level = %emit.level, "incident {}", emit.event.as_str());
             // The wall shows it at once, whether or not the broker is reachable.
@@ -709,9 +711,9 @@ impl Producer {
             }
         };
         let nm = NewMessage {
-            site: site.id.clone(),
+            site: site.id.to_string(),
             kind: MsgKind::Counts,
-            topic: topics::counts(&site.id),
+            topic: topics::counts(site.id.as_str()),
             payload,
             retain: false,
             created_ms: received.timestamp_millis(),
@@ -786,7 +788,7 @@ impl Producer {
             .key
             .zone
             .as_ref()
-            .and_then(|z| site.zones.get(z))
+            .and_then(|z| site.zones.get(z.as_str()))
             .map(|(_, poly)| poly.clone());
         let severity = if emit.event == IncidentEvent::End {
             Severity::Normal

@@ -258,7 +258,7 @@ impl ManagedBroker {
     /// rewrites the password and ACL files and tells the broker to reload them.
     pub fn add_site(&self, site: &crate::config::Site) -> Result<(), BrokerError> {
         let mut st = self.state.lock();
-        if st.0.site(&site.id).is_none() {
+        if st.0.site(site.id.as_str()).is_none() {
             st.0.sites.push(site.clone());
         }
         let creds = write_files(&st.0, &self.files)?;
