@@ -28,6 +28,8 @@ enum Cmd {
     Demo(simpang::app::DemoArgs),
     /// Validate config, model and pipelines; print what is wrong.
     Check(simpang::app::CheckArgs),
+    /// Write the MQTT users' passwords, signing keys, and Mosquitto password and ACL files.
+    MqttCredentials(simpang::incident::credentials::CredentialsArgs),
     /// Run the detector on an image or video file.
     Detect(simpang::tools::detect::DetectArgs),
     /// Compare detector models: speed and agreement with a reference.
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => simpang::bench::main(a),
         Cmd::Demo(a) => simpang::app::demo_main(a),
         Cmd::Check(a) => simpang::app::check_main(a),
+        Cmd::MqttCredentials(a) => simpang::incident::credentials::main(a),
         Cmd::Detect(a) => simpang::tools::detect::main(a),
         Cmd::Eval(a) => simpang::tools::eval::main(a),
     };

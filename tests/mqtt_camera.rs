@@ -47,7 +47,7 @@ async fn camera_outage_is_an_incident_with_its_last_picture() {
     point_streams_at(&cfg, rtsp);
     let mut run = Run::start(&cfg, &[]);
     let mqtt = run.mqtt_port();
-    let sub = Subscriber::start(mqtt, "cam-sub", true, None);
+    let sub = Subscriber::viewer(mqtt, "cam-sub", &dir.path().join("data"));
     assert!(
         sub.wait_subscribed(Duration::from_secs(30)).await,
         "{}",

@@ -357,7 +357,7 @@ async fn lifecycle_reaches_a_subscriber_valid_and_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_broker_delivers_incidents_and_retained_status() {
     let dir = tempfile::tempdir().unwrap();
-    // rumqttd takes a fixed address: a port from the tests' own range.
+    // The managed broker takes a fixed address: a port from the tests' own range.
     let port = support::ports::port();
     let cfg = config(
         dir.path(),
@@ -382,7 +382,7 @@ async fn embedded_broker_delivers_incidents_and_retained_status() {
     // Once a first subscriber has seen both statuses, the broker holds them: a later one must
     // get them retained.
     let schemas = Schemas::load();
-    let probe = Subscriber::start(port, "emb-probe", true, None);
+    let probe = Subscriber::viewer(port, "emb-probe", &cfg.data_dir());
     assert!(probe.wait_subscribed(Duration::from_secs(60)).await);
     assert!(
         probe
@@ -394,7 +394,7 @@ async fn embedded_broker_delivers_incidents_and_retained_status() {
         "the status of both sites reached the embedded broker"
     );
     probe.stop().await;
-    let sub = Subscriber::start(port, "emb-sub", true, None);
+    let sub = Subscriber::viewer(port, "emb-sub", &cfg.data_dir());
     assert!(sub.wait_subscribed(Duration::from_secs(20)).await);
     assert!(
         sub.wait_for(Duration::from_secs(10), |m| {

@@ -73,7 +73,7 @@ async fn crowd_incident_from_sample_footage_end_to_end() {
     point_streams_at(&cfg, samples.port);
     let run = Run::start(&cfg, &[]);
     let sse = sse_lines(run.url("/events"));
-    let sub = Subscriber::start(run.mqtt_port(), "e2e-sub", true, None);
+    let sub = Subscriber::viewer(run.mqtt_port(), "e2e-sub", &dir.path().join("data"));
     assert!(
         sub.wait_subscribed(Duration::from_secs(30)).await,
         "{}",

@@ -92,11 +92,14 @@ fn status_sites(running: &Running) -> Vec<String> {
 /// Every status message the broker passes on, in order.
 type Statuses = Arc<Mutex<Vec<StatusMessage>>>;
 
-fn watch_status(port: u16) -> Statuses {
+fn watch_status(port: u16, data_dir: &Path) -> Statuses {
     let seen: Statuses = Arc::default();
     let out = seen.clone();
     let mut o = MqttOptions::new("runtime-watch", "127.0.0.1", port);
     o.set_max_packet_size(1 << 24, 1 << 24);
+    // The managed broker's read-only login.
+    let (user, password) = support::mqtt::embedded_login(data_dir, "viewer");
+    o.set_credentials(user, password);
     let (client, mut events) = AsyncClient::new(o, 64);
     tokio::spawn(async move {
         loop {
@@ -105,7 +108,8 @@ fn watch_status(port: u16) -> Statuses {
                     let _ = client.subscribe(topics::ALL_STATUS, QoS::AtLeastOnce).await;
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if let Ok(m) = serde_json::from_slice::<StatusMessage>(&p.payload) {
+                    let body = support::mqtt::unsigned(&p.payload);
+                    if let Ok(m) = serde_json::from_slice::<StatusMessage>(&body) {
                         out.lock().unwrap().push(m);
                     }
                 }
@@ -134,7 +138,7 @@ async fn sites_start_and_stop_while_running() {
     let running = simpang::app::run(cfg.clone())
         .await
         .expect("pipeline starts");
-    let statuses = watch_status(mqtt);
+    let statuses = watch_status(mqtt, &cfg.data_dir());
     let online = (SiteState::Online, StatusReason::Running);
 
     assert!(

@@ -172,12 +172,28 @@ fn check_incident_stage(cfg: &Config) -> usize {
         }
     };
     if cfg.mqtt.broker == "embedded" {
-        let addr = cfg.mqtt.embedded_listen;
-        match std::net::TcpListener::bind(addr) {
-            Ok(_) => println!("ok   mqtt.broker embedded, mqtt.embedded_listen {addr} is free"),
-            Err(e) => println!(
-                "WARN mqtt.embedded_listen {addr}: cannot listen now ({e}); is another broker or simpang running?"
+        match incident::mosquitto::check_binary(cfg) {
+            Ok(b) => println!(
+                "ok   mqtt.broker embedded: managed mosquitto {}",
+                b.display()
             ),
+            Err(e) => {
+                println!("FAIL {e}");
+                problems += 1;
+            }
+        }
+        let listeners = std::iter::once(("mqtt.embedded_listen", cfg.mqtt.embedded_listen)).chain(
+            cfg.mqtt
+                .embedded_tls_listen
+                .map(|a| ("mqtt.embedded_tls_listen", a)),
+        );
+        for (setting, addr) in listeners {
+            match std::net::TcpListener::bind(addr) {
+                Ok(_) => println!("ok   {setting} {addr} is free"),
+                Err(e) => println!(
+                    "WARN {setting} {addr}: cannot listen now ({e}); is another broker or simpang running?"
+                ),
+            }
         }
         return problems;
     }

@@ -115,6 +115,9 @@ pub fn demo_main(args: DemoArgs) -> anyhow::Result<ExitCode> {
         if cfg.desk.wall_url.is_some() {
             println!("  desk staff (admin, operator, pemantau) open the wall from the desk's \"Video wall\" link");
         }
+        if let Some(b) = running.managed_broker() {
+            print_broker_logins(&cfg, &b);
+        }
         println!("Demo accounts for the desk (new passwords at every start):");
         for a in &accounts {
             let agency = a
@@ -175,17 +178,6 @@ fn wall_accounts(cfg: &Config) -> anyhow::Result<Option<WallLogin>> {
 }
 
 fn print_banner(cfg: &Config, http: &str, metrics: &str, desk: &str, samples_port: u16) {
-    let mqtt = if cfg.mqtt.broker == "embedded" {
-        format!("mqtt://{}", cfg.mqtt.embedded_listen)
-    } else {
-        cfg.mqtt.broker.clone()
-    };
-    let host = mqtt
-        .trim_start_matches("mqtt://")
-        .split(':')
-        .next()
-        .unwrap_or("127.0.0.1")
-        .to_string();
     println!();
     println!(
         "simpang demo: {} sites of {}",
@@ -195,10 +187,19 @@ fn print_banner(cfg: &Config, http: &str, metrics: &str, desk: &str, samples_por
     println!("  Video wall        http://{http}/");
     println!("  Desk (pengaduan)  http://{desk}/   citizen form: http://{desk}/lapor");
     println!("  Metrics           http://{metrics}/metrics");
-    println!(
-        "  MQTT broker       {mqtt}   watch: mosquitto_sub -h {host} -p {} -t 'simpang/v1/#' -v",
-        cfg.mqtt.embedded_listen.port()
-    );
+    if cfg.mqtt.broker == "embedded" {
+        let tls = cfg
+            .mqtt
+            .embedded_tls_listen
+            .map(|t| format!("   mqtts://{t}"))
+            .unwrap_or_default();
+        println!(
+            "  MQTT broker       mqtt://{}{tls}   (mosquitto, logins required)",
+            cfg.mqtt.embedded_listen
+        );
+    } else {
+        println!("  MQTT broker       {}", cfg.mqtt.broker);
+    }
     if cfg.wall.rtsp_port != 0 {
         println!(
             "  Annotated RTSP    rtsp://DEVICE:TOKEN@127.0.0.1:{}/annotated/wall   per site: /annotated/<site>",
@@ -206,5 +207,44 @@ fn print_banner(cfg: &Config, http: &str, metrics: &str, desk: &str, samples_por
         );
     }
     println!("  Sample cameras    rtsp://127.0.0.1:{samples_port}/<site>");
+    println!();
+}
+
+/// The managed broker's logins (they live in `{data_dir}/mqtt/credentials.toml`, 0600, and are
+/// kept across starts) and how to watch the messages with them.
+fn print_broker_logins(cfg: &Config, b: &crate::incident::ManagedBroker) {
+    use crate::incident::access::{DESK_USER, VIEWER_USER};
+    let creds = b.credentials();
+    let files = b.files();
+    let listen = crate::incident::mosquitto::loopback(cfg.mqtt.embedded_listen);
+    println!(
+        "MQTT logins (kept in {}, readable by you only):",
+        files.credentials.display()
+    );
+    for user in [VIEWER_USER, DESK_USER] {
+        if let Some(l) = creds.login(user) {
+            println!("  {:<10} {}", l.username, l.password);
+        }
+    }
+    println!("  site-<id>  one per site, used by simpang run itself; signing keys beside them");
+    if let Some(v) = creds.login(VIEWER_USER) {
+        println!(
+            "Watch:  mosquitto_sub -h {} -p {} -u {} -P '{}' -t 'simpang/v1/#' -v",
+            listen.ip(),
+            listen.port(),
+            v.username,
+            v.password
+        );
+        if let Some(t) = cfg.mqtt.embedded_tls_listen {
+            let t = crate::incident::mosquitto::loopback(t);
+            println!(
+                "  TLS:  mosquitto_sub -h localhost -p {} --cafile {} -u {} -P '{}' -t 'simpang/v1/#' -v",
+                t.port(),
+                files.ca().display(),
+                v.username,
+                v.password
+            );
+        }
+    }
     println!();
 }

@@ -38,12 +38,12 @@ pub enum AppError {
     Other(String),
 }
 
-/// Logs to stderr; `RUST_LOG` filters. The embedded broker (rumqttd) is off by default: it logs
-/// routine disconnects at ERROR, and broker problems already show in the client links' logs.
+/// Logs to stderr; `RUST_LOG` filters. The managed broker's own log comes through as target
+/// `simpang::mosquitto` (its packet lines at trace).
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rumqttd=off,sqlx=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

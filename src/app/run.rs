@@ -185,6 +185,11 @@ impl Running {
         self.wiring.sites.get(id)
     }
 
+    /// The managed MQTT broker (`mqtt.broker = "embedded"`): its files and logins.
+    pub fn managed_broker(&self) -> Option<Arc<crate::incident::ManagedBroker>> {
+        self.incidents.managed_broker()
+    }
+
     /// Starts a site while the others run: its camera, tracker and rules, its slots in the hub,
     /// and its incidents, status and counts over its own MQTT connection. The site is checked
     /// as a config file's `[[sites]]` would be; an id already running is refused.

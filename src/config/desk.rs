@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::locate::FieldPath;
+pub use super::mqtt::DeskMqtt;
 use crate::model::IncidentKind;
-use crate::topics;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -67,43 +67,6 @@ pub struct DeskConfig {
     pub incident_categories: IncidentCategories,
     pub agencies: Vec<Agency>,
     pub categories: Vec<Category>,
-}
-
-/// The broker the desk subscribes to for incidents and publishes report statuses on.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeskMqtt {
-    /// `mqtt://host:port`, `mqtts://host:port`, or `none` (no intake, no status messages).
-    pub broker: String,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// Fixed so the broker keeps the desk's session (and queues QoS 1 incidents) while it is down.
-    pub client_id: String,
-    pub incidents_topic: String,
-    /// Statuses go to `{status_topic_prefix}/{ticket}/status`.
-    pub status_topic_prefix: String,
-    pub keep_alive_s: u64,
-    /// Largest incident message accepted (inline snapshots make them large).
-    pub max_message_bytes: usize,
-    pub backoff_initial_s: f64,
-    pub backoff_max_s: f64,
-}
-
-impl Default for DeskMqtt {
-    fn default() -> Self {
-        Self {
-            broker: "mqtt://127.0.0.1:1883".into(),
-            username: None,
-            password: None,
-            client_id: "simpang-desk".into(),
-            incidents_topic: topics::ALL_INCIDENTS.into(),
-            status_topic_prefix: topics::DESK_REPORTS.into(),
-            keep_alive_s: 15,
-            max_message_bytes: 8 * 1024 * 1024,
-            backoff_initial_s: 1.0,
-            backoff_max_s: 30.0,
-        }
-    }
 }
 
 /// The location picker on the citizen form. Without tile access the form keeps plain
@@ -457,36 +420,7 @@ impl DeskConfig {
         }
         self.http.validate(&p.key("http"), bad);
         self.limits.validate(&p.key("limits"), bad);
-        let m = p.key("mqtt");
-        if self.mqtt.broker != "none" {
-            if let Err(msg) = super::check_broker_url(&self.mqtt.broker) {
-                bad(m.key("broker"), format!("{msg} (or \"none\")"));
-            }
-        }
-        if self.mqtt.client_id.trim().is_empty() {
-            bad(m.key("client_id"), "must not be empty".into());
-        }
-        if self.mqtt.incidents_topic.trim().is_empty() {
-            bad(m.key("incidents_topic"), "must not be empty".into());
-        }
-        let prefix = &self.mqtt.status_topic_prefix;
-        if prefix.trim().is_empty() || prefix.contains(['+', '#']) || prefix.ends_with('/') {
-            bad(
-                m.key("status_topic_prefix"),
-                format!("{prefix:?} must be a topic without wildcards or a trailing '/'"),
-            );
-        }
-        if self.mqtt.max_message_bytes < 1024 {
-            bad(m.key("max_message_bytes"), "must be at least 1024".into());
-        }
-        if !(self.mqtt.backoff_initial_s > 0.0
-            && self.mqtt.backoff_initial_s <= self.mqtt.backoff_max_s)
-        {
-            bad(
-                m.key("backoff_initial_s"),
-                "must be positive and not above backoff_max_s".into(),
-            );
-        }
+        self.mqtt.validate(&p.key("mqtt"), bad);
         let mp = p.key("map");
         if !(-90.0..=90.0).contains(&self.map.center[0])
             || !(-180.0..=180.0).contains(&self.map.center[1])

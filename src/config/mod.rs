@@ -5,7 +5,8 @@
 //! Relative paths in the file are relative to the file's own directory.
 //!
 //! Files: `load` (reading, the located [`Problem`] and [`ConfigError`]), `sections` (the
-//! `[detect]`, `[ingest]`, `[mqtt]`, `[incidents]`, `[wall]`, `[samples]` tables), `site`
+//! `[detect]`, `[ingest]`, `[incidents]`, `[wall]`, `[samples]` tables), `mqtt` (`[mqtt]` and
+//! `[desk.mqtt]`, with their checks), `site`
 //! (sites, zones, counting lines), `rules` (the per-zone rule tables), `desk` (`[desk]`),
 //! `access` (listener limits, the wall's sign-in, `[metrics]`, the desk's public rate limits),
 //! `validate` (meaning checks), `locate` (TOML text positions of field paths).
@@ -14,6 +15,7 @@ pub mod access;
 pub mod desk;
 mod load;
 pub mod locate;
+mod mqtt;
 pub mod rules;
 mod sections;
 mod site;
@@ -27,13 +29,13 @@ pub use access::{DeskLimits, HttpConfig, MetricsConfig, Rate, WallAuthConfig};
 pub use desk::DeskConfig;
 pub use load::{ConfigError, Problem};
 use locate::{line_col, FieldPath, Locator};
+pub use mqtt::{broker_uses_tls, check_broker_url, DeskMqtt, MqttConfig};
 pub use rules::{CrowdRule, GarbageRule, JamRule, TamperRule};
 pub use sections::{
-    DetectConfig, IncidentConfig, IngestConfig, MqttConfig, OptimizationLevel, SamplesConfig,
-    WallConfig,
+    DetectConfig, IncidentConfig, IngestConfig, OptimizationLevel, SamplesConfig, WallConfig,
 };
 pub use site::{CountLine, Homography, Site, Zone};
-pub use validate::{broker_uses_tls, check_broker_url, check_stream};
+pub use validate::check_stream;
 
 use crate::time::Timezone;
 

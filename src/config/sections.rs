@@ -100,43 +100,6 @@ impl Default for IngestConfig {
     }
 }
 
-/// MQTT connection. `broker = "embedded"` runs a broker inside `simpang run`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MqttConfig {
-    /// `embedded`, or a URL: `mqtt://host:1883`, `mqtts://host:8883`.
-    pub broker: String,
-    /// Listen address of the embedded broker.
-    pub embedded_listen: SocketAddr,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// PEM CA bundle for `mqtts://` brokers with a private CA.
-    pub ca_file: Option<PathBuf>,
-    /// Client id prefix: each site connects as `{client_id}-{site}` (one connection per site, so
-    /// each site's last will marks exactly that site offline).
-    pub client_id: String,
-    pub keep_alive_s: u64,
-    /// First wait before reconnecting to the broker; doubles up to `reconnect_max_s`.
-    pub reconnect_initial_s: f64,
-    pub reconnect_max_s: f64,
-}
-
-impl Default for MqttConfig {
-    fn default() -> Self {
-        Self {
-            broker: "embedded".into(),
-            embedded_listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
-            username: None,
-            password: None,
-            ca_file: None,
-            client_id: "simpang-run".into(),
-            keep_alive_s: 15,
-            reconnect_initial_s: 0.5,
-            reconnect_max_s: 30.0,
-        }
-    }
-}
-
 /// Incident lifecycle and outbox.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]

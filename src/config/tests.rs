@@ -305,3 +305,83 @@ proptest::proptest! {
         }
     }
 }
+
+// --- [mqtt] of the managed broker, [desk.mqtt] bounds ---
+#[test]
+fn managed_broker_settings() {
+    let with = |mqtt: &str| format!("[mqtt]\n{mqtt}\n{GOOD}");
+    let ok = load(&with(
+        "embedded_tls_listen = \"0.0.0.0:8883\"\nembedded_tls_names = [\"broker.kota.example\", \"10.0.0.5\"]",
+    ))
+    .unwrap();
+    assert_eq!(ok.mqtt.embedded_tls_listen.map(|a| a.port()), Some(8883));
+    assert!(ok.mqtt.sign_messages);
+    let cases = [
+        (
+            "embedded_listen = \"0.0.0.0:1883\"",
+            "mqtt.embedded_listen",
+            "not a loopback address",
+        ),
+        (
+            "embedded_listen = \"10.1.2.3:1883\"",
+            "mqtt.embedded_listen",
+            "mqtt.embedded_tls_listen",
+        ),
+        (
+            "username = \"u\"\npassword = \"p\"",
+            "mqtt.username",
+            "its own login",
+        ),
+        (
+            "embedded_tls_listen = \"127.0.0.1:1883\"",
+            "mqtt.embedded_tls_listen",
+            "port of mqtt.embedded_listen",
+        ),
+        (
+            "embedded_tls_listen = \"127.0.0.1:8883\"\nembedded_tls_cert = \"/x.pem\"",
+            "mqtt.embedded_tls_key",
+            "is needed",
+        ),
+        (
+            "embedded_tls_listen = \"127.0.0.1:8883\"\nembedded_tls_names = [\"a b\"]",
+            "mqtt.embedded_tls_names[0]",
+            "not a host name",
+        ),
+        (
+            "credentials_file = \"/x.toml\"",
+            "mqtt.credentials_file",
+            "external broker",
+        ),
+        (
+            "broker = \"mqtt://b.example\"\ncredentials_file = \"/no/such.toml\"",
+            "mqtt.credentials_file",
+            "simpang mqtt-credentials",
+        ),
+        (
+            "broker = \"mqtt://b.example\"\nembedded_tls_listen = \"127.0.0.1:8883\"",
+            "mqtt.embedded_tls_listen",
+            "managed broker",
+        ),
+    ];
+    for (mqtt, field, msg) in cases {
+        let p = only_problem(&with(mqtt));
+        assert_eq!(p.field, field, "{mqtt}");
+        assert!(p.message.contains(msg), "{mqtt}: {}", p.message);
+    }
+    let desk = |t: &str| format!("{GOOD}\n[desk.mqtt]\n{t}\n");
+    for (t, field) in [
+        ("max_seq_jump = 0", "desk.mqtt.max_seq_jump"),
+        ("max_age_s = 1", "desk.mqtt.max_age_s"),
+        (
+            "dead_letter_keep_bytes = 10",
+            "desk.mqtt.dead_letter_keep_bytes",
+        ),
+        ("dead_letter_max_rows = 0", "desk.mqtt.dead_letter_max_rows"),
+        (
+            "broker = \"mqtt://x\"\nca_file = \"/ca.pem\"",
+            "desk.mqtt.ca_file",
+        ),
+    ] {
+        assert_eq!(only_problem(&desk(t)).field, field, "{t}");
+    }
+}

@@ -57,32 +57,7 @@ impl Config {
                 "must be positive and not above backoff_max_s".into(),
             );
         }
-        if self.mqtt.broker != "embedded" {
-            if let Err(m) = check_broker_url(&self.mqtt.broker) {
-                bad(root.key("mqtt").key("broker"), m);
-            }
-        }
-        if self.mqtt.client_id.trim().is_empty() {
-            bad(
-                root.key("mqtt").key("client_id"),
-                "must not be empty".into(),
-            );
-        }
-        self.validate_mqtt_security(&root.key("mqtt"), &mut bad);
-        if !(self.mqtt.keep_alive_s >= 5 && self.mqtt.keep_alive_s <= 3600) {
-            bad(
-                root.key("mqtt").key("keep_alive_s"),
-                format!("must be in 5..=3600, got {}", self.mqtt.keep_alive_s),
-            );
-        }
-        if !(self.mqtt.reconnect_initial_s > 0.0
-            && self.mqtt.reconnect_initial_s <= self.mqtt.reconnect_max_s)
-        {
-            bad(
-                root.key("mqtt").key("reconnect_initial_s"),
-                "must be positive and not above reconnect_max_s".into(),
-            );
-        }
+        self.validate_mqtt(&root, &mut bad);
         let inc = root.key("incidents");
         for (name, v) in [
             ("update_interval_s", self.incidents.update_interval_s),
@@ -311,56 +286,6 @@ impl Config {
     }
 }
 
-impl Config {
-    /// Credentials and TLS settings of `[mqtt]`: what can be checked without connecting.
-    fn validate_mqtt_security(&self, m: &FieldPath, bad: &mut impl FnMut(FieldPath, String)) {
-        let tls = broker_uses_tls(&self.mqtt.broker);
-        if self.mqtt.password.is_some() && self.mqtt.username.is_none() {
-            // MQTT 3.1.1 (3.1.2.9) does not allow a password without a user name.
-            bad(
-                m.key("password"),
-                "is set without mqtt.username (MQTT 3.1.1 needs a user name with a password)"
-                    .into(),
-            );
-        }
-        if let Some(ca) = &self.mqtt.ca_file {
-            if !tls {
-                bad(
-                    m.key("ca_file"),
-                    format!(
-                        "is set, but mqtt.broker {:?} is not an mqtts:// URL, so TLS is off",
-                        self.mqtt.broker
-                    ),
-                );
-            } else {
-                let path = self.resolve(ca);
-                match std::fs::read(&path) {
-                    Err(e) => bad(
-                        m.key("ca_file"),
-                        format!("cannot read CA file {}: {e}", path.display()),
-                    ),
-                    Ok(bytes)
-                        if !String::from_utf8_lossy(&bytes)
-                            .contains("-----BEGIN CERTIFICATE-----") =>
-                    {
-                        bad(
-                            m.key("ca_file"),
-                            format!("{} holds no PEM certificate", path.display()),
-                        )
-                    }
-                    Ok(_) => {}
-                }
-            }
-        }
-    }
-}
-
-/// True for `mqtts://` and `ssl://` broker URLs.
-pub fn broker_uses_tls(broker: &str) -> bool {
-    let b = broker.trim_start().to_ascii_lowercase();
-    b.starts_with("mqtts://") || b.starts_with("ssl://")
-}
-
 fn is_slug(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 40
@@ -425,23 +350,4 @@ pub fn check_stream(s: &str) -> Result<(), String> {
             "unsupported scheme {other:?} in {s:?} (use rtsp, rtsps, http, https, udp, srt or file)"
         )),
     }
-}
-
-/// Checks an MQTT broker URL.
-pub fn check_broker_url(s: &str) -> Result<(), String> {
-    let u = url::Url::parse(s).map_err(|e| {
-        format!("{s:?} is not \"embedded\" nor a valid URL like mqtt://host:1883: {e}")
-    })?;
-    match u.scheme() {
-        "mqtt" | "tcp" | "mqtts" | "ssl" => {}
-        other => {
-            return Err(format!(
-                "unsupported scheme {other:?} in {s:?} (use mqtt:// or mqtts://)"
-            ))
-        }
-    }
-    if u.host_str().is_none_or(|h| h.is_empty()) {
-        return Err(format!("{s:?} has no host"));
-    }
-    Ok(())
 }

@@ -1,47 +1,174 @@
 //! The desk's two MQTT connections: the incident subscriber (intake) and the status publisher
 //! (drains the `status_outbox` table). Both reconnect with backoff and never end the service.
+//!
+//! How they connect ([`DeskClient`]): `desk.mqtt.broker` with `desk.mqtt.ca_file` for TLS, the
+//! login `desk.mqtt.username` / `password` or the `desk` user of `desk.mqtt.credentials_file`,
+//! whose `signing_key`s switch signature checks on. When the broker is the managed one of
+//! `simpang run` on the same config (`mqtt.broker = "embedded"` and this URL points at its
+//! listener), the files it generated are used without being named: `{data_dir}/mqtt/clients/
+//! desk.toml` and, for its TLS listener, `{data_dir}/mqtt/tls/ca.pem`. Settings are read again
+//! at every connection attempt after a refusal, so rotated credentials are picked up.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, Transport};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
+    Packet, QoS,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::store;
 use super::Desk;
 use crate::config::desk::DeskMqtt;
+use crate::config::Config;
+use crate::incident::access::DESK_USER;
+use crate::incident::broker::MAX_PACKET;
+use crate::incident::secrets::{Credentials, Login};
+use crate::incident::sign::SigningKey;
+use crate::incident::{BrokerTarget, EmbeddedFiles};
 
 /// A broker setting that cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum MqttSetupError {
-    #[error("broker URL {0:?}: {1}")]
-    Url(String, String),
+    #[error(transparent)]
+    Broker(#[from] crate::incident::BrokerError),
+    #[error("desk.mqtt.credentials_file: {0}")]
+    Credentials(String),
 }
 
-/// Connection options for `cfg.broker` with `client_id`.
-pub fn options(cfg: &DeskMqtt, client_id: &str) -> Result<MqttOptions, MqttSetupError> {
-    let bad = |m: &str| MqttSetupError::Url(cfg.broker.clone(), m.to_string());
-    let u = url::Url::parse(&cfg.broker).map_err(|e| bad(&e.to_string()))?;
-    let host = u
-        .host_str()
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| bad("no host"))?;
-    let (tls, default_port) = match u.scheme() {
-        "mqtt" | "tcp" => (false, 1883),
-        "mqtts" | "ssl" => (true, 8883),
-        s => return Err(bad(&format!("unsupported scheme {s:?}"))),
+/// How the desk connects: the broker, its login, the sites' signing keys.
+#[derive(Clone, Debug)]
+pub struct DeskClient {
+    pub target: BrokerTarget,
+    pub login: Option<Login>,
+    /// Each site's signing key; empty: signatures are not checked.
+    pub keys: HashMap<String, SigningKey>,
+    /// Where the login came from, for logs.
+    pub source: String,
+}
+
+impl DeskClient {
+    /// Resolves `[desk.mqtt]` (see the module doc).
+    pub fn from_config(cfg: &Config) -> Result<Self, MqttSetupError> {
+        let d = &cfg.desk.mqtt;
+        let managed = points_at_managed_broker(cfg, &d.broker);
+        let files = EmbeddedFiles::of(cfg);
+        let creds_path: Option<PathBuf> = match (&d.credentials_file, managed) {
+            (Some(p), _) => Some(cfg.resolve(p)),
+            (None, true) if d.username.is_none() => Some(files.client(DESK_USER)),
+            _ => None,
+        };
+        let ca = match (&d.ca_file, managed) {
+            (Some(p), _) => Some(cfg.resolve(p)),
+            (None, true) if cfg.mqtt.embedded_tls_cert.is_none() => Some(files.ca()),
+            _ => None,
+        };
+        let keep_alive = Duration::from_secs(d.keep_alive_s.max(5));
+        let target = BrokerTarget::from_url(&d.broker, ca.as_deref(), keep_alive, "desk.mqtt")?;
+        let creds = match &creds_path {
+            Some(p) => Some(Credentials::load(p).map_err(|e| {
+                MqttSetupError::Credentials(if managed && d.credentials_file.is_none() {
+                    format!("{e} (the managed broker of `simpang run` writes it at its start)")
+                } else {
+                    e.to_string()
+                })
+            })?),
+            None => None,
+        };
+        let user = d
+            .username
+            .clone()
+            .or_else(|| creds.as_ref().map(|_| DESK_USER.to_string()));
+        let login = match user {
+            None => None,
+            Some(u) => {
+                let password = match (&d.password, &creds) {
+                    (Some(p), _) => p.clone(),
+                    (None, Some(c)) => c.password(&u).map(str::to_string).ok_or_else(|| {
+                        MqttSetupError::Credentials(format!(
+                            "no password for user {u:?} in {}",
+                            creds_path
+                                .as_deref()
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_default()
+                        ))
+                    })?,
+                    (None, None) => String::new(),
+                };
+                Some(Login {
+                    username: u,
+                    password,
+                })
+            }
+        };
+        let keys = match &creds {
+            Some(c) => c
+                .signing_keys()
+                .map_err(|e| MqttSetupError::Credentials(e.to_string()))?,
+            None => HashMap::new(),
+        };
+        Ok(Self {
+            target,
+            login,
+            keys,
+            source: match &creds_path {
+                Some(p) => p.display().to_string(),
+                None if d.username.is_some() => "desk.mqtt.username".into(),
+                None => "anonymous".into(),
+            },
+        })
+    }
+
+    /// Options for one of the desk's connections.
+    pub fn options(&self, cfg: &DeskMqtt, client_id: &str) -> MqttOptions {
+        let mut o = self.target.options(client_id, self.login.as_ref());
+        // A message over `max_message_bytes` must still arrive so that intake dead-letters
+        // and acknowledges it: a packet the client refuses drops the connection, and the
+        // broker would send the same packet again at every reconnect. So the client takes
+        // what the managed broker lets through (an external broker should set the same
+        // `max_packet_size`, docs/security.md).
+        let incoming = cfg.max_message_bytes.max(MAX_PACKET) + 1024;
+        o.set_max_packet_size(incoming, 256 * 1024);
+        o
+    }
+}
+
+/// True when `url` is the managed broker of `simpang run` on this config: `mqtt.broker =
+/// "embedded"` and the URL's host and port are one of its listeners (loopback names match a
+/// wildcard or loopback listen address).
+fn points_at_managed_broker(cfg: &Config, url: &str) -> bool {
+    if cfg.mqtt.broker != "embedded" {
+        return false;
+    }
+    let Ok(u) = url::Url::parse(url) else {
+        return false;
     };
-    let mut o = MqttOptions::new(client_id, host, u.port().unwrap_or(default_port));
-    if tls {
-        o.set_transport(Transport::tls_with_default_config());
+    let tls = crate::config::broker_uses_tls(url);
+    let port = u.port().unwrap_or(if tls { 8883 } else { 1883 });
+    let host = u.host_str().unwrap_or_default().trim_matches(['[', ']']);
+    let ip: Option<IpAddr> = if host == "localhost" {
+        Some([127, 0, 0, 1].into())
+    } else {
+        host.parse().ok()
+    };
+    let listen: Option<SocketAddr> = if tls {
+        cfg.mqtt.embedded_tls_listen
+    } else {
+        Some(cfg.mqtt.embedded_listen)
+    };
+    match (ip, listen) {
+        (Some(ip), Some(l)) if l.port() == port => {
+            // A socket bound to 127.0.0.1 takes neither ::1 nor 127.0.0.2; a wildcard one takes
+            // the loopback address of its own family.
+            ip == l.ip()
+                || (l.ip().is_unspecified() && ip.is_loopback() && ip.is_ipv4() == l.is_ipv4())
+        }
+        _ => false,
     }
-    o.set_keep_alive(Duration::from_secs(cfg.keep_alive_s.max(5)));
-    o.set_max_packet_size(cfg.max_message_bytes, 256 * 1024);
-    if let Some(user) = &cfg.username {
-        o.set_credentials(user, cfg.password.clone().unwrap_or_default());
-    }
-    Ok(o)
 }
 
 /// Reconnect delay: doubles from `backoff_initial_s` to `backoff_max_s`, resets on connect.
@@ -69,68 +196,120 @@ impl Backoff {
     }
 }
 
-/// Subscribes to incidents and applies each. The broker keeps the desk's session (fixed client
-/// id, no clean session), and a message is acknowledged only once it is stored (or
-/// dead-lettered), so incidents published while the desk is down or mid-write are not lost.
-pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
-    let cfg = desk.desk_config().mqtt.clone();
-    let mut opts = match options(&cfg, &cfg.client_id) {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::error!(error = %e, "incident intake disabled");
-            return;
-        }
-    };
-    opts.set_clean_session(false);
-    opts.set_manual_acks(true);
-    let (client, mut events) = AsyncClient::new(opts, 64);
-    let mut backoff = Backoff::new(&cfg);
+/// Reads the connection settings, retrying with backoff while they cannot be read (a
+/// credentials or CA file not there yet). `None` when cancelled.
+async fn load_settings(
+    desk: &Desk,
+    cancel: &CancellationToken,
+    backoff: &mut Backoff,
+    who: &str,
+) -> Option<DeskClient> {
+    let mut failures = 0u32;
     loop {
-        let ev = tokio::select! {
-            _ = cancel.cancelled() => break,
-            ev = events.poll() => ev,
-        };
-        match ev {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                backoff.reset();
-                tracing::info!(broker = %cfg.broker, session_present = ack.session_present, "incident intake connected");
-                if ack.session_present {
-                    desk.intake.set_subscribed(true);
-                } else if let Err(e) =
-                    client.try_subscribe(cfg.incidents_topic.clone(), QoS::AtLeastOnce)
-                {
-                    tracing::error!(error = %e, "cannot subscribe to incidents");
-                }
+        match DeskClient::from_config(desk.config()) {
+            Ok(c) => {
+                tracing::debug!(broker = %c.target.display, login = %c.source, signing_keys = c.keys.len(), "{who}: connection settings");
+                return Some(c);
             }
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                desk.intake.set_subscribed(true);
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                match desk.intake.apply_incident(&p.topic, &p.payload).await {
-                    Ok(outcome) => {
-                        tracing::debug!(?outcome, "incident message handled");
-                        if let Err(e) = client.try_ack(&p) {
-                            tracing::warn!(error = %e, "cannot acknowledge incident message");
-                        }
-                    }
-                    // Not acknowledged: the broker redelivers it on the next connection.
-                    Err(e) => tracing::error!(error = %e, topic = %p.topic, "incident not stored"),
-                }
-            }
-            Ok(_) => {}
             Err(e) => {
-                desk.intake.set_subscribed(false);
+                failures += 1;
                 let wait = backoff.next();
-                tracing::warn!(error = %e, retry_in_s = wait.as_secs_f64(), broker = %cfg.broker, "incident intake: broker connection lost");
+                if failures == 1 || failures.is_multiple_of(10) {
+                    tracing::error!(error = %e, retry_in_s = wait.as_secs_f64(), "{who}: cannot connect to the MQTT broker yet");
+                }
                 tokio::select! {
-                    _ = cancel.cancelled() => break,
+                    _ = cancel.cancelled() => return None,
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
         }
     }
-    desk.intake.set_subscribed(false);
-    let _ = client.try_disconnect();
+}
+
+/// A refusal that new settings could cure: the login, or the broker's certificate.
+fn is_refusal(e: &ConnectionError) -> bool {
+    matches!(
+        e,
+        ConnectionError::ConnectionRefused(
+            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized
+        ) | ConnectionError::Tls(_)
+    )
+}
+
+/// Subscribes to incidents and applies each. The broker keeps the desk's session (fixed client
+/// id, no clean session), and a message is acknowledged only once it is stored (or
+/// dead-lettered) and that commit is on disk, so incidents published while the desk is down
+/// or mid-write are not lost.
+pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
+    let cfg = desk.desk_config().mqtt.clone();
+    let mut backoff = Backoff::new(&cfg);
+    while let Some(settings) = load_settings(&desk, &cancel, &mut backoff, "incident intake").await
+    {
+        desk.intake.set_keys(settings.keys.clone());
+        let mut opts = settings.options(&cfg, &cfg.client_id);
+        opts.set_clean_session(false);
+        opts.set_manual_acks(true);
+        let (client, mut events) = AsyncClient::new(opts, 64);
+        let reload = loop {
+            let ev = tokio::select! {
+                _ = cancel.cancelled() => break false,
+                ev = events.poll() => ev,
+            };
+            match ev {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    backoff.reset();
+                    tracing::info!(broker = %settings.target.display, login = %settings.source, signing_keys = settings.keys.len(), session_present = ack.session_present, "incident intake connected");
+                    if ack.session_present {
+                        desk.intake.set_subscribed(true);
+                    } else if let Err(e) =
+                        client.try_subscribe(cfg.incidents_topic.clone(), QoS::AtLeastOnce)
+                    {
+                        tracing::error!(error = %e, "cannot subscribe to incidents");
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    desk.intake.set_subscribed(true);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    match desk.intake.apply_incident(&p.topic, &p.payload).await {
+                        Ok(outcome) => {
+                            tracing::debug!(?outcome, "incident message handled");
+                            if let Err(e) = client.try_ack(&p) {
+                                tracing::warn!(error = %e, "cannot acknowledge incident message");
+                            }
+                        }
+                        // Not acknowledged: the broker redelivers it on the next connection.
+                        Err(e) => {
+                            tracing::error!(error = %e, topic = %p.topic, "incident not stored")
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    desk.intake.set_subscribed(false);
+                    let wait = backoff.next();
+                    let refused = is_refusal(&e);
+                    if refused {
+                        tracing::error!(error = %e, retry_in_s = wait.as_secs_f64(), broker = %settings.target.display, login = %settings.source, "incident intake: the broker refused the connection (check desk.mqtt.credentials_file, username, password, ca_file)");
+                    } else {
+                        tracing::warn!(error = %e, retry_in_s = wait.as_secs_f64(), broker = %settings.target.display, "incident intake: broker connection lost");
+                    }
+                    tokio::select! {
+                        _ = cancel.cancelled() => break false,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    if refused {
+                        break true;
+                    }
+                }
+            }
+        };
+        desk.intake.set_subscribed(false);
+        let _ = client.try_disconnect();
+        if !reload {
+            break;
+        }
+    }
 }
 
 /// Publishes queued status messages at QoS 1 and marks each published when the broker
@@ -139,17 +318,15 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
 pub async fn run_status_publisher(desk: Arc<Desk>, cancel: CancellationToken) {
     let cfg = desk.desk_config().mqtt.clone();
     let client_id = format!("{}-status", cfg.client_id);
-    let opts = match options(&cfg, &client_id) {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::error!(error = %e, "status publishing disabled");
-            return;
-        }
-    };
     let wake = desk.core.outbox_wake.clone();
     let mut backoff = Backoff::new(&cfg);
     while !cancel.is_cancelled() {
-        let (client, events) = AsyncClient::new(opts.clone(), 256);
+        let Some(settings) = load_settings(&desk, &cancel, &mut backoff, "status publisher").await
+        else {
+            break;
+        };
+        let opts = settings.options(&cfg, &client_id);
+        let (client, events) = AsyncClient::new(opts, 256);
         let connected = publish_session(&desk, &client, events, &wake, &cancel, &mut backoff).await;
         let _ = client.try_disconnect();
         if cancel.is_cancelled() {
@@ -254,7 +431,11 @@ mod tests {
 
     #[test]
     fn broker_urls() {
-        let mut cfg = DeskMqtt::default();
+        let mut cfg = Config::from_str_at(
+            "[city]\nname = \"P\"\n[mqtt]\nbroker = \"mqtt://127.0.0.1:1\"\n[[sites]]\nid = \"a\"\nname = \"A\"\naddress = \"x\"\nlat = 0.0\nlon = 0.0\nstream = \"rtsp://127.0.0.1:1/a\"\n",
+            std::path::Path::new("/tmp/t.toml"),
+        )
+        .unwrap();
         let cases = [
             ("mqtt://127.0.0.1:1883", Some(("127.0.0.1", 1883))),
             ("mqtt://broker.local", Some(("broker.local", 1883))),
@@ -268,13 +449,45 @@ mod tests {
             ("mqtt://", None),
         ];
         for (url, want) in cases {
-            cfg.broker = url.into();
-            let got = options(&cfg, "t").ok().map(|o| {
-                let (h, p) = o.broker_address();
-                (h, p)
+            cfg.desk.mqtt.broker = url.into();
+            let got = DeskClient::from_config(&cfg).ok().map(|c| {
+                let o = c.options(&cfg.desk.mqtt, "t");
+                o.broker_address()
             });
             assert_eq!(got.as_ref().map(|(h, p)| (h.as_str(), *p)), want, "{url}");
         }
+    }
+
+    /// The desk finds the managed broker's files by itself only when its URL is that broker.
+    #[test]
+    fn managed_broker_is_recognised_by_its_listeners() {
+        let cfg = Config::from_str_at(
+            "[city]\nname = \"P\"\n[mqtt]\nembedded_listen = \"127.0.0.1:18830\"\nembedded_tls_listen = \"0.0.0.0:18831\"\n[[sites]]\nid = \"a\"\nname = \"A\"\naddress = \"x\"\nlat = 0.0\nlon = 0.0\nstream = \"rtsp://127.0.0.1:1/a\"\n",
+            std::path::Path::new("/tmp/t.toml"),
+        )
+        .unwrap();
+        let cases = [
+            ("mqtt://127.0.0.1:18830", true),
+            ("mqtt://localhost:18830", true),
+            ("mqtt://127.0.0.1:1883", false),
+            ("mqtts://localhost:18831", true),
+            ("mqtts://127.0.0.1:18830", false),
+            ("mqtt://10.0.0.5:18830", false),
+            ("mqtt://[::1]:18830", false),
+        ];
+        for (url, want) in cases {
+            assert_eq!(points_at_managed_broker(&cfg, url), want, "{url}");
+        }
+        // Then the desk's login comes from the generated client file (missing here: a clear
+        // error naming it and who writes it).
+        let mut cfg = cfg;
+        cfg.desk.mqtt.broker = "mqtt://127.0.0.1:18830".into();
+        cfg.data_dir = std::path::PathBuf::from("/nonexistent-simpang-data");
+        let e = DeskClient::from_config(&cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("clients/desk.toml") && e.contains("simpang run"),
+            "{e}"
+        );
     }
 
     #[test]

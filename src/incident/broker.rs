@@ -1,14 +1,20 @@
-//! Where the MQTT connections go: the embedded broker (rumqttd, in-process) or an external one
-//! by URL (`mqtt://`, `mqtts://` with rustls and an optional private CA).
+//! Where the MQTT connections go and how they log in: [`BrokerTarget`] (one broker address,
+//! TLS, keep-alive: the client connection settings, in one struct so a list of brokers can
+//! join it) and [`ProducerAuth`] (each site's login and signing key). The broker itself, when
+//! simpang runs it, is in `mosquitto.rs`.
 
-use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 
-use crate::config::{broker_uses_tls, Config, MqttConfig};
+use super::access::site_user;
+use super::mosquitto::{self, ManagedBroker};
+use super::secrets::{Credentials, Login};
+use super::sign::SigningKey;
+use crate::config::{broker_uses_tls, Config};
 
 /// Largest message we publish or accept (inline JPEG snapshots are ~100 KB as base64).
 pub const MAX_PACKET: usize = 16 * 1024 * 1024;
@@ -17,7 +23,7 @@ pub const MAX_PACKET: usize = 16 * 1024 * 1024;
 /// wait behind rows.
 pub const INFLIGHT: u16 = 64;
 
-/// System CA bundles tried for `mqtts://` without `mqtt.ca_file` (Debian/Ubuntu, then Fedora).
+/// System CA bundles tried for `mqtts://` without a CA file (Debian/Ubuntu, then Fedora).
 const SYSTEM_CA_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
@@ -25,25 +31,39 @@ const SYSTEM_CA_BUNDLES: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("mqtt.broker: {0}")]
-    Url(String),
-    #[error("mqtt.ca_file: cannot read CA file {path}: {error}")]
+    #[error("{setting}: {message}")]
+    Url { setting: String, message: String },
+    #[error("{setting}: cannot read CA file {path}: {error}")]
     CaFile {
+        setting: String,
         path: PathBuf,
         error: std::io::Error,
     },
-    #[error("mqtt.broker: {0} uses TLS but no mqtt.ca_file is set and no system CA bundle was found (looked for {1})")]
-    NoSystemCa(String, String),
-    #[error("mqtt.embedded_listen: cannot listen on {addr} for the embedded MQTT broker: {error}")]
+    #[error("{setting}: {url} uses TLS but no CA file is set and no system CA bundle was found (looked for {looked})")]
+    NoSystemCa {
+        setting: String,
+        url: String,
+        looked: String,
+    },
+    #[error("{setting}: cannot listen on {addr} for the managed MQTT broker: {error}")]
     EmbeddedListen {
+        setting: &'static str,
         addr: SocketAddr,
         error: std::io::Error,
     },
-    #[error("mqtt.embedded_listen: the embedded MQTT broker did not start on {0}")]
-    EmbeddedStart(SocketAddr),
+    #[error("mqtt.broker = \"embedded\": the managed MQTT broker (mosquitto) did not start on {addr}; its last log lines:\n{log}")]
+    ManagedStart { addr: SocketAddr, log: String },
+    #[error("mqtt.broker = \"embedded\" runs Mosquitto, but {} was not found: install the Debian package mosquitto (scripts/setup.sh does) or set mqtt.mosquitto to its path", .0.display())]
+    MosquittoMissing(PathBuf),
+    #[error("mqtt.mosquitto: {} is Mosquitto {version}; the managed broker needs Mosquitto 2.0 or newer", binary.display())]
+    MosquittoVersion { binary: PathBuf, version: String },
+    #[error("managed MQTT broker: {0}")]
+    Files(String),
+    #[error("{setting}: {message}")]
+    Credentials { setting: String, message: String },
 }
 
-/// A broker to connect to, resolved from the config.
+/// A broker to connect to: address, TLS trust, keep-alive.
 #[derive(Clone, Debug)]
 pub struct BrokerTarget {
     pub host: String,
@@ -51,70 +71,67 @@ pub struct BrokerTarget {
     /// `mqtt://host:port` or `mqtts://host:port`: what logs name (never the credentials).
     pub display: String,
     tls: Option<Vec<u8>>,
-    credentials: Option<(String, String)>,
     keep_alive: Duration,
 }
 
 impl BrokerTarget {
-    /// Resolves `[mqtt]`. For `embedded`, the target is the embedded listener.
+    /// Resolves `[mqtt]` for `simpang run`. With the managed broker, its loopback listener.
     pub fn from_config(cfg: &Config) -> Result<Self, BrokerError> {
         let m = &cfg.mqtt;
-        let credentials = m
-            .username
-            .as_ref()
-            .map(|u| (u.clone(), m.password.clone().unwrap_or_default()));
         let keep_alive = Duration::from_secs(m.keep_alive_s.max(5));
         if m.broker == "embedded" {
-            let addr = m.embedded_listen;
-            // A wildcard listen address is reached through loopback.
-            let host = if addr.ip().is_unspecified() {
-                if addr.is_ipv4() {
-                    "127.0.0.1".to_string()
-                } else {
-                    "::1".to_string()
-                }
-            } else {
-                addr.ip().to_string()
-            };
+            let addr = mosquitto::loopback(m.embedded_listen);
             return Ok(Self {
-                display: format!(
-                    "embedded mqtt://{}",
-                    SocketAddr::new(host.parse().unwrap_or(addr.ip()), addr.port())
-                ),
-                host,
+                display: format!("embedded mqtt://{addr}"),
+                host: addr.ip().to_string(),
                 port: addr.port(),
                 tls: None,
-                credentials,
                 keep_alive,
             });
         }
-        let url = url::Url::parse(&m.broker)
-            .map_err(|e| BrokerError::Url(format!("{:?} is not a valid URL: {e}", m.broker)))?;
-        let tls = broker_uses_tls(&m.broker);
-        match url.scheme() {
+        let ca = m.ca_file.as_ref().map(|p| cfg.resolve(p));
+        Self::from_url(&m.broker, ca.as_deref(), keep_alive, "mqtt")
+    }
+
+    /// `url` (`mqtt://`, `mqtts://`), trusting `ca_file` (PEM) or the system CAs for TLS.
+    /// `section` names the config section in errors (`mqtt`, `desk.mqtt`).
+    pub fn from_url(
+        url: &str,
+        ca_file: Option<&Path>,
+        keep_alive: Duration,
+        section: &str,
+    ) -> Result<Self, BrokerError> {
+        let setting = format!("{section}.broker");
+        let bad = |message: String| BrokerError::Url {
+            setting: setting.clone(),
+            message,
+        };
+        let parsed =
+            url::Url::parse(url).map_err(|e| bad(format!("{url:?} is not a valid URL: {e}")))?;
+        let tls = broker_uses_tls(url);
+        match parsed.scheme() {
             "mqtt" | "tcp" | "mqtts" | "ssl" => {}
             other => {
-                return Err(BrokerError::Url(format!(
-                    "unsupported scheme {other:?} in {:?} (use mqtt:// or mqtts://)",
-                    m.broker
+                return Err(bad(format!(
+                    "unsupported scheme {other:?} in {url:?} (use mqtt:// or mqtts://)"
                 )))
             }
         }
-        let host = url
+        let host = parsed
             .host_str()
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| BrokerError::Url(format!("{:?} has no host", m.broker)))?
+            .ok_or_else(|| bad(format!("{url:?} has no host")))?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
-        let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
+        let port = parsed.port().unwrap_or(if tls { 8883 } else { 1883 });
         let display = format!(
             "{}://{}:{port}",
             if tls { "mqtts" } else { "mqtt" },
-            url.host_str().unwrap_or(&host)
+            parsed.host_str().unwrap_or(&host)
         );
         let tls = if tls {
-            Some(load_ca(cfg, m, &display)?)
+            Some(load_ca(ca_file, &display, section)?)
         } else {
             None
         };
@@ -123,21 +140,26 @@ impl BrokerTarget {
             port,
             display,
             tls,
-            credentials,
             keep_alive,
         })
     }
 
+    /// True when this target speaks TLS.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Connection options for one client id; `clean_session` so that the outbox, not the
-    /// broker's session, is what carries unacknowledged messages across reconnects.
-    pub fn options(&self, client_id: &str) -> MqttOptions {
+    /// broker's session, is what carries unacknowledged messages across reconnects (the desk
+    /// turns it off for its persistent session).
+    pub fn options(&self, client_id: &str, login: Option<&Login>) -> MqttOptions {
         let mut o = MqttOptions::new(client_id, self.host.clone(), self.port);
         o.set_keep_alive(self.keep_alive)
             .set_clean_session(true)
             .set_max_packet_size(MAX_PACKET, MAX_PACKET)
             .set_inflight(INFLIGHT);
-        if let Some((u, p)) = &self.credentials {
-            o.set_credentials(u.clone(), p.clone());
+        if let Some(l) = login {
+            o.set_credentials(l.username.clone(), l.password.clone());
         }
         if let Some(ca) = &self.tls {
             o.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
@@ -150,131 +172,103 @@ impl BrokerTarget {
     }
 }
 
-fn load_ca(cfg: &Config, m: &MqttConfig, display: &str) -> Result<Vec<u8>, BrokerError> {
-    if let Some(ca) = &m.ca_file {
-        let path = cfg.resolve(ca);
-        return std::fs::read(&path).map_err(|error| BrokerError::CaFile { path, error });
+fn load_ca(ca_file: Option<&Path>, display: &str, section: &str) -> Result<Vec<u8>, BrokerError> {
+    if let Some(path) = ca_file {
+        return std::fs::read(path).map_err(|error| BrokerError::CaFile {
+            setting: format!("{section}.ca_file"),
+            path: path.to_path_buf(),
+            error,
+        });
     }
     for p in SYSTEM_CA_BUNDLES {
         if let Ok(b) = std::fs::read(p) {
             return Ok(b);
         }
     }
-    Err(BrokerError::NoSystemCa(
-        display.to_string(),
-        SYSTEM_CA_BUNDLES.join(", "),
-    ))
+    Err(BrokerError::NoSystemCa {
+        setting: format!("{section}.broker"),
+        url: display.to_string(),
+        looked: SYSTEM_CA_BUNDLES.join(", "),
+    })
 }
 
-/// Starts rumqttd on `listen` on its own threads (it builds its own runtimes) and returns once
-/// it accepts connections. It lives as long as the process: rumqttd has no shutdown.
-pub fn start_embedded(listen: SocketAddr) -> Result<(), BrokerError> {
-    // rumqttd logs a failed bind on its own thread and carries on without a listener; binding
-    // here first turns "address in use" into an error that names the setting.
-    match TcpListener::bind(listen) {
-        Ok(l) => drop(l),
-        Err(error) => {
-            return Err(BrokerError::EmbeddedListen {
-                addr: listen,
-                error,
-            })
-        }
-    }
-    let conn = rumqttd::ConnectionSettings {
-        connection_timeout_ms: 60_000,
-        max_payload_size: MAX_PACKET,
-        max_inflight_count: 500,
-        auth: None,
-        external_auth: None,
-        dynamic_filters: true,
-    };
-    let server = rumqttd::ServerSettings {
-        name: "simpang-embedded".into(),
-        listen,
-        tls: None,
-        next_connection_delay_ms: 1,
-        connections: conn,
-    };
-    let config = rumqttd::Config {
-        id: 0,
-        router: rumqttd::RouterConfig {
-            max_connections: 1000,
-            max_outgoing_packet_count: 200,
-            max_segment_size: 100 * 1024 * 1024,
-            max_segment_count: 10,
-            ..Default::default()
-        },
-        v4: Some(HashMap::from([("1".to_string(), server)])),
-        v5: None,
-        ws: None,
-        cluster: None,
-        console: None,
-        bridge: None,
-        prometheus: None,
-        metrics: None,
-    };
-    std::thread::Builder::new()
-        .name("mqtt-broker".into())
-        .spawn(move || {
-            let mut broker = rumqttd::Broker::new(config);
-            if let Err(e) = broker.start() {
-                tracing::error!(error = %e, "embedded MQTT broker stopped");
-            }
-        })
-        .map_err(|error| BrokerError::EmbeddedListen {
-            addr: listen,
-            error,
-        })?;
-    let probe = if listen.ip().is_unspecified() {
-        SocketAddr::new(
-            if listen.is_ipv4() {
-                [127, 0, 0, 1].into()
-            } else {
-                std::net::Ipv6Addr::LOCALHOST.into()
+/// Where each site's producer gets its login and its signing key.
+#[derive(Clone)]
+pub enum ProducerAuth {
+    /// The managed broker's generated credentials (`site-{id}`, a key per site).
+    Managed(Arc<ManagedBroker>),
+    /// `mqtt.credentials_file`, read again for every site started; `mqtt.username` /
+    /// `mqtt.password` for sites the file has no login for.
+    File {
+        path: PathBuf,
+        fallback: Option<Login>,
+    },
+    /// `mqtt.username` / `mqtt.password` for every site (or none), no signing.
+    Fixed(Option<Login>),
+}
+
+impl ProducerAuth {
+    /// From `[mqtt]`, with the managed broker when there is one.
+    pub fn from_config(cfg: &Config, managed: Option<Arc<ManagedBroker>>) -> Self {
+        let m = &cfg.mqtt;
+        let fixed = m.username.as_ref().map(|u| Login {
+            username: u.clone(),
+            password: m.password.clone().unwrap_or_default(),
+        });
+        match (managed, &m.credentials_file) {
+            (Some(b), _) => ProducerAuth::Managed(b),
+            (None, Some(p)) => ProducerAuth::File {
+                path: cfg.resolve(p),
+                fallback: fixed,
             },
-            listen.port(),
-        )
-    } else {
-        listen
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if mqtt_handshake(&probe) {
-            tracing::info!(%listen, "embedded MQTT broker listening");
-            return Ok(());
+            (None, None) => ProducerAuth::Fixed(fixed),
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    Err(BrokerError::EmbeddedStart(listen))
-}
 
-/// True when an MQTT broker at `addr` accepts a connection: CONNECT, CONNACK (accepted),
-/// DISCONNECT. A bare TCP probe would make the broker log an aborted connection as an error.
-fn mqtt_handshake(addr: &SocketAddr) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = TcpStream::connect_timeout(addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let id = b"simpang-probe";
-    // MQTT 3.1.1 CONNECT: protocol name, level 4, clean session, keep-alive 10 s, client id.
-    let mut packet = vec![0x10, (10 + 2 + id.len()) as u8];
-    packet.extend_from_slice(&[0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x0A]);
-    packet.extend_from_slice(&[0x00, id.len() as u8]);
-    packet.extend_from_slice(id);
-    let mut ack = [0u8; 4];
-    let ok = s.write_all(&packet).is_ok()
-        && s.read_exact(&mut ack).is_ok()
-        && ack[0] == 0x20
-        && ack[3] == 0x00;
-    let _ = s.write_all(&[0xE0, 0x00]);
-    ok
+    /// The login and (when `sign`) the signing key of `site`'s connection.
+    pub fn for_site(
+        &self,
+        site: &str,
+        sign: bool,
+    ) -> Result<(Option<Login>, Option<SigningKey>), BrokerError> {
+        let user = site_user(site);
+        let (creds, fallback, setting) = match self {
+            ProducerAuth::Fixed(l) => return Ok((l.clone(), None)),
+            ProducerAuth::Managed(b) => (b.credentials(), None, "mqtt.broker"),
+            ProducerAuth::File { path, fallback } => (
+                Credentials::load(path).map_err(|e| BrokerError::Credentials {
+                    setting: "mqtt.credentials_file".into(),
+                    message: e.to_string(),
+                })?,
+                fallback.clone(),
+                "mqtt.credentials_file",
+            ),
+        };
+        let login = creds.login(&user).or(fallback).ok_or_else(|| {
+            BrokerError::Credentials {
+                setting: setting.into(),
+                message: format!(
+                    "no password for user {user:?} (site {site:?}): run `simpang mqtt-credentials` again for this config, or set mqtt.username and mqtt.password"
+                ),
+            }
+        })?;
+        let key = if sign {
+            creds
+                .signing_key(site)
+                .map_err(|e| BrokerError::Credentials {
+                    setting: setting.into(),
+                    message: e.to_string(),
+                })?
+        } else {
+            None
+        };
+        Ok((Some(login), key))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     fn cfg(mqtt: &str) -> Config {
         let text = format!(
@@ -294,12 +288,33 @@ mod tests {
         .unwrap();
         assert_eq!((t.host.as_str(), t.port), ("broker.example", 1999));
         assert_eq!(t.display, "mqtt://broker.example:1999");
-        assert_eq!(t.credentials, Some(("u".into(), "p".into())));
         assert!(t.tls.is_none());
         let t = BrokerTarget::from_config(&cfg("[mqtt]\nbroker = \"mqtt://[::1]\"")).unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 1883));
-        let o = t.options("simpang-run-a");
+        let login = Login {
+            username: "u".into(),
+            password: "p".into(),
+        };
+        let o = t.options("simpang-run-a", Some(&login));
         assert!(o.clean_session());
         assert_eq!(o.client_id(), "simpang-run-a");
+        let got = o.credentials().expect("a login");
+        assert_eq!((got.username.as_str(), got.password.as_str()), ("u", "p"));
+        let e = BrokerTarget::from_url("http://x", None, Duration::from_secs(5), "desk.mqtt")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("desk.mqtt.broker: unsupported scheme"), "{e}");
+        let e = BrokerTarget::from_url(
+            "mqtts://x",
+            Some(Path::new("/nonexistent/ca.pem")),
+            Duration::from_secs(5),
+            "desk.mqtt",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("desk.mqtt.ca_file: cannot read CA file /nonexistent/ca.pem"),
+            "{e}"
+        );
     }
 }

@@ -32,6 +32,8 @@ use tracing::{debug, error, info, warn, Instrument};
 use super::broker::{BrokerTarget, INFLIGHT};
 use super::message::{SiteState, StatusMessage, StatusReason};
 use super::outbox::{MsgKind, Outbox, Row};
+use super::secrets::Login;
+use super::sign::{self, SigningKey};
 use super::topics;
 use crate::model::SiteId;
 use crate::timing::{self, Stage};
@@ -61,6 +63,10 @@ pub struct LinkSettings {
     pub site: SiteId,
     /// MQTT client id, `{mqtt.client_id}-{site}`.
     pub client_id: String,
+    /// The site's login (`site-{id}` on a broker with simpang's users).
+    pub login: Option<Login>,
+    /// Signs the status messages and the will (rows in the outbox are signed already).
+    pub key: Option<SigningKey>,
     /// The site's highest outbox id at start.
     pub last_id: i64,
     /// (first, longest) wait between connection attempts.
@@ -113,6 +119,7 @@ pub struct Link {
     client: AsyncClient,
     stop: Arc<Notify>,
     status: StatusFn,
+    key: Option<SigningKey>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -128,10 +135,12 @@ impl Link {
         let LinkSettings {
             site,
             client_id,
+            login,
+            key,
             last_id,
             reconnect,
         } = settings;
-        let mut opts = target.options(&client_id);
+        let mut opts = target.options(&client_id, login.as_ref());
         // The request channel holds at most WINDOW rows plus a few status messages; a little
         // slack means try_publish never fails for lack of room.
         opts.set_request_channel_capacity(WINDOW + 16);
@@ -157,6 +166,7 @@ impl Link {
             outbox,
             stop: stop.clone(),
             status: status.clone(),
+            key: key.clone(),
             metrics,
             reconnect,
         };
@@ -168,6 +178,7 @@ impl Link {
             client,
             stop,
             status,
+            key,
             task: Mutex::new(Some(task)),
         }
     }
@@ -210,7 +221,7 @@ impl Link {
             return;
         }
         let msg = (self.status)(SiteState::Online, StatusReason::Running);
-        publish_status(&self.client, &mut sh, &msg);
+        publish_status(&self.client, &mut sh, &msg, self.key.as_ref());
     }
 
     /// Stops the connection: publishes the offline status, drains what it can within
@@ -221,7 +232,7 @@ impl Link {
             sh.stopping = true;
             if sh.connected && !sh.offline_sent {
                 let msg = (self.status)(SiteState::Offline, StatusReason::Shutdown);
-                publish_status(&self.client, &mut sh, &msg);
+                publish_status(&self.client, &mut sh, &msg, self.key.as_ref());
                 sh.offline_sent = true;
             }
         }
@@ -240,8 +251,13 @@ impl Link {
     }
 }
 
-fn publish_status(client: &AsyncClient, sh: &mut Shared, msg: &StatusMessage) {
-    let payload = match serde_json::to_vec(msg) {
+fn publish_status(
+    client: &AsyncClient,
+    sh: &mut Shared,
+    msg: &StatusMessage,
+    key: Option<&SigningKey>,
+) {
+    let payload = match sign::encode(msg, key) {
         Ok(p) => p,
         Err(e) => {
             error!(error = %e, "cannot serialise status");
@@ -263,6 +279,7 @@ struct Driver {
     outbox: Outbox,
     stop: Arc<Notify>,
     status: StatusFn,
+    key: Option<SigningKey>,
     metrics: LinkMetrics,
     reconnect: (Duration, Duration),
 }
@@ -278,7 +295,7 @@ impl Driver {
             if !up {
                 // The will is fixed per connection: refresh its time for the next attempt.
                 let will = (self.status)(SiteState::Offline, StatusReason::ConnectionLost);
-                if let Ok(payload) = serde_json::to_vec(&will) {
+                if let Ok(payload) = sign::encode(&will, self.key.as_ref()) {
                     el.mqtt_options.set_last_will(LastWill::new(
                         topics::status(self.site.as_str()),
                         payload,
@@ -330,7 +347,7 @@ impl Driver {
                     } else {
                         (self.status)(SiteState::Online, StatusReason::Running)
                     };
-                    publish_status(&self.client, &mut sh, &msg);
+                    publish_status(&self.client, &mut sh, &msg, self.key.as_ref());
                 }
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                     let in_step = {

@@ -10,15 +10,27 @@
 //!               on its PUBACK, retained status + last will on simpang/v1/sites/{site}/status
 //! ```
 //!
-//! The pure parts ([`lifecycle`], [`watch`], [`text`], [`message`], [`topics`]) need no clock
-//! and no network; the edges ([`outbox`], [`link`], [`broker`]) hold all the I/O.
+//! The pure parts ([`lifecycle`], [`watch`], [`text`], [`message`], [`topics`], [`sign`],
+//! [`access`]) need no clock and no network; the edges ([`outbox`], [`link`], [`broker`],
+//! [`mosquitto`], [`secrets`], [`certs`]) hold all the I/O.
+//!
+//! Security of the broker (docs/security.md): every client logs in; each site's producer may
+//! publish only its own topics ([`access`]); with `mqtt.broker = "embedded"` simpang runs
+//! Mosquitto as a supervised child with those rights and an optional TLS listener
+//! ([`mosquitto`]); each site's messages carry an HMAC signature the desk checks ([`sign`]).
 
+pub mod access;
 pub mod broker;
+pub mod certs;
+pub mod credentials;
 pub mod lifecycle;
 pub mod link;
 pub mod message;
 mod metrics;
+pub mod mosquitto;
 pub mod outbox;
+pub mod secrets;
+pub mod sign;
 pub mod snapshot;
 pub mod text;
 // The topic names live in the neutral `crate::topics` (the config's defaults use them too); the
@@ -44,11 +56,12 @@ use crate::model::{
     CountsReport, Evidence, IncidentEvent, IncidentKind, Level, RuleEvent, Severity, SiteId,
 };
 
-pub use broker::{BrokerError, BrokerTarget};
+pub use broker::{BrokerError, BrokerTarget, ProducerAuth};
 pub use lifecycle::{incident_id, Lifecycle, LifecycleConfig};
 pub use link::Link;
 pub use message::{CountsMessage, SiteInfo, StatusMessage};
 pub use metrics::IncidentMetrics;
+pub use mosquitto::{EmbeddedFiles, ManagedBroker};
 pub use outbox::{Outbox, OutboxError};
 
 use message::{CameraHealth, LocalTime, SiteState};
@@ -121,12 +134,16 @@ pub struct IncidentService {
     sites: Arc<Registry<StageSite>>,
     links: LinkStarter,
     outbox: Outbox,
+    /// The managed broker (`mqtt.broker = "embedded"`), stopped after the links.
+    broker: Option<Arc<ManagedBroker>>,
 }
 
 /// What the stage keeps of one site it serves, by id: the facts its messages carry, its MQTT
 /// connection, and the watch on its camera.
 struct StageSite {
     info: SiteInfo,
+    /// Signs the site's messages (when the site has a key and `mqtt.sign_messages` is on).
+    key: Option<sign::SigningKey>,
     link: Link,
     /// The camera's slots in the hub and the offline watch over them (a site without slots,
     /// which no camera feeds, has no camera incidents).
@@ -136,6 +153,10 @@ struct StageSite {
 /// Opens a site's MQTT connection: what start-up and [`IncidentService::add_site`] share.
 struct LinkStarter {
     target: BrokerTarget,
+    /// Each site's login and signing key.
+    auth: ProducerAuth,
+    /// `mqtt.sign_messages`.
+    sign: bool,
     outbox: Outbox,
     metrics: link::LinkMetrics,
     /// `mqtt.client_id`: each site connects as `{client_id}-{site}`.
@@ -146,7 +167,13 @@ struct LinkStarter {
 }
 
 impl LinkStarter {
-    fn start(&self, info: SiteInfo, camera: Option<Arc<SiteHub>>, last_id: i64) -> StageSite {
+    fn start(
+        &self,
+        info: SiteInfo,
+        camera: Option<Arc<SiteHub>>,
+        last_id: i64,
+    ) -> Result<StageSite, BrokerError> {
+        let (login, key) = self.auth.for_site(info.id.as_str(), self.sign)?;
         self.metrics.pending.with_label_values(&[&info.id]);
         let client_id = format!("{}-{}", self.client_id, info.id);
         let status = status_fn(info.clone(), client_id.clone(), camera.clone(), self.local);
@@ -154,6 +181,8 @@ impl LinkStarter {
             link::LinkSettings {
                 site: info.id.clone(),
                 client_id,
+                login,
+                key: key.clone(),
                 last_id,
                 reconnect: self.reconnect,
             },
@@ -162,11 +191,12 @@ impl LinkStarter {
             status,
             self.metrics.clone(),
         );
-        StageSite {
+        Ok(StageSite {
             info,
+            key,
             link,
             camera: camera.map(|c| (c, Mutex::new(watch::OfflineWatch::new(self.offline_grace)))),
-        }
+        })
     }
 }
 
@@ -193,15 +223,16 @@ impl IncidentService {
         let data_dir = cfg.data_dir();
         check_data_dir(&data_dir)?;
         let target = BrokerTarget::from_config(cfg)?;
-        if cfg.mqtt.broker == "embedded" {
-            let listen = cfg.mqtt.embedded_listen;
-            tokio::task::spawn_blocking(move || broker::start_embedded(listen))
+        let managed = if cfg.mqtt.broker == "embedded" {
+            let metrics = mosquitto::BrokerMetrics::register(registry)?;
+            let c = cfg.clone();
+            let b = tokio::task::spawn_blocking(move || ManagedBroker::start(&c, metrics))
                 .await
-                .map_err(|e| BrokerError::EmbeddedListen {
-                    addr: listen,
-                    error: std::io::Error::other(e.to_string()),
-                })??;
-        }
+                .map_err(|e| BrokerError::Files(e.to_string()))??;
+            Some(Arc::new(b))
+        } else {
+            None
+        };
         let outbox = Outbox::open(
             &data_dir.join("outbox.db"),
             cfg.incidents.outbox_max_messages,
@@ -239,6 +270,8 @@ impl IncidentService {
         };
         let links = LinkStarter {
             target,
+            auth: ProducerAuth::from_config(cfg, managed.clone()),
+            sign: cfg.mqtt.sign_messages,
             outbox: outbox.clone(),
             metrics: link_metrics,
             client_id: cfg.mqtt.client_id.clone(),
@@ -248,14 +281,25 @@ impl IncidentService {
                 (cfg.incidents.offline_grace_s * 1000.0) as i64,
             ),
         };
-        let served = Arc::new(Registry::default());
+        let served: Arc<Registry<StageSite>> = Arc::new(Registry::default());
         for site_cfg in &cfg.sites {
             let Some(info) = sites.get(&site_cfg.id).cloned() else {
                 continue;
             };
             let id = info.id.clone();
             let last_id = last_ids.get(&info.id).copied().unwrap_or(0);
-            let site = links.start(info, hub.site(id.as_str()), last_id);
+            let site = match links.start(info, hub.site(id.as_str()), last_id) {
+                Ok(s) => s,
+                Err(e) => {
+                    for s in served.all() {
+                        s.link.stop().await;
+                    }
+                    if let Some(b) = &managed {
+                        b.stop().await;
+                    }
+                    return Err(e.into());
+                }
+            };
             if let Err(dup) = served.insert(id, Arc::new(site)) {
                 dup.link.stop().await;
             }
@@ -302,7 +346,7 @@ impl IncidentService {
                 .run(rx)
                 .instrument(tracing::info_span!("incidents")),
         );
-        info!(broker = %links.target.display, sites = served.len(), outbox = %outbox.path().display(), "incident service started");
+        info!(broker = %links.target.display, sites = served.len(), outbox = %outbox.path().display(), signed = served.all().iter().any(|s| s.key.is_some()), "incident service started");
         Ok(Self {
             tx,
             dropped: m.input_dropped.clone(),
@@ -311,7 +355,13 @@ impl IncidentService {
             sites: served,
             links,
             outbox,
+            broker: managed,
         })
+    }
+
+    /// The managed broker, when `mqtt.broker = "embedded"`.
+    pub fn managed_broker(&self) -> Option<Arc<ManagedBroker>> {
+        self.broker.clone()
     }
 
     /// Starts serving a site while running: its MQTT connection (draining any messages of it
@@ -337,11 +387,18 @@ impl IncidentService {
         if pending > 0 {
             info!(site = %id, pending, "outbox holds messages of this site from before; draining them first");
         }
+        if let Some(b) = &self.broker {
+            // The new site's user and rights, before its connection tries to log in.
+            let (b, s) = (b.clone(), site.clone());
+            tokio::task::spawn_blocking(move || b.add_site(&s))
+                .await
+                .map_err(|e| BrokerError::Files(e.to_string()))??;
+        }
         let entry = self.links.start(
             SiteInfo::from_site(site),
             camera,
             own.map_or(0, |b| b.max_id),
-        );
+        )?;
         if let Err(dup) = self.sites.insert(id, Arc::new(entry)) {
             // Added meanwhile by another caller: that one serves it.
             dup.link.stop().await;
@@ -393,6 +450,10 @@ impl IncidentService {
             );
         }
         self.outbox.close().await;
+        // Last: the links' offline statuses went through it.
+        if let Some(b) = &self.broker {
+            b.stop().await;
+        }
     }
 }
 
@@ -575,10 +636,10 @@ impl Producer {
         ev: Option<&RuleEvent>,
         received: DateTime<Utc>,
     ) {
-        let Some(site) = self
+        let Some((site, key)) = self
             .sites
             .get(emit.key.site.as_str())
-            .map(|s| s.info.clone())
+            .map(|s| (s.info.clone(), s.key.clone()))
         else {
             return;
         };
@@ -591,7 +652,7 @@ impl Producer {
                 None => None,
             };
             let msg = message::incident_message(&emit, &evidence, &site, &self.local, snapshot);
-            let payload = match serde_json::to_vec(&msg) {
+            let payload = match sign::encode(&msg, key.as_ref()) {
                 Ok(p) => p,
                 Err(e) => {
                     error!(error = %e, "cannot serialise the incident message; not stored");
@@ -647,7 +708,7 @@ impl Producer {
         };
         let site = &served.info;
         let msg = message::counts_message(&r, site, &self.local);
-        let payload = match serde_json::to_vec(&msg) {
+        let payload = match sign::encode(&msg, served.key.as_ref()) {
             Ok(p) => p,
             Err(e) => {
                 error!(error = %e, "cannot serialise counts");

@@ -35,6 +35,29 @@ pub enum OutboxError {
     Db(#[from] sqlx::Error),
     #[error("outbox: stored lifecycle state is not valid JSON: {0}")]
     State(#[from] serde_json::Error),
+    #[error("outbox database {path} is damaged and cannot be moved aside: {error}")]
+    MoveAside {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+impl OutboxError {
+    /// True when SQLite says the file is not a database or is damaged (SQLITE_NOTADB,
+    /// SQLITE_CORRUPT and its extended codes).
+    pub fn is_corrupt(&self) -> bool {
+        let e = match self {
+            OutboxError::Open { error, .. } | OutboxError::Db(error) => error,
+            _ => return false,
+        };
+        match e {
+            sqlx::Error::Database(d) => d
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| matches!(c & 0xff, 11 | 26)),
+            _ => false,
+        }
+    }
 }
 
 /// What a row carries, which decides how the bound treats it.
@@ -140,8 +163,30 @@ const SCHEMA: &[&str] = &[
 ];
 
 impl Outbox {
-    /// Opens (creating if needed) the outbox at `path`.
+    /// Opens (creating if needed) the outbox at `path`. A file SQLite finds damaged is moved
+    /// aside (`outbox.db.corrupt-<UTC time>`, with its WAL) and a new outbox started, with a
+    /// warning naming the kept file: the pipeline runs on; what the old file held is not sent.
     pub async fn open(path: &Path, max_messages: u64) -> Result<Self, OutboxError> {
+        match Self::open_checked(path, max_messages).await {
+            Err(e) if e.is_corrupt() => {
+                let kept = move_aside(path)?;
+                tracing::warn!(
+                    file = %path.display(),
+                    kept = %kept.display(),
+                    error = %e,
+                    "the outbox database {} is damaged: moved aside to {} and started empty; the messages it held are not sent (inspect them with sqlite3)",
+                    path.display(),
+                    kept.display()
+                );
+                Self::open_checked(path, max_messages).await
+            }
+            other => other,
+        }
+    }
+
+    /// Opens and reads what start-up reads (row count, backlog, open incidents), so damage
+    /// there shows now, not half-way through starting.
+    async fn open_checked(path: &Path, max_messages: u64) -> Result<Self, OutboxError> {
         let open_err = |error| OutboxError::Open {
             path: path.to_path_buf(),
             error,
@@ -169,6 +214,21 @@ impl Outbox {
             .map_err(open_err)?
             .try_get(0)
             .map_err(open_err)?;
+        let probe = async {
+            sqlx::query("SELECT site, COUNT(*), MAX(id) FROM outbox GROUP BY site")
+                .fetch_all(&pool)
+                .await?;
+            sqlx::query("SELECT key, state FROM open_incidents")
+                .fetch_all(&pool)
+                .await
+        };
+        if let Err(error) = probe.await {
+            pool.close().await;
+            return Err(OutboxError::Open {
+                path: path.to_path_buf(),
+                error,
+            });
+        }
         Ok(Self {
             pool,
             path: path.to_path_buf(),
@@ -339,8 +399,39 @@ impl Outbox {
     }
 
     pub async fn close(&self) {
+        // sqlx closes a connection's SQLite handle on its worker thread, after `close` returns:
+        // fold the WAL back now so the file is whole when the caller looks at it.
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await;
         self.pool.close().await;
     }
+}
+
+/// Renames a damaged database and its WAL to `<name>.corrupt-<UTC time>[-wal]` (the shared
+/// memory file is dropped: SQLite rebuilds it). Returns the new name of the database.
+fn move_aside(path: &Path) -> Result<PathBuf, OutboxError> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "outbox.db".into());
+    let kept = path.with_file_name(format!("{name}.corrupt-{stamp}"));
+    let err = |error| OutboxError::MoveAside {
+        path: path.to_path_buf(),
+        error,
+    };
+    std::fs::rename(path, &kept).map_err(err)?;
+    let side = |suffix: &str| path.with_file_name(format!("{name}{suffix}"));
+    if side("-wal").exists() {
+        std::fs::rename(
+            side("-wal"),
+            kept.with_file_name(format!("{name}.corrupt-{stamp}-wal")),
+        )
+        .map_err(err)?;
+    }
+    let _ = std::fs::remove_file(side("-shm"));
+    Ok(kept)
 }
 
 #[cfg(test)]
@@ -360,6 +451,55 @@ mod tests {
             created_ms: 1000 + n as i64,
             label: format!("m{n}"),
         }
+    }
+
+    /// A file that is not a database, and a database whose pages were overwritten: both are
+    /// moved aside with their time, and a fresh outbox works.
+    #[tokio::test]
+    async fn a_damaged_file_is_moved_aside_and_a_new_outbox_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.db");
+        std::fs::write(&path, vec![0x5au8; 8192]).unwrap();
+        let ob = Outbox::open(&path, 100).await.expect("opens anew");
+        assert_eq!(ob.pending(), 0);
+        ob.insert(&msg("a", MsgKind::Incident, 1), &[])
+            .await
+            .unwrap();
+        ob.close().await;
+        let kept: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("outbox.db.corrupt-"))
+            .collect();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(
+            std::fs::read(dir.path().join(&kept[0])).unwrap(),
+            vec![0x5au8; 8192],
+            "kept as it was"
+        );
+
+        // A real database, then its pages after the header overwritten.
+        let path2 = dir.path().join("second.db");
+        let ob = Outbox::open(&path2, 100).await.unwrap();
+        for n in 0..50 {
+            ob.insert(&msg("a", MsgKind::Counts, n), &[]).await.unwrap();
+        }
+        ob.close().await;
+        let _ = std::fs::remove_file(dir.path().join("second.db-wal"));
+        let mut bytes = std::fs::read(&path2).unwrap();
+        assert!(bytes.len() > 4096, "more than one page");
+        for b in bytes.iter_mut().skip(100) {
+            *b = 0xff;
+        }
+        std::fs::write(&path2, &bytes).unwrap();
+        let ob = Outbox::open(&path2, 100).await.expect("opens anew");
+        assert_eq!(ob.pending(), 0);
+        ob.close().await;
+        assert!(std::fs::read_dir(dir.path()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("second.db.corrupt-")));
     }
 
     fn stored_id(i: &Inserted) -> i64 {

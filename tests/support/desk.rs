@@ -70,6 +70,8 @@ pub struct Opts {
     pub broker: Option<String>,
     /// Extra TOML appended to the `[desk]` table (before its sub-tables).
     pub desk_toml: String,
+    /// Extra TOML appended to the `[desk.mqtt]` table (credentials, CA file).
+    pub mqtt_toml: String,
 }
 
 /// A running desk: its own runtime, database and listener.
@@ -95,13 +97,18 @@ const FUNCTIONAL_LIMITS: &str = "[desk.limits]\nreports_per_ip = { per_hour = 0,
      track_per_ip = { per_hour = 0, burst = 1 }\n";
 
 pub fn config(broker: Option<&str>, desk_toml: &str, dir: &Path) -> Config {
+    config_with(broker, desk_toml, "", dir)
+}
+
+/// [`config`] with extra `[desk.mqtt]` settings.
+pub fn config_with(broker: Option<&str>, desk_toml: &str, mqtt_toml: &str, dir: &Path) -> Config {
     let limits = if desk_toml.contains("[desk.limits]") {
         ""
     } else {
         FUNCTIONAL_LIMITS
     };
     let text = format!(
-        "data_dir = \"{}\"\n{SITES}\n[desk]\n{desk_toml}\n{limits}[desk.mqtt]\nbroker = \"{}\"\nclient_id = \"desk-test-{}\"\nbackoff_initial_s = 0.2\nbackoff_max_s = 1.0\n",
+        "data_dir = \"{}\"\n{SITES}\n[desk]\n{desk_toml}\n{limits}[desk.mqtt]\nbroker = \"{}\"\nclient_id = \"desk-test-{}\"\nbackoff_initial_s = 0.2\nbackoff_max_s = 1.0\n{mqtt_toml}\n",
         dir.display(),
         broker.unwrap_or("none"),
         unique()
@@ -123,7 +130,12 @@ impl TestDesk {
                 (pg.url(), Some(pg))
             }
         };
-        let cfg = Arc::new(config(opts.broker.as_deref(), &opts.desk_toml, dir.path()));
+        let cfg = Arc::new(config_with(
+            opts.broker.as_deref(),
+            &opts.desk_toml,
+            &opts.mqtt_toml,
+            dir.path(),
+        ));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -535,7 +547,12 @@ pub fn incident(
     level: &str,
     snapshot: Option<&[u8]>,
 ) -> IncidentMessage {
-    let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-23T17:00:00+07:00").expect("time");
+    // An hour ago (the desk refuses messages older than a week or from the future), on the
+    // minute, in the city's offset.
+    let now = chrono::Utc::now().timestamp();
+    let t0 = chrono::DateTime::from_timestamp(now - now % 60 - 3600, 0)
+        .expect("time")
+        .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).expect("offset"));
     let at = t0 + chrono::Duration::seconds(i64::from(seq) * 30);
     let (name, address, lat, lon) = match site {
         "bkb" => (

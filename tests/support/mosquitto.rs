@@ -35,6 +35,9 @@ pub struct MosquittoOpts {
     pub tls: Option<TlsFiles>,
     /// A second, plain listener (for a test subscriber next to a TLS listener).
     pub plain_listener: bool,
+    /// A password file and an ACL file made elsewhere (`simpang mqtt-credentials`), in place of
+    /// `users`.
+    pub auth_files: Option<(PathBuf, PathBuf)>,
 }
 
 /// A mosquitto broker owned by a test; killed when dropped.
@@ -258,7 +261,13 @@ fn write_conf(dir: &Path, port: u16, plain: Option<u16>, opts: &MosquittoOpts) -
     if let Some(p) = plain {
         c += &format!("listener {p} 127.0.0.1\n");
     }
-    if opts.users.is_empty() {
+    if let Some((passwd, acl)) = &opts.auth_files {
+        c += &format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {}\n",
+            passwd.display(),
+            acl.display()
+        );
+    } else if opts.users.is_empty() {
         c += "allow_anonymous true\n";
     } else {
         let pw = dir.join("passwd");

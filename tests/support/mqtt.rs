@@ -12,7 +12,8 @@ use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use simpang::incident::message::{CountsMessage, StatusMessage};
-use simpang::incident::topics;
+use simpang::incident::secrets::Credentials;
+use simpang::incident::{sign, topics};
 use simpang::model::{IncidentEvent, IncidentMessage};
 
 use super::wait::poll_async;
@@ -48,6 +49,18 @@ impl Subscriber {
         if let Some((u, p)) = credentials {
             o.set_credentials(u, p);
         }
+        Subscriber::start_with(o)
+    }
+
+    /// The `viewer` of the managed broker whose files are under `data_dir` (what `simpang run`
+    /// with `mqtt.broker = "embedded"` generated).
+    pub fn viewer(port: u16, client_id: &str, data_dir: &std::path::Path) -> Subscriber {
+        let (u, p) = embedded_login(data_dir, "viewer");
+        Subscriber::start(port, client_id, true, Some((&u, &p)))
+    }
+
+    /// With options of the caller's (TLS, another host), subscribed to `simpang/v1/#`.
+    pub fn start_with(o: MqttOptions) -> Subscriber {
         let (client, mut el) = AsyncClient::new(o, 100);
         let msgs = Arc::new(Mutex::new(Vec::new()));
         let connected = Arc::new(AtomicBool::new(false));
@@ -117,6 +130,29 @@ impl Subscriber {
         tokio::time::sleep(Duration::from_millis(100)).await;
         self.task.abort();
     }
+}
+
+/// (user, password) of `user` in the managed broker's credentials under `data_dir`.
+pub fn embedded_login(data_dir: &std::path::Path, user: &str) -> (String, String) {
+    let path = data_dir.join("mqtt/credentials.toml");
+    let creds = Credentials::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let pw = creds
+        .password(user)
+        .unwrap_or_else(|| panic!("no {user} in {}", path.display()));
+    (user.to_string(), pw.to_string())
+}
+
+/// The payload without its signature field (a signed message's JSON is exactly the unsigned
+/// message plus `"sig"`; a consumer parses what the signature covers).
+pub fn unsigned(payload: &[u8]) -> Vec<u8> {
+    sign::split(payload)
+        .map(|s| s.signed.into_owned())
+        .unwrap_or_else(|_| payload.to_vec())
+}
+
+/// True when the payload ends in a well-formed signature field.
+pub fn is_signed(payload: &[u8]) -> bool {
+    sign::split(payload).is_ok_and(|s| s.mac_hex.is_some())
 }
 
 /// The three JSON Schemas of schemas/, compiled.
@@ -203,6 +239,8 @@ pub struct Report {
     pub statuses: Vec<(StatusMessage, bool)>,
     pub counts: Vec<CountsMessage>,
     pub snapshots_checked: usize,
+    /// Messages that carried a signature field.
+    pub signed: usize,
     /// Everything wrong: schema violations, bad snapshots, lifecycle violations.
     pub errors: Vec<String>,
 }
@@ -256,17 +294,21 @@ pub fn analyse(msgs: &[Received], schemas: &Schemas) -> Report {
             continue;
         }
         let leaf = topics::parse(&m.topic).map(|(_, l)| l).unwrap_or("");
+        if is_signed(&m.payload) {
+            r.signed += 1;
+        }
+        let payload = unsigned(&m.payload);
         match leaf {
-            topics::STATUS => match serde_json::from_slice::<StatusMessage>(&m.payload) {
+            topics::STATUS => match serde_json::from_slice::<StatusMessage>(&payload) {
                 Ok(s) => r.statuses.push((s, m.retain)),
                 Err(e) => r.errors.push(format!("status: {e}")),
             },
-            topics::COUNTS => match serde_json::from_slice::<CountsMessage>(&m.payload) {
+            topics::COUNTS => match serde_json::from_slice::<CountsMessage>(&payload) {
                 Ok(c) => r.counts.push(c),
                 Err(e) => r.errors.push(format!("counts: {e}")),
             },
             topics::INCIDENTS => {
-                let msg: IncidentMessage = match serde_json::from_slice(&m.payload) {
+                let msg: IncidentMessage = match serde_json::from_slice(&payload) {
                     Ok(x) => x,
                     Err(e) => {
                         r.errors.push(format!("incident: {e}"));

@@ -142,6 +142,19 @@ impl Run {
             .unwrap_or_else(|| panic!("no port in mqtt.embedded_listen {listen:?}"))
     }
 
+    /// The port of the managed broker's TLS listener (`mqtt.embedded_tls_listen`).
+    pub fn mqtt_tls_port(&self) -> u16 {
+        let doc = self.config_doc();
+        let listen = doc["mqtt"]["embedded_tls_listen"]
+            .as_str()
+            .expect("the config sets mqtt.embedded_tls_listen");
+        listen
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in mqtt.embedded_tls_listen {listen:?}"))
+    }
+
     /// The port of annotated RTSP out this run was started with.
     pub fn rtsp_port(&self) -> u16 {
         let p = self.config_doc()["wall"]["rtsp_port"]
@@ -216,6 +229,15 @@ fn repick_fixed_ports(config: &Path) -> bool {
         .is_some()
     {
         doc["mqtt"]["embedded_listen"] = toml_edit::value(format!("127.0.0.1:{}", ports::port()));
+        changed = true;
+    }
+    if doc
+        .get("mqtt")
+        .and_then(|m| m.get("embedded_tls_listen"))
+        .is_some()
+    {
+        doc["mqtt"]["embedded_tls_listen"] =
+            toml_edit::value(format!("127.0.0.1:{}", ports::port()));
         changed = true;
     }
     if doc

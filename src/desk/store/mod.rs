@@ -119,7 +119,16 @@ impl Store {
                         sqlx::query("PRAGMA foreign_keys = ON")
                             .execute(&mut *conn)
                             .await?;
-                        sqlx::query("PRAGMA synchronous = NORMAL")
+                        // FULL: the WAL is fsync'd at every commit. The desk acknowledges an
+                        // incident to the broker right after its commit, and the broker then
+                        // forgets it: with NORMAL a power cut could lose that commit.
+                        sqlx::query("PRAGMA synchronous = FULL")
+                            .execute(&mut *conn)
+                            .await?;
+                    } else {
+                        // The same promise on PostgreSQL: a commit returns once it is flushed
+                        // to the WAL on disk, whatever the server's default says.
+                        sqlx::query("SET synchronous_commit = on")
                             .execute(&mut *conn)
                             .await?;
                     }
