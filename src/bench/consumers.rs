@@ -26,7 +26,13 @@ pub struct MjpegReader {
 }
 
 impl MjpegReader {
-    pub fn start(http: SocketAddr, path: &str) -> Result<MjpegReader, BenchError> {
+    /// `login` is a wall device account (name, token), sent as HTTP Basic.
+    pub fn start(
+        http: SocketAddr,
+        path: &str,
+        login: (&str, &str),
+    ) -> Result<MjpegReader, BenchError> {
+        use base64::Engine;
         let url = format!("http://{http}{path}");
         let mut stream =
             TcpStream::connect_timeout(&http, Duration::from_secs(5)).map_err(|error| {
@@ -42,9 +48,12 @@ impl MjpegReader {
         stream
             .set_read_timeout(Some(Duration::from_millis(500)))
             .map_err(io)?;
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", login.0, login.1));
         write!(
             stream,
-            "GET {path} HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {http}\r\nAuthorization: Basic {basic}\r\n\
+             Connection: close\r\n\r\n"
         )
         .map_err(io)?;
         let frames = Arc::new(AtomicU64::new(0));
@@ -228,10 +237,12 @@ pub struct RtspClient {
 }
 
 impl RtspClient {
-    pub fn start(url: &str) -> Result<RtspClient, BenchError> {
+    /// `login` is a wall device account (name, token), given to RTSP's own authentication.
+    pub fn start(url: &str, login: (&str, &str)) -> Result<RtspClient, BenchError> {
         crate::ingest::init_gstreamer()?;
+        let (user, pw) = login;
         let line = format!(
-            "rtspsrc location=\"{url}\" protocols=tcp latency=0 ! rtph264depay \
+            "rtspsrc location=\"{url}\" user-id=\"{user}\" user-pw=\"{pw}\" protocols=tcp latency=0 ! rtph264depay \
              ! fakesink name=sink sync=false async=false"
         );
         let err = |m: String| BenchError::Protocol(format!("RTSP client of {url}: {m}"));

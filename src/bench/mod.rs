@@ -447,9 +447,10 @@ fn drive_trial(
     pb.set_message("attaching viewers");
 
     // The wall's viewers: the page's one MJPEG connection, and a mosaic RTSP client.
-    let mjpeg = consumers::MjpegReader::start(http, "/tiles.mjpg")?;
+    let login = (ready.device.as_str(), ready.token.as_str());
+    let mjpeg = consumers::MjpegReader::start(http, "/tiles.mjpg", login)?;
     let rtsp_url = format!("rtsp://127.0.0.1:{}/annotated/wall", ready.rtsp_port);
-    let rtsp = consumers::RtspClient::start(&rtsp_url)?;
+    let rtsp = consumers::RtspClient::start(&rtsp_url, login)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while mjpeg.frames() == 0 || rtsp.frames() == 0 {
         if let Some(e) = rtsp.error() {

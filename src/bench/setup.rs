@@ -123,6 +123,8 @@ pub fn bench_config(
     cfg.wall.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.wall.rtsp_address = [127, 0, 0, 1].into();
     cfg.wall.rtsp_port = free_port()?;
+    // Two benches (or a bench beside a running system) must not fight over the default port.
+    cfg.metrics.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let problems = cfg.validate();
     if !problems.is_empty() {
         return Err(BenchError::Usage(format!(

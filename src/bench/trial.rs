@@ -46,6 +46,9 @@ pub struct TrialOptions {
 pub struct Ready {
     pub http: String,
     pub rtsp_port: u16,
+    /// The wall device account the harness's viewers sign in with (the wall wants a login).
+    pub device: String,
+    pub token: String,
     pub sites: Vec<String>,
     pub mjpeg_fps: f64,
     pub mosaic_fps: f64,
@@ -126,12 +129,23 @@ fn run_in(base: &Config, opts: &TrialOptions, data_dir: &Path) -> Result<(), Ben
             what: "cannot start the async runtime".into(),
             error,
         })?;
+    // The wall lets nobody watch without an account: the harness's viewers get a device of
+    // their own, in this trial's fresh data dir.
+    let device = "bench-viewer";
+    let token = crate::wall::accounts::add_device(
+        &cfg.wall_accounts_path(),
+        device,
+        crate::wall::accounts::By::Cli,
+    )
+    .map_err(|e| BenchError::Usage(format!("cannot make the bench's wall device: {e}")))?;
     rt.block_on(async {
         let running = crate::app::run(cfg.clone()).await?;
         let sites: Vec<String> = cfg.sites.iter().map(|s| s.id.to_string()).collect();
         emit(&Line::Ready(Ready {
             http: running.http_addr.to_string(),
             rtsp_port: cfg.wall.rtsp_port,
+            device: device.to_string(),
+            token: token.clone(),
             sites: sites.clone(),
             mjpeg_fps: cfg.wall.mjpeg_fps,
             mosaic_fps: cfg.wall.mosaic_fps,
