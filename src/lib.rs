@@ -13,8 +13,9 @@
 //!
 //! Neutral ground every stage may use, which imports no stage: [`model`], [`config`], [`hub`]
 //! (the site registry and its latest-value slots), [`draw`] (overlays on pictures), [`time`]
-//! (the city's time zone), [`metrics`], [`timing`] (raw stage timings the bench collects),
-//! [`shutdown`] (SIGINT/SIGTERM) and [`procfs`].
+//! (the city's time zone), [`clock`] (the rules' monotonic clock beside the wall clock),
+//! [`metrics`], [`timing`] (raw stage timings the bench collects), [`shutdown`]
+//! (SIGINT/SIGTERM) and [`procfs`].
 //!
 //! Above the stages, importing them and never imported by them:
 //!
@@ -26,6 +27,7 @@
 pub mod analytics;
 pub mod app;
 pub mod bench;
+pub mod clock;
 pub mod config;
 pub mod desk;
 pub mod detect;

@@ -223,8 +223,15 @@ pub struct AnalyticsFrame {
     pub site: SiteId,
     /// Counts analytics frames of this camera since the process started (gaps = dropped frames).
     pub seq: u64,
-    /// Wall-clock time the frame was captured (arrival at the appsink).
+    /// Wall-clock time the frame was captured (arrival at the appsink): what is shown, and
+    /// what incident times and ids are in.
     pub captured_at: DateTime<Utc>,
+    /// The rules' clock at capture ([`crate::clock`]): live, a monotonic clock that equals the
+    /// wall clock until the wall clock steps; in a replay, media time. Dwell and clear times
+    /// are measured on it.
+    pub rule_at: DateTime<Utc>,
+    /// The frame's position in its stream (buffer timestamp), when the source gives one.
+    pub pts: Option<std::time::Duration>,
     /// Native size of the camera picture, for pixel-unit outputs.
     pub source_width: u32,
     pub source_height: u32,

@@ -20,6 +20,7 @@ const NEUTRAL: &[&str] = &[
     "hub.rs",
     "draw",
     "time.rs",
+    "clock.rs",
     "metrics.rs",
     "timing.rs",
     "shutdown.rs",

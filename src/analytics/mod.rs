@@ -25,7 +25,7 @@ pub mod tamper;
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use opencv::core::Mat;
 
 use crate::config::Site;
@@ -231,13 +231,26 @@ impl SiteAnalytics {
     }
 
     /// Runs one analytics frame through tracker, rules, lines and intervals. The frame's
-    /// `captured_at` is the rules' clock (a replay passes media time).
+    /// `rule_at` is the rules' clock ([`crate::clock`]: monotonic live, media time in a replay);
+    /// the times of the events and counts that come out are wall-clock times, `rule_at` moved
+    /// by how far the wall clock is from it at this frame (`captured_at - rule_at`, zero unless
+    /// the wall clock stepped), so a wall-clock step neither freezes nor fires a timer.
     pub fn process(&mut self, frame: &AnalyticsFrame, detections: &[Detection]) -> AnalyticsOutput {
         let at = match self.last_at {
-            Some(l) if frame.captured_at < l => l,
-            _ => frame.captured_at,
+            Some(l) if frame.rule_at < l => l,
+            _ => frame.rule_at,
         };
         self.last_at = Some(at);
+        let out = self.process_at(at, frame, detections);
+        to_wall(out, frame.captured_at - frame.rule_at)
+    }
+
+    fn process_at(
+        &mut self,
+        at: DateTime<Utc>,
+        frame: &AnalyticsFrame,
+        detections: &[Detection],
+    ) -> AnalyticsOutput {
         self.frame_no += 1;
         let src = (frame.source_width.max(1), frame.source_height.max(1));
         let mut out = AnalyticsOutput::default();
@@ -392,7 +405,11 @@ impl SiteAnalytics {
     /// observed any more, so every open zone and camera incident ends now (zones with the
     /// reason `camera_offline`), pending conditions are forgotten, and each rule must see its
     /// condition for a full dwell again once the camera is back. Calling it again does nothing.
-    pub fn camera_lost(&mut self, at: DateTime<Utc>) -> Vec<RuleEvent> {
+    /// `now` is read from the same clock as the frames' (`rule` for the rules, `wall` for the
+    /// events).
+    pub fn camera_lost(&mut self, now: crate::clock::Stamp) -> Vec<RuleEvent> {
+        let offset = now.wall - now.rule;
+        let at = now.rule;
         let at = self.last_at.map_or(at, |l| l.max(at));
         let mut events = Vec::new();
         for z in &mut self.zones {
@@ -415,8 +432,33 @@ impl SiteAnalytics {
             events.extend(c.reporter.lost(&mut *c.rule, origin, at));
         }
         self.last_at = Some(at);
+        for ev in &mut events {
+            event_to_wall(ev, offset);
+        }
         events
     }
+}
+
+/// Moves a rule event's times from the rules' clock to the wall clock.
+fn event_to_wall(ev: &mut RuleEvent, offset: TimeDelta) {
+    ev.started_at += offset;
+    ev.at += offset;
+}
+
+/// Moves what a frame produced from the rules' clock to the wall clock ([`SiteAnalytics::process`]).
+fn to_wall(mut out: AnalyticsOutput, offset: TimeDelta) -> AnalyticsOutput {
+    if offset.is_zero() {
+        return out;
+    }
+    for ev in &mut out.events {
+        event_to_wall(ev, offset);
+    }
+    for c in &mut out.counts {
+        c.start += offset;
+        c.end += offset;
+    }
+    out.results.captured_at = out.results.captured_at.map(|t| t + offset);
+    out
 }
 
 #[cfg(test)]

@@ -49,11 +49,21 @@ fn t(s: f64) -> DateTime<Utc> {
         + TimeDelta::milliseconds((s * 1000.0).round() as i64)
 }
 
+/// Both clocks at `t(s)`.
+fn stamp(s: f64) -> crate::clock::Stamp {
+    crate::clock::Stamp {
+        rule: t(s),
+        wall: t(s),
+    }
+}
+
 fn frame(s: f64, image: &Image) -> AnalyticsFrame {
     AnalyticsFrame {
         site: SiteId::new("uji"),
         seq: (s * 5.0) as u64,
         captured_at: t(s),
+        rule_at: t(s),
+        pts: None,
         source_width: 1280,
         source_height: 720,
         image: image.clone(),
@@ -417,9 +427,9 @@ fn camera_lost_ends_open_incidents_once_and_dwell_restarts() {
 
     // nothing open, nothing to end: an idle site gives no events
     let mut idle = SiteAnalytics::new(&site(CROWD), coco()).unwrap();
-    assert!(idle.camera_lost(t(1.0)).is_empty());
+    assert!(idle.camera_lost(stamp(1.0)).is_empty());
 
-    let lost = a.camera_lost(t(30.0));
+    let lost = a.camera_lost(stamp(30.0));
     assert_eq!(lost.len(), 1, "{lost:#?}");
     let end = &lost[0];
     assert_eq!(end.phase, RulePhase::End);
@@ -431,7 +441,7 @@ fn camera_lost_ends_open_incidents_once_and_dwell_restarts() {
         Some(5),
         "the end carries what the incident was"
     );
-    assert!(a.camera_lost(t(31.0)).is_empty(), "ended twice");
+    assert!(a.camera_lost(stamp(31.0)).is_empty(), "ended twice");
 
     // the camera is back with the same crowd: a new incident only after the full dwell
     let back: Vec<AnalyticsOutput> = (0..=50)

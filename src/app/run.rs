@@ -329,8 +329,9 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
         Arc::new(detector),
         wiring.sites.clone(),
         wiring.queue.clone(),
-        incidents.sender(),
+        Arc::new(incidents.sender()),
         loop_metrics,
+        frameloop::LoopMode::Live,
     )
     .map_err(|e| AppError::Other(format!("cannot start detection workers: {e}")))?;
 

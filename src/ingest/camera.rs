@@ -40,6 +40,11 @@ impl CameraHandle {
     pub fn signal_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
     }
+
+    /// The supervisor has ended: stopped, or (a replayed file) played to its end.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
 }
 
 /// Starts a camera's supervisor thread.
@@ -68,7 +73,12 @@ pub fn spawn_camera(
 /// Why one run of the pipeline ended.
 enum Ended {
     Stopped,
-    Failed { reason: String, got_frames: bool },
+    /// A replayed file reached its end: the camera is done.
+    Finished,
+    Failed {
+        reason: String,
+        got_frames: bool,
+    },
 }
 
 fn supervise(
@@ -105,13 +115,26 @@ fn supervise(
         let ended = run_once(s, templates, site, queue, metrics, stop);
         metrics.camera_online.with_label_values(&label).set(0);
         match ended {
-            Ended::Stopped => {
+            Ended::Stopped | Ended::Finished => {
+                let why = if matches!(ended, Ended::Finished) {
+                    "end of file"
+                } else {
+                    "stopped"
+                };
                 site.update_status(|st| {
                     if st.online {
                         st.online = false;
                         st.since = Utc::now();
                     }
-                    st.last_error = Some("stopped".into());
+                    st.last_error = Some(why.into());
+                });
+                break;
+            }
+            Ended::Failed { reason, .. } if s.once => {
+                warn!(%reason, "the recording cannot be played");
+                site.update_status(|st| {
+                    st.online = false;
+                    st.last_error = Some(reason.clone());
                 });
                 break;
             }
@@ -268,18 +291,35 @@ fn build(
     let a_dropped = metrics.analytics_dropped.with_label_values(&[label]);
     let live_a = live.clone();
     let queue = queue.clone();
+    let replay = (s.pacing == Pacing::Replay).then_some(s.media_base);
     analytics.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let mut image = Image::default();
-                if !pull_into(sink, &mut image, "analytics")? {
+                let mut pts = None;
+                if !pull_into(sink, &mut image, &mut pts, "analytics")? {
                     return Ok(gst::FlowSuccess::Ok);
                 }
                 let (sw, sh) = *live_a.source_size.lock();
+                // the rules' clock: media time in a replay, else the monotonic clock
+                let (captured_at, rule_at) = match replay {
+                    Some(base) => {
+                        let t = base
+                            + chrono::TimeDelta::from_std(pts.unwrap_or_default())
+                                .unwrap_or_default();
+                        (t, t)
+                    }
+                    None => {
+                        let now = crate::clock::now();
+                        (now.wall, now.rule)
+                    }
+                };
                 let frame = AnalyticsFrame {
                     site: site_id.clone(),
                     seq: live_a.analytics_seq.fetch_add(1, Ordering::Relaxed),
-                    captured_at: Utc::now(),
+                    captured_at,
+                    rule_at,
+                    pts,
                     source_width: sw,
                     source_height: sh,
                     image,
@@ -310,7 +350,7 @@ fn build(
                 let Some(img) = Arc::get_mut(&mut slot) else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                if !pull_into(sink, img, "display")? {
+                if !pull_into(sink, img, &mut None, "display")? {
                     return Ok(gst::FlowSuccess::Ok);
                 }
                 let now = Utc::now();
@@ -398,17 +438,23 @@ fn time_between(from: &gst::Pad, to: &gst::Pad, stage: Stage) {
     });
 }
 
-/// Pulls the appsink's sample into `out` (reusing its allocation). False when the sample has no
-/// usable picture (logged for a bad copy); an error only when the sink is shutting down.
+/// Pulls the appsink's sample into `out` (reusing its allocation), and its timestamp into
+/// `pts`. False when the sample has no usable picture (logged for a bad copy); an error only
+/// when the sink is shutting down.
 fn pull_into(
     sink: &gst_app::AppSink,
     out: &mut Image,
+    pts: &mut Option<Duration>,
     branch: &str,
 ) -> Result<bool, gst::FlowError> {
     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
     let (Some(buf), Some(caps)) = (sample.buffer(), sample.caps()) else {
         return Ok(false);
     };
+    *pts = buf
+        .pts()
+        .or(buf.dts())
+        .map(|t| Duration::from_nanos(t.nseconds()));
     let Ok(info) = gst_video::VideoInfo::from_caps(caps) else {
         return Ok(false);
     };
@@ -496,6 +542,10 @@ fn watch(
                     return fail(format!("{} ({src})", err.error()));
                 }
                 gst::MessageView::Eos(_) => {
+                    if s.once {
+                        debug!("end of the recording");
+                        return Ended::Finished;
+                    }
                     if s.source.kind == SourceKind::File && s.loop_file {
                         debug!("end of file, looping");
                         if pipeline
@@ -539,7 +589,9 @@ fn watch(
         let now_ms = live.started.elapsed().as_millis() as u64;
         let last = live.last_frame_ms.load(Ordering::Relaxed);
         if got() {
-            if now_ms.saturating_sub(last) > s.silence_timeout.as_millis() as u64 {
+            // a replayed file is held back by the detector, not silent
+            let silent = now_ms.saturating_sub(last) > s.silence_timeout.as_millis() as u64;
+            if silent && s.pacing != Pacing::Replay {
                 return fail(format!(
                     "no frames for {:.1} s",
                     s.silence_timeout.as_secs_f64()

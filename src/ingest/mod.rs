@@ -78,6 +78,10 @@ pub enum Pacing {
     Realtime,
     /// File as fast as it decodes (bench ceilings): nothing syncs, nothing drops.
     AsFastAsPossible,
+    /// `simpang replay`: a file as fast as the detector takes its frames, none dropped, each
+    /// stamped with its media time ([`CameraSettings::media_base`] + its timestamp); the file
+    /// plays once, and its end ends the camera.
+    Replay,
 }
 
 /// What a camera's supervisor needs, cloned out of the config (the camera never reads config
@@ -101,6 +105,11 @@ pub struct CameraSettings {
     pub silence_timeout: Duration,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// What media time 0 is on the clock, for [`Pacing::Replay`].
+    pub media_base: chrono::DateTime<chrono::Utc>,
+    /// A recording played once (`simpang replay`): its end, or a failure, ends the camera
+    /// instead of a reconnect.
+    pub once: bool,
 }
 
 impl CameraSettings {
@@ -141,7 +150,28 @@ impl CameraSettings {
             silence_timeout: Duration::from_secs_f64(cfg.ingest.silence_timeout_s),
             backoff_initial: Duration::from_secs_f64(cfg.ingest.backoff_initial_s),
             backoff_max: Duration::from_secs_f64(cfg.ingest.backoff_max_s),
+            media_base: chrono::DateTime::UNIX_EPOCH,
+            once: false,
         }
+    }
+
+    /// The settings of a replayed file: [`Pacing::Replay`], played once, media time 0 at
+    /// `media_base`.
+    pub fn replay(mut self, media_base: chrono::DateTime<chrono::Utc>) -> Self {
+        self.pacing = Pacing::Replay;
+        self.media_base = media_base;
+        self.once = true;
+        self.loop_file = false;
+        self
+    }
+
+    /// The settings of a recording played once at its own rate on the live clock, exactly as
+    /// `simpang run` plays a file with `files_realtime` (`simpang replay --realtime`).
+    pub fn realtime_once(mut self) -> Self {
+        self.pacing = Pacing::Realtime;
+        self.once = true;
+        self.loop_file = false;
+        self
     }
 
     /// The template parameters of this camera.
@@ -150,6 +180,13 @@ impl CameraSettings {
             Pacing::Live => ("downstream", "false", "true"),
             Pacing::Realtime => ("no", "true", "false"),
             Pacing::AsFastAsPossible => ("no", "false", "false"),
+            // the display is nobody's concern in a replay: it must never hold the decoder
+            Pacing::Replay => ("downstream", "false", "true"),
+        };
+        // analytics frames: the newest wins, except in a replay, which takes every one
+        let (a_leaky, a_drop) = match self.pacing {
+            Pacing::Replay => ("no", "false"),
+            _ => ("downstream", "true"),
         };
         [
             ("uri", self.source.target.replace('"', "%22")),
@@ -160,6 +197,8 @@ impl CameraSettings {
             ("display_leaky", leaky.to_string()),
             ("display_sync", sync.to_string()),
             ("display_drop", drop.to_string()),
+            ("analytics_leaky", a_leaky.to_string()),
+            ("analytics_drop", a_drop.to_string()),
         ]
         .into_iter()
         .collect()
