@@ -116,6 +116,11 @@ struct CameraRt {
 pub struct SiteAnalytics {
     site: SiteId,
     labels: Labels,
+    /// The detector's score threshold per class id (empty: every detection is an object).
+    thresholds: Vec<f32>,
+    /// This frame's detections above their threshold, and those below it.
+    strong: Vec<Detection>,
+    weak: Vec<Detection>,
     tracker: Tracker,
     zones: Vec<ZoneRt>,
     cameras: Vec<CameraRt>,
@@ -218,6 +223,9 @@ impl SiteAnalytics {
             cameras,
             counting,
             labels,
+            thresholds: Vec::new(),
+            strong: Vec::new(),
+            weak: Vec::new(),
             tracks: Vec::new(),
             frame_no: 0,
             last_at: None,
@@ -228,6 +236,20 @@ impl SiteAnalytics {
 
     pub fn site(&self) -> &SiteId {
         &self.site
+    }
+
+    /// Tells detections from hints: the detector's score threshold per class id
+    /// ([`crate::detect::Detector::thresholds`]). Detections at or below it (a pipeline's
+    /// detector keeps some, down to its floor) continue tracks and count in crowd zones where
+    /// the picture confirms them; nothing else sees them. Without thresholds every detection
+    /// is an object.
+    pub fn with_thresholds(mut self, thresholds: Vec<f32>) -> Self {
+        self.tracker = Tracker::new(TrackerConfig {
+            class_thresholds: thresholds.clone(),
+            ..self.tracker.config().clone()
+        });
+        self.thresholds = thresholds;
+        self
     }
 
     /// Runs one analytics frame through tracker, rules, lines and intervals. The frame's
@@ -254,6 +276,20 @@ impl SiteAnalytics {
         self.frame_no += 1;
         let src = (frame.source_width.max(1), frame.source_height.max(1));
         let mut out = AnalyticsOutput::default();
+
+        self.strong.clear();
+        self.weak.clear();
+        for d in detections {
+            let over = self
+                .thresholds
+                .get(d.class_id as usize)
+                .is_none_or(|t| d.score > *t);
+            if over {
+                self.strong.push(*d);
+            } else {
+                self.weak.push(*d);
+            }
+        }
 
         // tracks, with km/h where a zone gives a ground scale
         let t_track = std::time::Instant::now();
@@ -301,7 +337,8 @@ impl SiteAnalytics {
                 at,
                 zone: &z.zone,
                 tracks: &self.tracks,
-                detections,
+                detections: &self.strong,
+                weak: &self.weak,
                 picture,
                 source: src,
                 labels: &self.labels,
@@ -322,7 +359,7 @@ impl SiteAnalytics {
             site: &self.site,
             at,
             tracks: &self.tracks,
-            detections,
+            detections: &self.strong,
             picture,
         };
         for c in &mut self.cameras {

@@ -61,7 +61,12 @@ pub struct ZoneFrame<'a> {
     /// This frame's tracks in every state (tentative, confirmed, coasting), with km/h where a
     /// zone gives a ground scale. Rules pick the ones in their zone.
     pub tracks: &'a [Track],
+    /// The frame's detections above their class's score threshold: objects.
     pub detections: &'a [Detection],
+    /// Detections the detector kept below their class's threshold (down to its floor): too
+    /// weak to be objects on their own, evidence where something else confirms them (a crowd
+    /// zone's foreground).
+    pub weak: &'a [Detection],
     /// The frame's picture; `None` when it is unusable this frame (a rule that needs it skips
     /// the frame).
     pub picture: Option<&'a Picture<'a>>,

@@ -254,7 +254,7 @@ fn process(s: &Shared, slot: &SiteSlot, frame: &AnalyticsFrame, dets: &[Detectio
                 error!(site, "analytics panicked; its state was reset");
                 s.metrics.errors.with_label_values(&[site]).inc();
                 match SiteAnalytics::new(&slot.config, s.detector.labels()) {
-                    Ok(fresh) => *analytics = fresh,
+                    Ok(fresh) => *analytics = fresh.with_thresholds(s.detector.thresholds()),
                     Err(e) => warn!(site, error = %e, "cannot reset analytics"),
                 }
                 None

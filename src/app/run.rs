@@ -87,6 +87,8 @@ struct Wiring {
     /// The node's config as loaded: ingest, detect, wall and incident settings for every site.
     cfg: Config,
     labels: Labels,
+    /// The detector's score threshold per class id.
+    thresholds: Vec<f32>,
     analytics_size: (u32, u32),
     templates: Arc<Templates>,
     ingest_metrics: IngestMetrics,
@@ -109,7 +111,8 @@ impl Wiring {
             return Err(AppError::Other(format!("site {id} is already running")));
         }
         let analytics = SiteAnalytics::new(site, self.labels.clone())
-            .map_err(|e| AppError::Other(format!("{}{e}", at(e.field()))))?;
+            .map_err(|e| AppError::Other(format!("{}{e}", at(e.field()))))?
+            .with_thresholds(self.thresholds.clone());
         let hub = Arc::new(SiteHub::new(id.clone(), Utc::now()));
         let slot = Arc::new(SiteSlot::new(
             Arc::new(site.clone()),
@@ -286,6 +289,7 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
     };
     let wiring = Wiring {
         labels: detector.labels(),
+        thresholds: detector.thresholds(),
         analytics_size: detector.input_size(),
         templates,
         ingest_metrics,

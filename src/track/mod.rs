@@ -59,6 +59,10 @@ pub struct TrackerConfig {
     /// Upper bound on live tracks; beyond it no new track starts (protects the frame loop from a
     /// detector gone wild).
     pub max_tracks: usize,
+    /// The detector's score threshold per class id: a detection at or below its class's
+    /// threshold (the detector keeps some down to a floor) only continues a confirmed track
+    /// (the low-score association), never starts one. Empty: no class threshold.
+    pub class_thresholds: Vec<f32>,
 }
 
 impl Default for TrackerConfig {
@@ -76,6 +80,7 @@ impl Default for TrackerConfig {
             class_groups: Vec::new(),
             noise: Noise::default(),
             max_tracks: 1000,
+            class_thresholds: Vec::new(),
         }
     }
 }
@@ -108,6 +113,9 @@ struct Det {
     score: f32,
     class_id: ClassId,
     group: u32,
+    /// At or above `high_score` and above its class's threshold: takes part in the first
+    /// association and may start a track.
+    strong: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -287,16 +295,21 @@ impl Tracker {
             if px[2] - px[0] < 0.5 || px[3] - px[1] < 0.5 {
                 continue;
             }
+            let over_class = self
+                .cfg
+                .class_thresholds
+                .get(d.class_id as usize)
+                .is_none_or(|t| d.score > *t);
             self.dets.push(Det {
                 b: px,
                 score: d.score,
                 class_id: d.class_id,
                 group: self.group(d.class_id),
+                strong: d.score >= self.cfg.high_score && over_class,
             });
         }
         self.det_used.clear();
         self.det_used.resize(self.dets.len(), false);
-        let high = self.cfg.high_score;
 
         // 2. high-score detections vs confirmed and lost tracks: IoU, then buffered IoU
         let plain = Gate {
@@ -306,7 +319,7 @@ impl Tracker {
         self.pass(
             t,
             |tr| tr.state != TrackState::Tentative,
-            |d| d.score >= high,
+            |d| d.strong,
             plain,
         );
         if self.cfg.buffer > 0.0 {
@@ -317,7 +330,7 @@ impl Tracker {
             self.pass(
                 t,
                 |tr| tr.state != TrackState::Tentative,
-                |d| d.score >= high,
+                |d| d.strong,
                 buffered,
             );
         }
@@ -329,7 +342,7 @@ impl Tracker {
         self.pass(
             t,
             |tr| tr.state == TrackState::Confirmed,
-            |d| d.score < high,
+            |d| !d.strong,
             low,
         );
         // 4. tentative tracks vs remaining high-score detections
@@ -340,7 +353,7 @@ impl Tracker {
         self.pass(
             t,
             |tr| tr.state == TrackState::Tentative,
-            |d| d.score >= high,
+            |d| d.strong,
             tent,
         );
 
@@ -394,7 +407,7 @@ impl Tracker {
 
         // 6. new tracks
         for (i, d) in self.dets.iter().enumerate() {
-            if self.det_used[i] || d.score < self.cfg.new_track_score {
+            if self.det_used[i] || !d.strong || d.score < self.cfg.new_track_score {
                 continue;
             }
             if self.tracks.len() >= self.cfg.max_tracks {

@@ -244,6 +244,7 @@ pub fn replay(cfg: &Config, opts: ReplayOptions) -> Result<ReplayRun, AppError> 
     )?);
     let detector = Detector::load(cfg)?;
     let labels = detector.labels();
+    let thresholds = detector.thresholds();
     let size = detector.input_size();
     let sites = Arc::new(Sites::default());
     let queue = if opts.realtime {
@@ -260,7 +261,8 @@ pub fn replay(cfg: &Config, opts: ReplayOptions) -> Result<ReplayRun, AppError> 
                 .unwrap_or_default()
         };
         let analytics = SiteAnalytics::new(site, labels.clone())
-            .map_err(|e| AppError::Other(format!("{}{e}", at(e.field()))))?;
+            .map_err(|e| AppError::Other(format!("{}{e}", at(e.field()))))?
+            .with_thresholds(thresholds.clone());
         let id = SiteId::new(&site.id);
         let hub = Arc::new(SiteHub::new(id.clone(), base));
         let slot = Arc::new(SiteSlot::new(Arc::new(site.clone()), hub, analytics));

@@ -67,7 +67,7 @@ impl Delays {
                 if v.len() % 2 == 1 {
                     v[m]
                 } else {
-                    (v[m - 1] + v[m]) / 2.0
+                    round((v[m - 1] + v[m]) / 2.0)
                 }
             }),
             max_s: v.last().copied(),
