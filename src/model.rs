@@ -548,6 +548,14 @@ pub struct Evidence {
     pub median_speed_px_s: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub persons: Option<u32>,
+    /// Crowd: how `persons` was counted (`boxes+foreground`: confident person boxes, and
+    /// low-scoring ones where the picture differs from the zone's background; `boxes`: without
+    /// a usable picture, confident boxes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_method: Option<String>,
+    /// Crowd: how many of `persons` came from low-scoring boxes on foreground.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persons_low_score: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub density_per_m2: Option<f32>,
     /// How long the condition has held, seconds.
@@ -575,6 +583,11 @@ pub struct Evidence {
     /// Free-form reason, e.g. "covered", "defocused", "turned_away", "stream error: ...".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The same rule's previous incident here ended this many seconds before this one's
+    /// condition began, within the rule's `cooldown_s`: the condition came back, and is
+    /// reported as a new incident (docs/rules.md, "cooldown").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reopened_after_s: Option<f32>,
 }
 
 /// A box to draw on an incident snapshot.

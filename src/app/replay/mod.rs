@@ -100,12 +100,14 @@ struct Report<'a> {
 
 pub fn replay_main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = Config::load(&args.config)?;
-    select_sites(&mut cfg, &args.sites)?;
+    // labels are checked against every site of the config; those of sites not replayed now
+    // are left out of the scores
     let labels = if args.labels.is_empty() {
         None
     } else {
         Some(labels::load(&args.labels, &cfg)?)
     };
+    select_sites(&mut cfg, &args.sites)?;
     let run = replay(
         &cfg,
         ReplayOptions {
