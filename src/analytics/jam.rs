@@ -219,6 +219,7 @@ impl Jam {
             i.vehicles_sum += sample.vehicles as f64;
         }
 
+        tracing::trace!(%at, ds, occupancy, mean_vehicles, ?median_speed, level = ?self.level, "jam window");
         let step = self.hold.step(at, self.level == TrafficLevel::Macet);
         let level = self.level;
         // while clearing, a level change is still news

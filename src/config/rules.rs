@@ -234,11 +234,11 @@ impl CrowdRule {
         }
         non_negative(self.smoothing_s, p.key("smoothing_s"), bad);
         fraction(self.confident_score, p.key("confident_score"), bad);
-        if !(0.25..=1.0).contains(&self.low_score) {
+        if !(0.2..=1.0).contains(&self.low_score) {
             bad(
                 p.key("low_score"),
                 format!(
-                    "must be in [0.25, 1] (the detector keeps boxes down to 0.25), got {}",
+                    "must be in [0.2, 1] (the detector keeps boxes down to 0.2), got {}",
                     self.low_score
                 ),
             );

@@ -69,7 +69,7 @@ pub enum DetectError {
 
 /// What a pipeline's detector keeps below the class thresholds ([`Detector::load`]): the
 /// scores of people in a tight group and of vehicles in a queue (docs/rules.md, "crowd").
-pub const PIPELINE_FLOOR: f32 = 0.25;
+pub const PIPELINE_FLOOR: f32 = 0.2;
 
 /// How to run a model (the model itself is described by its manifest).
 #[derive(Clone, Debug)]

@@ -12,7 +12,9 @@
 //!    a frame is dropped (it was probably a false positive);
 //! 5. remaining detections scoring at least `new_track_score` start tentative tracks, which
 //!    become confirmed after `min_hits` matches; confirmed tracks that miss are *lost* and
-//!    coast on their prediction for up to `max_lost_s`, so ids survive short gaps.
+//!    coast on their prediction for up to `max_lost_s`, so ids survive short gaps; a track that
+//!    was standing still (a vehicle in a queue, detected only in some frames) coasts for up to
+//!    `max_lost_still_s`: where it stands, the prediction stays good much longer.
 //!
 //! Matching is minimum-cost (1 - IoU) assignment ([`assign`]), only between detections and
 //! tracks of the same class group: a person never continues a car's track, while a van the
@@ -51,6 +53,11 @@ pub struct TrackerConfig {
     pub min_hits: u32,
     /// How long a confirmed track survives without detections, seconds.
     pub max_lost_s: f32,
+    /// How long a track that stands still (moving under `still_sizes_per_s`) survives without
+    /// detections, seconds.
+    pub max_lost_still_s: f32,
+    /// A track moving less than this many times its own size per second stands still.
+    pub still_sizes_per_s: f32,
     /// Classes that may continue each other's tracks (e.g. car, truck and bus, which detectors
     /// confuse on vans). Classes in no group match only themselves.
     pub class_groups: Vec<Vec<ClassId>>,
@@ -77,6 +84,8 @@ impl Default for TrackerConfig {
             buffer: 0.3,
             min_hits: 3,
             max_lost_s: 1.5,
+            max_lost_still_s: 6.0,
+            still_sizes_per_s: 0.25,
             class_groups: Vec::new(),
             noise: Noise::default(),
             max_tracks: 1000,
@@ -359,6 +368,8 @@ impl Tracker {
 
         // 5. misses: tentative tracks die, confirmed ones coast as lost until max_lost_s
         let max_lost = self.cfg.max_lost_s as f64;
+        let max_lost_still = (self.cfg.max_lost_still_s as f64).max(max_lost);
+        let still_rate = self.cfg.still_sizes_per_s;
         for tr in &mut self.tracks {
             if tr.matched {
                 continue;
@@ -382,7 +393,11 @@ impl Tracker {
             match tr.state {
                 TrackState::Tentative => tr.matched,
                 TrackState::Confirmed => true,
-                TrackState::Lost => t - tr.last_hit_t <= max_lost && visible,
+                TrackState::Lost => {
+                    let still = tr.kf[0].vel.hypot(tr.kf[1].vel) < still_rate * tr.size();
+                    let limit = if still { max_lost_still } else { max_lost };
+                    t - tr.last_hit_t <= limit && visible
+                }
             }
         });
         // A lost track sitting on a live one of the same group is a duplicate (the object was
