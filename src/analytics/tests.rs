@@ -171,6 +171,49 @@ fn crowd_opens_after_the_dwell_and_closes_after_the_clear_time() {
     assert!(last.open_incidents.is_empty());
 }
 
+/// Issue 16: durations are measured on the rules' clock, so a wall-clock step during a dwell
+/// (NTP correcting the RTC, an operator setting the date) neither freezes it (backwards) nor
+/// fires it at once (forwards); the events still carry wall-clock times.
+#[test]
+fn a_wall_clock_step_neither_freezes_nor_fires_a_dwell() {
+    let img = Image::new(64, 64);
+    let people = |s: f64| {
+        if (2.0..20.0).contains(&s) {
+            (0..5)
+                .map(|k| det(0.05 + 0.08 * k as f32, 0.8, 0.04, 0.15, PERSON))
+                .collect()
+        } else {
+            Vec::new()
+        }
+    };
+    // the wall clock steps by `step_s` at 4 s, inside the crowd's dwell
+    let run = |step_s: f64| {
+        let mut a = SiteAnalytics::new(&site(CROWD), coco()).unwrap();
+        let outs: Vec<_> = (0..=200)
+            .map(|i| {
+                let s = i as f64 * 0.2;
+                let mut f = frame(s, &img);
+                if s >= 4.0 {
+                    f.captured_at = t(s + step_s);
+                }
+                a.process(&f, &people(s))
+            })
+            .collect();
+        events(&outs)
+            .into_iter()
+            .map(|e| (e.phase, e.started_at, e.at))
+            .collect::<Vec<_>>()
+    };
+    let steady = run(0.0);
+    assert_eq!(steady.len(), 2, "{steady:?}");
+    for step_s in [-3600.0, 3600.0] {
+        let stepped = run(step_s);
+        let d = TimeDelta::milliseconds((step_s * 1000.0) as i64);
+        let want: Vec<_> = steady.iter().map(|&(p, s, a)| (p, s + d, a + d)).collect();
+        assert_eq!(stepped, want, "step {step_s} s");
+    }
+}
+
 const ROAD: &str = r#"
 [sites.tamper]
 enabled = false
