@@ -335,7 +335,9 @@ polygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]
         let f = files(&[d.path().to_path_buf()]).unwrap();
         assert_eq!(f, vec![d.path().join("plaza.labels.jsonl")]);
         let missing = d.path().join("nope.labels.jsonl");
-        let e = load(&[missing.clone()], &cfg()).unwrap_err().to_string();
+        let e = load(std::slice::from_ref(&missing), &cfg())
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with(&missing.display().to_string()), "{e}");
         let empty = tempfile::tempdir().unwrap();
         let e = files(&[empty.path().to_path_buf()])
