@@ -14,8 +14,8 @@
 //! Neutral ground every stage may use, which imports no stage: [`model`], [`config`], [`hub`]
 //! (the site registry and its latest-value slots), [`draw`] (overlays on pictures), [`time`]
 //! (the city's time zone), [`clock`] (the rules' monotonic clock beside the wall clock),
-//! [`metrics`], [`timing`] (raw stage timings the bench collects), [`shutdown`]
-//! (SIGINT/SIGTERM) and [`procfs`].
+//! [`topics`] (every MQTT topic name), [`metrics`], [`timing`] (raw stage timings the bench
+//! collects), [`shutdown`] (SIGINT/SIGTERM) and [`procfs`].
 //!
 //! Above the stages, importing them and never imported by them:
 //!
@@ -42,5 +42,6 @@ pub mod shutdown;
 pub mod time;
 pub mod timing;
 pub mod tools;
+pub mod topics;
 pub mod track;
 pub mod wall;

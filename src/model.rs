@@ -9,6 +9,9 @@
 //! boxes and tracks mean the same thing at the model's input size, the wall's tile size and the
 //! camera's native size. Pixel values are derived only where a person reads them (CLI output,
 //! px/s speeds), using the source size carried with each frame.
+//!
+//! One file on purpose although past ~800 lines: it is the map of everything that crosses a stage
+//! boundary, read first and whole; behaviour beyond small accessors lives in the owning stage.
 
 use std::fmt;
 use std::sync::Arc;
@@ -41,6 +44,32 @@ macro_rules! string_id {
         impl From<&str> for $name {
             fn from(s: &str) -> Self {
                 Self::new(s)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        // Hash and Eq are the str's (derived over the one `Arc<str>` field), so maps keyed by
+        // the id can be looked up with a plain `&str`.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                &*self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                &*self.0 == *other
             }
         }
     };

@@ -75,12 +75,6 @@ impl FromStr for Timezone {
 #[error("unknown time zone {0:?} (use an IANA name such as \"Asia/Jakarta\")")]
 pub struct UnknownZone(pub String);
 
-/// `at` in the local time of the zone named `tz`; UTC when the name is unknown. For code that
-/// holds only the name; a [`Timezone`] from the config is the way to carry the zone.
-pub fn local(tz: &str, at: DateTime<Utc>) -> DateTime<FixedOffset> {
-    Timezone::parse(tz).unwrap_or(Timezone::UTC).local(at)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,12 +82,10 @@ mod tests {
     #[test]
     fn jakarta_is_plus_seven() {
         let at = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
-        assert_eq!(
-            local("Asia/Jakarta", at).to_rfc3339(),
-            "2026-11-23T17:00:00+07:00"
-        );
-        assert_eq!(local("Nowhere/Else", at).offset().local_minus_utc(), 0);
-        assert_eq!(Timezone::default().local(at), local("Asia/Jakarta", at));
+        let jakarta = Timezone::parse("Asia/Jakarta").unwrap();
+        assert_eq!(jakarta.local(at).to_rfc3339(), "2026-11-23T17:00:00+07:00");
+        assert_eq!(Timezone::UTC.local(at).offset().local_minus_utc(), 0);
+        assert_eq!(Timezone::default().local(at), jakarta.local(at));
     }
 
     #[test]

@@ -21,6 +21,7 @@ const NEUTRAL: &[&str] = &[
     "draw",
     "time.rs",
     "clock.rs",
+    "topics.rs",
     "metrics.rs",
     "timing.rs",
     "shutdown.rs",

@@ -18,6 +18,7 @@ use simpang::app::Running;
 use simpang::config::{Config, Site};
 use simpang::incident::message::{SiteState, StatusMessage, StatusReason};
 use simpang::incident::topics;
+use simpang::model::SiteId;
 
 fn repo() -> PathBuf {
     support::root().to_path_buf()
@@ -45,7 +46,7 @@ fn config(dir: &Path, mqtt_port: u16) -> Config {
 /// A second site on the same footage, as a config's `[[sites]]` would give it.
 fn site(cfg: &Config, id: &str) -> Site {
     let mut s = cfg.sites[0].clone();
-    s.id = id.to_string();
+    s.id = SiteId::new(id);
     s.name = format!("Simpang {id}");
     s
 }

@@ -153,7 +153,7 @@ fn incident_for(
         incident: Incident {
             id: format!("{}-{}-{n}", site.id, kind.as_str()),
             seq: 1,
-            site: site.id.clone(),
+            site: site.id.to_string(),
             site_name: site.name.clone(),
             camera: site.camera_id().to_string(),
             kind,
@@ -192,7 +192,12 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
         .sites
         .iter()
         .map(|s| {
-            let f = footage_for(&support::root().join("samples"), &s.id, "sample.mp4").unwrap();
+            let f = footage_for(
+                &support::root().join("samples"),
+                s.id.as_str(),
+                "sample.mp4",
+            )
+            .unwrap();
             (s.id.clone(), f)
         })
         .collect();
@@ -226,7 +231,7 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
         cfg.sites.iter().all(|s| {
             running
                 .hub
-                .site(&s.id)
+                .site(s.id.as_str())
                 .is_some_and(|h| h.display.load().is_some() && h.status.load().online)
         })
     });

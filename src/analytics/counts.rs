@@ -75,9 +75,13 @@ impl Counting {
     pub fn new(site: &Site, labels: &Labels, intervals: &[u32]) -> Result<Self, AnalyticsError> {
         let mut lines = Vec::new();
         for (j, l) in site.lines.iter().enumerate() {
-            let ids =
-                ClassSet::resolve(&site.id, format!("lines[{j}].classes"), &l.classes, labels)?
-                    .ids();
+            let ids = ClassSet::resolve(
+                site.id.as_str(),
+                format!("lines[{j}].classes"),
+                &l.classes,
+                labels,
+            )?
+            .ids();
             lines.push(LineRt {
                 id: LineId::new(&l.id),
                 name: l.name.clone(),

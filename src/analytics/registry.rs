@@ -113,7 +113,7 @@ mod tests {
         };
         let labels = coco();
         build_zone_rule(&ZoneSetup {
-            site: &site.id,
+            site: site.id.as_str(),
             config: c,
             path: "zones[0]".into(),
             zone: &zone,

@@ -30,7 +30,7 @@ pub fn demo_main(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .sites
         .iter()
         .map(|s| {
-            footage_for(&footage, &s.id, &cfg.samples.default_footage)
+            footage_for(&footage, s.id.as_str(), &cfg.samples.default_footage)
                 .map(|p| (s.id.clone(), p))
                 .with_context(|| format!("sample footage for site {:?}", s.id))
         })

@@ -69,8 +69,7 @@ pub fn select_sites(cfg: &mut Config, ids: &[SiteId]) -> Result<(), AppError> {
             )));
         }
     }
-    cfg.sites
-        .retain(|s| ids.iter().any(|id| id.as_str() == s.id));
+    cfg.sites.retain(|s| ids.contains(&s.id));
     Ok(())
 }
 
@@ -106,8 +105,8 @@ impl Wiring {
         site: &Site,
         at: &dyn Fn(&str) -> String,
     ) -> Result<Arc<SiteSlot>, AppError> {
-        let id = SiteId::new(&site.id);
-        if self.sites.get(&site.id).is_some() {
+        let id = site.id.clone();
+        if self.sites.get(id.as_str()).is_some() {
             return Err(AppError::Other(format!("site {id} is already running")));
         }
         let analytics = SiteAnalytics::new(site, self.labels.clone())
@@ -210,12 +209,12 @@ impl Running {
             format!("site {:?}: field `{field}`: ", site.id)
         })?;
         if let Err(e) = self.incidents.add_site(&site, Some(slot.hub.clone())).await {
-            self.wiring.unregister(&site.id);
+            self.wiring.unregister(site.id.as_str());
             return Err(e.into());
         }
         if let Err(e) = self.wiring.start_camera(&slot) {
-            self.wiring.unregister(&site.id);
-            self.incidents.remove_site(&site.id).await;
+            self.wiring.unregister(site.id.as_str());
+            self.incidents.remove_site(site.id.as_str()).await;
             return Err(e);
         }
         info!(site = %slot.id, "site started");

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::BenchError;
 use crate::config::{Config, CrowdRule, Zone};
-use crate::model::ZoneKind;
+use crate::model::{SiteId, ZoneKind};
 
 /// A free TCP port on the loopback interface (bound and released: another process could take it
 /// in between, which on a test machine is rare enough to just fail the run with the bind error).
@@ -26,7 +26,7 @@ pub fn free_port() -> Result<u16, BenchError> {
 
 /// Site ids of `streams` cameras built from `base` sites: the sites in order, then again with a
 /// `-2`, `-3`, ... suffix.
-pub fn site_ids(base: &[String], streams: usize) -> Vec<String> {
+pub fn site_ids(base: &[SiteId], streams: usize) -> Vec<SiteId> {
     (0..streams)
         .filter_map(|i| {
             let id = base.get(i % base.len().max(1))?;
@@ -34,7 +34,7 @@ pub fn site_ids(base: &[String], streams: usize) -> Vec<String> {
             Some(if round == 0 {
                 id.clone()
             } else {
-                format!("{id}-{}", round + 1)
+                SiteId::new(format!("{id}-{}", round + 1))
             })
         })
         .collect()
@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn ids_cycle_with_suffixes() {
-        let base: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let base: Vec<SiteId> = ["a", "b", "c"].into_iter().map(SiteId::new).collect();
         let cases: [(usize, &[&str]); 4] = [
             (0, &[]),
             (2, &["a", "b"]),
@@ -168,7 +168,7 @@ mod tests {
         let cfg =
             bench_config(&base, 8, footage, true, true, Path::new("/tmp/bench-data")).unwrap();
         assert_eq!(cfg.sites.len(), 8);
-        assert_eq!(cfg.sites[6].id, format!("{}-2", base.sites[0].id));
+        assert_eq!(cfg.sites[6].id.as_str(), format!("{}-2", base.sites[0].id));
         assert_eq!(cfg.sites[6].zones.len(), base.sites[0].zones.len() + 1);
         assert!(cfg
             .sites

@@ -128,7 +128,7 @@ fn run_in(base: &Config, opts: &TrialOptions, data_dir: &Path) -> Result<(), Ben
         })?;
     rt.block_on(async {
         let running = crate::app::run(cfg.clone()).await?;
-        let sites: Vec<String> = cfg.sites.iter().map(|s| s.id.clone()).collect();
+        let sites: Vec<String> = cfg.sites.iter().map(|s| s.id.to_string()).collect();
         emit(&Line::Ready(Ready {
             http: running.http_addr.to_string(),
             rtsp_port: cfg.wall.rtsp_port,

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::locate::FieldPath;
 use crate::model::IncidentKind;
+use crate::topics;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -66,8 +67,8 @@ impl Default for DeskMqtt {
             username: None,
             password: None,
             client_id: "simpang-desk".into(),
-            incidents_topic: "simpang/v1/sites/+/incidents".into(),
-            status_topic_prefix: "simpang/v1/desk/reports".into(),
+            incidents_topic: topics::ALL_INCIDENTS.into(),
+            status_topic_prefix: topics::DESK_REPORTS.into(),
             keep_alive_s: 15,
             max_message_bytes: 8 * 1024 * 1024,
             backoff_initial_s: 1.0,

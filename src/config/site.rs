@@ -3,14 +3,14 @@
 use serde::Deserialize;
 
 use super::rules::{self, CrowdRule, GarbageRule, JamRule, TamperRule};
-use crate::model::ZoneKind;
+use crate::model::{SiteId, ZoneKind};
 
 /// One watched intersection and its camera.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Site {
     /// Short id: lower-case letters, digits and '-'; used in topics and URLs.
-    pub id: String,
+    pub id: SiteId,
     pub name: String,
     pub address: String,
     pub lat: f64,
@@ -33,7 +33,7 @@ pub struct Site {
 
 impl Site {
     pub fn camera_id(&self) -> &str {
-        self.camera.as_deref().unwrap_or(&self.id)
+        self.camera.as_deref().unwrap_or(self.id.as_str())
     }
 }
 

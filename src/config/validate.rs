@@ -165,7 +165,7 @@ impl Config {
         let mut ids = HashSet::new();
         for (i, site) in self.sites.iter().enumerate() {
             let sp = root.key("sites").index(i);
-            if !is_slug(&site.id) {
+            if !is_slug(site.id.as_str()) {
                 bad(
                     sp.key("id"),
                     format!(

@@ -21,7 +21,7 @@ impl Labels {
     /// `ts` in the city's time zone.
     pub fn local(&self, ts: i64) -> DateTime<FixedOffset> {
         let utc = Utc.timestamp_opt(ts, 0).single().unwrap_or_default();
-        crate::time::local(&self.cfg.city.timezone, utc)
+        self.cfg.city.tz().local(utc)
     }
 
     /// A time as people read it on the desk: "24 Nov 2026, 17.05 WIB".

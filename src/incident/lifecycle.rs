@@ -14,21 +14,21 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::{IncidentEvent, IncidentKind, Level, RuleEvent, RulePhase};
+use crate::model::{IncidentEvent, IncidentKind, Level, RuleEvent, RulePhase, SiteId, ZoneId};
 
 /// What identifies "the same thing": one open incident per site, zone and kind.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct IncidentKey {
-    pub site: String,
-    pub zone: Option<String>,
+    pub site: SiteId,
+    pub zone: Option<ZoneId>,
     pub kind: IncidentKind,
 }
 
 impl IncidentKey {
     pub fn of(ev: &RuleEvent) -> Self {
         Self {
-            site: ev.site.to_string(),
-            zone: ev.zone.as_ref().map(|z| z.to_string()),
+            site: ev.site.clone(),
+            zone: ev.zone.clone(),
             kind: ev.kind,
         }
     }
@@ -38,7 +38,7 @@ impl IncidentKey {
         format!(
             "{}|{}|{}",
             self.site,
-            self.zone.as_deref().unwrap_or(""),
+            self.zone.as_ref().map_or("", ZoneId::as_str),
             self.kind.as_str()
         )
     }
@@ -241,7 +241,12 @@ impl Lifecycle {
                 return out;
             }
         }
-        let id = incident_id(&key.site, key.zone.as_deref(), key.kind, ev.started_at);
+        let id = incident_id(
+            key.site.as_str(),
+            key.zone.as_ref().map(ZoneId::as_str),
+            key.kind,
+            ev.started_at,
+        );
         if self.ended.contains_key(&id) {
             // A late retry of a Start whose incident has ended already.
             return out;

@@ -33,6 +33,7 @@ use super::broker::{BrokerTarget, INFLIGHT};
 use super::message::{SiteState, StatusMessage, StatusReason};
 use super::outbox::{MsgKind, Outbox, Row};
 use super::topics;
+use crate::model::SiteId;
 use crate::timing::{self, Stage};
 
 /// Publishes in flight per connection (sent, not yet acked). Large enough to keep a slow link
@@ -57,7 +58,7 @@ pub struct LinkMetrics {
 /// What a site's connection is: who it is and where its outbox rows start.
 #[derive(Clone, Debug)]
 pub struct LinkSettings {
-    pub site: String,
+    pub site: SiteId,
     /// MQTT client id, `{mqtt.client_id}-{site}`.
     pub client_id: String,
     /// The site's highest outbox id at start.
@@ -107,7 +108,7 @@ impl Shared {
 
 /// Handle to a site's connection.
 pub struct Link {
-    site: String,
+    site: SiteId,
     shared: Arc<Mutex<Shared>>,
     client: AsyncClient,
     stop: Arc<Notify>,
@@ -172,7 +173,7 @@ impl Link {
     }
 
     pub fn site(&self) -> &str {
-        &self.site
+        self.site.as_str()
     }
 
     /// A row was committed to the outbox: publish it now if it is next in line and the window
@@ -254,7 +255,7 @@ fn publish_status(client: &AsyncClient, sh: &mut Shared, msg: &StatusMessage) {
 }
 
 struct Driver {
-    site: String,
+    site: SiteId,
     broker: String,
     client_id: String,
     shared: Arc<Mutex<Shared>>,
@@ -279,7 +280,7 @@ impl Driver {
                 let will = (self.status)(SiteState::Offline, StatusReason::ConnectionLost);
                 if let Ok(payload) = serde_json::to_vec(&will) {
                     el.mqtt_options.set_last_will(LastWill::new(
-                        topics::status(&self.site),
+                        topics::status(self.site.as_str()),
                         payload,
                         QoS::AtLeastOnce,
                         true,
@@ -532,7 +533,7 @@ impl Driver {
         );
         self.metrics
             .published
-            .with_label_values(&[&self.site, kind.as_str()])
+            .with_label_values(&[self.site.as_str(), kind.as_str()])
             .inc();
         match self.outbox.delete(id).await {
             Ok(true) => self.metrics.pending.with_label_values(&[&self.site]).dec(),
@@ -553,7 +554,11 @@ impl Driver {
                 }
                 (sh.generation, sh.cursor, sh.last_enqueued, room)
             };
-            let rows = match self.outbox.read_site(&self.site, from, to, room).await {
+            let rows = match self
+                .outbox
+                .read_site(self.site.as_str(), from, to, room)
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     error!(error = %e, "cannot read the outbox");

@@ -10,8 +10,8 @@ use super::lifecycle::Emit;
 use super::text::{texts, TextInput};
 use crate::config::{Config, Site};
 use crate::model::{
-    CountsReport, Evidence, Incident, IncidentMessage, LineCounts, Point, Snapshot, ZoneTraffic,
-    INCIDENT_SCHEMA,
+    CountsReport, Evidence, Incident, IncidentMessage, LineCounts, Point, SiteId, Snapshot, ZoneId,
+    ZoneTraffic, INCIDENT_SCHEMA,
 };
 use crate::time::Timezone;
 
@@ -23,7 +23,7 @@ pub const COUNTS_SCHEMA: &str = "simpang.counts/1";
 /// What a message needs to know about its site, taken from the config once.
 #[derive(Clone, Debug)]
 pub struct SiteInfo {
-    pub id: String,
+    pub id: SiteId,
     pub name: String,
     pub address: String,
     pub lat: f64,
@@ -57,7 +57,7 @@ impl SiteInfo {
         }
     }
 
-    pub fn all(cfg: &Config) -> HashMap<String, SiteInfo> {
+    pub fn all(cfg: &Config) -> HashMap<SiteId, SiteInfo> {
         cfg.sites
             .iter()
             .map(|s| (s.id.clone(), SiteInfo::from_site(s)))
@@ -102,7 +102,7 @@ pub fn incident_message(
     local: &LocalTime,
     snapshot: Option<Snapshot>,
 ) -> IncidentMessage {
-    let zone = emit.key.zone.clone();
+    let zone = emit.key.zone.as_ref().map(ZoneId::to_string);
     let zone_name = site.zone_name(zone.as_deref());
     let tz_abbrev = local.abbrev(emit.at);
     let tx = texts(&TextInput {
@@ -125,7 +125,7 @@ pub fn incident_message(
         incident: Incident {
             id: emit.id.clone(),
             seq: emit.seq,
-            site: site.id.clone(),
+            site: site.id.to_string(),
             site_name: site.name.clone(),
             camera: site.camera.clone(),
             kind: emit.key.kind,
@@ -219,7 +219,7 @@ pub struct CountsMessage {
 pub fn counts_message(r: &CountsReport, site: &SiteInfo, local: &LocalTime) -> CountsMessage {
     CountsMessage {
         schema: COUNTS_SCHEMA.to_string(),
-        site: site.id.clone(),
+        site: site.id.to_string(),
         site_name: site.name.clone(),
         camera: site.camera.clone(),
         interval_s: r.interval_s,

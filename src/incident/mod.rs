@@ -21,7 +21,9 @@ mod metrics;
 pub mod outbox;
 pub mod snapshot;
 pub mod text;
-pub mod topics;
+// The topic names live in the neutral `crate::topics` (the config's defaults use them too); the
+// old path stays so stage code reads `incident::topics` as before.
+pub use crate::topics;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -209,9 +211,9 @@ impl IncidentService {
         let local = LocalTime { tz: cfg.city.tz() };
         let sites = SiteInfo::all(cfg);
 
-        let mut last_ids: HashMap<String, i64> = HashMap::new();
+        let mut last_ids: HashMap<SiteId, i64> = HashMap::new();
         for b in outbox.backlog().await? {
-            if sites.contains_key(&b.site) {
+            if sites.contains_key(b.site.as_str()) {
                 m.outbox_pending
                     .with_label_values(&[&b.site])
                     .set(b.pending);
@@ -221,7 +223,7 @@ impl IncidentService {
             } else {
                 warn!(site = %b.site, pending = b.pending, "the outbox holds messages of a site this run does not serve; they stay until a run that serves it");
             }
-            last_ids.insert(b.site, b.max_id);
+            last_ids.insert(SiteId::new(&b.site), b.max_id);
         }
 
         let reconnect = (
@@ -251,7 +253,7 @@ impl IncidentService {
             let Some(info) = sites.get(&site_cfg.id).cloned() else {
                 continue;
             };
-            let id = SiteId::new(&info.id);
+            let id = info.id.clone();
             let last_id = last_ids.get(&info.id).copied().unwrap_or(0);
             let site = links.start(info, hub.site(id.as_str()), last_id);
             if let Err(dup) = served.insert(id, Arc::new(site)) {
@@ -271,7 +273,7 @@ impl IncidentService {
             .open_incidents()
             .await?
             .into_iter()
-            .filter(|inc| sites.contains_key(&inc.key.site))
+            .filter(|inc| sites.contains_key(inc.key.site.as_str()))
             .collect();
         for inc in &restored {
             info!(site = %inc.key.site, id = %inc.id, kind = inc.key.kind.as_str(), "incident open before the restart; waiting for a rule to confirm it");
@@ -320,12 +322,12 @@ impl IncidentService {
         site: &Site,
         camera: Option<Arc<SiteHub>>,
     ) -> Result<(), IncidentError> {
-        let id = SiteId::new(&site.id);
+        let id = site.id.clone();
         if self.sites.get(id.as_str()).is_some() {
             return Ok(());
         }
         let backlog = self.outbox.backlog().await?;
-        let own = backlog.iter().find(|b| b.site == site.id);
+        let own = backlog.iter().find(|b| site.id == b.site.as_str());
         let pending = own.map_or(0, |b| b.pending);
         self.links
             .metrics
@@ -417,7 +419,7 @@ fn status_fn(
         };
         StatusMessage {
             schema: message::STATUS_SCHEMA.to_string(),
-            site: site.id.clone(),
+            site: site.id.to_string(),
             site_name: site.name.clone(),
             camera: site.camera.clone(),
             client_id: client_id.clone(),
@@ -568,7 +570,11 @@ impl Producer {
         ev: Option<&RuleEvent>,
         received: DateTime<Utc>,
     ) {
-        let Some(site) = self.sites.get(&emit.key.site).map(|s| s.info.clone()) else {
+        let Some(site) = self
+            .sites
+            .get(emit.key.site.as_str())
+            .map(|s| s.info.clone())
+        else {
             return;
         };
         let span = tracing::info_span!("incident", site = %site.id, id = %emit.id, event = emit.event.as_str(), seq = emit.seq);
@@ -588,9 +594,9 @@ impl Producer {
                 }
             };
             let nm = NewMessage {
-                site: site.id.clone(),
+                site: site.id.to_string(),
                 kind: MsgKind::Incident,
-                topic: topics::incidents(&site.id),
+                topic: topics::incidents(site.id.as_str()),
                 payload,
                 retain: false,
                 created_ms: received.timestamp_millis(),
@@ -618,7 +624,7 @@ impl Producer {
             };
             self.metrics
                 .messages
-                .with_label_values(&[&site.id, emit.key.kind.as_str(), emit.event.as_str()])
+                .with_label_values(&[site.id.as_str(), emit.key.kind.as_str(), emit.event.as_str()])
                 .inc();
             info!(title = %msg.incident.title, level = %emit.level, "incident {}", emit.event.as_str());
             // The wall shows it at once, whether or not the broker is reachable.
@@ -644,9 +650,9 @@ impl Producer {
             }
         };
         let nm = NewMessage {
-            site: site.id.clone(),
+            site: site.id.to_string(),
             kind: MsgKind::Counts,
-            topic: topics::counts(&site.id),
+            topic: topics::counts(site.id.as_str()),
             payload,
             retain: false,
             created_ms: received.timestamp_millis(),
@@ -721,7 +727,7 @@ impl Producer {
             .key
             .zone
             .as_ref()
-            .and_then(|z| site.zones.get(z))
+            .and_then(|z| site.zones.get(z.as_str()))
             .map(|(_, poly)| poly.clone());
         let severity = if emit.event == IncidentEvent::End {
             Severity::Normal

@@ -25,6 +25,7 @@ use tracing::{debug, info, info_span, warn};
 
 use super::IngestError;
 use crate::config::Config;
+use crate::model::SiteId;
 
 /// Arguments of `simpang samples`.
 #[derive(clap::Args, Debug)]
@@ -39,7 +40,7 @@ pub struct SamplesArgs {
     pub port: Option<u16>,
     /// Serve only these sites (comma-separated ids).
     #[arg(long, value_delimiter = ',')]
-    pub sites: Vec<String>,
+    pub sites: Vec<SiteId>,
 }
 
 pub fn main(args: SamplesArgs) -> anyhow::Result<ExitCode> {
@@ -54,12 +55,12 @@ pub fn main(args: SamplesArgs) -> anyhow::Result<ExitCode> {
         if !args.sites.is_empty() && !args.sites.contains(&site.id) {
             continue;
         }
-        let path = footage_for(&footage, &site.id, &cfg.samples.default_footage)
+        let path = footage_for(&footage, site.id.as_str(), &cfg.samples.default_footage)
             .with_context(|| format!("no footage for site {:?}", site.id))?;
         feeds.push((site.id.clone(), path));
     }
     for s in &args.sites {
-        if cfg.site(s).is_none() {
+        if cfg.site(s.as_str()).is_none() {
             anyhow::bail!(
                 "--sites names {s:?}, which is not a site in {}",
                 args.config.display()
@@ -124,7 +125,7 @@ pub struct SampleServer {
 
 impl SampleServer {
     /// Serves each `(site, file)` as `rtsp://127.0.0.1:PORT/<site>`; port 0 picks a free port.
-    pub fn start(feeds: &[(String, PathBuf)], port: u16) -> Result<Self, IngestError> {
+    pub fn start(feeds: &[(SiteId, PathBuf)], port: u16) -> Result<Self, IngestError> {
         let server = rtsp::RTSPServer::new();
         server.set_address("127.0.0.1");
         server.set_service(&port.to_string());

@@ -91,8 +91,8 @@ impl Wall {
         let mut sites = Vec::with_capacity(cfg.sites.len());
         for s in &cfg.sites {
             let h = hub
-                .site(&s.id)
-                .ok_or_else(|| WallError::UnknownSite(s.id.clone()))?;
+                .site(s.id.as_str())
+                .ok_or_else(|| WallError::UnknownSite(s.id.to_string()))?;
             // Series exist from the start, so dashboards show 0 rather than "no data".
             for out in ["mjpeg", "rtsp"] {
                 metrics.viewers.with_label_values(&[s.id.as_str(), out]);

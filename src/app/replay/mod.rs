@@ -340,7 +340,7 @@ pub fn replay(cfg: &Config, opts: ReplayOptions) -> Result<ReplayRun, AppError> 
     if !failed.is_empty() {
         return Err(AppError::Other(failed.join("; ")));
     }
-    let order: Vec<String> = cfg.sites.iter().map(|s| s.id.clone()).collect();
+    let order: Vec<String> = cfg.sites.iter().map(|s| s.id.to_string()).collect();
     let recorder = Arc::try_unwrap(recorder)
         .map_err(|_| AppError::Other("the frame loop still holds the recorder".into()))?;
     let records = recorder.finish(&order);

@@ -119,13 +119,13 @@ impl Recorder {
                     offsets: Vec::new(),
                     origin: None,
                     out: SiteRecord {
-                        site: s.id.clone(),
+                        site: s.id.to_string(),
                         series: series.then(Series::default),
                         ..SiteRecord::default()
                     },
                     open: HashMap::new(),
                 };
-                (s.id.clone(), rec)
+                (s.id.to_string(), rec)
             })
             .collect();
         Self {
@@ -155,9 +155,9 @@ impl Recorder {
             IncidentEvent::New => {
                 let i = rec.out.incidents.len();
                 rec.out.incidents.push(ReplayIncident {
-                    site: emit.key.site.clone(),
+                    site: emit.key.site.to_string(),
                     kind: emit.key.kind,
-                    zone: emit.key.zone.clone(),
+                    zone: emit.key.zone.as_ref().map(|z| z.to_string()),
                     id: emit.id.clone(),
                     condition_s: rec.secs(emit.started_at),
                     opened_s: rec.secs(emit.at),

@@ -1,5 +1,6 @@
 //! MQTT topic names of the `simpang/v1` contract (docs/mqtt.md). Every topic simpang publishes
-//! or a consumer subscribes to is built here, so the contract lives in one place.
+//! or a consumer subscribes to is built here, so the contract lives in one place. Neutral ground
+//! (it imports nothing) so the config's defaults name the same topics as the stages.
 
 /// Version root of every topic.
 pub const ROOT: &str = "simpang/v1";
