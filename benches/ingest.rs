@@ -89,6 +89,7 @@ fn frame(site: &SiteId, seq: u64) -> AnalyticsFrame {
         captured_at: Utc::now(),
         rule_at: Utc::now(),
         pts: None,
+        media_time: None,
         source_width: 1920,
         source_height: 1080,
         // The queue moves frames, it never touches pixels: a small image keeps the allocator

@@ -140,6 +140,7 @@ points = [[0.0, 0.6], [1.0, 0.6]]
             captured_at: t(0),
             rule_at: t(0),
             pts: None,
+            media_time: None,
             source_width: 1920,
             source_height: 1080,
             image: Image::new(416, 416),

@@ -135,7 +135,11 @@ fn bench_mosaic(c: &mut Criterion) {
         .into_iter()
         .enumerate()
         .map(|(i, h)| {
-            let s = Arc::new(SiteOutput::new(h, format!("site {i}")));
+            let s = Arc::new(SiteOutput::new(
+                h,
+                format!("site {i}"),
+                simpang::wall::live::LiveSite::default(),
+            ));
             s.tile.store(Some(t.clone()));
             s
         })

@@ -20,7 +20,11 @@ PKGS=(build-essential pkg-config clang libclang-dev libgstreamer1.0-dev
   gstreamer1.0-tools gstreamer1.0-rtsp libopencv-dev mosquitto mosquitto-clients python3-pip
   python3-venv unzip ca-certificates chromium chromium-driver firefox-esr fonts-liberation
   fonts-dejavu-core
-  postgresql)
+  postgresql
+  # Firefox ESR plays H.264 (the wall's passthrough tiles) through Debian's FFmpeg, which it
+  # only Recommends: with --no-install-recommends it is there only while gstreamer1.0-libav
+  # happens to pull it in.
+  libavcodec59)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

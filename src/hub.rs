@@ -9,7 +9,9 @@
 //! Sites are kept by id in a [`Registry`], never by position, so a site can start or stop while
 //! the others run (a camera moving to another node).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+pub mod encoded;
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +19,10 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use chrono::{DateTime, Utc};
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
-use crate::model::{AnalyticsFrame, DisplayFrame, IncidentMessage, SiteId, SiteResults};
+use crate::model::{AnalyticsFrame, DisplayFrame, IncidentMessage, Picture, SiteId, SiteResults};
+pub use encoded::EncodedStream;
 
 /// Whether a camera is delivering frames, and since when.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -53,29 +56,85 @@ impl CameraStatus {
 /// The slots of one site.
 pub struct SiteHub {
     pub id: SiteId,
-    /// Newest display frame (tile size, source rate).
+    /// The camera's own compressed video, before decoding (the browser wall plays it).
+    pub encoded: EncodedStream,
+    /// Newest display frame (tile size), while a burned-in output asks for them
+    /// ([`SiteHub::set_display_demand`]).
     pub display: ArcSwapOption<DisplayFrame>,
-    /// Newest analytics results, drawn over display frames.
+    /// Newest analytics results; publish with [`SiteHub::publish_results`] so watchers wake.
     pub results: ArcSwap<SiteResults>,
+    results_changed: watch::Sender<u64>,
+    /// The newest picture analytics worked on, for incident snapshots (no display frames are
+    /// made while nobody watches a burned-in output).
+    pub picture: ArcSwapOption<Picture>,
     pub status: ArcSwap<CameraStatus>,
-    /// Display frames delivered since start (the wall's frame-rate meter reads it).
+    /// Display frames delivered since start.
     pub display_frames: AtomicU64,
+    /// Frames the camera sent (counted before decoding) since start, and when the last one
+    /// arrived (Unix ms, 0 = never): the wall's frame-rate meter and live state read them.
+    pub source_frames: AtomicU64,
+    last_source_ms: AtomicI64,
+    /// Display frames per second the burned-in outputs ask for, as f64 bits.
+    display_demand: AtomicU64,
 }
 
 impl SiteHub {
     pub fn new(id: SiteId, now: DateTime<Utc>) -> Self {
         Self {
             id,
+            encoded: EncodedStream::default(),
             display: ArcSwapOption::empty(),
             results: ArcSwap::from_pointee(SiteResults::default()),
+            results_changed: watch::channel(0).0,
+            picture: ArcSwapOption::empty(),
             status: ArcSwap::from_pointee(CameraStatus::starting(now)),
             display_frames: AtomicU64::new(0),
+            source_frames: AtomicU64::new(0),
+            last_source_ms: AtomicI64::new(0),
+            display_demand: AtomicU64::new(0f64.to_bits()),
         }
     }
 
     pub fn publish_display(&self, frame: DisplayFrame) {
         self.display.store(Some(Arc::new(frame)));
         self.display_frames.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Replaces the analytics results and wakes whoever watches them.
+    pub fn publish_results(&self, results: SiteResults) {
+        self.results.store(Arc::new(results));
+        self.results_changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Wakes (`changed()`) at each [`SiteHub::publish_results`].
+    pub fn watch_results(&self) -> watch::Receiver<u64> {
+        self.results_changed.subscribe()
+    }
+
+    /// Counts a frame from the camera, arrived `at`.
+    pub fn source_frame(&self, at: DateTime<Utc>) {
+        self.source_frames.fetch_add(1, Ordering::Relaxed);
+        self.last_source_ms
+            .store(at.timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// When the camera's last frame arrived.
+    pub fn last_source_at(&self) -> Option<DateTime<Utc>> {
+        match self.last_source_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => DateTime::from_timestamp_millis(ms),
+        }
+    }
+
+    /// Asks ingest for display frames at `fps` (0: none; infinity: every source frame). The
+    /// display branch decodes, scales and copies only what is asked for.
+    pub fn set_display_demand(&self, fps: f64) {
+        let fps = if fps.is_nan() { 0.0 } else { fps.max(0.0) };
+        self.display_demand.store(fps.to_bits(), Ordering::Relaxed);
+    }
+
+    pub fn display_demand(&self) -> f64 {
+        f64::from_bits(self.display_demand.load(Ordering::Relaxed))
     }
 
     pub fn update_status(&self, f: impl Fn(&mut CameraStatus)) {
@@ -427,6 +486,7 @@ mod tests {
             captured_at: Utc::now(),
             rule_at: Utc::now(),
             pts: None,
+            media_time: None,
             source_width: 4,
             source_height: 4,
             image: Image::new(4, 4),

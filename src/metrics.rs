@@ -17,8 +17,17 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 pub struct IngestMetrics {
     pub camera_online: IntGaugeVec,
     pub frames_decoded: IntCounterVec,
+    /// Every frame the camera sent, counted before decoding, and its bytes.
+    pub source_frames: IntCounterVec,
+    pub source_bytes: IntCounterVec,
+    /// Access units the passthrough tap could not use (malformed, outside their segment).
+    pub passthrough_errors: IntCounterVec,
+    /// Compressed frames a live camera's decode queue dropped (decoding 2 s behind).
+    pub decode_dropped: IntCounterVec,
     pub analytics_frames: IntCounterVec,
     pub analytics_dropped: IntCounterVec,
+    /// Decoded frames the display branch took (only while a burned-in output asks, at its rate).
+    pub display_decoded: IntCounterVec,
     pub display_frames: IntCounterVec,
     pub display_dropped: IntCounterVec,
     pub reconnects: IntCounterVec,
@@ -40,6 +49,36 @@ impl IngestMetrics {
                 "Frames decoded from the camera",
                 site,
             )?,
+            source_frames: int_counter_vec(
+                r,
+                "simpang_source_frames_total",
+                "Frames the camera sent, counted before decoding (what the browser wall plays)",
+                site,
+            )?,
+            source_bytes: int_counter_vec(
+                r,
+                "simpang_source_bytes_total",
+                "Bytes of the camera's compressed video",
+                site,
+            )?,
+            passthrough_errors: int_counter_vec(
+                r,
+                "simpang_passthrough_errors_total",
+                "Access units the passthrough to browsers could not use (malformed or untimed)",
+                site,
+            )?,
+            decode_dropped: int_counter_vec(
+                r,
+                "simpang_decode_dropped_total",
+                "Compressed frames of a live camera dropped because decoding fell 2 s behind",
+                site,
+            )?,
+            display_decoded: int_counter_vec(
+                r,
+                "simpang_display_decoded_total",
+                "Decoded frames the display branch took: only while a burned-in output (MJPEG, annotated RTSP) is watched, at its rate",
+                site,
+            )?,
             analytics_frames: int_counter_vec(
                 r,
                 "simpang_analytics_frames_total",
@@ -55,7 +94,7 @@ impl IngestMetrics {
             display_frames: int_counter_vec(
                 r,
                 "simpang_display_frames_total",
-                "Frames delivered to the display path (at the source rate)",
+                "Display frames scaled to the tile size and delivered to the wall (only while a burned-in output is watched)",
                 site,
             )?,
             display_dropped: int_counter_vec(

@@ -2,8 +2,12 @@
 //!
 //! ```text
 //! ingest ──AnalyticsFrame──▶ detect ──Detection──▶ track ──Track──▶ analytics ──RuleEvent──▶ incident ──IncidentMessage──▶ MQTT ──▶ desk
-//!    └──DisplayFrame (latest slot)──▶ wall ◀── SiteResults (latest slot: tracks, ZoneState, line counts)
+//!    ├──EncodedFrame (hub::encoded, before decoding)──▶ wall ──▶ browsers (they decode)
+//!    └──DisplayFrame (latest slot, on demand)──▶ wall ◀── SiteResults (latest slot: tracks, ZoneState, line counts)
 //! ```
+//!
+//! Encoded frames and analytics results carry the same [`MediaTime`], so a browser draws boxes
+//! over the frame they were found in.
 //!
 //! Geometry is in *normalised* image coordinates (0..1 on both axes, origin top-left), so zones,
 //! boxes and tracks mean the same thing at the model's input size, the wall's tile size and the
@@ -246,6 +250,17 @@ impl Image {
     }
 }
 
+/// Where a frame sits on its camera's media timeline: the running time of the frame in one run
+/// of the camera's ingest pipeline (`epoch`, new at every reconnect). The camera's own encoded
+/// frames that the wall passes to browsers and the analytics results computed on the decoded
+/// frame carry the same value, which is how the browser puts boxes on the frame they were found
+/// in. Not a wall-clock time: the camera's clock drifts against ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MediaTime {
+    pub epoch: u64,
+    pub ns: u64,
+}
+
 /// A frame for analytics: decimated to the detect rate, scaled to the model's input size, BGR.
 #[derive(Clone, Debug)]
 pub struct AnalyticsFrame {
@@ -259,16 +274,31 @@ pub struct AnalyticsFrame {
     /// wall clock until the wall clock steps; in a replay, media time. Dwell and clear times
     /// are measured on it.
     pub rule_at: DateTime<Utc>,
-    /// The frame's position in its stream (buffer timestamp), when the source gives one.
+    /// The frame's position in its stream (the raw buffer timestamp), when the source gives
+    /// one: a replay's report quotes it as the clip position.
     pub pts: Option<std::time::Duration>,
+    /// The frame's place on the camera's media timeline (running time within one pipeline
+    /// run), when the pipeline gives one: it keys the browser's overlays to the passthrough
+    /// stream. Unlike `pts` it carries the run's epoch and restarts with each pipeline run.
+    pub media_time: Option<MediaTime>,
     /// Native size of the camera picture, for pixel-unit outputs.
     pub source_width: u32,
     pub source_height: u32,
     pub image: Image,
 }
 
-/// A frame for display at the source rate, I420, scaled to fit the wall's tile size with the
-/// source's aspect ratio kept.
+/// A picture analytics worked on, kept for incident snapshots: the analytics frame (model input
+/// size, BGR, stretched to it) with the camera's native size, which undoes the stretch.
+#[derive(Clone, Debug)]
+pub struct Picture {
+    pub image: Image,
+    pub source_width: u32,
+    pub source_height: u32,
+    pub captured_at: DateTime<Utc>,
+}
+
+/// A frame for display (burned-in outputs, at the rate they ask for), I420, scaled to fit the
+/// wall's tile size with the source's aspect ratio kept.
 #[derive(Clone, Debug)]
 pub struct DisplayFrame {
     pub site: SiteId,
@@ -491,6 +521,8 @@ pub struct LineTotals {
 #[derive(Clone, Debug, Default)]
 pub struct SiteResults {
     pub captured_at: Option<DateTime<Utc>>,
+    /// The analytics frame's place on the media timeline (the browser wall keys boxes by it).
+    pub media_time: Option<MediaTime>,
     pub tracks: Vec<Track>,
     pub zones: Vec<ZoneState>,
     pub lines: Vec<LineTotals>,

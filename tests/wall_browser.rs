@@ -1,10 +1,21 @@
 //! The wall in real browsers: headless Chromium, driven over WebDriver (chromedriver), then
 //! headless Firefox ESR, driven over its Marionette protocol (Debian has no geckodriver), open
 //! the wall of `simpang run` (in-process, so the test can publish incidents on the hub the way
-//! the incident stage will) once all six sample cameras deliver pictures. In each, every tile
-//! must show picture content, the incident feed must list the published incidents with
-//! thumbnails, and a click must enlarge a tile. Screenshots: target/screenshots/wall.png,
-//! wall-enlarged.png (Chromium), wall-firefox.png, wall-firefox-enlarged.png.
+//! the incident stage will, and read its metrics) once all six sample cameras deliver pictures.
+//! In each browser:
+//!
+//! - every tile plays its camera's own H.264 (Media Source Extensions over `/live/{site}`): the
+//!   tile's picture has content in screenshots and the video's pixels change over time;
+//! - boxes are drawn over a tile whose camera's analytics has tracked objects;
+//! - the incident feed lists the published incidents with thumbnails, and a click enlarges a
+//!   tile;
+//! - a camera that drops shows "KAMERA OFFLINE" over its tile and plays again on its own when
+//!   it comes back;
+//!
+//! and through all of it nothing is decoded for display, scaled, drawn or encoded on the server
+//! (the wall's counters). Last, the page with `?mode=mjpeg` shows the burned-in tiles, which
+//! start the display branch, and leaving it stops it. Screenshots: target/screenshots/wall.png,
+//! wall-enlarged.png, wall-offline.png (Chromium), wall-firefox*.png.
 
 mod support;
 
@@ -18,10 +29,11 @@ use serde_json::{json, Value};
 use simpang::config::Config;
 use simpang::ingest::samples::{footage_for, SampleServer};
 use simpang::model::{
-    Evidence, Incident, IncidentEvent, IncidentKind, IncidentMessage, Point, Severity, Snapshot,
-    INCIDENT_SCHEMA,
+    Evidence, Incident, IncidentEvent, IncidentKind, IncidentMessage, Point, Severity, SiteId,
+    Snapshot, INCIDENT_SCHEMA,
 };
 use support::browser::{chromium_args, ChromeDriver, Firefox, Marionette};
+use support::metrics::Metrics;
 use support::ports;
 use support::wait::{eventually, poll};
 use support::wall::*;
@@ -184,7 +196,8 @@ fn incident_for(
 }
 
 #[test]
-fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile() {
+fn chromium_and_firefox_play_the_cameras_own_video_with_boxes_offline_tiles_and_the_incident_feed()
+{
     let dir = tempfile::tempdir().unwrap();
     simpang::ingest::init_gstreamer().unwrap();
     let shipped = Config::load(&support::root().join("config/palembang.toml")).unwrap();
@@ -201,7 +214,11 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
             (s.id.clone(), f)
         })
         .collect();
-    let samples = SampleServer::start(&feeds, 0).unwrap();
+    // The camera that drops: served on its own, on a port it gets back when it returns.
+    let (drop_feed, others): (Vec<_>, Vec<_>) = feeds.into_iter().partition(|(id, _)| id == DROPS);
+    let samples = SampleServer::start(&others, 0).unwrap();
+    let drop_port = ports::port();
+    let mut dropping = Some(SampleServer::start(&drop_feed, drop_port).unwrap());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -217,6 +234,16 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
                 ..Default::default()
             },
         );
+        let mut doc: toml_edit::DocumentMut =
+            std::fs::read_to_string(&cfg_path).unwrap().parse().unwrap();
+        // A camera that comes back is tried again within a few seconds.
+        doc["ingest"]["backoff_max_s"] = toml_edit::value(2.0);
+        for s in doc["sites"].as_array_of_tables_mut().unwrap().iter_mut() {
+            if s["id"].as_str() == Some(DROPS) {
+                s["stream"] = toml_edit::value(format!("rtsp://127.0.0.1:{drop_port}/{DROPS}"));
+            }
+        }
+        std::fs::write(&cfg_path, doc.to_string()).unwrap();
         let cfg = Config::load(&cfg_path).unwrap();
         match rt.block_on(simpang::app::run(cfg.clone())) {
             Ok(running) => Ok((cfg, running)),
@@ -226,17 +253,18 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
     });
     let base = format!("http://{}", running.http_addr);
 
-    // Every camera delivers pictures before anyone looks.
-    eventually("a display frame from every camera", HANG, || {
+    // Every camera delivers pictures, and analytics has seen each, before anyone looks.
+    eventually("every camera online and analysed", HANG, || {
         cfg.sites.iter().all(|s| {
             running
                 .hub
                 .site(s.id.as_str())
-                .is_some_and(|h| h.display.load().is_some() && h.status.load().online)
+                .is_some_and(|h| h.picture.load().is_some() && h.status.load().online)
         })
     });
 
-    // Incidents as the incident stage will publish them, snapshots from the live pictures.
+    // Incidents as the incident stage will publish them, snapshots from the pictures analytics
+    // decoded (no display frame is made for a browser wall).
     let mut published = 0;
     for (i, (site_id, kind, level)) in [
         ("charitas", IncidentKind::TrafficJam, "macet"),
@@ -247,8 +275,9 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
     .enumerate()
     {
         let site = cfg.site(site_id).unwrap();
-        let frame = running.hub.site(site_id).unwrap().display.load_full();
-        let frame = frame.expect("a display frame (waited for above)");
+        let picture = running.hub.site(site_id).unwrap().picture.load_full();
+        let picture = picture.expect("a picture (waited for above)");
+        let frame = simpang::incident::snapshot::picture_image(&picture).unwrap();
         let zone: Option<Vec<Point>> = site.zones.first().map(|z| {
             z.polygon
                 .iter()
@@ -256,7 +285,7 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
                 .collect()
         });
         let snap = simpang::draw::overlay::render_snapshot(
-            &frame.image,
+            &frame,
             zone.as_deref(),
             &[],
             Severity::Alert,
@@ -272,6 +301,13 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
             .unwrap();
         published += 1;
     }
+    let ids: Vec<String> = cfg
+        .sites
+        .iter()
+        .map(|s| s.id.as_str().to_string())
+        .collect();
+    let display_work = || display_work(&running.registry, &ids);
+    assert_eq!(display_work(), 0.0, "no display work before any viewer");
 
     let driver = ChromeDriver::start();
     let profile = dir.path().join("chromium-profile");
@@ -285,6 +321,15 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
     };
     wd.call("POST", "/url", Some(json!({ "url": format!("{base}/") })));
     check_wall(&mut wd, "Chromium", "wall", published);
+    check_live(&mut wd, "Chromium", &running);
+    check_drop(
+        &mut wd,
+        "Chromium",
+        "wall",
+        &mut dropping,
+        &drop_feed,
+        drop_port,
+    );
 
     // No script errors on the page.
     let logs = wd.call("POST", "/se/log", Some(json!({ "type": "browser" })));
@@ -299,16 +344,292 @@ fn chromium_and_firefox_show_six_live_tiles_the_incident_feed_and_enlarge_a_tile
     let (_firefox, mut ff) = Firefox::start(&dir.path().join("firefox-profile"), 1600, 900, &[]);
     ff.call("WebDriver:Navigate", json!({ "url": format!("{base}/") }));
     check_wall(&mut ff, "Firefox", "wall-firefox", published);
+    check_live(&mut ff, "Firefox", &running);
+    check_drop(
+        &mut ff,
+        "Firefox",
+        "wall-firefox",
+        &mut dropping,
+        &drop_feed,
+        drop_port,
+    );
+
+    // Two browsers played six cameras for minutes: nothing was decoded for display, scaled,
+    // drawn or encoded on the server.
+    let m = Metrics::of(&running.registry);
+    for id in &ids {
+        assert!(
+            m.site("simpang_wall_live_fragments_total", id)
+                .unwrap_or(0.0)
+                > 0.0,
+            "{id}: no video sent to the browsers"
+        );
+    }
+    assert_eq!(
+        display_work(),
+        0.0,
+        "display work while only browser tiles watched: {DISPLAY_WORK:?}"
+    );
+
+    // The burned-in tiles (what a camera the browser cannot play gets) start the display
+    // branch, and leaving them stops it.
+    ff.call(
+        "WebDriver:Navigate",
+        json!({ "url": format!("{base}/?mode=mjpeg") }),
+    );
+    let shots = support::root().join("target/screenshots");
+    let mut last = Vec::new();
+    let shown = poll(HANG, || {
+        let shot = ff.screenshot(&shots.join("wall-firefox-mjpeg.png"));
+        let c = tile_contrast(&shot, &mut ff);
+        if c.len() == 6 && c.iter().all(|(_, sd)| *sd > 15.0) {
+            return Some(());
+        }
+        last = c;
+        std::thread::sleep(Duration::from_secs(1));
+        None
+    });
+    assert!(shown.is_some(), "burned-in tiles without picture: {last:?}");
+    let modes = ff.script("return window.wallLive().map(t => t.mode)");
+    assert!(
+        modes.as_array().unwrap().iter().all(|m| m == "mjpeg"),
+        "{modes}"
+    );
+    assert!(
+        display_work() > 0.0,
+        "burned-in tiles are drawn and encoded"
+    );
+    let m = Metrics::of(&running.registry);
+    assert_eq!(
+        m.site("simpang_wall_display_demand_fps", "charitas"),
+        Some(10.0)
+    );
+    ff.call("WebDriver:Navigate", json!({ "url": format!("{base}/") }));
+    eventually(
+        "the display branch stops after the MJPEG page left",
+        HANG,
+        || {
+            let m = Metrics::of(&running.registry);
+            ids.iter()
+                .all(|id| m.site("simpang_wall_display_demand_fps", id) == Some(0.0))
+        },
+    );
+    let settled = poll(HANG, || {
+        let a = display_work();
+        std::thread::sleep(Duration::from_secs(1));
+        (display_work() == a).then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "display work goes on after the MJPEG page left"
+    );
     ff.call("WebDriver:DeleteSession", json!({}));
 
     rt.block_on(running.stop());
     samples.stop();
+    if let Some(d) = dropping {
+        d.stop();
+    }
+}
+
+/// The camera the test drops and brings back.
+const DROPS: &str = "ampera";
+
+/// Every counter of display work (decode for display, scale, draw, encode).
+const DISPLAY_WORK: [&str; 5] = [
+    "simpang_display_decoded_total",
+    "simpang_display_frames_total",
+    "simpang_wall_frames_rendered_total",
+    "simpang_wall_jpeg_frames_total",
+    "simpang_wall_rtsp_frames_total",
+];
+
+/// The display work counters summed over sites (and the mosaic's encodes).
+fn display_work(registry: &prometheus::Registry, ids: &[String]) -> f64 {
+    let m = Metrics::of(registry);
+    let mut total = m
+        .site("simpang_wall_rtsp_frames_total", "wall")
+        .unwrap_or(0.0);
+    for id in ids {
+        for name in DISPLAY_WORK {
+            total += m.site(name, id).unwrap_or(0.0);
+        }
+    }
+    total
+}
+
+/// The tiles as the page's players report them (`window.wallLive()`), by site.
+fn tiles(wd: &mut dyn Browser) -> std::collections::BTreeMap<String, Value> {
+    let v = wd.script("return window.wallLive()");
+    v.as_array()
+        .expect("wallLive() is a list")
+        .iter()
+        .map(|t| (t["site"].as_str().unwrap_or("?").to_string(), t.clone()))
+        .collect()
+}
+
+/// Every tile plays its camera's own video: passthrough, frames presented, pixels changing,
+/// no player errors; boxes are drawn over a tile whose camera has tracked objects.
+fn check_live(wd: &mut dyn Browser, browser: &str, running: &simpang::app::Running) {
+    let first = eventually(&format!("{browser}: six tiles playing"), HANG, || {
+        let t = tiles(wd);
+        (t.len() == 6
+            && t.values().all(|t| {
+                t["mode"] == "live"
+                    && t["passthrough"] == true
+                    && t["state"] == "playing"
+                    && t["presented"].as_u64().unwrap_or(0) > 10
+                    && t["thumb"].is_object()
+            }))
+        .then_some(t)
+    });
+    // The pictures move: each tile's thumbnail changes while more frames are presented.
+    let mut last = String::new();
+    let moved = poll(HANG, || {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = tiles(wd);
+        let still: Vec<&String> = now
+            .iter()
+            .filter(|(id, t)| {
+                let before = &first[*id];
+                t["thumb"]["hash"] == before["thumb"]["hash"]
+                    || t["presented"].as_u64() <= before["presented"].as_u64()
+            })
+            .map(|(id, _)| id)
+            .collect();
+        last = format!("{still:?}");
+        still.is_empty().then_some(now)
+    });
+    let now =
+        moved.unwrap_or_else(|| panic!("{browser}: tiles whose picture did not change: {last}"));
+    for (id, t) in &now {
+        let errors = t["errors"].as_array().cloned().unwrap_or_default();
+        assert!(
+            errors.is_empty(),
+            "{browser} {id}: player errors {errors:?}"
+        );
+        assert!(
+            t["thumb"]["sd"].as_f64().unwrap_or(0.0) > 5.0,
+            "{browser} {id}: flat picture {t}"
+        );
+        assert!(
+            t["videoWidth"].as_u64().unwrap_or(0) >= 640,
+            "{browser} {id}: the camera's own size {t}"
+        );
+    }
+
+    // Boxes over a camera whose analytics tracks objects now.
+    let mut seen = String::new();
+    let boxed = poll(HANG, || {
+        let tracked: Vec<String> = running
+            .hub
+            .sites()
+            .iter()
+            .filter(|h| {
+                h.results
+                    .load()
+                    .tracks
+                    .iter()
+                    .any(|t| t.state == simpang::model::TrackState::Confirmed)
+            })
+            .map(|h| h.id.to_string())
+            .collect();
+        let t = tiles(wd);
+        seen = tracked
+            .iter()
+            .map(|id| format!("{id}: {} box pixels", t[id]["box_pixels"]))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let hit = tracked.iter().find(|id| {
+            t[*id]["box_pixels"].as_u64().unwrap_or(0) > 20
+                && t[*id]["boxes_drawn"].as_u64().unwrap_or(0) > 0
+        });
+        if hit.is_none() {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        hit.cloned()
+    });
+    let site = boxed.unwrap_or_else(|| panic!("{browser}: no boxes over tracked cameras ({seen})"));
+    let t = &tiles(wd)[&site];
+    eprintln!(
+        "{browser}: boxes over {site}; frames presented per tile {:?}; analytics exact {} / moved {}",
+        now.iter().map(|(id, t)| (id.clone(), t["presented"].clone())).collect::<Vec<_>>(),
+        t["exact"],
+        t["extrapolated"]
+    );
+}
+
+/// The camera `DROPS` goes away: its tile says so; it comes back: its tile plays again, on
+/// its own (no reload).
+fn check_drop(
+    wd: &mut dyn Browser,
+    browser: &str,
+    name: &str,
+    server: &mut Option<SampleServer>,
+    feed: &[(SiteId, std::path::PathBuf)],
+    port: u16,
+) {
+    let before = tiles(wd)[DROPS].clone();
+    if let Some(s) = server.take() {
+        s.stop();
+    }
+    let banner = format!(
+        "const t = document.querySelector('.tile[data-site={DROPS}]'); \
+         const b = t.querySelector('.banner'); \
+         return {{offline: t.classList.contains('offline'), \
+                 banner: getComputedStyle(b).display, text: b.textContent}};"
+    );
+    let shots = support::root().join("target/screenshots");
+    let mut seen = Value::Null;
+    let off = poll(HANG, || {
+        let mut v = wd.script(&banner);
+        // The player learns it too, when the camera's pipeline ends (the socket stays open).
+        v["player"] = tiles(wd)[DROPS]["state"].clone();
+        let ok = v["offline"] == true
+            && v["banner"] == "flex"
+            && v["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("KAMERA OFFLINE"))
+            && v["player"] == "offline";
+        seen = v;
+        if !ok {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        ok.then_some(())
+    });
+    assert!(
+        off.is_some(),
+        "{browser}: the dropped camera's tile does not say so: {seen}"
+    );
+    wd.screenshot(&shots.join(format!("{name}-offline.png")));
+
+    *server = Some(SampleServer::start(feed, port).expect("the camera's port is free again"));
+    let back = poll(HANG, || {
+        let v = wd.script(&banner);
+        let t = &tiles(wd)[DROPS];
+        let ok = v["offline"] == false
+            && v["banner"] == "none"
+            && t["state"] == "playing"
+            && t["hellos"].as_u64() > before["hellos"].as_u64()
+            && t["presented"].as_u64().unwrap_or(0)
+                > before["presented"].as_u64().unwrap_or(0) + 10
+            && t["thumb"]["hash"] != before["thumb"]["hash"];
+        if !ok {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        ok.then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "{browser}: the camera came back, its tile did not play again: {}",
+        tiles(wd)[DROPS]
+    );
 }
 
 /// What a user must see in any browser: six tiles with live pictures, the incident feed with
 /// the published incidents and their thumbnails, and a tile that a click enlarges.
 fn check_wall(wd: &mut dyn Browser, browser: &str, name: &str, published: usize) {
-    // Tiles fill in as the first JPEGs arrive.
+    // Tiles fill in as the first frames play.
     let shots = support::root().join("target/screenshots");
     let mut last = Vec::new();
     let shown = poll(HANG, || {

@@ -67,19 +67,26 @@ fn mjpeg_tiles_have_the_configured_size_and_one_encode_serves_every_viewer() {
     let mut run = Run::start(&cfg, &sites);
     wait_cameras_online(&run, &sites);
 
-    // Nobody watches: nothing is drawn or encoded while 30 frames per camera go by.
+    // Nobody watches: nothing is decoded for display, scaled, drawn or encoded while 30 frames
+    // per camera go by.
     let m0 = run.metrics();
-    eventually("30 display frames per camera", HANG, || {
+    eventually("30 frames per camera", HANG, || {
         let m = run.metrics();
         sites.iter().all(|s| {
-            counter(&m, "simpang_display_frames_total", s)
-                - counter(&m0, "simpang_display_frames_total", s)
+            counter(&m, "simpang_source_frames_total", s)
+                - counter(&m0, "simpang_source_frames_total", s)
                 >= 30.0
         })
     });
     for s in sites {
-        assert_eq!(metric(&run, "simpang_wall_frames_rendered_total", s), 0.0);
-        assert_eq!(metric(&run, "simpang_wall_jpeg_frames_total", s), 0.0);
+        for name in [
+            "simpang_display_decoded_total",
+            "simpang_display_frames_total",
+            "simpang_wall_frames_rendered_total",
+            "simpang_wall_jpeg_frames_total",
+        ] {
+            assert_eq!(metric(&run, name, s), 0.0, "{s}: {name}");
+        }
     }
 
     // Two viewers of the same tile at once.

@@ -1,10 +1,13 @@
 // simpang video wall. No framework, no build step.
 //
-// Tiles: all sites' annotated JPEGs arrive over ONE multipart connection (/tiles.mjpg, read with
-// fetch() and drawn into a canvas per tile). One <img src=/stream/{site}.mjpg> per tile would be
-// simpler, but browsers allow six HTTP/1.1 connections per host: six tiles plus the event feed
-// would leave a tile (and every thumbnail) waiting forever. Add ?mode=img to the page URL to use
-// per-tile <img> MJPEG anyway (fine for up to five tiles).
+// Tiles: each H.264 camera's own video, played by the browser (LiveTile, live.js: Media Source
+// Extensions fed over the WebSocket /live/{site}), with the analytics drawn on a canvas over it.
+// The server decodes and encodes nothing for a browser. A camera the browser cannot play (H.265,
+// a browser without MSE) or a wall with `wall.live = false` gets its burned-in MJPEG tile
+// instead: all such tiles arrive over ONE multipart connection (/tiles.mjpg?sites=..., read with
+// fetch() and drawn into a canvas per tile), because browsers allow six HTTP/1.1 connections per
+// host (WebSockets do not count against it). Add ?mode=mjpeg to the page URL to use the
+// burned-in tiles for every camera, ?mode=img for per-tile <img> MJPEG (up to five tiles).
 // Feed: incidents and camera status come over one EventSource (/events), which reconnects by
 // itself.
 "use strict";
@@ -84,10 +87,47 @@ function layout() {
   if (boardEl) boardEl.style.width = `${w * cfg.cols + gap * (cfg.cols - 1) + pad}px`;
 }
 
-const IMG_MODE = new URLSearchParams(location.search).get("mode") === "img"
+const PAGE_MODE = new URLSearchParams(location.search).get("mode");
+const IMG_MODE = PAGE_MODE === "img"
   || !(window.ReadableStream && window.fetch && window.createImageBitmap);
+const LIVE_OK = PAGE_MODE !== "img" && PAGE_MODE !== "mjpeg" && !!window.MediaSource
+  && !!window.WebSocket;
 
 function streamUrl(site) { return `${site.mjpeg}?t=${Date.now()}`; }
+
+// The tile's picture: its camera's own video (LiveTile), or the burned-in MJPEG.
+function startLive(t) {
+  t.mode = "live";
+  t.el.classList.add("passthrough");
+  t.live = new window.LiveTile(t.site, t.video, {
+    onFallback: (reason) => {
+      console.info(`${t.site.id}: burned-in tile (${reason})`);
+      t.live = null;
+      startMjpeg(t);
+      restartTiles();
+    },
+    onState: (s) => t.el.classList.toggle("no-video", s !== "playing"),
+  });
+}
+
+function startMjpeg(t) {
+  t.mode = "mjpeg";
+  t.el.classList.remove("passthrough", "no-video");
+  if (IMG_MODE) {
+    t.img = el("img");
+    t.img.alt = `Kamera ${t.site.name}`;
+    t.img.src = streamUrl(t.site);
+    t.video.prepend(t.img);
+  } else {
+    t.canvas = el("canvas");
+    t.canvas.width = state.cfg.tile_width;
+    t.canvas.height = state.cfg.tile_height;
+    t.canvas.setAttribute("role", "img");
+    t.canvas.setAttribute("aria-label", `Kamera ${t.site.name}`);
+    t.video.prepend(t.canvas);
+    t.ctx = t.canvas.getContext("2d");
+  }
+}
 
 function buildTiles() {
   const wall = $("wall");
@@ -99,20 +139,11 @@ function buildTiles() {
     tile.dataset.site = site.id;
     tile.title = `${site.name}\n${site.address}` + (site.rtsp ? `\nRTSP: ${site.rtsp}` : "");
     const video = el("div", "video");
-    let img = null, canvas = null;
-    if (IMG_MODE) {
-      img = el("img");
-      img.alt = `Kamera ${site.name}`;
-      img.src = streamUrl(site);
-      video.appendChild(img);
-    } else {
-      canvas = el("canvas");
-      canvas.width = cfg.tile_width;
-      canvas.height = cfg.tile_height;
-      canvas.setAttribute("role", "img");
-      canvas.setAttribute("aria-label", `Kamera ${site.name}`);
-      video.appendChild(canvas);
-    }
+    const banner = el("div", "banner");
+    banner.appendChild(el("div", "title", "MENGHUBUNGKAN KAMERA..."));
+    banner.appendChild(el("div", "since", ""));
+    banner.appendChild(el("div", "why", ""));
+    video.appendChild(banner);
     video.appendChild(el("div", "hint", "klik untuk memperbesar · Esc kembali"));
     const foot = el("div", "foot");
     foot.appendChild(el("span", "dot"));
@@ -128,12 +159,19 @@ function buildTiles() {
     tile.appendChild(foot);
     tile.addEventListener("click", () => toggleEnlarge(site.id));
     wall.appendChild(tile);
-    state.tiles.set(site.id, {
-      el: tile, img, canvas, ctx: canvas ? canvas.getContext("2d") : null,
+    const t = {
+      el: tile, video, banner, img: null, canvas: null, ctx: null, live: null, mode: null,
       meta, state: st, badge, site, busy: false, pending: null, frames: 0,
-    });
+    };
+    state.tiles.set(site.id, t);
+    if (LIVE_OK && site.live) startLive(t); else startMjpeg(t);
   }
   layout();
+}
+
+// The tiles that show the burned-in MJPEG.
+function mjpegSites() {
+  return [...state.tiles.values()].filter((t) => t.mode === "mjpeg").map((t) => t.site.id);
 }
 
 function toggleEnlarge(id, force) {
@@ -144,7 +182,7 @@ function toggleEnlarge(id, force) {
 }
 
 function reloadStreams() {
-  if (IMG_MODE) for (const t of state.tiles.values()) t.img.src = streamUrl(t.site);
+  if (IMG_MODE) for (const t of state.tiles.values()) if (t.img) t.img.src = streamUrl(t.site);
 }
 
 // Draws the newest JPEG of a tile; while one decodes, newer ones replace the waiting one, so a
@@ -199,15 +237,34 @@ class MultipartReader {
   }
 }
 
+// One multipart connection for every burned-in tile; reopened when the set of such tiles
+// changes, and not opened at all while every tile plays its camera's own video (so nothing is
+// decoded for display, drawn or JPEG-encoded on the server for this browser).
+let tilesAbort = null;
+let tilesWake = null;
+function restartTiles() {
+  if (IMG_MODE) return;
+  if (tilesAbort) tilesAbort.abort();
+  if (tilesWake) tilesWake();
+}
+
 async function runTiles() {
   for (;;) {
+    const sites = mjpegSites();
+    if (!sites.length) {
+      await new Promise((res) => { tilesWake = res; });
+      tilesWake = null;
+      continue;
+    }
+    tilesAbort = new AbortController();
     try {
-      const r = await fetch("/tiles.mjpg", { cache: "no-store" });
+      const q = sites.length === state.tiles.size ? "" : `?sites=${sites.map(encodeURIComponent).join(",")}`;
+      const r = await fetch(`/tiles.mjpg${q}`, { cache: "no-store", signal: tilesAbort.signal });
       if (!r.ok || !r.body) throw new Error(`HTTP ${r.status}`);
       const reader = r.body.getReader();
       const parts = new MultipartReader((site, bytes) => {
         const t = state.tiles.get(site);
-        if (t) showFrame(t, bytes);
+        if (t && t.ctx) showFrame(t, bytes);
       });
       for (;;) {
         const { value, done } = await reader.read();
@@ -215,6 +272,7 @@ async function runTiles() {
         parts.push(value);
       }
     } catch (err) {
+      if (err.name === "AbortError") continue; // the set of tiles changed: reopen at once
       console.warn("tiles stream", err);
     }
     await new Promise((res) => setTimeout(res, 2000));
@@ -278,6 +336,8 @@ function applyStatus(s) {
     if (site.live) online++;
     t.el.classList.toggle("live", site.live);
     t.el.classList.toggle("offline", !site.live);
+    const connecting = !site.live && !site.last_frame_at && !(site.reconnects > 0);
+    t.el.classList.toggle("connecting", connecting);
     if (site.live) {
       t.meta.textContent = `${site.fps.toFixed(1)} fps · ${fmtTime(site.last_frame_at || s.at)}`;
       t.state.textContent = "";
@@ -288,6 +348,11 @@ function applyStatus(s) {
       t.meta.textContent = `terakhir ${fmtTime(site.last_frame_at)}`;
       t.state.textContent = "OFFLINE";
     }
+    // The banner over a tile that plays its camera's own video (burned-in tiles draw theirs).
+    const [title, since, why] = t.banner.children;
+    title.textContent = connecting ? "MENGHUBUNGKAN KAMERA..." : "KAMERA OFFLINE";
+    since.textContent = connecting ? "" : `sejak ${fmtTime(site.online ? site.last_frame_at || site.since : site.since)}`;
+    why.textContent = site.last_error || "";
     const open = Math.max(site.open_incidents || 0, state.openBySite.get(site.id) || 0);
     t.badge.hidden = open === 0;
     t.badge.textContent = `${open} insiden`;
@@ -440,5 +505,12 @@ async function start() {
   connectEvents();
   if (!IMG_MODE) runTiles();
 }
+
+// What the tests and the bench read: every tile's mode and, for passthrough tiles, the player's
+// counters, a thumbnail of the picture and the box pixels on its overlay.
+window.wallLive = () => [...state.tiles.values()].map((t) => Object.assign(
+  { site: t.site.id, mode: t.mode, mjpeg_frames: t.frames },
+  t.live ? t.live.stats() : {},
+));
 
 start();

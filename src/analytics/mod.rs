@@ -376,6 +376,7 @@ impl SiteAnalytics {
 
         let lines = self.counting.update(&self.tracks);
         out.results = self.results(at, lines);
+        out.results.media_time = frame.media_time;
         timing::record(Stage::Rules, t_rules.elapsed());
         out
     }
@@ -430,6 +431,7 @@ impl SiteAnalytics {
         dwell.sort_by(|a, b| (&a.zone, a.track).cmp(&(&b.zone, b.track)));
         SiteResults {
             captured_at: Some(at),
+            media_time: None,
             tracks: self.tracks.clone(),
             zones: self.zones.iter().map(|z| z.state.clone()).collect(),
             lines,

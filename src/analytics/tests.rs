@@ -64,6 +64,7 @@ fn frame(s: f64, image: &Image) -> AnalyticsFrame {
         captured_at: t(s),
         rule_at: t(s),
         pts: None,
+        media_time: None,
         source_width: 1280,
         source_height: 720,
         image: image.clone(),

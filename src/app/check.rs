@@ -25,6 +25,8 @@ const EXTRA_ELEMENTS: &[(&str, &str)] = &[
     ("RTSP cameras", "rtph264depay"),
     ("RTSP cameras", "rtph265depay"),
     ("sample cameras", "qtdemux"),
+    ("wall passthrough (H.264 to browsers)", "h264parse"),
+    ("wall passthrough (H.264 to browsers)", "capsfilter"),
     ("sample cameras", "h264parse"),
     ("sample cameras", "rtph264pay"),
     ("sample cameras", "appsrc"),

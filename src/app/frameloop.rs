@@ -24,10 +24,10 @@ use crate::analytics::SiteAnalytics;
 use crate::config::Config;
 use crate::detect::Detector;
 use crate::hub::AnalyticsQueue;
-use crate::incident::IncidentSender;
+use crate::incident::{snapshot, IncidentSender};
 use crate::metrics;
 use crate::model::{
-    AnalyticsFrame, CountsReport, Detection, Image, RuleEvent, SiteId, SiteResults,
+    AnalyticsFrame, CountsReport, Detection, Image, Picture, RuleEvent, SiteId, SiteResults,
 };
 use crate::timing::{self, Stage};
 
@@ -229,24 +229,25 @@ fn worker(s: &Shared) {
                 .observe(d.as_secs_f64());
             timing::record(raw, d);
         }
-        for (frame, dets) in batch.iter().zip(detections) {
+        for (frame, dets) in batch.into_iter().zip(detections) {
+            let site = frame.site.clone();
             // A site stopped while its frame was in flight has no slot: the frame is let go.
-            if let Some(slot) = s.sites.get(frame.site.as_str()) {
+            if let Some(slot) = s.sites.get(site.as_str()) {
                 process(s, &slot, frame, &dets);
             }
-            s.queue.done(&frame.site);
+            s.queue.done(&site);
         }
     }
 }
 
 /// One camera's frame through its tracker and rules, and the results out to the hub and the
 /// incident stage.
-fn process(s: &Shared, slot: &SiteSlot, frame: &AnalyticsFrame, dets: &[Detection]) {
+fn process(s: &Shared, slot: &SiteSlot, frame: AnalyticsFrame, dets: &[Detection]) {
     let site = frame.site.as_str();
     let t = Instant::now();
     let out = {
         let mut analytics = slot.analytics.lock();
-        match catch_unwind(AssertUnwindSafe(|| analytics.process(frame, dets))) {
+        match catch_unwind(AssertUnwindSafe(|| analytics.process(&frame, dets))) {
             Ok(out) => Some(out),
             Err(_) => {
                 // A bug in one camera's rules must not stop the others: start that camera's
@@ -272,25 +273,38 @@ fn process(s: &Shared, slot: &SiteSlot, frame: &AnalyticsFrame, dets: &[Detectio
         .detections
         .with_label_values(&[site])
         .inc_by(dets.len() as u64);
-    let results = Arc::new(out.results);
-    slot.hub.results.store(results.clone());
-    s.incidents.frame_done(frame, &results);
-    // The snapshot shows the display frame (wall size, undistorted), which is at most one
-    // display interval newer than the analytics frame.
-    let display = slot.hub.display.load_full().map(|d| d.image.clone());
+    s.incidents.frame_done(&frame, &out.results);
+    slot.hub.publish_results(out.results);
+    let age = (Utc::now() - frame.captured_at)
+        .to_std()
+        .unwrap_or_default();
+    // The snapshot shows the picture the decision was made on: this analytics frame, its
+    // stretch to the model's input undone. Nothing is decoded for display unless a burned-in
+    // output is watched, so there may be no display frame at all.
+    let picture = Arc::new(Picture {
+        image: frame.image,
+        source_width: frame.source_width,
+        source_height: frame.source_height,
+        captured_at: frame.captured_at,
+    });
+    let mut shown: Option<Arc<Image>> = None;
     for mut ev in out.events {
         if ev.frame.is_none() {
-            ev.frame = display.clone();
+            if shown.is_none() {
+                match snapshot::picture_image(&picture) {
+                    Ok(img) => shown = Some(Arc::new(img)),
+                    Err(e) => warn!(site, error = %e, "no snapshot picture"),
+                }
+            }
+            ev.frame = shown.clone();
         }
         s.incidents.rule_event(ev);
     }
+    slot.hub.picture.store(Some(picture));
     for c in out.counts {
         s.incidents.counts(c);
     }
     s.metrics.processed.with_label_values(&[site]).inc();
-    let age = (Utc::now() - frame.captured_at)
-        .to_std()
-        .unwrap_or_default();
     s.metrics
         .result_age
         .with_label_values(&[site])

@@ -22,7 +22,13 @@ use crate::ingest::{CameraSettings, SourceKind, Templates};
 use crate::model::{Image, PixelFormat};
 use crate::procfs;
 
-/// The launch line of the cameras' file template (source + decoder) ending in `branches`.
+/// What decodes the compressed video of the cameras' source templates (`parse`), as their
+/// branches do.
+const DECODE: &str =
+    "parse. ! decodebin name=dec caps=\"video/x-raw(ANY)\" expose-all-streams=false";
+
+/// The launch line of the cameras' file template (source + parser) and a decoder, ending in
+/// `branches`.
 fn decode_line(base: &Config, footage: &Path, branches: &str) -> Result<String, BenchError> {
     let templates = Templates::load(
         base.ingest
@@ -38,7 +44,11 @@ fn decode_line(base: &Config, footage: &Path, branches: &str) -> Result<String, 
         .next()
         .ok_or_else(|| BenchError::Usage("no camera in the bench config".into()))?
         .template_params();
-    Ok(templates.render_with_branches(SourceKind::File, &params, branches)?)
+    Ok(templates.render_with_branches(
+        SourceKind::File,
+        &params,
+        &format!("{DECODE}\n{branches}"),
+    )?)
 }
 
 fn launch(line: &str) -> Result<gst::Pipeline, BenchError> {

@@ -70,9 +70,12 @@ pub struct StreamRow {
     pub site: String,
     /// Frames out of the decoder.
     pub decoded: u64,
-    /// Frames delivered to the display path (the wall's input).
+    /// Frames of the camera's own video delivered to the wall at the source rate
+    /// (`simpang_source_frames_total`: the browser wall plays them without decoding; burned-in
+    /// outputs take decoded display frames at their own rate, only while watched).
     pub display_frames: u64,
-    /// Display frames thrown away by the pipeline (`simpang_display_frames_dropped_total`).
+    /// Burned-in display frames thrown away by the pipeline
+    /// (`simpang_display_frames_dropped_total`).
     pub display_dropped: u64,
     /// Display frames due at the source rate over the window that never came (a paced file
     /// that falls behind is late, not dropped: this is how its shortfall shows).

@@ -259,7 +259,7 @@ async fn measure(
         emit(&Line::Progress(Progress {
             t: (cur.at - start.at).as_secs_f64(),
             of: opts.seconds,
-            display_fps: delta("simpang_display_frames_total"),
+            display_fps: delta("simpang_source_frames_total"),
             analytics_fps: delta("simpang_analytics_processed_total"),
             cpu_percent: (cur.cpu_s - prev.cpu_s) / dt * 100.0,
         }))?;
@@ -294,7 +294,9 @@ fn result_of(
         .iter()
         .map(|s| {
             let l = [("site", s.as_str())];
-            let display = d("simpang_display_frames_total", &l);
+            // The wall's input at the source rate: the camera's own frames, which the browser
+            // wall plays as they are (burned-in outputs take decoded frames at their own rate).
+            let display = d("simpang_source_frames_total", &l);
             let decoded = d("simpang_frames_decoded_total", &l);
             let processed = d("simpang_analytics_processed_total", &l);
             StreamRow {

@@ -201,6 +201,14 @@ pub struct WallConfig {
     pub mosaic_bitrate_kbps: u32,
     /// Heading of the web wall.
     pub title: String,
+    /// The wall page plays each H.264 camera's own video (passthrough over `/live/{site}`);
+    /// off, every tile is the burned-in MJPEG.
+    pub live: bool,
+    /// How far behind the newest frame the page plays, ms: 0 is the live edge (boxes are moved
+    /// by their velocity to the frame shown); 300-400 puts every box on its own frame.
+    pub live_delay_ms: u32,
+    /// Browser tiles that may play at once, over all sites (each is one WebSocket).
+    pub live_max_viewers: u32,
 }
 
 impl Default for WallConfig {
@@ -218,6 +226,9 @@ impl Default for WallConfig {
             mosaic_fps: 15.0,
             mosaic_bitrate_kbps: 4000,
             title: "Command Center".into(),
+            live: true,
+            live_delay_ms: 0,
+            live_max_viewers: 64,
         }
     }
 }

@@ -256,6 +256,9 @@ fn wall_settings_are_checked() {
             "wall.rtsp_address",
             "invalid IP address",
         ),
+        ("live_delay_ms = 5000", "wall.live_delay_ms", "0..=2000"),
+        ("live_max_viewers = 0", "wall.live_max_viewers", "1..=10000"),
+        ("live = \"yes\"", "wall.live", "bool"),
     ];
     for (wall, field, msg) in cases {
         let text = with_wall(wall);

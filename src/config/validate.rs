@@ -149,6 +149,18 @@ impl Config {
                 );
             }
         }
+        if self.wall.live_delay_ms > 2000 {
+            bad(
+                w.key("live_delay_ms"),
+                format!("must be in 0..=2000, got {}", self.wall.live_delay_ms),
+            );
+        }
+        if !(1..=10_000).contains(&self.wall.live_max_viewers) {
+            bad(
+                w.key("live_max_viewers"),
+                format!("must be in 1..=10000, got {}", self.wall.live_max_viewers),
+            );
+        }
         if self.wall.rtsp_port != 0 && self.wall.rtsp_port == self.wall.listen.port() {
             bad(
                 w.key("rtsp_port"),

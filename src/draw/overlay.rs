@@ -209,6 +209,30 @@ pub fn render_snapshot(
     from_bgr_mat(&m)
 }
 
+/// The picture (BGR or I420) resized to `width` x `height`, BGR: a stretched analytics frame
+/// back to its camera's aspect, for instance.
+pub fn resized(img: &Image, width: u32, height: u32) -> Result<Image, DrawError> {
+    let m = to_bgr_mat(img)?;
+    if m.cols() as u32 == width && m.rows() as u32 == height {
+        return from_bgr_mat(&m);
+    }
+    let mut out = Mat::default();
+    let shrink = (width as i32) < m.cols() && (height as i32) < m.rows();
+    imgproc::resize(
+        &m,
+        &mut out,
+        core::Size::new(width.max(2) as i32, height.max(2) as i32),
+        0.0,
+        0.0,
+        if shrink {
+            imgproc::INTER_AREA
+        } else {
+            imgproc::INTER_LINEAR
+        },
+    )?;
+    from_bgr_mat(&out)
+}
+
 /// JPEG bytes of an image (BGR or I420) at `quality` (1-100).
 pub fn encode_jpeg(img: &Image, quality: u8) -> Result<Vec<u8>, DrawError> {
     let m = to_bgr_mat(img)?;
@@ -261,6 +285,18 @@ mod tests {
             render_snapshot(&img, None, &[], Severity::Normal, "", 0),
             Err(DrawError::BadImage { .. })
         ));
+    }
+
+    #[test]
+    fn resized_to_any_size() {
+        let img = Image::new(416, 416);
+        let out = resized(&img, 740, 416).unwrap();
+        assert_eq!(
+            (out.width, out.height, out.format),
+            (740, 416, PixelFormat::Bgr)
+        );
+        assert!(out.is_valid());
+        assert_eq!(resized(&img, 416, 416).unwrap(), img);
     }
 
     #[test]

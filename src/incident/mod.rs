@@ -511,8 +511,13 @@ impl Producer {
                     reason: st.last_error.clone(),
                     ..Default::default()
                 },
-                // The last picture before the loss, if the camera ever delivered one.
-                frame: site.display.load_full().map(|d| d.image.clone()),
+                // The last picture analytics saw before the loss, if the camera ever
+                // delivered one.
+                frame: site
+                    .picture
+                    .load_full()
+                    .and_then(|p| snapshot::picture_image(&p).ok())
+                    .map(Arc::new),
                 boxes: Vec::new(),
             });
         }

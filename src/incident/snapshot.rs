@@ -16,7 +16,34 @@ use sha2::{Digest, Sha256};
 use super::message::LocalTime;
 use super::text::titles;
 use crate::draw::overlay::{self, DrawError};
-use crate::model::{Image, IncidentEvent, IncidentKind, Point, Severity, Snapshot, SnapshotBox};
+use crate::model::{
+    Image, IncidentEvent, IncidentKind, Picture, Point, Severity, Snapshot, SnapshotBox,
+};
+
+/// The picture a snapshot shows, from the frame analytics worked on: the model's input
+/// (stretched to a square, say) back to the camera's aspect, keeping the detail the analytics
+/// frame has along its better-resolved side. The display branch may not be running at all
+/// (nobody watches a burned-in output), so this is the picture every snapshot starts from.
+pub fn picture_image(p: &Picture) -> Result<Image, DrawError> {
+    let (w, h) = (p.image.width.max(1), p.image.height.max(1));
+    let (sw, sh) = (p.source_width, p.source_height);
+    if sw == 0 || sh == 0 {
+        return overlay::resized(&p.image, w, h);
+    }
+    let aspect = sw as f64 / sh as f64;
+    // Undo the stretch by growing the squeezed side, never past the camera's own size.
+    let (tw, th) = if w as f64 / h as f64 >= aspect {
+        (w, (w as f64 / aspect).round() as u32)
+    } else {
+        ((h as f64 * aspect).round() as u32, h)
+    };
+    let (tw, th) = if tw > sw || th > sh {
+        (sw, sh)
+    } else {
+        (tw, th)
+    };
+    overlay::resized(&p.image, tw.max(2), th.max(2))
+}
 
 /// Renders and encodes a snapshot. Returns the JPEG and its size.
 pub fn render_jpeg(
@@ -172,6 +199,28 @@ mod tests {
         // No snapshots folder yet: nothing to do, no error.
         let empty = tempfile::tempdir().unwrap();
         assert!(prune(empty.path(), today, 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn snapshot_picture_has_the_camera_aspect() {
+        let cases = [
+            ((416, 416), (1920, 1080), (740, 416)),
+            ((416, 416), (768, 576), (555, 416)),
+            ((416, 416), (1080, 1920), (416, 740)),
+            ((416, 416), (320, 240), (320, 240)), // never above the camera's size
+            ((320, 320), (0, 0), (320, 320)),     // size unknown: as it is
+        ];
+        for ((w, h), (sw, sh), want) in cases {
+            let p = Picture {
+                image: Image::new(w, h),
+                source_width: sw,
+                source_height: sh,
+                captured_at: Utc::now(),
+            };
+            let img = picture_image(&p).unwrap();
+            assert_eq!((img.width, img.height), want, "{w}x{h} of {sw}x{sh}");
+            assert!(img.is_valid());
+        }
     }
 
     #[test]

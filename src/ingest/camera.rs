@@ -15,11 +15,16 @@ use parking_lot::Mutex;
 use tracing::{debug, info, info_span, warn};
 
 use super::frames::{copy_frame, RateGate};
+use super::tap::{self, TapCounters};
 use super::{fit_display, CameraSettings, IngestError, Pacing, SourceKind, Templates};
 use crate::hub::{AnalyticsQueue, SiteHub};
 use crate::metrics::IngestMetrics;
 use crate::model::{AnalyticsFrame, DisplayFrame, Image};
 use crate::timing::{self, Stage};
+
+/// Numbers the runs of every camera pipeline of the process: a run's media timeline
+/// ([`crate::model::MediaTime::epoch`]).
+static EPOCH: AtomicU64 = AtomicU64::new(0);
 
 /// A running camera. Dropping it does not stop it; call [`CameraHandle::stop`].
 pub struct CameraHandle {
@@ -94,9 +99,15 @@ fn supervise(
     // Touch the counters so every camera has series from the start, even before its first frame.
     for c in [
         &metrics.frames_decoded,
+        &metrics.source_frames,
+        &metrics.source_bytes,
+        &metrics.passthrough_errors,
+        &metrics.decode_dropped,
         &metrics.analytics_frames,
         &metrics.analytics_dropped,
+        &metrics.display_decoded,
         &metrics.display_frames,
+        &metrics.display_dropped,
         &metrics.reconnects,
     ] {
         c.with_label_values(&label);
@@ -174,6 +185,8 @@ fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) -> bool {
 
 /// State shared between the supervisor and the pipeline's streaming threads.
 struct Live {
+    /// This run's media timeline.
+    epoch: u64,
     started: Instant,
     /// Milliseconds since `started` of the latest decoded frame; 0 = none yet.
     last_frame_ms: AtomicU64,
@@ -216,6 +229,32 @@ fn build(
         .map_err(|_| "the template is not a pipeline".to_string())?;
     let label = s.site.as_str();
 
+    // The camera's video reaches the branches through `pace`; the passthrough tap watches
+    // every access unit at `encoded`, before the decoder.
+    let parse: gst::Element = element(&pipeline, "parse")?;
+    let pace: gst::Element = element(&pipeline, "pace")?;
+    tap::link_parsed(&pipeline, &parse, &pace);
+    let encoded: gst::Element = element(&pipeline, "encoded")?;
+    let live_tap = live.clone();
+    tap::install(
+        &encoded,
+        site.clone(),
+        live.epoch,
+        TapCounters {
+            frames: metrics.source_frames.with_label_values(&[label]),
+            bytes: metrics.source_bytes.with_label_values(&[label]),
+            errors: metrics.passthrough_errors.with_label_values(&[label]),
+        },
+        move || live_tap.touch(),
+    )?;
+    if let Ok(q) = element::<gst::Element>(&pipeline, "decode_queue") {
+        let dropped = metrics.decode_dropped.with_label_values(&[label]);
+        q.connect("overrun", false, move |_| {
+            dropped.inc();
+            None
+        });
+    }
+
     // Every decoded frame passes the tee: count it, mark the camera alive, and size the display
     // branch from the first caps.
     let tee: gst::Element = element(&pipeline, "decoded")?;
@@ -233,6 +272,9 @@ fn build(
                 Some(gst::PadProbeData::Buffer(_)) => {
                     decoded.inc();
                     live_probe.touch();
+                    if !live_probe.online.load(Ordering::Relaxed) {
+                        live_probe.online.store(true, Ordering::Relaxed);
+                    }
                 }
                 Some(gst::PadProbeData::Event(ev)) => {
                     if let gst::EventView::Caps(c) = ev.view() {
@@ -261,6 +303,42 @@ fn build(
             gst::PadProbeReturn::Ok
         },
     );
+
+    // Display frames only while a burned-in output asks for them, at its rate: dropped here,
+    // before the queue, nothing is scaled or copied for nobody.
+    let display_gate: gst::Element = element(&pipeline, "display_gate")?;
+    let display_pad = display_gate
+        .static_pad("sink")
+        .ok_or_else(|| "display_gate has no sink pad".to_string())?;
+    let site_demand = site.clone();
+    let taken = metrics.display_decoded.with_label_values(&[label]);
+    let display_rate = Mutex::new((0.0f64, RateGate::new(1.0)));
+    display_pad.add_probe(gst::PadProbeType::BUFFER, move |_pad, info| {
+        let Some(gst::PadProbeData::Buffer(buf)) = &info.data else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let fps = site_demand.display_demand();
+        let admit = if fps <= 0.0 {
+            false
+        } else if fps.is_infinite() {
+            true
+        } else {
+            let mut g = display_rate.lock();
+            if g.0 != fps {
+                *g = (fps, RateGate::new(fps));
+            }
+            buf.pts()
+                .or(buf.dts())
+                .is_none_or(|t| g.1.admit(t.nseconds()))
+        };
+        if admit {
+            taken.inc();
+            gst::PadProbeReturn::Ok
+        } else {
+            // `Handled`, not `Drop`: see the analytics gate below.
+            gst::PadProbeReturn::Handled
+        }
+    });
 
     // Decimate to the detect rate before any scaling work.
     let gate: gst::Element = element(&pipeline, "analytics_gate")?;
@@ -296,10 +374,13 @@ fn build(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let mut image = Image::default();
-                let mut pts = None;
-                if !pull_into(sink, &mut image, &mut pts, "analytics")? {
+                let Some(sample) = pull_into(sink, &mut image, "analytics")? else {
                     return Ok(gst::FlowSuccess::Ok);
-                }
+                };
+                let pts = sample
+                    .buffer()
+                    .and_then(|b| b.pts().or(b.dts()))
+                    .map(|t| Duration::from_nanos(t.nseconds()));
                 let (sw, sh) = *live_a.source_size.lock();
                 // the rules' clock: media time in a replay, else the monotonic clock
                 let (captured_at, rule_at) = match replay {
@@ -320,6 +401,7 @@ fn build(
                     captured_at,
                     rule_at,
                     pts,
+                    media_time: tap::media_time(&sample, live_a.epoch),
                     source_width: sw,
                     source_height: sh,
                     image,
@@ -350,7 +432,7 @@ fn build(
                 let Some(img) = Arc::get_mut(&mut slot) else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                if !pull_into(sink, img, &mut None, "display")? {
+                if pull_into(sink, img, "display")?.is_none() {
                     return Ok(gst::FlowSuccess::Ok);
                 }
                 let now = Utc::now();
@@ -364,9 +446,6 @@ fn build(
                     pool.push(slot);
                 }
                 d_frames.inc();
-                if !live_d.online.load(Ordering::Relaxed) {
-                    live_d.online.store(true, Ordering::Relaxed);
-                }
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
@@ -438,31 +517,26 @@ fn time_between(from: &gst::Pad, to: &gst::Pad, stage: Stage) {
     });
 }
 
-/// Pulls the appsink's sample into `out` (reusing its allocation), and its timestamp into
-/// `pts`. False when the sample has no usable picture (logged for a bad copy); an error only
-/// when the sink is shutting down.
+/// Pulls the appsink's sample into `out` (reusing its allocation) and gives the sample back (its
+/// timestamp and segment). `None` when the sample has no usable picture (logged for a bad
+/// copy); an error only when the sink is shutting down.
 fn pull_into(
     sink: &gst_app::AppSink,
     out: &mut Image,
-    pts: &mut Option<Duration>,
     branch: &str,
-) -> Result<bool, gst::FlowError> {
+) -> Result<Option<gst::Sample>, gst::FlowError> {
     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
     let (Some(buf), Some(caps)) = (sample.buffer(), sample.caps()) else {
-        return Ok(false);
+        return Ok(None);
     };
-    *pts = buf
-        .pts()
-        .or(buf.dts())
-        .map(|t| Duration::from_nanos(t.nseconds()));
     let Ok(info) = gst_video::VideoInfo::from_caps(caps) else {
-        return Ok(false);
+        return Ok(None);
     };
     match copy_frame(buf, &info, out) {
-        Ok(()) => Ok(true),
+        Ok(()) => Ok(Some(sample)),
         Err(e) => {
             warn!(error = %e, branch, "frame skipped");
-            Ok(false)
+            Ok(None)
         }
     }
 }
@@ -477,6 +551,7 @@ fn run_once(
     stop: &AtomicBool,
 ) -> Ended {
     let live = Arc::new(Live {
+        epoch: EPOCH.fetch_add(1, Ordering::Relaxed) + 1,
         started: Instant::now(),
         last_frame_ms: AtomicU64::new(0),
         online: AtomicBool::new(false),
@@ -495,6 +570,8 @@ fn run_once(
     };
     let ended = watch(s, &pipeline, site, metrics, &live, stop);
     let _ = pipeline.set_state(gst::State::Null);
+    // Browser viewers learn the stream ended (and show the camera offline) at once.
+    site.encoded.end();
     ended
 }
 
@@ -514,6 +591,16 @@ fn watch(
     let Some(bus) = pipeline.bus() else {
         return fail("pipeline has no bus".into());
     };
+    // A looping file plays in segments: at the end the demuxer posts SEGMENT_DONE instead of
+    // EOS and a non-flushing seek back to 0 continues the running time, so the media timeline
+    // (what browsers play and boxes are keyed by) never goes back. Without it, a flushing seek
+    // on EOS, which restarts the timeline (browsers then set up a new stream).
+    let segment_loop = s.source.kind == SourceKind::File
+        && s.loop_file
+        && match start_segment_loop(pipeline, &bus) {
+            Ok(started) => started,
+            Err(reason) => return fail(reason),
+        };
     if let Err(e) = pipeline.set_state(gst::State::Playing) {
         let detail = bus
             .pop_filtered(&[gst::MessageType::Error])
@@ -540,6 +627,15 @@ fn watch(
                         .map(|s| s.path_string().to_string())
                         .unwrap_or_default();
                     return fail(format!("{} ({src})", err.error()));
+                }
+                gst::MessageView::SegmentDone(_) if segment_loop => {
+                    debug!("end of file, looping");
+                    if pipeline
+                        .seek_simple(gst::SeekFlags::SEGMENT, gst::ClockTime::ZERO)
+                        .is_err()
+                    {
+                        return fail("end of file and cannot seek back to loop".into());
+                    }
                 }
                 gst::MessageView::Eos(_) => {
                     if s.once {
@@ -610,4 +706,33 @@ fn watch(
             ));
         }
     }
+}
+
+/// Pauses a file pipeline until its length is known (the demuxer has read the file's index) and
+/// starts it as a segment from 0. `Ok(false)` when the file cannot be played in segments (it is
+/// then looped with a flushing seek at its end); `Err` on a pipeline error meanwhile.
+fn start_segment_loop(pipeline: &gst::Pipeline, bus: &gst::Bus) -> Result<bool, String> {
+    if pipeline.set_state(gst::State::Paused).is_err() {
+        return Ok(false);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pipeline.query_duration::<gst::ClockTime>().is_none() {
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        if let Some(msg) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(20),
+            &[gst::MessageType::Error],
+        ) {
+            if let gst::MessageView::Error(err) = msg.view() {
+                return Err(format!("cannot open: {}", err.error()));
+            }
+        }
+    }
+    Ok(pipeline
+        .seek_simple(
+            gst::SeekFlags::FLUSH | gst::SeekFlags::SEGMENT,
+            gst::ClockTime::ZERO,
+        )
+        .is_ok())
 }

@@ -1,16 +1,20 @@
 //! Ingest: one GStreamer pipeline per camera, built from a template in `pipelines/`, delivering
-//! analytics frames (detect rate, model size, BGR) into the [`AnalyticsQueue`] and display frames
-//! (source rate, tile size, I420) into the site's display slot. A supervisor thread per camera
-//! rebuilds the pipeline with backoff when the source errors or goes silent, so one camera
-//! failing never touches another.
+//! the camera's own compressed video, before decoding, into the site's encoded stream (the
+//! browser wall plays it: [`tap`]), analytics frames (detect rate, model size, BGR) into the
+//! [`AnalyticsQueue`], and display frames (tile size, I420) into the site's display slot only
+//! while a burned-in output asks for them, at its rate. A supervisor thread per camera rebuilds
+//! the pipeline with backoff when the source errors or goes silent, so one camera failing never
+//! touches another.
 //!
 //! [`AnalyticsQueue`]: crate::hub::AnalyticsQueue
 
 pub mod camera;
 pub mod frames;
+pub mod h264;
 pub mod pipeline;
 pub mod reader;
 pub mod samples;
+pub mod tap;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -176,12 +180,15 @@ impl CameraSettings {
 
     /// The template parameters of this camera.
     pub fn template_params(&self) -> std::collections::BTreeMap<&'static str, String> {
-        let (leaky, sync, drop) = match self.pacing {
-            Pacing::Live => ("downstream", "false", "true"),
-            Pacing::Realtime => ("no", "true", "false"),
-            Pacing::AsFastAsPossible => ("no", "false", "false"),
-            // the display is nobody's concern in a replay: it must never hold the decoder
-            Pacing::Replay => ("downstream", "false", "true"),
+        // A file is paced once, at `pace`, before the branches: the passthrough, analytics and
+        // display all follow it. Nothing drops frames of a file played as fast as it decodes.
+        // A replay runs as fast as the detector takes frames: the display (nobody's concern
+        // there) must never hold the decoder.
+        let (pace_sync, decode_leaky, display_leaky, display_drop) = match self.pacing {
+            Pacing::Live => ("false", "downstream", "downstream", "true"),
+            Pacing::Realtime => ("true", "no", "downstream", "true"),
+            Pacing::AsFastAsPossible => ("false", "no", "no", "false"),
+            Pacing::Replay => ("false", "no", "downstream", "true"),
         };
         // analytics frames: the newest wins, except in a replay, which takes every one
         let (a_leaky, a_drop) = match self.pacing {
@@ -194,11 +201,14 @@ impl CameraSettings {
             ("latency_ms", self.rtsp_latency_ms.to_string()),
             ("analytics_width", self.analytics_width.to_string()),
             ("analytics_height", self.analytics_height.to_string()),
-            ("display_leaky", leaky.to_string()),
-            ("display_sync", sync.to_string()),
-            ("display_drop", drop.to_string()),
+            ("pace_sync", pace_sync.to_string()),
+            ("decode_leaky", decode_leaky.to_string()),
+            ("display_leaky", display_leaky.to_string()),
+            ("display_drop", display_drop.to_string()),
             ("analytics_leaky", a_leaky.to_string()),
             ("analytics_drop", a_drop.to_string()),
+            // Templates written before the display was paced upstream may still name it.
+            ("display_sync", "false".to_string()),
         ]
         .into_iter()
         .collect()

@@ -140,9 +140,9 @@ impl Templates {
         substitute(&strip_comments(head), &all, origin)
     }
 
-    /// The source template of `kind` (source and decoder) followed by `branches` instead of the
-    /// camera's two branches: the bench decodes through exactly what the cameras use, into its
-    /// own sink.
+    /// The source template of `kind` (source and parser, `parse`) followed by `branches`
+    /// instead of the camera's: the bench reads the compressed video exactly as the cameras
+    /// do, into its own decoder and sink.
     pub fn render_with_branches(
         &self,
         kind: SourceKind,
@@ -245,6 +245,8 @@ mod tests {
             ("latency_ms", "200"),
             ("analytics_width", "416"),
             ("analytics_height", "416"),
+            ("pace_sync", "false"),
+            ("decode_leaky", "downstream"),
             ("display_leaky", "downstream"),
             ("display_sync", "false"),
             ("display_drop", "true"),
@@ -279,6 +281,9 @@ mod tests {
             assert!(!line.contains('{'), "{line}");
             assert!(line.contains("appsink name=analytics"));
             assert!(line.contains("appsink name=display"));
+            for name in ["parse", "pace", "encoded", "display_gate", "analytics_gate"] {
+                assert!(line.contains(&format!("name={name}")), "{name}: {line}");
+            }
             assert!(!line.contains('#'));
         }
     }
@@ -286,10 +291,10 @@ mod tests {
     #[test]
     fn custom_branches_follow_the_source() {
         let line = Templates::builtin()
-            .render_with_branches(SourceKind::File, &params(), "dec. ! fakesink name=sink")
+            .render_with_branches(SourceKind::File, &params(), "parse. ! fakesink name=sink")
             .unwrap();
         assert!(line.contains("filesrc"), "{line}");
-        assert!(line.contains("dec. ! fakesink name=sink"), "{line}");
+        assert!(line.contains("parse. ! fakesink name=sink"), "{line}");
         assert!(!line.contains("appsink"), "{line}");
     }
 
@@ -314,9 +319,11 @@ mod tests {
             .collect();
         for e in [
             "rtspsrc",
+            "parsebin",
+            "clocksync",
             "decodebin",
             "filesrc",
-            "uridecodebin",
+            "urisourcebin",
             "tee",
             "queue",
             "identity",
@@ -334,7 +341,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("file.pipeline"),
-            "filesrc location=\"{location}\" ! myparser name=dec\n{branches}\n",
+            "filesrc location=\"{location}\" ! myparser name=parse\n{branches}\n",
         )
         .unwrap();
         let t = Templates::load(Some(dir.path())).unwrap();

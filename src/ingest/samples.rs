@@ -112,7 +112,9 @@ pub fn footage_for(dir: &Path, site: &str, default: &str) -> Result<PathBuf, Ing
         })
 }
 
-type Sinks = Arc<Mutex<Vec<gst_app::AppSrc>>>;
+/// The appsrcs of the mounts' media, each with the offset from the feeder's running time to
+/// its own (set at its first frame).
+type Sinks = Arc<Mutex<Vec<(gst_app::AppSrc, Option<i64>)>>>;
 
 /// A running sample-camera server.
 pub struct SampleServer {
@@ -155,13 +157,13 @@ impl SampleServer {
                 match src {
                     Some(src) => {
                         debug!(site = %site_cfg, "client media configured");
-                        sinks_cfg.lock().push(src.clone());
+                        sinks_cfg.lock().push((src.clone(), None));
                         // push_live skips an appsrc that is not PLAYING rather than dropping
                         // it, so the media's end is what forgets it.
                         let (sinks, site) = (sinks_cfg.clone(), site_cfg.clone());
                         media.connect_unprepared(move |_| {
                             debug!(site = %site, "client media ended");
-                            sinks.lock().retain(|s| s != &src);
+                            sinks.lock().retain(|(s, _)| s != &src);
                         });
                     }
                     None => warn!(site = %site_cfg, "sample media has no appsrc"),
@@ -257,14 +259,26 @@ fn feed_once(path: &Path, sinks: &Sinks, stop: &AtomicBool) -> Result<(), String
         .by_name("out")
         .and_then(|e| e.dynamic_cast::<gst_app::AppSink>().ok())
         .ok_or("no appsink")?;
+    // A new feeder pipeline starts its timeline again: every client's stamps are re-anchored.
+    for (_, offset) in sinks.lock().iter_mut() {
+        *offset = None;
+    }
     let sinks_cb = sinks.clone();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |s| {
                 let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                if let Some(buf) = sample.buffer_owned() {
+                let rt = sample.buffer().and_then(|b| b.pts()).and_then(|pts| {
+                    sample
+                        .segment()?
+                        .downcast_ref::<gst::ClockTime>()?
+                        .to_running_time(pts)
+                });
+                if let (Some(buf), Some(rt)) = (sample.buffer_owned(), rt) {
                     // The footage has no B-frames: arrival order is presentation order.
-                    sinks_cb.lock().retain(|src| super::push_live(src, &buf));
+                    sinks_cb
+                        .lock()
+                        .retain_mut(|(src, offset)| push_regular(src, offset, &buf, rt));
                 }
                 Ok(gst::FlowSuccess::Ok)
             })
@@ -273,6 +287,38 @@ fn feed_once(path: &Path, sinks: &Sinks, stop: &AtomicBool) -> Result<(), String
     let result = play_looping(&pipeline, stop);
     let _ = pipeline.set_state(gst::State::Null);
     result
+}
+
+/// Pushes `buf` into a media's appsrc stamped on the footage's own timeline (`rt`, its running
+/// time in the feeder, which the segment looping keeps increasing), moved once to where the
+/// media's running time was at its first frame: the frame intervals stay those of the file, as
+/// a real camera's RTP clock ticks regularly whatever the network does. Stamping at arrival
+/// instead would carry the feeder's scheduling jitter to the clients. Skipped while the media
+/// is not PLAYING (see [`super::push_live`]); false once the appsrc refuses data.
+fn push_regular(
+    src: &gst_app::AppSrc,
+    offset: &mut Option<i64>,
+    buf: &gst::Buffer,
+    rt: gst::ClockTime,
+) -> bool {
+    if src.current_state() != gst::State::Playing {
+        return true;
+    }
+    let Some(now) = src.current_running_time() else {
+        return true;
+    };
+    let rt = rt.nseconds() as i64;
+    let off = *offset.get_or_insert(now.nseconds() as i64 - rt);
+    let Ok(stamp) = u64::try_from(rt + off) else {
+        return true;
+    };
+    let mut b = buf.clone();
+    {
+        let b = b.make_mut();
+        b.set_pts(gst::ClockTime::from_nseconds(stamp));
+        b.set_dts(gst::ClockTime::from_nseconds(stamp));
+    }
+    src.push_buffer(b).is_ok()
 }
 
 fn play_looping(pipeline: &gst::Pipeline, stop: &AtomicBool) -> Result<(), String> {

@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::tile::{SiteOutput, STALE_FRAME};
+use super::tile::{is_fresh, SiteOutput};
 use crate::model::{IncidentEvent, IncidentMessage};
 
 /// Incidents kept for browsers that connect later.
@@ -208,7 +208,9 @@ pub async fn run_status(
         let utc = Utc::now();
         let mut list = Vec::with_capacity(sites.len());
         for (s, w) in sites.iter().zip(windows.iter_mut()) {
-            let count = s.hub.display_frames.load(Ordering::Relaxed);
+            // The camera's own frames, counted before decoding: what the browser wall plays,
+            // whether or not anything is decoded for display.
+            let count = s.hub.source_frames.load(Ordering::Relaxed);
             let fps = w.push(now, count, Duration::from_secs(5));
             s.display_fps.store(fps.to_bits(), Ordering::Relaxed);
             metrics
@@ -216,12 +218,7 @@ pub async fn run_status(
                 .with_label_values(&[s.id.as_str()])
                 .set(fps);
             let st = s.hub.status.load();
-            let live = s.hub.display.load().as_ref().is_some_and(|f| {
-                (utc - f.captured_at)
-                    .to_std()
-                    .map(|a| a < STALE_FRAME)
-                    .unwrap_or(true)
-            });
+            let live = s.hub.last_source_at().is_some_and(|t| is_fresh(t, utc));
             let results = s.hub.results.load();
             let analytics_age = results
                 .captured_at
@@ -254,6 +251,7 @@ pub async fn run_status(
                     "out": l.out_count,
                 })).collect::<Vec<_>>(),
                 "viewers": s.mjpeg_viewers.load(Ordering::Relaxed),
+                "live_viewers": s.hub.encoded.viewers(),
             }));
         }
         let line = json!({ "at": utc, "sites": list }).to_string();

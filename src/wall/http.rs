@@ -4,6 +4,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /` | the wall page (assets/wall/) |
+//! | `GET /live/{site}` | WebSocket: the camera's own H.264 as fMP4 and the analytics (live.rs) |
 //! | `GET /stream/{site}.mjpg` | annotated tile, `multipart/x-mixed-replace` |
 //! | `GET /tiles.mjpg?sites=a,b` | every (or the listed) site's tiles over one connection |
 //! | `GET /snapshot/{site}.jpg` | one annotated tile as JPEG |
@@ -34,12 +35,14 @@ use super::tile::{JpegFrame, SiteOutput, ViewerGuard, WorkerShared};
 const INDEX_HTML: &str = include_str!("../../assets/wall/index.html");
 const WALL_CSS: &str = include_str!("../../assets/wall/wall.css");
 const WALL_JS: &str = include_str!("../../assets/wall/wall.js");
+const LIVE_JS: &str = include_str!("../../assets/wall/live.js");
 
 /// Multipart boundary of the MJPEG streams.
 const BOUNDARY: &str = "simpangframe";
 
 pub struct HttpInner {
     pub sites: Vec<Arc<SiteOutput>>,
+    pub live: Arc<super::live::LiveCtx>,
     pub shared: Arc<WorkerShared>,
     pub feed: Arc<Feed>,
     pub status: watch::Receiver<Arc<str>>,
@@ -64,6 +67,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/", get(index))
         .route("/wall.css", get(css))
         .route("/wall.js", get(js))
+        .route("/live.js", get(live_js))
+        .route("/live/{site}", get(super::live::live))
         .route("/api/wall", get(api_wall))
         .route("/stream/{file}", get(mjpeg))
         .route("/tiles.mjpg", get(tiles))
@@ -98,6 +103,14 @@ async fn js() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         no_cache(),
         WALL_JS,
+    )
+}
+
+async fn live_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        no_cache(),
+        LIVE_JS,
     )
 }
 

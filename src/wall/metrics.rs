@@ -23,6 +23,16 @@ pub struct WallMetrics {
     /// CPU time of the wall's own threads (render, JPEG encode, mosaic compose).
     pub cpu_seconds: prometheus::CounterVec,
     pub display_fps: GaugeVec,
+    /// Display frames per second the burned-in outputs ask ingest for (0: none, +Inf: all).
+    pub display_demand_fps: GaugeVec,
+    /// Browser wall (passthrough) viewers and what they were sent.
+    pub live_viewers: IntGaugeVec,
+    pub live_joins: IntCounterVec,
+    pub live_fragments: IntCounterVec,
+    pub live_bytes: IntCounterVec,
+    pub live_skipped: IntCounterVec,
+    pub live_meta: IntCounterVec,
+    pub live_refused: IntCounterVec,
 }
 
 impl WallMetrics {
@@ -112,7 +122,55 @@ impl WallMetrics {
             display_fps: gauge_vec(
                 r,
                 "simpang_wall_display_fps",
-                "Display frames per second arriving from the camera (5 s window)",
+                "Frames per second arriving from the camera, counted before decoding (5 s window)",
+                site,
+            )?,
+            display_demand_fps: gauge_vec(
+                r,
+                "simpang_wall_display_demand_fps",
+                "Display frames per second the burned-in outputs (MJPEG, annotated RTSP) ask ingest for: 0 while none is watched, +Inf for every frame",
+                site,
+            )?,
+            live_viewers: int_gauge_vec(
+                r,
+                "simpang_wall_live_viewers",
+                "Browser tiles playing the camera's own video over /live/{site}",
+                site,
+            )?,
+            live_joins: int_counter_vec(
+                r,
+                "simpang_wall_live_joins_total",
+                "Connections to /live/{site}",
+                site,
+            )?,
+            live_fragments: int_counter_vec(
+                r,
+                "simpang_wall_live_fragments_total",
+                "MP4 fragments (one per frame) sent to browser tiles, summed over viewers",
+                site,
+            )?,
+            live_bytes: int_counter_vec(
+                r,
+                "simpang_wall_live_bytes_total",
+                "Bytes of video sent to browser tiles, summed over viewers",
+                site,
+            )?,
+            live_skipped: int_counter_vec(
+                r,
+                "simpang_wall_live_skipped_total",
+                "Frames a slow browser tile missed (it resumes at the next key frame)",
+                site,
+            )?,
+            live_meta: int_counter_vec(
+                r,
+                "simpang_wall_live_analytics_total",
+                "Analytics results sent to browser tiles, summed over viewers",
+                site,
+            )?,
+            live_refused: int_counter_vec(
+                r,
+                "simpang_wall_live_refused_total",
+                "Connections to /live/{site} refused: foreign Origin or too many viewers",
                 site,
             )?,
         })

@@ -1,24 +1,33 @@
-//! The operators' video wall: annotated tiles in the browser (MJPEG + SSE incident feed) and
-//! annotated RTSP out (per site and a mosaic) for wall controllers and VMS software.
+//! The operators' video wall: in the browser, each camera's own H.264 played as it arrived
+//! (Media Source Extensions over a WebSocket per tile) with the analytics drawn on a canvas over
+//! it, plus the SSE incident feed; and burned-in outputs for wall controllers and VMS software
+//! (MJPEG tiles, annotated RTSP per site and as a mosaic).
 //!
 //! ```text
-//! hub.display (I420, source rate) ──┐
-//! hub.results (latest analytics) ───┼─▶ site worker (tile.rs): draw on I420 (scene.rs, draw/canvas.rs)
-//! hub.status ───────────────────────┘      ├─▶ jpegenc once ─▶ watch ─▶ every MJPEG viewer (http.rs)
-//!                                          ├─▶ appsrc of /annotated/{site} (shared media, x264)
-//!                                          └─▶ tile slot ─▶ mosaic (mosaic.rs) ─▶ /annotated/wall
+//! hub.encoded (camera's H.264, before decoding) ─▶ live.rs: fMP4 (fmp4.rs) ─▶ WS /live/{site} ─▶ browser tile
+//! hub.results (latest analytics) ────────────────▶ live.rs: JSON keyed by media time ─▶ same WS ─▶ canvas overlay
+//!
+//! hub.display (I420, only while watched) ─┐
+//! hub.results ────────────────────────────┼─▶ site worker (tile.rs): draw on I420 (scene.rs, draw/canvas.rs)
+//! hub.status ─────────────────────────────┘      ├─▶ jpegenc once ─▶ watch ─▶ every MJPEG viewer (http.rs)
+//!                                                ├─▶ appsrc of /annotated/{site} (shared media, x264)
+//!                                                └─▶ tile slot ─▶ mosaic (mosaic.rs) ─▶ /annotated/wall
 //! hub.incidents ─▶ feed.rs ─▶ SSE /events (+ status once a second)
 //! ```
 //!
-//! Nothing is drawn or encoded for an output nobody watches, nothing in the wall ever blocks the
-//! camera or analytics threads (it only reads latest-value slots), and each output is encoded
-//! once however many clients share it. Entry point for `simpang run`: [`Wall::start`]; its
+//! A browser viewer costs the copy of the bytes it is sent. Nothing is decoded for display,
+//! scaled, drawn or encoded for a burned-in output nobody watches (the site worker tells ingest
+//! the rate its outputs take, 0 without viewers), nothing in the wall ever blocks the camera or
+//! analytics threads (it only reads latest-value slots and bounded broadcasts), and each
+//! burned-in output is encoded once however many clients share it. Entry point for `simpang run`: [`Wall::start`]; its
 //! [`Wall::router`] is served on the same HTTP listener as `/metrics`. docs/wall.md has the URLs,
 //! settings and cost figures.
 
 pub mod feed;
+pub mod fmp4;
 pub mod http;
 pub mod jpeg;
+pub mod live;
 pub mod meter;
 pub mod metrics;
 pub mod mosaic;
@@ -97,10 +106,27 @@ impl Wall {
             for out in ["mjpeg", "rtsp"] {
                 metrics.viewers.with_label_values(&[s.id.as_str(), out]);
             }
-            metrics.jpeg_frames.with_label_values(&[s.id.as_str()]);
-            metrics.frames_rendered.with_label_values(&[s.id.as_str()]);
-            metrics.rtsp_frames.with_label_values(&[s.id.as_str()]);
-            sites.push(Arc::new(SiteOutput::new(h, s.name.clone())));
+            let id = [s.id.as_str()];
+            for c in [
+                &metrics.jpeg_frames,
+                &metrics.frames_rendered,
+                &metrics.rtsp_frames,
+                &metrics.live_joins,
+                &metrics.live_fragments,
+                &metrics.live_bytes,
+                &metrics.live_skipped,
+                &metrics.live_meta,
+                &metrics.live_refused,
+            ] {
+                c.with_label_values(&id);
+            }
+            metrics.live_viewers.with_label_values(&id);
+            metrics.display_demand_fps.with_label_values(&id);
+            sites.push(Arc::new(SiteOutput::new(
+                h,
+                s.name.clone(),
+                live::LiveSite::new(s, labels.clone()),
+            )));
         }
         metrics.viewers.with_label_values(&[rtsp::MOSAIC, "rtsp"]);
         metrics.rtsp_frames.with_label_values(&[rtsp::MOSAIC]);
@@ -197,18 +223,29 @@ impl Wall {
             "tile_width": w.tile_width,
             "tile_height": w.tile_height,
             "mjpeg_fps": w.mjpeg_fps,
+            "live_delay_ms": w.live_delay_ms,
             "sites": cfg.sites.iter().map(|s| json!({
                 "id": s.id,
                 "name": s.name,
                 "address": s.address,
                 "mjpeg": format!("/stream/{}.mjpg", s.id),
+                "live": w.live.then(|| format!("/live/{}", s.id)),
                 "zones": s.zones.iter().map(|z| json!({"id": z.id, "name": z.name, "kind": z.kind})).collect::<Vec<_>>(),
                 "lines": s.lines.iter().map(|l| json!({"id": l.id, "name": l.name, "in_name": l.in_name, "out_name": l.out_name})).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         });
         let rtsp_addr = rtsp_out.as_ref().map(|r| (w.rtsp_address, r.port()));
+        let live = Arc::new(live::LiveCtx {
+            enabled: w.live,
+            delay_ms: w.live_delay_ms,
+            max_viewers: w.live_max_viewers as usize,
+            viewers: Default::default(),
+            metrics: shared.metrics.clone(),
+            cancel: cancel.clone(),
+        });
         let http = http::HttpState(Arc::new(http::HttpInner {
             sites,
+            live,
             shared: shared.clone(),
             feed,
             status: status_rx,
@@ -256,6 +293,8 @@ impl Wall {
         );
         for s in &self.http.0.sites {
             s.rtsp.lock().clear();
+            // Nobody is left to draw for: ingest stops making display frames.
+            s.hub.set_display_demand(0.0);
         }
     }
 }

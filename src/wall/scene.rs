@@ -547,11 +547,22 @@ pub fn severity_yuv(s: Severity) -> Yuv {
     }
 }
 
-/// Box colour by what the object is: vehicles amber, people cyan, anything else violet.
-fn class_colour(name: &str) -> Yuv {
+/// What an object is, for its box colour (here and on the browser wall's canvas): `vehicle`,
+/// `person` or `other`, by its class name in the wall's words.
+pub fn class_group(name: &str) -> &'static str {
     match name {
-        "mobil" | "motor" | "bus" | "truk" | "sepeda" | "kereta" => Yuv::rgb(255, 170, 0),
-        "orang" => Yuv::rgb(0, 210, 255),
+        "mobil" | "motor" | "bus" | "truk" | "sepeda" | "kereta" => "vehicle",
+        "orang" => "person",
+        _ => "other",
+    }
+}
+
+/// Box colour by what the object is: vehicles amber, people cyan, anything else violet (the
+/// browser wall's `GROUP_COLOUR` in assets/wall/live.js matches).
+fn class_colour(name: &str) -> Yuv {
+    match class_group(name) {
+        "vehicle" => Yuv::rgb(255, 170, 0),
+        "person" => Yuv::rgb(0, 210, 255),
         _ => Yuv::rgb(190, 120, 255),
     }
 }

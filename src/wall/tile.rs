@@ -1,11 +1,15 @@
 //! One site's wall output: a worker thread that turns display frames into annotated tiles and
 //! hands them to whoever watches (MJPEG viewers, RTSP clients of the site's mount, the mosaic).
 //!
-//! Demand-driven: with nobody watching, the worker sleeps and nothing is drawn or encoded. The
-//! display slot is a latest-value slot (see [`crate::hub`]), so the worker never holds up the
-//! camera or analytics: it reads the newest frame, draws the newest results over it, and if it
-//! falls behind it simply skips frames. Each output is produced once per frame and shared: one
-//! JPEG for all MJPEG viewers, one pushed buffer per RTSP media (shared by all its clients).
+//! Demand-driven: with nobody watching, the worker sleeps, asks ingest for no display frames
+//! ([`SiteHub::set_display_demand`]), and nothing is decoded for display, scaled, drawn or
+//! encoded. While someone watches, it asks for the rate they take (the MJPEG rate, the mosaic
+//! rate, or every frame for a per-site RTSP client). The display slot is a latest-value slot
+//! (see [`crate::hub`]), so the worker never holds up the camera or analytics: it reads the
+//! newest frame, draws the newest results over it, and if it falls behind it simply skips
+//! frames. Each output is produced once per frame and shared: one JPEG for all MJPEG viewers,
+//! one pushed buffer per RTSP media (shared by all its clients). Browser wall viewers are not
+//! its business: they play the camera's own video ([`super::live`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,6 +25,7 @@ use tokio::sync::watch;
 use tracing::{debug, info_span, warn};
 
 use super::jpeg::{i420_buffer, JpegEncoder};
+use super::live::LiveSite;
 use super::metrics::{thread_cpu_seconds, WallMetrics};
 use super::scene::{SceneInput, SiteScene};
 use crate::hub::SiteHub;
@@ -28,9 +33,18 @@ use crate::ingest::frames::RateGate;
 use crate::model::{Image, SiteId};
 use crate::timing::{self, Stage};
 
-/// A display frame older than this means the camera stopped delivering: the tile turns into the
+/// A frame older than this means the camera stopped delivering: the tile turns into the
 /// offline tile (the supervisor declares the camera offline only after its silence timeout).
 pub const STALE_FRAME: Duration = Duration::from_secs(2);
+
+/// Whether a frame that arrived at `at` is recent at `now` (a time "in the future", after a
+/// clock step, counts as recent).
+pub fn is_fresh(at: chrono::DateTime<Utc>, now: chrono::DateTime<Utc>) -> bool {
+    (now - at)
+        .to_std()
+        .map(|age| age < STALE_FRAME)
+        .unwrap_or(true)
+}
 /// How often the offline tile is refreshed (its clock ticks; RTSP clients keep getting frames).
 const OFFLINE_REFRESH: Duration = Duration::from_millis(200);
 /// How often an active worker looks for a new display frame. The hub slot has no wake-up, and
@@ -88,15 +102,18 @@ pub struct SiteOutput {
     pub rtsp: RtspSinks,
     /// The newest annotated tile, published while the mosaic needs it.
     pub tile: ArcSwapOption<Image>,
-    /// Display frames per second, as measured by the wall's meter (f64 bits).
+    /// Frames per second from the camera, as measured by the wall's meter (f64 bits).
     pub display_fps: AtomicU64,
+    /// What the browser tiles of the site are told (`/live/{site}`).
+    pub live: LiveSite,
 }
 
 impl SiteOutput {
-    pub fn new(hub: Arc<SiteHub>, name: String) -> Self {
+    pub fn new(hub: Arc<SiteHub>, name: String, live: LiveSite) -> Self {
         Self {
             id: hub.id.clone(),
             name,
+            live,
             hub,
             mjpeg_viewers: AtomicUsize::new(0),
             jpeg: watch::channel(None).0,
@@ -212,14 +229,13 @@ impl Worker {
         let jpeg_bytes = m.jpeg_bytes.with_label_values(&[&id]);
         let jpeg_s = m.jpeg_encode_seconds.with_label_values(&[&id]);
         let rtsp_frames = m.rtsp_frames.with_label_values(&[&id]);
+        let demand_gauge = m.display_demand_fps.with_label_values(&[&id]);
         let mut cpu_prev = thread_cpu_seconds();
         let t0 = Instant::now();
         let mut last_seen = u64::MAX;
         let mut last_render: Option<Instant> = None;
-        let mut gate_fps = 0.0;
-        let mut render_gate = RateGate::new(1.0);
         let mut jpeg_gate = RateGate::new(self.shared.mjpeg_fps);
-        let mut was_active = false;
+        let mut active_since: Option<Instant> = None;
         let mut jpeg_failures = 0u32;
         loop {
             if self.shared.stop.load(Ordering::SeqCst) {
@@ -228,13 +244,35 @@ impl Worker {
             let want_mjpeg = self.site.mjpeg_viewers.load(Ordering::SeqCst) > 0;
             let want_rtsp = !self.site.rtsp.lock().is_empty();
             let want_mosaic = !self.shared.mosaic_sinks.lock().is_empty();
-            if !(want_mjpeg || want_rtsp || want_mosaic) {
-                if was_active {
+            // Display frames at the rate the outputs take: every frame for a per-site RTSP
+            // stream (it keeps the source rate), else the fastest of MJPEG and the mosaic.
+            let demand = if want_rtsp {
+                f64::INFINITY
+            } else {
+                f64::max(
+                    if want_mjpeg {
+                        self.shared.mjpeg_fps
+                    } else {
+                        0.0
+                    },
+                    if want_mosaic {
+                        self.shared.mosaic_fps
+                    } else {
+                        0.0
+                    },
+                )
+            };
+            if self.site.hub.display_demand() != demand {
+                self.site.hub.set_display_demand(demand);
+                demand_gauge.set(demand);
+            }
+            if demand <= 0.0 {
+                if active_since.take().is_some() {
                     debug!("no viewers: wall output idle");
-                    was_active = false;
                     // A viewer arriving later must not be shown a picture from long ago.
                     self.site.jpeg.send_replace(None);
                     self.site.tile.store(None);
+                    self.site.hub.display.store(None);
                     let now_cpu = thread_cpu_seconds();
                     cpu.inc_by((now_cpu - cpu_prev).max(0.0));
                     cpu_prev = now_cpu;
@@ -243,16 +281,22 @@ impl Worker {
                 last_seen = u64::MAX;
                 continue;
             }
-            was_active = true;
+            let since = *active_since.get_or_insert_with(Instant::now);
             let n = self.site.hub.display_frames.load(Ordering::Acquire);
             let frame = self.site.hub.display.load_full();
             let now = Utc::now();
-            let fresh = frame.as_ref().is_some_and(|f| {
-                (now - f.captured_at)
-                    .to_std()
-                    .map(|age| age < STALE_FRAME)
-                    .unwrap_or(true) // captured "in the future" (clock step): treat as fresh
-            });
+            let fresh = frame.as_ref().is_some_and(|f| is_fresh(f.captured_at, now));
+            // Display frames start flowing once asked for: while the camera delivers, wait for
+            // the first instead of drawing the offline tile.
+            let camera_live = self
+                .site
+                .hub
+                .last_source_at()
+                .is_some_and(|t| is_fresh(t, now));
+            if !fresh && camera_live && since.elapsed() < STALE_FRAME {
+                std::thread::sleep(POLL);
+                continue;
+            }
             let due = if fresh {
                 n != last_seen
             } else {
@@ -264,29 +308,6 @@ impl Worker {
             }
             last_seen = n;
             let mono_ns = t0.elapsed().as_nanos() as u64;
-            // RTSP per-site streams keep the source rate; MJPEG and the mosaic sample at their
-            // own rate, so without an RTSP client, frames beyond that rate are not even drawn.
-            if !want_rtsp && fresh {
-                let fps = f64::max(
-                    if want_mjpeg {
-                        self.shared.mjpeg_fps
-                    } else {
-                        0.0
-                    },
-                    if want_mosaic {
-                        self.shared.mosaic_fps
-                    } else {
-                        0.0
-                    },
-                );
-                if fps != gate_fps {
-                    gate_fps = fps;
-                    render_gate = RateGate::new(fps);
-                }
-                if !render_gate.admit(mono_ns) {
-                    continue;
-                }
-            }
             last_render = Some(Instant::now());
             let t = Instant::now();
             let results = self.site.hub.results.load();

@@ -74,6 +74,7 @@ pub fn frame(s: f64, image: Image) -> AnalyticsFrame {
         captured_at: at(s),
         rule_at: at(s),
         pts: None,
+        media_time: None,
         source_width: 768,
         source_height: 576,
         image,

@@ -3,7 +3,7 @@
 //! waiting for conditions instead of sleeping ([`wait`]), one Prometheus parser ([`metrics`]),
 //! and the real servers and clients the tests drive: PostgreSQL ([`pg`]), Mosquitto
 //! ([`mosquitto`]), MQTT subscribers and the message schemas ([`mqtt`]), the desk ([`desk`]),
-//! browsers ([`browser`]), the wall's streams ([`wall`]), footage and models ([`analytics`],
+//! browsers ([`browser`]), the wall's streams ([`wall`], [`live`]), footage and models ([`analytics`],
 //! [`detect`], [`onnx`]).
 //!
 //! Nothing here skips a test: a part that is missing (PostgreSQL, mosquitto, a browser, a
@@ -14,6 +14,7 @@ pub mod analytics;
 pub mod browser;
 pub mod desk;
 pub mod detect;
+pub mod live;
 pub mod metrics;
 pub mod mosquitto;
 pub mod mqtt;

@@ -12,7 +12,10 @@ fn ms(v: Option<f64>) -> String {
 /// The rows of the stage table that the issue asks for, in order, with what each measures.
 pub const STAGE_NOTES: &[(&str, &str)] = &[
     ("decode", "decoder: compressed frame in -> picture out"),
-    ("scale_display", "1080p -> tile size, I420 (every frame)"),
+    (
+        "scale_display",
+        "1080p -> tile size, I420 (burned-in outputs, at their rate)",
+    ),
     ("scale_analytics", "1080p -> model size, BGR (detect rate)"),
     ("preprocess", "BGR -> tensor"),
     ("inference", "ONNX Runtime, one call"),
