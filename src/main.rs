@@ -18,6 +18,8 @@ enum Cmd {
     Run(simpang::app::RunArgs),
     /// The complaint workflow service: web UI, HTTP API, MQTT intake.
     Desk(simpang::desk::DeskArgs),
+    /// The video wall's accounts: people (password) and devices (token, HTTP and RTSP).
+    Wall(simpang::wall::cli::WallArgs),
     /// Serve recorded footage as the sites' RTSP cameras (loopback).
     Samples(simpang::ingest::samples::SamplesArgs),
     /// Replay footage as N cameras and measure real-time factor and stage latency.
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Run(a) => simpang::app::run_main(a),
         Cmd::Desk(a) => simpang::desk::main(a),
+        Cmd::Wall(a) => simpang::wall::cli::main(a),
         Cmd::Samples(a) => simpang::ingest::samples::main(a),
         Cmd::Bench(a) => simpang::bench::main(a),
         Cmd::Replay(a) => simpang::app::replay_main(a),

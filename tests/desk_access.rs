@@ -485,3 +485,28 @@ fn demo_accounts_sign_in_with_the_printed_passwords() {
         200
     );
 }
+
+/// `simpang demo` pointed at a real desk's database (accounts it did not make) refuses, and
+/// the real accounts keep their passwords; the demo's own database stays the demo's.
+#[test]
+fn demo_leaves_a_real_desks_accounts_alone() {
+    let t = TestDesk::start(Kind::Sqlite, Opts::default());
+    t.user("admin", Role::Admin, None);
+    let err = t
+        .block_on(simpang::desk::ensure_demo_accounts(&t.desk))
+        .expect_err("a real desk's database");
+    assert!(
+        matches!(
+            err,
+            simpang::desk::DeskError::NotDemoDatabase { accounts: 1 }
+        ),
+        "{err}"
+    );
+    // The real admin's password still works; no demo account appeared.
+    assert_eq!(t.login("admin").get("/api/me").status, 200);
+    let r = t.anon().post_json(
+        "/api/login",
+        &json!({ "username": "operator", "password": "x" }),
+    );
+    assert_eq!(r.status, 422, "no demo operator: {}", r.text());
+}

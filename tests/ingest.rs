@@ -99,7 +99,7 @@ fn analytics_frames_arrive_at_detect_rate() {
         }
     }
     let v: serde_json::Value = serde_json::from_str(
-        &ureq::get(&run.url("/api/status"))
+        &ureq::get(&run.ops_url("/api/status"))
             .call()
             .unwrap()
             .into_string()
@@ -220,7 +220,7 @@ fn unreachable_camera_is_offline_not_a_crash() {
         assert_eq!(run.metric("simpang_camera_online", s), Some(0.0));
     }
     let v: serde_json::Value = serde_json::from_str(
-        &ureq::get(&run.url("/api/status"))
+        &ureq::get(&run.ops_url("/api/status"))
             .call()
             .unwrap()
             .into_string()

@@ -19,6 +19,7 @@ const NEUTRAL: &[&str] = &[
     "config",
     "hub.rs",
     "draw",
+    "guard",
     "time.rs",
     "clock.rs",
     "topics.rs",

@@ -30,7 +30,7 @@ fn config(dir: &Path, mqtt_port: u16) -> Config {
          [detect]\nmodel = {model:?}\nort_library = {ort:?}\nfps = 5.0\n\n\
          [ingest]\nfiles_realtime = true\nfiles_loop = true\n\n\
          [mqtt]\nbroker = \"embedded\"\nembedded_listen = \"127.0.0.1:{mqtt_port}\"\nclient_id = \"runtime\"\n\n\
-         [wall]\nlisten = \"127.0.0.1:0\"\nrtsp_port = 0\n\n\
+         [wall]\nlisten = \"127.0.0.1:0\"\nrtsp_port = 0\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n\
          [[sites]]\nid = \"bkb\"\nname = \"Benteng Kuto Besak\"\naddress = \"Jl. Rumah Bari\"\n\
          lat = -2.99\nlon = 104.76\nstream = {footage:?}\n",
         data = dir.join("data"),
@@ -76,7 +76,7 @@ fn processed(running: &Running, site: &str) -> u64 {
 }
 
 fn status_sites(running: &Running) -> Vec<String> {
-    let v: serde_json::Value = ureq::get(&format!("http://{}/api/status", running.http_addr))
+    let v: serde_json::Value = ureq::get(&format!("http://{}/api/status", running.metrics_addr))
         .call()
         .unwrap()
         .into_json()

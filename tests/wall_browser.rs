@@ -2,7 +2,8 @@
 //! headless Firefox ESR, driven over its Marionette protocol (Debian has no geckodriver), open
 //! the wall of `simpang run` (in-process, so the test can publish incidents on the hub the way
 //! the incident stage will, and read its metrics) once all six sample cameras deliver pictures.
-//! In each browser:
+//! Each browser first meets the wall's sign-in page and signs in with a wall account's
+//! password, as an operator would. Then, in each:
 //!
 //! - every tile plays its camera's own H.264 (Media Source Extensions over `/live/{site}`): the
 //!   tile's picture has content in screenshots and the video's pixels change over time;
@@ -49,6 +50,7 @@ struct WebDriver<'a> {
 /// What the checks need from a browser, whichever protocol drives it.
 trait Browser {
     fn script(&mut self, js: &str) -> Value;
+    fn navigate(&mut self, url: &str);
     /// The viewport as PNG.
     fn screenshot_png(&mut self) -> Vec<u8>;
 
@@ -78,6 +80,10 @@ impl Browser for WebDriver<'_> {
         )
     }
 
+    fn navigate(&mut self, url: &str) {
+        self.call("POST", "/url", Some(json!({ "url": url })));
+    }
+
     fn screenshot_png(&mut self) -> Vec<u8> {
         let b64 = self.call("GET", "/screenshot", None);
         base64::engine::general_purpose::STANDARD
@@ -89,6 +95,10 @@ impl Browser for WebDriver<'_> {
 impl Browser for Marionette {
     fn script(&mut self, js: &str) -> Value {
         Marionette::script(self, js)
+    }
+
+    fn navigate(&mut self, url: &str) {
+        self.call("WebDriver:Navigate", json!({ "url": url }));
     }
 
     fn screenshot_png(&mut self) -> Vec<u8> {
@@ -252,6 +262,15 @@ fn chromium_and_firefox_play_the_cameras_own_video_with_boxes_offline_tiles_and_
         }
     });
     let base = format!("http://{}", running.http_addr);
+    // A wall account for the people at the browsers (as `simpang wall user add` makes it).
+    let password = "kata-sandi-wall-uji";
+    simpang::wall::accounts::add_person(
+        &cfg.wall_accounts_path(),
+        "operator-wall",
+        simpang::guard::secret::hash_password(password).unwrap(),
+        simpang::wall::accounts::By::Cli,
+    )
+    .unwrap();
 
     // Every camera delivers pictures, and analytics has seen each, before anyone looks.
     eventually("every camera online and analysed", HANG, || {
@@ -319,7 +338,26 @@ fn chromium_and_firefox_play_the_cameras_own_video_with_boxes_offline_tiles_and_
         driver: &driver,
         session,
     };
-    wd.call("POST", "/url", Some(json!({ "url": format!("{base}/") })));
+    sign_in(&mut wd, "Chromium", &base, "operator-wall", password);
+    // Reading the log empties it: during sign-in the one error is the wrong password's 401.
+    let severe = |wd: &WebDriver| -> Vec<Value> {
+        let logs = wd.call("POST", "/se/log", Some(json!({ "type": "browser" })));
+        logs.as_array()
+            .map(|l| {
+                l.iter()
+                    .filter(|e| e["level"] == "SEVERE")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let during = severe(&wd);
+    assert!(
+        during.iter().all(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("/login - ") && m.contains("401"))),
+        "browser console errors while signing in: {during:?}"
+    );
     check_wall(&mut wd, "Chromium", "wall", published);
     check_live(&mut wd, "Chromium", &running);
     check_drop(
@@ -332,17 +370,13 @@ fn chromium_and_firefox_play_the_cameras_own_video_with_boxes_offline_tiles_and_
     );
 
     // No script errors on the page.
-    let logs = wd.call("POST", "/se/log", Some(json!({ "type": "browser" })));
-    let severe: Vec<&Value> = logs
-        .as_array()
-        .map(|l| l.iter().filter(|e| e["level"] == "SEVERE").collect())
-        .unwrap_or_default();
-    assert!(severe.is_empty(), "browser console errors: {severe:?}");
+    let after = severe(&wd);
+    assert!(after.is_empty(), "browser console errors: {after:?}");
     let _ = driver.call("DELETE", &format!("/session/{}", wd.session), None);
 
     // The same checks in Firefox ESR.
     let (_firefox, mut ff) = Firefox::start(&dir.path().join("firefox-profile"), 1600, 900, &[]);
-    ff.call("WebDriver:Navigate", json!({ "url": format!("{base}/") }));
+    sign_in(&mut ff, "Firefox", &base, "operator-wall", password);
     check_wall(&mut ff, "Firefox", "wall-firefox", published);
     check_live(&mut ff, "Firefox", &running);
     check_drop(
@@ -624,6 +658,37 @@ fn check_drop(
         "{browser}: the camera came back, its tile did not play again: {}",
         tiles(wd)[DROPS]
     );
+}
+
+/// The wall without a session shows its sign-in page; a wrong password is refused there, the
+/// right one (the page's own form, its fields and CSRF token, posted as the form posts them)
+/// signs the browser in.
+fn sign_in(wd: &mut dyn Browser, browser: &str, base: &str, user: &str, password: &str) {
+    wd.navigate(&format!("{base}/"));
+    let at = wd.script("return location.pathname;");
+    assert_eq!(at, "/login", "{browser}: the wall without a session");
+    let post = |wd: &mut dyn Browser, pw: &str| {
+        wd.script(&format!(
+            "const f = document.getElementById('login'); \
+             f.username.value = {u}; f.password.value = {p}; \
+             return fetch('/login', {{method: 'POST', body: new URLSearchParams(new FormData(f)), \
+                                     credentials: 'same-origin', redirect: 'manual'}}) \
+               .then(r => r.type === 'opaqueredirect' ? 303 : r.status);",
+            u = json!(user),
+            p = json!(pw),
+        ))
+    };
+    assert_eq!(
+        post(wd, "salah-sekali-ini"),
+        401,
+        "{browser}: a wrong password"
+    );
+    // A fresh form (each page has its own CSRF token).
+    wd.navigate(&format!("{base}/login?next=/"));
+    assert_eq!(post(wd, password), 303, "{browser}: the right password");
+    wd.navigate(&format!("{base}/"));
+    let at = wd.script("return location.pathname;");
+    assert_eq!(at, "/", "{browser}: signed in, the wall itself");
 }
 
 /// What a user must see in any browser: six tiles with live pictures, the incident feed with

@@ -113,9 +113,9 @@ fn display_keeps_the_source_rate_while_the_wall_is_watched_and_detection_is_slow
     };
     gst::init().unwrap();
     let client = gst::parse::launch(&format!(
-        "rtspsrc location=rtsp://127.0.0.1:{}/annotated/wall protocols=tcp latency=200 \
+        "rtspsrc location={} protocols=tcp latency=200 \
          ! decodebin ! fakesink sync=false",
-        run.rtsp_port()
+        run.rtsp_url("/annotated/wall")
     ))
     .unwrap();
     client.set_state(gst::State::Playing).unwrap();

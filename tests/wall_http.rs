@@ -164,9 +164,11 @@ fn mjpeg_tiles_have_the_configured_size_and_one_encode_serves_every_viewer() {
     );
 }
 
-fn small_config(rtsp_port: u16) -> Config {
+/// A two-site wall config with its data (accounts, key) in `dir`.
+fn small_config(rtsp_port: u16, dir: &std::path::Path) -> Config {
     let text = format!(
         r#"
+data_dir = {data:?}
 [city]
 name = "Palembang"
 [wall]
@@ -194,21 +196,27 @@ address = "Jl. Sultan Mahmud Badaruddin"
 lat = -2.99
 lon = 104.76
 stream = "rtsp://127.0.0.1:9/none"
-"#
+"#,
+        data = dir.display().to_string(),
     );
-    Config::from_str_at(&text, std::path::Path::new("wall-test.toml")).unwrap()
+    Config::from_str_at(&text, &dir.join("wall-test.toml")).unwrap()
 }
 
-/// A wall on a hub the test controls (no cameras), served on a free port.
+/// A wall on a hub the test controls (no cameras), served on a free port the way `simpang run`
+/// serves it; `base` signs in as a wall device account.
 struct LibWall {
     rt: tokio::runtime::Runtime,
     hub: Arc<Hub>,
     wall: Option<Wall>,
     base: String,
+    _dir: tempfile::TempDir,
 }
 
 impl LibWall {
-    fn start(cfg: &Config) -> LibWall {
+    fn start() -> LibWall {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = &small_config(0, dir.path());
+        let device = support::simpang::wall_device_of(cfg);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -221,16 +229,21 @@ impl LibWall {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let app = wall.router();
-            tokio::spawn(async move {
-                let _ = axum::serve(listener, app).await;
-            });
-            (wall, format!("http://{addr}"))
+            tokio::spawn(simpang::guard::serve(
+                listener,
+                app,
+                simpang::guard::Limits::default(),
+                std::future::pending(),
+            ));
+            let base = support::simpang::with_login(&format!("http://{addr}"), &device);
+            (wall, base)
         });
         LibWall {
             rt,
             hub,
             wall: Some(wall),
             base,
+            _dir: dir,
         }
     }
 }
@@ -324,7 +337,7 @@ fn next_event(
 #[test]
 fn events_deliver_published_incidents_with_snapshots_and_backlog() {
     use std::io::BufRead;
-    let lw = LibWall::start(&small_config(0));
+    let lw = LibWall::start();
     let (ct, body) = open_stream(&format!("{}/events", lw.base));
     assert!(ct.starts_with("text/event-stream"), "{ct}");
     let mut lines = std::io::BufReader::new(body).lines();
@@ -412,7 +425,7 @@ fn snapshot(base: &str, site: &str, name: &str) -> Mat {
 
 #[test]
 fn tiles_show_connecting_offline_and_live_states() {
-    let lw = LibWall::start(&small_config(0));
+    let lw = LibWall::start();
     let site = lw.hub.site("charitas").unwrap().clone();
 
     // Never connected, just started: amber "connecting" banner, tile size.
@@ -504,7 +517,7 @@ fn tiles_show_connecting_offline_and_live_states() {
 
 #[test]
 fn page_api_and_unknown_sites() {
-    let lw = LibWall::start(&small_config(0));
+    let lw = LibWall::start();
     let html = get_text(&format!("{}/", lw.base));
     assert!(html.contains("id=\"incident-feed\"") && html.contains("/wall.js"));
     assert!(get_text(&format!("{}/wall.js", lw.base)).contains("EventSource"));

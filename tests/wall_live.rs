@@ -333,9 +333,9 @@ fn browser_tiles_get_the_cameras_own_h264_and_cost_no_display_work() {
     gst::init().unwrap();
     let before = run.metrics();
     let client = gst::parse::launch(&format!(
-        "rtspsrc location=rtsp://127.0.0.1:{}/annotated/bkb protocols=tcp latency=100 \
+        "rtspsrc location={} protocols=tcp latency=100 \
          ! rtph264depay ! fakesink sync=false",
-        run.rtsp_port()
+        run.rtsp_url("/annotated/bkb")
     ))
     .unwrap();
     client.set_state(gst::State::Playing).unwrap();

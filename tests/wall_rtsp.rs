@@ -133,7 +133,6 @@ fn annotated_rtsp_site_and_mosaic_decode_share_one_encode_and_stop_without_clien
         },
     );
     let mut run = Run::start(&cfg, &sites);
-    let rtsp_port = run.rtsp_port();
     wait_cameras_online(&run, &sites);
     assert_eq!(
         metric(&run, "simpang_wall_rtsp_frames_total", "charitas"),
@@ -141,7 +140,7 @@ fn annotated_rtsp_site_and_mosaic_decode_share_one_encode_and_stop_without_clien
     );
 
     // Per-site mount: tile size, real picture.
-    let url = format!("rtsp://127.0.0.1:{rtsp_port}/annotated/charitas");
+    let url = run.rtsp_url("/annotated/charitas");
     let a = Client::open(&url);
     let frames = a.frames(15, HANG);
     for (w, h, sd, _) in &frames {
@@ -179,7 +178,7 @@ fn annotated_rtsp_site_and_mosaic_decode_share_one_encode_and_stop_without_clien
     drop(b);
 
     // Mosaic: both sites side by side in one picture.
-    let m = Client::open(&format!("rtsp://127.0.0.1:{rtsp_port}/annotated/wall"));
+    let m = Client::open(&run.rtsp_url("/annotated/wall"));
     let frames = m.frames(10, HANG);
     let (w, h, _, y) = frames.last().unwrap();
     assert_eq!((*w, *h), (1280, 360));

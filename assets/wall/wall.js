@@ -237,6 +237,15 @@ class MultipartReader {
   }
 }
 
+// The wall is behind a sign-in: a 401 (session ended) goes back to the sign-in page.
+function signInAgain(r) {
+  if (r.status === 401) {
+    location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+    return true;
+  }
+  return false;
+}
+
 // One multipart connection for every burned-in tile; reopened when the set of such tiles
 // changes, and not opened at all while every tile plays its camera's own video (so nothing is
 // decoded for display, drawn or JPEG-encoded on the server for this browser).
@@ -260,6 +269,7 @@ async function runTiles() {
     try {
       const q = sites.length === state.tiles.size ? "" : `?sites=${sites.map(encodeURIComponent).join(",")}`;
       const r = await fetch(`/tiles.mjpg${q}`, { cache: "no-store", signal: tilesAbort.signal });
+      if (signInAgain(r)) return;
       if (!r.ok || !r.body) throw new Error(`HTTP ${r.status}`);
       const reader = r.body.getReader();
       const parts = new MultipartReader((site, bytes) => {
@@ -486,6 +496,7 @@ function connectEvents() {
 async function start() {
   try {
     const r = await fetch("/api/wall", { cache: "no-store" });
+    if (signInAgain(r)) return;
     state.cfg = await r.json();
   } catch (err) {
     $("wall").textContent = "Tidak dapat memuat konfigurasi wall. Muat ulang halaman.";

@@ -1,5 +1,9 @@
 //! `simpang demo`: the whole system in one process on embedded defaults: the sample cameras,
-//! the pipeline with its embedded MQTT broker, the wall, and the complaint desk.
+//! the pipeline with its embedded MQTT broker, the wall, and the complaint desk, with the
+//! accounts it needs (desk staff, a wall user and a wall device for RTSP), printed at start.
+//!
+//! The demo makes accounts only in a database it owns: pointed at a real desk's database (one
+//! with accounts it did not make), it refuses before starting anything, and leaves them alone.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,10 +23,40 @@ pub struct DemoArgs {
 }
 
 pub fn demo_main(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(&args.config)?;
+    let mut cfg = Config::load(&args.config)?;
     crate::ingest::init_gstreamer()?;
     std::fs::create_dir_all(cfg.data_dir())
         .with_context(|| format!("cannot create data_dir {}", cfg.data_dir().display()))?;
+    // The desk sends its staff to the wall, and the wall's sign-in page points back.
+    if cfg.wall.listen.port() != 0 && cfg.desk.wall_url.is_none() {
+        cfg.desk.wall_url = Some(format!("http://{}", cfg.wall.listen));
+    }
+    if cfg.desk.listen.port() != 0 && cfg.wall.auth.desk_url.is_none() {
+        cfg.wall.auth.desk_url = Some(format!("http://{}", cfg.desk.listen));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("simpang-rt")
+        .enable_all()
+        .build()?;
+
+    // 0. Accounts first: a real desk's database stops the demo before anything starts.
+    let url = crate::desk::database_url(&cfg, None);
+    let (desk, accounts) = rt.block_on(async {
+        let desk = crate::desk::open(Arc::new(cfg.clone()), &url, crate::desk::Clock::default())
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the desk database {}",
+                    crate::desk::redact(&url)
+                )
+            })?;
+        let accounts = crate::desk::ensure_demo_accounts(&desk)
+            .await
+            .with_context(|| format!("desk database {}", crate::desk::redact(&url)))?;
+        Ok::<_, anyhow::Error>((desk, accounts))
+    })?;
+    let wall_login = wall_accounts(&cfg)?;
 
     // 1. Sample cameras: the config's streams point at rtsp://127.0.0.1:<samples.port>/<site>.
     let footage = cfg.resolve(&cfg.samples.footage_dir);
@@ -37,22 +71,11 @@ pub fn demo_main(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let samples = SampleServer::start(&feeds, cfg.samples.port)?;
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("simpang-rt")
-        .enable_all()
-        .build()?;
     rt.block_on(async {
         // 2. The pipeline, with the embedded broker, the wall and RTSP out.
         let running = super::run(cfg.clone()).await?;
 
         // 3. The desk, subscribed to the same broker.
-        let shared = Arc::new(cfg.clone());
-        let url = crate::desk::database_url(&cfg, None);
-        let desk = crate::desk::open(shared, &url, crate::desk::Clock::default())
-            .await
-            .context("cannot open the desk database")?;
-        let accounts = crate::desk::ensure_demo_accounts(&desk).await?;
         let listener = tokio::net::TcpListener::bind(cfg.desk.listen)
             .await
             .with_context(|| format!("cannot listen on desk.listen {}", cfg.desk.listen))?;
@@ -65,9 +88,33 @@ pub fn demo_main(args: DemoArgs) -> anyhow::Result<ExitCode> {
         print_banner(
             &cfg,
             &running.http_addr.to_string(),
+            &running.metrics_addr.to_string(),
             &desk_addr.to_string(),
             samples.port(),
         );
+        println!("Demo accounts for the wall (new at every start):");
+        match &wall_login {
+            Some(w) => {
+                println!(
+                    "  sign in at http://{}/login   {:<10} {}",
+                    running.http_addr, w.user, w.password
+                );
+                if cfg.wall.rtsp_port != 0 {
+                    println!(
+                        "  RTSP / HTTP device          rtsp://{}:{}@127.0.0.1:{}/annotated/wall",
+                        w.device, w.token, cfg.wall.rtsp_port
+                    );
+                }
+                println!(
+                    "  HTTP device                 curl -H 'Authorization: Bearer {}' http://{}/api/wall",
+                    w.token, running.http_addr
+                );
+            }
+            None => println!("  (wall accounts named like the demo's exist already; left alone)"),
+        }
+        if cfg.desk.wall_url.is_some() {
+            println!("  desk staff (admin, operator, pemantau) open the wall from the desk's \"Video wall\" link");
+        }
         println!("Demo accounts for the desk (new passwords at every start):");
         for a in &accounts {
             let agency = a
@@ -93,7 +140,41 @@ pub fn demo_main(args: DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_banner(cfg: &Config, http: &str, desk: &str, samples_port: u16) {
+/// The demo's wall credentials, printed at start.
+struct WallLogin {
+    user: String,
+    password: String,
+    device: String,
+    token: String,
+}
+
+/// A wall user and a wall device of the demo's own, new credentials at every start; `None`
+/// when accounts of those names exist that the demo did not make (they are left alone).
+fn wall_accounts(cfg: &Config) -> anyhow::Result<Option<WallLogin>> {
+    use crate::wall::accounts::{add_device, add_person, AccountsError, By};
+    let path = cfg.wall_accounts_path();
+    let password = crate::desk::auth::random_password();
+    let hash = crate::guard::secret::hash_password(&password)?;
+    let (user, device) = ("wall", "wall-vms");
+    match add_person(&path, user, hash, By::Demo) {
+        Ok(()) => {}
+        Err(AccountsError::NotDemo(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let token = match add_device(&path, device, By::Demo) {
+        Ok(t) => t,
+        Err(AccountsError::NotDemo(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Some(WallLogin {
+        user: user.into(),
+        password,
+        device: device.into(),
+        token,
+    }))
+}
+
+fn print_banner(cfg: &Config, http: &str, metrics: &str, desk: &str, samples_port: u16) {
     let mqtt = if cfg.mqtt.broker == "embedded" {
         format!("mqtt://{}", cfg.mqtt.embedded_listen)
     } else {
@@ -113,14 +194,14 @@ fn print_banner(cfg: &Config, http: &str, desk: &str, samples_port: u16) {
     );
     println!("  Video wall        http://{http}/");
     println!("  Desk (pengaduan)  http://{desk}/   citizen form: http://{desk}/lapor");
-    println!("  Metrics           http://{http}/metrics");
+    println!("  Metrics           http://{metrics}/metrics");
     println!(
         "  MQTT broker       {mqtt}   watch: mosquitto_sub -h {host} -p {} -t 'simpang/v1/#' -v",
         cfg.mqtt.embedded_listen.port()
     );
     if cfg.wall.rtsp_port != 0 {
         println!(
-            "  Annotated RTSP    rtsp://127.0.0.1:{}/annotated/wall   per site: /annotated/<site>",
+            "  Annotated RTSP    rtsp://DEVICE:TOKEN@127.0.0.1:{}/annotated/wall   per site: /annotated/<site>",
             cfg.wall.rtsp_port
         );
     }

@@ -24,7 +24,7 @@ pub enum AppError {
     Ingest(#[from] crate::ingest::IngestError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("cannot listen on {addr} for the wall and metrics: {source}")]
+    #[error("cannot listen on {addr} (the wall or the metrics listener): {source}")]
     Listen {
         addr: std::net::SocketAddr,
         source: std::io::Error,

@@ -34,11 +34,18 @@ pub struct RunArgs {
     /// Run only these sites (comma-separated ids): shards cameras across machines.
     #[arg(long, value_delimiter = ',')]
     pub sites: Vec<SiteId>,
+    /// Address of the metrics listener (`/metrics`, `/api/status`; overrides `[metrics]
+    /// listen`; port 0 picks one, printed as `metrics: http://ADDR/metrics`).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 pub fn run_main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = Config::load(&args.config)?;
     select_sites(&mut cfg, &args.sites)?;
+    if let Some(a) = args.metrics_listen {
+        cfg.metrics.listen = a;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("simpang-rt")
@@ -47,7 +54,7 @@ pub fn run_main(args: RunArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async {
         let running = run(cfg).await?;
         println!("wall: http://{}/", running.http_addr);
-        println!("metrics: http://{}/metrics", running.http_addr);
+        println!("metrics: http://{}/metrics", running.metrics_addr);
         crate::shutdown::signal().await;
         info!("shutting down");
         running.stop().await;
@@ -154,7 +161,10 @@ impl Wiring {
 
 /// A running pipeline; [`Running::stop`] tears it down.
 pub struct Running {
+    /// The wall (behind its sign-in).
     pub http_addr: SocketAddr,
+    /// `/metrics`, `/api/status`, `/healthz` (no sign-in; loopback by default).
+    pub metrics_addr: SocketAddr,
     pub hub: Arc<Hub>,
     pub registry: Registry,
     wiring: Wiring,
@@ -163,8 +173,8 @@ pub struct Running {
     frame_loop: FrameLoop,
     incidents: IncidentService,
     wall: Wall,
-    http: tokio::task::JoinHandle<()>,
-    http_stop: tokio::sync::oneshot::Sender<()>,
+    http: Vec<tokio::task::JoinHandle<()>>,
+    http_stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Running {
@@ -254,11 +264,13 @@ impl Running {
             }
         })
         .await;
-        let _ = self.http_stop.send(());
+        let _ = self.http_stop.send(true);
         // The wall's MJPEG and SSE responses never end by themselves: stop the wall first so a
         // graceful HTTP shutdown is not held open by a connected viewer.
         self.wall.stop();
-        let _ = self.http.await;
+        for h in self.http {
+            let _ = h.await;
+        }
         self.incidents.stop().await;
     }
 }
@@ -315,16 +327,8 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
     // Wall: MJPEG tiles, SSE feed, annotated RTSP out (src/wall).
     let wall = Wall::start(cfg, hub.clone(), wiring.labels.clone(), &registry)?;
 
-    let listener = tokio::net::TcpListener::bind(cfg.wall.listen)
-        .await
-        .map_err(|source| AppError::Listen {
-            addr: cfg.wall.listen,
-            source,
-        })?;
-    let http_addr = listener.local_addr().map_err(|source| AppError::Listen {
-        addr: cfg.wall.listen,
-        source,
-    })?;
+    let (listener, http_addr) = bind(cfg.wall.listen).await?;
+    let (metrics_listener, metrics_addr) = bind(cfg.metrics.listen).await?;
 
     // Detection workers -> tracker and rules per camera -> hub and incident stage.
     let frame_loop = frameloop::spawn(
@@ -346,23 +350,34 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
         registry: registry.clone(),
         hub: hub.clone(),
     };
-    let app = Router::new()
+    // Operations: open, so on its own listener (loopback unless `[metrics] listen` says
+    // otherwise); the wall's listener serves only the wall, behind its sign-in.
+    let ops = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/api/status", get(status_handler))
-        .with_state(state)
-        .merge(wall.router());
-    let (http_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let http = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = stop_rx.await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
-    info!(%http_addr, sites = wiring.sites.len(), "simpang running");
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state);
+    let (http_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let serve = |listener, app, limits: &crate::config::HttpConfig, what: &'static str| {
+        let mut stop = stop_rx.clone();
+        let limits = crate::guard::Limits::from(limits);
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = crate::guard::serve(listener, app, limits, stopped).await {
+                tracing::error!(error = %e, listener = what, "HTTP server failed");
+            }
+        })
+    };
+    let http = vec![
+        serve(listener, wall.router(), &cfg.wall.http, "wall"),
+        serve(metrics_listener, ops, &cfg.metrics.http, "metrics"),
+    ];
+    info!(%http_addr, %metrics_addr, sites = wiring.sites.len(), "simpang running");
     Ok(Running {
         http_addr,
+        metrics_addr,
         hub,
         registry,
         wiring,
@@ -373,6 +388,16 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
         http,
         http_stop,
     })
+}
+
+async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), AppError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Listen { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| AppError::Listen { addr, source })?;
+    Ok((listener, local))
 }
 
 async fn metrics_handler(State(st): State<HttpState>) -> impl IntoResponse {

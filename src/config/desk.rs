@@ -2,6 +2,7 @@
 //! the MQTT connection for incident intake and status publishing, sessions and the map.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -26,12 +27,40 @@ pub struct DeskConfig {
     pub session_hours: u32,
     /// Mark the session cookie `Secure` (set when the desk is served over HTTPS).
     pub cookie_secure: bool,
-    /// Failed logins per account or per client address before further tries are refused...
+    /// Wrong passwords (or PINs) one client address, or one trusted browser, may try on one
+    /// account (or ticket) before it waits 1, 2, 4 ... s between tries...
     pub login_max_failures: u32,
-    /// ...for this many seconds (a sliding window).
+    /// ...counted over this many seconds (a sliding window).
     pub login_window_s: u64,
-    /// When set, `POST /api/sms` requires `Authorization: Bearer <token>` (the SMS gateway's).
+    /// Longest wait between tries once backing off.
+    pub login_max_backoff_s: u64,
+    /// Wrong passwords from one client address over all accounts before it backs off.
+    pub login_client_max_failures: u32,
+    /// Wrong passwords on one account from sources it has not seen sign in before; past it
+    /// the account takes one such try per `login_account_slowdown_s` (its trusted browsers
+    /// keep their own count, so the real user still gets in).
+    pub login_account_max_failures: u32,
+    pub login_account_slowdown_s: u64,
+    /// Password and PIN checks (argon2) running at once, and waiting beyond those; more are
+    /// answered "busy" without being checked.
+    pub password_checks_parallel: u32,
+    pub password_checks_queue: u32,
+    /// Tests only: added to every password and PIN check, to watch what happens meanwhile.
+    pub debug_password_check_delay_ms: u64,
+    /// `POST /api/sms` requires `Authorization: Bearer <token>` (the SMS gateway's). Required
+    /// when the desk listens beyond loopback.
     pub sms_token: Option<String>,
+    /// The key of trusted-browser cookies (64 hex digits); default `data_dir/desk.key`,
+    /// created on first start. Relative to the config file.
+    pub key_file: Option<PathBuf>,
+    /// Where the wall is (`http://wall-host:8080`): staff whose role is in `[wall.auth]
+    /// desk_roles` get a link that signs them in there, with a token signed by the wall's key
+    /// (`[wall.auth] key_file`, which this desk must be able to read).
+    pub wall_url: Option<String>,
+    /// Limits of the desk's HTTP listener.
+    pub http: super::HttpConfig,
+    /// Rate limits of the public side.
+    pub limits: super::DeskLimits,
     pub mqtt: DeskMqtt,
     pub map: MapConfig,
     /// Category of the reports filed from each kind of camera incident.
@@ -203,7 +232,18 @@ impl Default for DeskConfig {
             cookie_secure: false,
             login_max_failures: 5,
             login_window_s: 900,
+            login_max_backoff_s: 900,
+            login_client_max_failures: 30,
+            login_account_max_failures: 20,
+            login_account_slowdown_s: 10,
+            password_checks_parallel: 2,
+            password_checks_queue: 16,
+            debug_password_check_delay_ms: 0,
             sms_token: None,
+            key_file: None,
+            wall_url: None,
+            http: super::HttpConfig::default(),
+            limits: super::DeskLimits::default(),
             mqtt: DeskMqtt::default(),
             map: MapConfig::default(),
             incident_categories: IncidentCategories::default(),
@@ -244,6 +284,18 @@ impl Default for DeskConfig {
 }
 
 impl DeskConfig {
+    /// Why the desk may not listen on `addr` without an SMS token: anyone who reaches it could
+    /// post SMS as any phone (and confirm someone else's report). `None` on loopback.
+    pub fn needs_sms_token(&self, addr: SocketAddr) -> Option<String> {
+        (self.sms_token.is_none() && !addr.ip().is_loopback()).then(|| {
+            format!(
+                "is required when the desk listens beyond loopback ({addr}): without it anyone \
+                 on the network can post SMS with any sender; set a random token of at least \
+                 16 characters and give it to the SMS gateway"
+            )
+        })
+    }
+
     pub fn agency(&self, id: &str) -> Option<&Agency> {
         self.agencies.iter().find(|a| a.id == id)
     }
@@ -377,7 +429,34 @@ impl DeskConfig {
                     "must be at least 16 characters (it guards the SMS webhook)".into(),
                 );
             }
+        } else if let Some(why) = self.needs_sms_token(self.listen) {
+            bad(p.key("sms_token"), why);
         }
+        for (name, v) in [
+            ("login_max_backoff_s", self.login_max_backoff_s),
+            ("login_account_slowdown_s", self.login_account_slowdown_s),
+            (
+                "login_client_max_failures",
+                u64::from(self.login_client_max_failures),
+            ),
+            (
+                "login_account_max_failures",
+                u64::from(self.login_account_max_failures),
+            ),
+            (
+                "password_checks_parallel",
+                u64::from(self.password_checks_parallel),
+            ),
+        ] {
+            if v == 0 {
+                bad(p.key(name), "must be positive".into());
+            }
+        }
+        if let Some(u) = &self.wall_url {
+            super::access::check_http_url(u, &p.key("wall_url"), bad);
+        }
+        self.http.validate(&p.key("http"), bad);
+        self.limits.validate(&p.key("limits"), bad);
         let m = p.key("mqtt");
         if self.mqtt.broker != "none" {
             if let Err(msg) = super::check_broker_url(&self.mqtt.broker) {
@@ -460,6 +539,20 @@ mod tests {
             (|c| c.login_max_failures = 0, "desk.login_max_failures"),
             (|c| c.public_url = Some("ftp://x".into()), "desk.public_url"),
             (|c| c.sms_token = Some("short".into()), "desk.sms_token"),
+            (
+                |c| c.listen = SocketAddr::from(([0, 0, 0, 0], 8090)),
+                "desk.sms_token",
+            ),
+            (|c| c.wall_url = Some("wall:8080".into()), "desk.wall_url"),
+            (|c| c.http.max_connections = 0, "desk.http.max_connections"),
+            (
+                |c| c.limits.per_phone.burst = 0,
+                "desk.limits.per_phone.burst",
+            ),
+            (
+                |c| c.password_checks_parallel = 0,
+                "desk.password_checks_parallel",
+            ),
             (|c| c.mqtt.broker = "http://x".into(), "desk.mqtt.broker"),
             (
                 |c| c.mqtt.status_topic_prefix = "a/+/b".into(),

@@ -7,8 +7,10 @@
 //! Files: `load` (reading, the located [`Problem`] and [`ConfigError`]), `sections` (the
 //! `[detect]`, `[ingest]`, `[mqtt]`, `[incidents]`, `[wall]`, `[samples]` tables), `site`
 //! (sites, zones, counting lines), `rules` (the per-zone rule tables), `desk` (`[desk]`),
+//! `access` (listener limits, the wall's sign-in, `[metrics]`, the desk's public rate limits),
 //! `validate` (meaning checks), `locate` (TOML text positions of field paths).
 
+pub mod access;
 pub mod desk;
 mod load;
 pub mod locate;
@@ -21,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use access::{DeskLimits, HttpConfig, MetricsConfig, Rate, WallAuthConfig};
 pub use desk::DeskConfig;
 pub use load::{ConfigError, Problem};
 use locate::{line_col, FieldPath, Locator};
@@ -65,6 +68,8 @@ pub struct Config {
     pub samples: SamplesConfig,
     #[serde(default)]
     pub desk: DeskConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     pub sites: Vec<Site>,
     /// The file this was loaded from; relative paths resolve against its directory.
     #[serde(skip)]

@@ -179,7 +179,7 @@ impl Default for IncidentConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WallConfig {
-    /// HTTP listen address: wall page, MJPEG streams, SSE events, /metrics.
+    /// HTTP listen address: wall page, MJPEG streams, SSE events (all behind sign-in).
     pub listen: SocketAddr,
     /// Grid as "COLSxROWS".
     pub layout: String,
@@ -191,7 +191,8 @@ pub struct WallConfig {
     pub jpeg_quality: u8,
     /// Annotated RTSP out; 0 disables it.
     pub rtsp_port: u16,
-    /// Address the RTSP server binds (a wall controller on the LAN needs a LAN address).
+    /// Address the RTSP server binds (a wall controller on the LAN needs a LAN address; clients
+    /// sign in with a wall device account either way).
     pub rtsp_address: IpAddr,
     /// H.264 bitrate of each per-site annotated stream, kbit/s.
     pub rtsp_bitrate_kbps: u32,
@@ -201,6 +202,10 @@ pub struct WallConfig {
     pub mosaic_bitrate_kbps: u32,
     /// Heading of the web wall.
     pub title: String,
+    /// Sign-in and per-client limits of the wall and of RTSP out.
+    pub auth: super::WallAuthConfig,
+    /// Limits of the wall's HTTP listener.
+    pub http: super::HttpConfig,
     /// The wall page plays each H.264 camera's own video (passthrough over `/live/{site}`);
     /// off, every tile is the burned-in MJPEG.
     pub live: bool,
@@ -226,6 +231,8 @@ impl Default for WallConfig {
             mosaic_fps: 15.0,
             mosaic_bitrate_kbps: 4000,
             title: "Command Center".into(),
+            auth: super::WallAuthConfig::default(),
+            http: super::HttpConfig::default(),
             live: true,
             live_delay_ms: 0,
             live_max_viewers: 64,

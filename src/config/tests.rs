@@ -285,3 +285,23 @@ fn wall_settings_are_checked() {
         (15.0, 1500)
     );
 }
+
+proptest::proptest! {
+    /// A config file is outside data too (an operator's typo, a damaged file): any text, and
+    /// the shipped config with one byte changed, load or give an error, never a panic.
+    #[test]
+    fn any_text_loads_or_is_refused(text in "(?s).{0,300}") {
+        let _ = Config::from_str_at(&text, Path::new("fuzz.toml"));
+    }
+
+    #[test]
+    fn a_damaged_shipped_config_loads_or_is_refused(at in 0usize..20_000, byte in 0u8..128) {
+        let shipped = include_str!("../../config/palembang.toml");
+        let mut b = shipped.as_bytes().to_vec();
+        let i = at % b.len();
+        b[i] = byte;
+        if let Ok(text) = String::from_utf8(b) {
+            let _ = Config::from_str_at(&text, Path::new("palembang.toml"));
+        }
+    }
+}

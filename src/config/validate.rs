@@ -289,6 +289,23 @@ impl Config {
             }
             site.tamper.validate(&sp.key("tamper"), &mut bad);
         }
+        self.wall.auth.validate(&w.key("auth"), &mut bad);
+        self.wall.http.validate(&w.key("http"), &mut bad);
+        self.metrics
+            .http
+            .validate(&root.key("metrics").key("http"), &mut bad);
+        if self.metrics.listen.port() != 0
+            && (self.metrics.listen.port() == self.wall.listen.port()
+                || (self.wall.rtsp_port != 0 && self.metrics.listen.port() == self.wall.rtsp_port))
+        {
+            bad(
+                root.key("metrics").key("listen"),
+                format!(
+                    "port {} is also a port of [wall]; the metrics listener needs its own",
+                    self.metrics.listen.port()
+                ),
+            );
+        }
         self.desk.validate(&root.key("desk"), &mut bad);
         out
     }

@@ -64,6 +64,9 @@ pub struct DemoAccount {
     pub agency: Option<String>,
 }
 
+/// The audit action that marks a database as the demo's own.
+const DEMO_MARK: &str = "demo_database";
+
 /// The admin's work on accounts.
 pub struct Accounts {
     core: Arc<DeskCore>,
@@ -141,7 +144,7 @@ impl Accounts {
         if !errs.is_empty() {
             return Err(DeskError::Invalid(errs));
         }
-        let hash = auth::hash_blocking(password.to_string()).await?;
+        let hash = self.core.hasher.hash(password.to_string()).await?;
         let now = self.core.clock.now();
         let mut tx = self.core.store.begin().await?;
         if store::user_by_name(&mut tx, &username).await?.is_some() {
@@ -304,7 +307,7 @@ impl Accounts {
 
     /// Sets a new password (used by the demo accounts and the CLI).
     pub async fn set_password(&self, username: &str, password: &str) -> Result<(), DeskError> {
-        let hash = auth::hash_blocking(password.to_string()).await?;
+        let hash = self.core.hasher.hash(password.to_string()).await?;
         let mut tx = self.core.store.begin().await?;
         let u = store::user_by_name(&mut tx, username)
             .await?
@@ -327,7 +330,35 @@ impl Accounts {
 
     /// Makes sure the demo accounts exist, each with a fresh random password (so the printed
     /// credentials always work), and returns them for printing.
+    ///
+    /// Only in a demo database: one that had no account when the demo first used it (the demo
+    /// marks it then, in the audit log). A database with accounts and no such mark belongs to
+    /// a real desk: its accounts are left alone and the demo is refused
+    /// ([`DeskError::NotDemoDatabase`]), so `simpang demo` pointed at a real desk's data can
+    /// never reset its admin's password.
     pub async fn ensure_demo(&self) -> Result<Vec<DemoAccount>, DeskError> {
+        {
+            let mut tx = self.core.store.begin().await?;
+            let marked = store::audit_has_action(&mut tx, DEMO_MARK).await?;
+            if !marked {
+                let accounts = store::users(&mut tx).await?.len();
+                if accounts > 0 {
+                    return Err(DeskError::NotDemoDatabase { accounts });
+                }
+                self.core
+                    .audit(
+                        &mut tx,
+                        &Actor::System,
+                        DEMO_MARK,
+                        "desk",
+                        "demo",
+                        None,
+                        None,
+                    )
+                    .await?;
+                tx.commit().await?;
+            }
+        }
         let plan: [(&str, &str, Role, Option<&str>); 6] = [
             ("admin", "Admin Diskominfo", Role::Admin, None),
             ("operator", "Operator Lawang Jabo", Role::Operator, None),

@@ -128,6 +128,9 @@ async fn serve_main(
     listen: Option<SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
     let addr = listen.unwrap_or(cfg.desk.listen);
+    if let Some(why) = cfg.desk.needs_sms_token(addr) {
+        anyhow::bail!("[desk] sms_token {why}");
+    }
     let desk = open(Arc::new(cfg), url, Clock::default())
         .await
         .with_context(|| format!("opening the desk database {}", redact(url)))?;

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::accounts::StaffUser;
 use super::announce::{FeedEvent, StatusMessage};
+use super::auth::{DeskKeys, Hasher};
 use super::clock::Clock;
 use super::domain::Source;
 use super::error::DeskError;
@@ -24,6 +25,9 @@ pub struct DeskCore {
     pub cfg: Arc<Config>,
     pub clock: Clock,
     pub labels: Labels,
+    /// Every password and PIN check and hash: a bounded pool, outside any transaction.
+    pub hasher: Arc<Hasher>,
+    pub keys: DeskKeys,
     feed: broadcast::Sender<FeedEvent>,
     /// Wakes the status publisher when a commit has put messages in the outbox.
     pub(crate) outbox_wake: Arc<Notify>,
@@ -64,9 +68,19 @@ impl Actor {
 const TICKET_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 impl DeskCore {
-    pub fn new(cfg: Arc<Config>, store: Store, clock: Clock) -> Self {
+    pub fn new(cfg: Arc<Config>, store: Store, clock: Clock, keys: DeskKeys) -> Self {
         let (feed, _) = broadcast::channel(256);
+        let d = &cfg.desk;
+        let hasher = Hasher::new(
+            d.password_checks_parallel as usize,
+            d.password_checks_queue as usize,
+        )
+        .with_debug_delay(std::time::Duration::from_millis(
+            d.debug_password_check_delay_ms,
+        ));
         Self {
+            hasher: Arc::new(hasher),
+            keys,
             labels: Labels::new(cfg.clone()),
             store,
             clock,

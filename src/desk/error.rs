@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::auth::AuthError;
+use super::auth::{HashError, KeyError};
 use super::domain::NotAllowed;
 use super::store::StoreError;
 
@@ -26,12 +26,36 @@ pub enum DeskError {
     Conflict,
     #[error("terlalu banyak percobaan gagal; coba lagi dalam {0} detik")]
     RateLimited(i64),
+    /// Too many requests from one client or phone (not failures: a rate).
+    #[error("terlalu banyak permintaan; coba lagi dalam {0} detik")]
+    TooMany(i64),
+    /// Every password checker is busy: try again shortly (nothing was checked).
+    #[error("server sedang sibuk; coba lagi sebentar lagi")]
+    Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Auth(#[from] AuthError),
+    Auth(HashError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
     #[error("kesalahan internal: {0}")]
     Internal(String),
+    /// `simpang demo` pointed at a real desk's database.
+    #[error(
+        "the desk database has {accounts} staff account(s) that `simpang demo` did not create: \
+         it belongs to a real desk, and the demo leaves its accounts alone. Give the demo its own \
+         data (a config with another `data_dir`, or `[desk] database`)"
+    )]
+    NotDemoDatabase { accounts: usize },
+}
+
+impl From<HashError> for DeskError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => DeskError::Busy,
+            other => DeskError::Auth(other),
+        }
+    }
 }
 
 impl From<sqlx::Error> for DeskError {

@@ -47,7 +47,6 @@ pub mod web;
 pub mod workflow;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use self::core::DeskCore;
@@ -88,8 +87,14 @@ pub struct Desk {
 }
 
 impl Desk {
+    /// A desk with keys that live as long as the process ([`auth::DeskKeys::ephemeral`]);
+    /// [`open`] reads the key files.
     pub fn new(cfg: Arc<Config>, store: Store, clock: Clock) -> Self {
-        let core = Arc::new(DeskCore::new(cfg, store, clock));
+        Self::with_keys(cfg, store, clock, auth::DeskKeys::ephemeral())
+    }
+
+    pub fn with_keys(cfg: Arc<Config>, store: Store, clock: Clock, keys: auth::DeskKeys) -> Self {
+        let core = Arc::new(DeskCore::new(cfg, store, clock, keys));
         Self {
             clock: core.clock.clone(),
             labels: core.labels.clone(),
@@ -125,10 +130,11 @@ impl Desk {
     }
 }
 
-/// Opens the database (migrating it) and builds the service.
+/// Opens the database (migrating it), reads (or creates) the key files and builds the service.
 pub async fn open(cfg: Arc<Config>, db_url: &str, clock: Clock) -> Result<Arc<Desk>, DeskError> {
+    let keys = auth::DeskKeys::load(&cfg)?;
     let store = Store::open(db_url).await?;
-    Ok(Arc::new(Desk::new(cfg, store, clock)))
+    Ok(Arc::new(Desk::with_keys(cfg, store, clock, keys)))
 }
 
 /// Starts the incident subscriber and the status publisher (unless `[desk.mqtt] broker` is
@@ -153,12 +159,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let token = desk.shutdown_token();
+    let limits = crate::guard::Limits::from(&desk.desk_config().http);
     let app = web::router(desk);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    crate::guard::serve(listener, app, limits, async move {
         shutdown.await;
         token.cancel();
     })

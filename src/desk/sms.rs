@@ -192,4 +192,22 @@ mod tests {
             assert_eq!(title_from(text, max), want, "{text:?}");
         }
     }
+
+    proptest::proptest! {
+        /// An SMS is outside data: any text parses to some command, and replies and titles
+        /// made from it stay within their length, without panicking.
+        #[test]
+        fn any_text_parses_and_fits(text in "(?s).{0,400}", max in 1usize..200) {
+            let _ = parse(&text);
+            proptest::prop_assert!(fit(&text).chars().count() <= MAX_REPLY);
+            proptest::prop_assert!(title_from(&text, max).chars().count() <= max);
+        }
+
+        #[test]
+        fn command_like_text_parses(
+            text in "(?i)(lapor|cek|puas|tidak|info)?[ #:]{0,3}[A-Z0-9-]{0,12}[ \n]{0,2}.{0,40}"
+        ) {
+            let _ = parse(&text);
+        }
+    }
 }

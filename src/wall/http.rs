@@ -11,6 +11,9 @@
 //! | `GET /events` | Server-Sent Events: `incident` and `status` |
 //! | `GET /incidents/{id}/snapshot.jpg` | an incident's snapshot |
 //! | `GET /api/wall` | sites, layout, stream URLs |
+//!
+//! Every route here is behind the wall's sign-in (`auth::protect`, applied by `Wall::router`
+//! to the whole router, so a route added here is protected by being added).
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -290,6 +293,25 @@ pub struct TilesQuery {
     sites: Option<String>,
 }
 
+/// The sites a `sites=` list asks for, each once, in the order first named: a site repeated
+/// 10,000 times is still one stream (each tile is sent once per connection, whatever the
+/// list). `Err(id)` names the first id that is not a site. The list is outside data: any text
+/// is taken or refused without panicking, and the work is linear in its length.
+pub fn parse_sites(
+    list: &str,
+    index_of: impl Fn(&str) -> Option<usize>,
+) -> Result<Vec<usize>, String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let i = index_of(id).ok_or_else(|| id.chars().take(64).collect::<String>())?;
+        if seen.insert(i) {
+            out.push(i);
+        }
+    }
+    Ok(out)
+}
+
 /// All tiles over one connection: the same shared JPEGs as `/stream/{site}.mjpg`, each part
 /// tagged with an `X-Site` header. The wall page reads it with `fetch()` and draws each part
 /// into its tile. One connection instead of one per tile because browsers allow only six
@@ -301,14 +323,11 @@ async fn tiles(
 ) -> Response {
     let wanted: Vec<Arc<SiteOutput>> = match &q.sites {
         Some(list) => {
-            let mut v = Vec::new();
-            for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                match st.site(id) {
-                    Some(s) => v.push(s.clone()),
-                    None => return not_found(id),
-                }
+            let sites = &st.0.sites;
+            match parse_sites(list, |id| sites.iter().position(|s| s.id.as_str() == id)) {
+                Ok(v) => v.into_iter().map(|i| sites[i].clone()).collect(),
+                Err(id) => return not_found(&id),
             }
-            v
         }
         None => st.0.sites.clone(),
     };
@@ -512,6 +531,41 @@ mod tests {
         ];
         for (h, want) in cases {
             assert_eq!(host_only(h), want);
+        }
+    }
+
+    #[test]
+    fn sites_lists_are_deduplicated() {
+        let known = ["bkb", "ampera", "charitas"];
+        let idx = |id: &str| known.iter().position(|k| *k == id);
+        let cases: [(&str, Result<Vec<usize>, String>); 7] = [
+            ("bkb,ampera", Ok(vec![0, 1])),
+            ("ampera,bkb,ampera,bkb", Ok(vec![1, 0])),
+            (" bkb , ,charitas,", Ok(vec![0, 2])),
+            ("", Ok(vec![])),
+            (",,,", Ok(vec![])),
+            ("bkb,nope,ampera", Err("nope".into())),
+            ("BKB", Err("BKB".into())),
+        ];
+        for (list, want) in cases {
+            assert_eq!(parse_sites(list, idx), want, "{list:?}");
+        }
+        let flood = vec!["bkb"; 10_000].join(",");
+        assert_eq!(parse_sites(&flood, idx), Ok(vec![0]));
+    }
+
+    proptest::proptest! {
+        /// Any list: no panic, no site twice, only known sites.
+        #[test]
+        fn any_sites_list(list in "[a-z ,\\u{0}-\\u{7f}é]{0,300}") {
+            let known = ["bkb", "ampera", "a"];
+            if let Ok(v) = parse_sites(&list, |id| known.iter().position(|k| *k == id)) {
+                let mut d = v.clone();
+                d.sort_unstable();
+                d.dedup();
+                proptest::prop_assert_eq!(d.len(), v.len());
+                proptest::prop_assert!(v.iter().all(|&i| i < known.len()));
+            }
         }
     }
 

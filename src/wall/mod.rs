@@ -19,10 +19,14 @@
 //! scaled, drawn or encoded for a burned-in output nobody watches (the site worker tells ingest
 //! the rate its outputs take, 0 without viewers), nothing in the wall ever blocks the camera or
 //! analytics threads (it only reads latest-value slots and bounded broadcasts), and each
-//! burned-in output is encoded once however many clients share it. Entry point for `simpang run`: [`Wall::start`]; its
-//! [`Wall::router`] is served on the same HTTP listener as `/metrics`. docs/wall.md has the URLs,
-//! settings and cost figures.
+//! burned-in output is encoded once however many clients share it. Entry point for `simpang
+//! run`: [`Wall::start`]; its [`Wall::router`] is every wall route, `/live` WebSocket included,
+//! behind the sign-in ([`auth`]; RTSP out checks the same device accounts, [`rtsp_auth`]).
+//! docs/wall.md has the URLs, settings and cost figures; docs/security.md who may reach what.
 
+pub mod accounts;
+pub mod auth;
+pub mod cli;
 pub mod feed;
 pub mod fmp4;
 pub mod http;
@@ -32,6 +36,7 @@ pub mod meter;
 pub mod metrics;
 pub mod mosaic;
 pub mod rtsp;
+pub mod rtsp_auth;
 pub mod scene;
 pub mod tile;
 pub mod words;
@@ -77,6 +82,7 @@ pub enum WallError {
 pub struct Wall {
     shared: Arc<WorkerShared>,
     http: http::HttpState,
+    auth: Arc<auth::WallAuth>,
     workers: Vec<std::thread::JoinHandle<()>>,
     rtsp: Option<RtspOut>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -97,6 +103,7 @@ impl Wall {
         crate::ingest::init_gstreamer().map_err(|e| WallError::Gst(e.to_string()))?;
         let w = &cfg.wall;
         let metrics = WallMetrics::register(registry)?;
+        let auth = auth::WallAuth::start(cfg, registry)?;
         let mut sites = Vec::with_capacity(cfg.sites.len());
         for s in &cfg.sites {
             let h = hub
@@ -182,6 +189,11 @@ impl Wall {
                     key_int_max: (w.mosaic_fps * 2.0).round().max(1.0) as u32,
                     threads: 2,
                 };
+                let guard = rtsp_auth::Guard {
+                    accounts: auth.accounts(),
+                    max_clients: w.auth.rtsp_max_clients as usize,
+                    max_clients_per_ip: w.auth.rtsp_max_clients_per_ip as usize,
+                };
                 rtsp_out = Some(RtspOut::start(
                     w.rtsp_address,
                     w.rtsp_port,
@@ -189,6 +201,7 @@ impl Wall {
                     &shared,
                     site_enc,
                     mosaic_enc,
+                    guard,
                 )?);
             }
             Ok::<_, WallError>(())
@@ -262,6 +275,7 @@ impl Wall {
         Ok(Wall {
             shared,
             http,
+            auth,
             workers,
             rtsp: rtsp_out,
             tasks,
@@ -269,9 +283,11 @@ impl Wall {
         })
     }
 
-    /// HTTP routes of the wall (page, MJPEG streams, SSE events).
+    /// HTTP routes of the wall (page, MJPEG streams, SSE events), every one behind the
+    /// sign-in, with the sign-in routes beside them. A route added to the wall is added to
+    /// `http::router` (or merged here before `protect`), never after.
     pub fn router(&self) -> axum::Router {
-        http::router(self.http.clone())
+        auth::protect(http::router(self.http.clone()), self.auth.clone())
     }
 
     /// The port annotated RTSP out listens on, if enabled.

@@ -71,7 +71,8 @@ pub struct RtspOut {
 }
 
 impl RtspOut {
-    /// Serves the mounts on `addr:port` (port 0 picks a free one, see [`RtspOut::port`]).
+    /// Serves the mounts on `addr:port` (port 0 picks a free one, see [`RtspOut::port`]), to
+    /// wall device accounts only (`guard`).
     pub fn start(
         addr: IpAddr,
         port: u16,
@@ -79,10 +80,12 @@ impl RtspOut {
         shared: &Arc<WorkerShared>,
         site_enc: EncoderSettings,
         mosaic_enc: EncoderSettings,
+        guard: super::rtsp_auth::Guard,
     ) -> Result<Self, WallError> {
         let server = rtsp::RTSPServer::new();
         server.set_address(&addr.to_string());
         server.set_service(&port.to_string());
+        guard.install(&server);
         let mounts = server
             .mount_points()
             .ok_or_else(|| WallError::Rtsp("RTSP server has no mount points".into()))?;
@@ -191,6 +194,7 @@ fn mount(
     let factory = rtsp::RTSPMediaFactory::new();
     factory.set_launch(&launch_line(enc));
     factory.set_shared(true);
+    super::rtsp_auth::allow_devices(&factory);
     let label = label.to_string();
     factory.connect_media_configure(move |_, media| {
         let bin = media.element();

@@ -87,9 +87,21 @@ pub struct TestDesk {
     pub dir: tempfile::TempDir,
 }
 
+/// Rate limits of the public side for tests that file many reports, SMS and tracker requests
+/// from one address to check what they do: off, except sign-in's. A test of the limits
+/// themselves sets its own `[desk.limits]` in [`Opts::desk_toml`].
+const FUNCTIONAL_LIMITS: &str = "[desk.limits]\nreports_per_ip = { per_hour = 0, burst = 1 }\n\
+     per_phone = { per_hour = 0, burst = 1 }\nsms_per_ip = { per_hour = 0, burst = 1 }\n\
+     track_per_ip = { per_hour = 0, burst = 1 }\n";
+
 pub fn config(broker: Option<&str>, desk_toml: &str, dir: &Path) -> Config {
+    let limits = if desk_toml.contains("[desk.limits]") {
+        ""
+    } else {
+        FUNCTIONAL_LIMITS
+    };
     let text = format!(
-        "data_dir = \"{}\"\n{SITES}\n[desk]\n{desk_toml}\n[desk.mqtt]\nbroker = \"{}\"\nclient_id = \"desk-test-{}\"\nbackoff_initial_s = 0.2\nbackoff_max_s = 1.0\n",
+        "data_dir = \"{}\"\n{SITES}\n[desk]\n{desk_toml}\n{limits}[desk.mqtt]\nbroker = \"{}\"\nclient_id = \"desk-test-{}\"\nbackoff_initial_s = 0.2\nbackoff_max_s = 1.0\n",
         dir.display(),
         broker.unwrap_or("none"),
         unique()

@@ -48,13 +48,27 @@ pub struct LiveClient {
 
 impl LiveClient {
     /// Connects to `ws://ADDR/live/SITE` (`base` is `http://ADDR`), sending `origin` if given.
+    /// `base` may carry a wall device account (`http://NAME:TOKEN@ADDR`, as
+    /// [`super::simpang::Run::base`] does): it is sent as HTTP Basic on the upgrade request, the
+    /// way a wall controller signs in; an `origin` with it is the origin without it.
     pub fn connect(base: &str, site: &str, origin: Option<&str>) -> Result<LiveClient, String> {
-        let url = format!("{}/live/{site}", base.replacen("http://", "ws://", 1));
+        use base64::Engine;
+        let (login, bare) = split_login(base);
+        let url = format!("{}/live/{site}", bare.replacen("http://", "ws://", 1));
         let mut req = tungstenite::client::IntoClientRequest::into_client_request(url.as_str())
             .map_err(|e| e.to_string())?;
         if let Some(o) = origin {
+            let (_, o) = split_login(o);
             req.headers_mut()
                 .insert("origin", o.parse().map_err(|e| format!("{e}"))?);
+        }
+        if let Some(l) = login {
+            let v = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(l)
+            );
+            req.headers_mut()
+                .insert("authorization", v.parse().map_err(|e| format!("{e}"))?);
         }
         let (ws, _) = tungstenite::connect(req).map_err(|e| format!("{url}: {e}"))?;
         if let MaybeTlsStream::Plain(s) = ws.get_ref() {
@@ -176,4 +190,17 @@ pub fn decode_fmp4(mp4: &[u8], dir: &std::path::Path) -> (usize, u32, u32, Vec<f
     let _ = std::fs::remove_file(&path);
     assert!(err.is_none(), "decoding the fragments failed: {err:?}");
     (n, w, h, means)
+}
+
+/// (`NAME:TOKEN` if any, the URL without it) of `http://NAME:TOKEN@ADDR...`.
+fn split_login(url: &str) -> (Option<String>, String) {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((login, host)) if !login.contains('/') => {
+                (Some(login.to_string()), format!("{scheme}://{host}"))
+            }
+            _ => (None, url.to_string()),
+        },
+        None => (None, url.to_string()),
+    }
 }

@@ -23,9 +23,48 @@ fn log_env() -> Vec<(&'static str, String)> {
 /// `simpang run` as a child process.
 pub struct Run {
     pub proc: Proc,
-    /// `http://ADDR` of the wall and `/metrics` (no trailing slash).
+    /// `http://DEVICE:TOKEN@ADDR` of the wall, signed in as a wall device account made for
+    /// this run (ureq sends the user info as HTTP Basic); no trailing slash.
     pub base: String,
+    /// `http://ADDR` of the wall without credentials.
+    pub anon: String,
+    /// `http://ADDR` of the metrics listener (`/metrics`, `/api/status`).
+    pub ops: String,
+    /// The wall device account of this run: (name, token).
+    pub device: (String, String),
     config: PathBuf,
+}
+
+/// A wall device account in `config`'s accounts file (made with the library, as `simpang wall
+/// device add` makes it): (name, token).
+pub fn wall_device(config: &Path) -> (String, String) {
+    let cfg = simpang::config::Config::load(config)
+        .unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+    wall_device_of(&cfg)
+}
+
+/// The same for a config already loaded (a wall the test serves in-process). Every test that
+/// signs in to the wall as a device gets its account here.
+pub fn wall_device_of(cfg: &simpang::config::Config) -> (String, String) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let token = simpang::wall::accounts::add_device(
+        &cfg.wall_accounts_path(),
+        &name,
+        simpang::wall::accounts::By::Cli,
+    )
+    .expect("add a wall device account");
+    (name, token)
+}
+
+/// `http://ADDR` with `name:token@` in it.
+pub fn with_login(base: &str, (name, token): &(String, String)) -> String {
+    base.replacen("://", &format!("://{name}:{token}@"), 1)
 }
 
 impl Run {
@@ -38,9 +77,10 @@ impl Run {
     }
 
     fn try_start(config: &Path, sites: &[&str]) -> Result<Run, String> {
+        let device = wall_device(config);
         let cfg = config.display().to_string();
         let list = sites.join(",");
-        let mut args = vec!["run", "--config", &cfg];
+        let mut args = vec!["run", "--config", &cfg, "--metrics-listen", "127.0.0.1:0"];
         if !sites.is_empty() {
             args.extend(["--sites", &list]);
         }
@@ -52,9 +92,20 @@ impl Run {
                 let addr = line
                     .trim()
                     .trim_start_matches("wall: http://")
-                    .trim_end_matches('/');
+                    .trim_end_matches('/')
+                    .to_string();
+                let ops = proc.wait_line("metrics: http://", START);
+                let ops = ops
+                    .trim()
+                    .trim_start_matches("metrics: ")
+                    .trim_end_matches("/metrics")
+                    .to_string();
+                let anon = format!("http://{addr}");
                 Ok(Run {
-                    base: format!("http://{addr}"),
+                    base: with_login(&anon, &device),
+                    anon,
+                    ops,
+                    device,
                     proc,
                     config: config.to_path_buf(),
                 })
@@ -100,16 +151,33 @@ impl Run {
         p as u16
     }
 
+    /// A wall URL, signed in as this run's device account.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
+    /// A wall URL without credentials.
+    pub fn anon_url(&self, path: &str) -> String {
+        format!("{}{path}", self.anon)
+    }
+
+    /// A URL of the metrics listener (`/metrics`, `/api/status`, `/healthz`).
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("{}{path}", self.ops)
+    }
+
+    /// `rtsp://DEVICE:TOKEN@127.0.0.1:PORT{path}` of annotated RTSP out.
+    pub fn rtsp_url(&self, path: &str) -> String {
+        let (name, token) = &self.device;
+        format!("rtsp://{name}:{token}@127.0.0.1:{}{path}", self.rtsp_port())
+    }
+
     /// A scrape of `/metrics` (panics when the run does not answer).
     pub fn metrics(&self) -> Metrics {
-        Metrics::scrape(&self.url("/metrics")).unwrap_or_else(|| {
+        Metrics::scrape(&self.ops_url("/metrics")).unwrap_or_else(|| {
             panic!(
                 "{} does not answer; stderr:\n{}",
-                self.url("/metrics"),
+                self.ops_url("/metrics"),
                 self.proc.log_tail()
             )
         })

@@ -51,6 +51,7 @@ pub fn write_config(dir: &Path, samples_port: u16, o: &WallOpts) -> PathBuf {
     doc["detect"]["debug_delay_ms"] = toml_edit::value(o.debug_delay_ms as i64);
     doc["samples"]["footage_dir"] = toml_edit::value(abs("../samples"));
     doc["mqtt"]["embedded_listen"] = toml_edit::value(format!("127.0.0.1:{}", ports::port()));
+    doc["metrics"]["listen"] = toml_edit::value("127.0.0.1:0");
     let w = &mut doc["wall"];
     w["listen"] = toml_edit::value("127.0.0.1:0");
     w["layout"] = toml_edit::value(o.layout);

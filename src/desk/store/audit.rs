@@ -48,6 +48,15 @@ pub async fn insert_audit(
     Ok(())
 }
 
+/// Whether any entry records `action`.
+pub async fn audit_has_action(c: &mut AnyConnection, action: &str) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = $1")
+        .bind(action)
+        .fetch_one(&mut *c)
+        .await?;
+    Ok(n > 0)
+}
+
 pub async fn audit_list(
     c: &mut AnyConnection,
     entity: Option<(&str, &str)>,

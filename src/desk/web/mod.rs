@@ -5,8 +5,10 @@
 mod api;
 mod assets;
 mod form;
+mod limits;
 mod pages;
 mod views;
+mod wall;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,24 +32,56 @@ pub type AppState = Arc<Desk>;
 pub const SESSION_COOKIE: &str = "simpang_desk_session";
 /// Double-submit cookie guarding the login form before there is a session.
 pub const LOGIN_CSRF_COOKIE: &str = "simpang_desk_login";
+/// A browser that signed in before: its own count of wrong passwords (see `desk::auth`).
+pub const DEVICE_COOKIE: &str = "simpang_desk_device";
 
 pub fn router(desk: AppState) -> Router {
     let photo_limit = desk.desk_config().max_photo_bytes + 64 * 1024;
-    let intake = Router::new()
-        .route("/lapor", get(pages::report_form).post(pages::report_submit))
-        .route("/api/reports", post(api::report_submit).get(api::reports))
-        .layer(axum::extract::DefaultBodyLimit::max(photo_limit));
+    let l = &desk.desk_config().limits;
+    let (reports, sms, track, login) = (
+        limits::Limit::new(&desk, l.reports_per_ip, true),
+        limits::Limit::new(&desk, l.sms_per_ip, true),
+        limits::Limit::new(&desk, l.track_per_ip, false),
+        limits::Limit::new(&desk, l.login_per_ip, true),
+    );
+    let limited = |r: Router<AppState>, lim| {
+        r.route_layer(axum::middleware::from_fn_with_state(lim, limits::limit))
+    };
+    let intake = limited(
+        Router::new()
+            .route("/lapor", get(pages::report_form).post(pages::report_submit))
+            .route("/api/reports", post(api::report_submit).get(api::reports))
+            .layer(axum::extract::DefaultBodyLimit::max(photo_limit)),
+        reports,
+    );
+    let sms = limited(Router::new().route("/api/sms", post(api::sms)), sms);
+    let track = limited(
+        Router::new()
+            .route("/track", get(pages::track_search))
+            .route("/track/{ticket}", get(pages::track))
+            .route("/track/{ticket}/confirm", post(pages::track_confirm))
+            .route("/track/{ticket}/message", post(pages::track_message))
+            .route("/api/track/{ticket}", get(api::track))
+            .route("/api/track/{ticket}/confirm", post(api::track_confirm))
+            .route("/api/track/{ticket}/messages", post(api::track_message)),
+        track,
+    );
+    let login = limited(
+        Router::new()
+            .route("/login", get(pages::login_form).post(pages::login_submit))
+            .route("/api/login", post(api::login)),
+        login,
+    );
     Router::new()
         .merge(intake)
+        .merge(sms)
+        .merge(track)
+        .merge(login)
         .route("/", get(pages::home))
         .route("/healthz", get(|| async { "ok" }))
         .route("/assets/{*path}", get(assets::serve))
-        .route("/login", get(pages::login_form).post(pages::login_submit))
         .route("/logout", post(pages::logout))
-        .route("/track", get(pages::track_search))
-        .route("/track/{ticket}", get(pages::track))
-        .route("/track/{ticket}/confirm", post(pages::track_confirm))
-        .route("/track/{ticket}/message", post(pages::track_message))
+        .route("/wall", get(wall::handoff))
         .route("/dashboard", get(pages::dashboard))
         .route("/reports", get(pages::reports))
         .route("/reports/{ticket}", get(pages::report))
@@ -60,11 +94,6 @@ pub fn router(desk: AppState) -> Router {
         )
         .route("/audit", get(pages::audit))
         .route("/dead-letters", get(pages::dead_letters))
-        .route("/api/sms", post(api::sms))
-        .route("/api/track/{ticket}", get(api::track))
-        .route("/api/track/{ticket}/confirm", post(api::track_confirm))
-        .route("/api/track/{ticket}/messages", post(api::track_message))
-        .route("/api/login", post(api::login))
         .route("/api/logout", post(api::logout))
         .route("/api/me", get(api::me))
         .route("/api/dashboard", get(api::dashboard))
@@ -172,15 +201,15 @@ impl FromRequestParts<AppState> for ApiSession {
     }
 }
 
-/// The peer address, for login rate limiting.
+/// The peer's address key (an IPv6 /64 counts as one), for rate limits and backoff.
 pub fn client_of(parts_ext: &axum::http::Extensions) -> String {
     parts_ext
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+        .map(|c| crate::guard::client_key(c.0.ip()))
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The client's address, for login rate limiting.
+/// The client's address key, for rate limits and backoff.
 pub struct Client(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Client {
@@ -198,8 +227,10 @@ fn status_of(e: &DeskError) -> StatusCode {
         DeskError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         DeskError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         DeskError::NotAllowed(_) | DeskError::Conflict => StatusCode::CONFLICT,
-        DeskError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-        DeskError::Store(_) | DeskError::Auth(_) | DeskError::Internal(_) => {
+        DeskError::RateLimited(_) | DeskError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+        DeskError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        DeskError::NotDemoDatabase { .. } => StatusCode::CONFLICT,
+        DeskError::Store(_) | DeskError::Auth(_) | DeskError::Key(_) | DeskError::Internal(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
     }
@@ -208,7 +239,7 @@ fn status_of(e: &DeskError) -> StatusCode {
 fn public_message(e: &DeskError) -> String {
     match e {
         // Details of storage failures go to the log, not to the browser.
-        DeskError::Store(_) | DeskError::Auth(_) | DeskError::Internal(_) => {
+        DeskError::Store(_) | DeskError::Auth(_) | DeskError::Key(_) | DeskError::Internal(_) => {
             tracing::error!(error = %e, "request failed");
             "Terjadi kesalahan pada server; silakan coba lagi.".into()
         }
@@ -235,11 +266,7 @@ impl IntoResponse for ApiError {
         };
         let body = serde_json::json!({ "error": public_message(&self.0), "fields": fields });
         let mut res = (status, axum::Json(body)).into_response();
-        if let DeskError::RateLimited(s) = self.0 {
-            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
-                res.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
+        retry_after(&self.0, &mut res);
         res
     }
 }
@@ -267,7 +294,21 @@ impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let status = status_of(&self.0);
         let msg = public_message(&self.0);
-        (status, views::error_page(status, &msg)).into_response()
+        let mut res = (status, views::error_page(status, &msg)).into_response();
+        retry_after(&self.0, &mut res);
+        res
+    }
+}
+
+/// `Retry-After` on answers that say "later".
+pub fn retry_after(e: &DeskError, res: &mut Response) {
+    let wait = match e {
+        DeskError::RateLimited(s) | DeskError::TooMany(s) => (*s).max(1),
+        DeskError::Busy => 1,
+        _ => return,
+    };
+    if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
     }
 }
 
@@ -316,6 +357,28 @@ pub fn session_cookie(token: &str, max_age_s: i64, secure: bool) -> String {
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{}",
         if secure { "; Secure" } else { "" }
     )
+}
+
+/// The `Set-Cookie` value of the trusted-device cookie (a year; only sent to the desk itself).
+pub fn device_cookie(value: &str, secure: bool) -> String {
+    format!(
+        "{DEVICE_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// The login's cookies: the session and the trusted device.
+pub fn login_cookies(desk: &Desk, res: &mut Response, login: &super::sessions::Login) {
+    let d = desk.desk_config();
+    let max_age = i64::from(d.session_hours) * 3600;
+    for c in [
+        session_cookie(&login.token, max_age, d.cookie_secure),
+        device_cookie(&login.device, d.cookie_secure),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
 }
 
 #[cfg(test)]

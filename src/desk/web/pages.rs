@@ -12,8 +12,8 @@ use super::api::{self, ActionIn, DashQuery, ListQuery};
 use super::form::{read_report_form, FormError};
 use super::views::{self, FormValues};
 use super::{
-    cookie, session_cookie, AppState, Client, PageError, PageForm, PageSession, Session,
-    LOGIN_CSRF_COOKIE, SESSION_COOKIE,
+    cookie, login_cookies, session_cookie, AppState, Client, PageError, PageForm, PageSession,
+    Session, DEVICE_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE,
 };
 use crate::desk::auth::{self, constant_time_eq};
 use crate::desk::domain::Role;
@@ -38,11 +38,7 @@ fn check_csrf(s: &Session, given: &str) -> Result<(), PageError> {
 
 /// Only same-site paths after login: `next` must not send the browser elsewhere.
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
-        next
-    } else {
-        "/dashboard"
-    }
+    crate::guard::same_site_path(next).unwrap_or("/dashboard")
 }
 
 pub async fn home(State(desk): State<AppState>, headers: HeaderMap) -> Response {
@@ -114,17 +110,15 @@ pub async fn login_submit(
             &f.username,
         );
     }
-    match desk.sessions.login(&f.username, &f.password, &client).await {
+    let device = cookie(&headers, DEVICE_COOKIE);
+    match desk
+        .sessions
+        .login(&f.username, &f.password, &client, device.as_deref())
+        .await
+    {
         Ok(login) => {
             let mut res = see_other(&next);
-            let max_age = i64::from(desk.desk_config().session_hours) * 3600;
-            if let Ok(v) = HeaderValue::from_str(&session_cookie(
-                &login.token,
-                max_age,
-                desk.desk_config().cookie_secure,
-            )) {
-                res.headers_mut().append(header::SET_COOKIE, v);
-            }
+            login_cookies(&desk, &mut res, &login);
             res
         }
         Err(DeskError::RateLimited(s)) => login_response(
@@ -139,6 +133,12 @@ pub async fn login_submit(
         Err(DeskError::Invalid(_)) => login_response(
             StatusCode::UNAUTHORIZED,
             Some("Nama akun atau kata sandi salah."),
+            &next,
+            &f.username,
+        ),
+        Err(DeskError::Busy) => login_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("Server sedang sibuk; coba lagi sebentar lagi."),
             &next,
             &f.username,
         ),
@@ -585,19 +585,23 @@ async fn track_error(desk: &AppState, ticket: &str, e: DeskError) -> PageResult 
     let status = match &e {
         DeskError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         DeskError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        DeskError::Busy => StatusCode::SERVICE_UNAVAILABLE,
         DeskError::NotAllowed(_) | DeskError::Conflict => StatusCode::CONFLICT,
         _ => return Err(PageError(e)),
     };
     let v = desk.queries.report_for_public(ticket).await?;
-    Ok((
+    let mut res = (
         status,
         views::track_page(desk, &v, None, Some(&e.to_string())),
     )
-        .into_response())
+        .into_response();
+    super::retry_after(&e, &mut res);
+    Ok(res)
 }
 
 pub async fn track_confirm(
     State(desk): State<AppState>,
+    Client(client): Client,
     Path(ticket): Path<String>,
     PageForm(f): PageForm<TrackForm>,
 ) -> PageResult {
@@ -608,7 +612,7 @@ pub async fn track_confirm(
     };
     match desk
         .workflow
-        .confirm_with_pin(&ticket, &f.pin, satisfied, &f.text)
+        .confirm_with_pin(&ticket, &f.pin, &client, satisfied, &f.text)
         .await
     {
         Ok(r) => Ok(see_other(&format!("/track/{}?ok=confirmed", r.ticket))),
@@ -618,12 +622,13 @@ pub async fn track_confirm(
 
 pub async fn track_message(
     State(desk): State<AppState>,
+    Client(client): Client,
     Path(ticket): Path<String>,
     PageForm(f): PageForm<TrackForm>,
 ) -> PageResult {
     match desk
         .workflow
-        .reporter_message(&ticket, &f.pin, &f.text)
+        .reporter_message(&ticket, &f.pin, &client, &f.text)
         .await
     {
         Ok(()) => Ok(see_other(&format!(
@@ -648,6 +653,7 @@ mod tests {
             ("/\\evil.example", "/dashboard"),
             ("https://evil.example", "/dashboard"),
             ("javascript:alert(1)", "/dashboard"),
+            ("/\t/evil.example", "/dashboard"),
         ];
         for (n, want) in cases {
             assert_eq!(safe_next(n), want, "{n:?}");

@@ -43,8 +43,11 @@ impl Workflow {
     pub async fn create_web_report(&self, input: NewReport) -> Result<Created, DeskError> {
         let core = &*self.core;
         let photo = check_new(&input, &core.cfg.desk)?;
+        if let Some(phone) = input.phone.as_deref().and_then(normalise_phone) {
+            self.phone_rate(&phone)?;
+        }
         let pin = auth::random_pin();
-        let pin_hash = auth::hash_blocking(pin.clone()).await?;
+        let pin_hash = core.hasher.hash(pin.clone()).await?;
         let now = core.clock.now();
         let mut tx = core.store.begin().await?;
         let ticket = core.new_ticket(&mut tx).await?;
@@ -106,6 +109,7 @@ impl Workflow {
                 "pesan terlalu panjang (maksimal 2000 karakter)",
             ));
         }
+        self.phone_rate(&phone)?;
         match sms::parse(text) {
             sms::SmsCommand::Unknown => Ok((None, sms::USAGE.to_string())),
             sms::SmsCommand::Lapor(body) => {
@@ -287,8 +291,9 @@ fn check_new(
                 max: cfg.max_photo_bytes,
             });
         }
-        match photo::sniff(bytes) {
-            Ok(info) => photo = Some((info, bytes.clone())),
+        // What is stored is the picture without its metadata (GPS position, camera serial).
+        match photo::sniff(bytes).and_then(|info| Ok((info, photo::strip_metadata(bytes)?))) {
+            Ok(clean) => photo = Some(clean),
             Err(
                 e @ (PhotoError::Empty
                 | PhotoError::NotAnImage

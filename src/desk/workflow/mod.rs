@@ -17,7 +17,6 @@ mod transition;
 use std::sync::Arc;
 
 use super::accounts::StaffUser;
-use super::auth::RateLimiter;
 use super::core::DeskCore;
 use super::error::{DeskError, FieldError};
 use super::store::ReportRow;
@@ -29,17 +28,30 @@ pub use citizens::{Created, NewReport};
 /// The report lifecycle: staff steps, citizens' steps and new reports from citizens.
 pub struct Workflow {
     core: Arc<DeskCore>,
-    /// Wrong PINs per ticket, counted like failed logins.
-    pin_limiter: RateLimiter,
+    /// Wrong PINs per ticket (and client address), backed off like wrong passwords.
+    pin_guard: crate::guard::LoginGuard,
+    /// Reports and SMS commands per phone number.
+    phone_limits: crate::guard::Buckets,
 }
 
 impl Workflow {
     pub fn new(core: Arc<DeskCore>) -> Self {
         let d = &core.cfg.desk;
         Self {
-            pin_limiter: RateLimiter::new(d.login_max_failures, d.login_window_s),
+            pin_guard: crate::guard::LoginGuard::new(super::sessions::policy(d)),
+            phone_limits: crate::guard::Buckets::per_hour(
+                d.limits.per_phone.per_hour,
+                d.limits.per_phone.burst,
+            ),
             core,
         }
+    }
+
+    /// One more report or SMS command from `phone` (normalised); `TooMany` past its rate.
+    pub(crate) fn phone_rate(&self, phone: &str) -> Result<(), DeskError> {
+        self.phone_limits
+            .take(phone, self.core.clock.now())
+            .map_err(DeskError::TooMany)
     }
 
     // ------------------------------------------------------------------------------------------
@@ -144,15 +156,17 @@ impl Workflow {
     // Reporters, with the PIN from their receipt (SMS reporters: see `citizens`)
 
     /// The reporter confirms the agency's answer: green when satisfied, else back to the agency.
+    /// `client` is the address key the PIN came from (its guesses back off on their own).
     pub async fn confirm_with_pin(
         &self,
         ticket: &str,
         pin: &str,
+        client: &str,
         satisfied: bool,
         text: &str,
     ) -> Result<ReportRow, DeskError> {
         let step = Confirm::by_reporter(satisfied, text);
-        self.run(By::Pin(pin), ticket, step).await
+        self.run(By::Pin { pin, client }, ticket, step).await
     }
 
     /// The reporter's message on the thread.
@@ -160,10 +174,13 @@ impl Workflow {
         &self,
         ticket: &str,
         pin: &str,
+        client: &str,
         text: &str,
     ) -> Result<(), DeskError> {
         let step = Message::new(text, false)?;
-        self.run(By::Pin(pin), ticket, step).await.map(drop)
+        self.run(By::Pin { pin, client }, ticket, step)
+            .await
+            .map(drop)
     }
 }
 

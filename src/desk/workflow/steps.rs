@@ -337,7 +337,7 @@ impl Step for Confirm<'_> {
         let text = self.text.trim();
         let author = match cx.by {
             By::Staff(_) => "operator",
-            By::Pin(_) | By::Phone(_) => "reporter",
+            By::Pin { .. } | By::Phone(_) => "reporter",
         };
         let body = match (self.satisfied, text.is_empty()) {
             (true, true) => "Dikonfirmasi selesai.".to_string(),
@@ -408,7 +408,7 @@ impl Step for Message {
         let author = match cx.by {
             By::Staff(u) if u.role == Role::Agency => "agency",
             By::Staff(_) => "operator",
-            By::Pin(_) | By::Phone(_) => "reporter",
+            By::Pin { .. } | By::Phone(_) => "reporter",
         };
         let kind = if self.internal { "note" } else { "chat" };
         store::insert_message(tx, r.id, cx.now, author, cx.staff_id(), kind, &self.text).await?;

@@ -3,6 +3,9 @@
 //! [`Workflow::run`] takes a [`Step`] (what differs: verify, reject, merge, ...) and does the
 //! rest in this order, inside one transaction:
 //!
+//! 0. a reporter's PIN is checked first, outside the transaction (argon2 takes tens of
+//!    milliseconds: inside a write transaction a stream of guesses would hold SQLite's write
+//!    lock, and every other writer, MQTT intake included, would wait behind it);
 //! 1. begin the transaction;
 //! 2. load the report for the person taking the step ([`By`]): staff must see it (else "not
 //!    found", so an agency officer learns nothing of other agencies) and their role must allow
@@ -21,7 +24,6 @@
 
 use super::Workflow;
 use crate::desk::accounts::StaffUser;
-use crate::desk::auth;
 use crate::desk::core::{Actor, DeskCore};
 use crate::desk::domain::{self, Action, Source};
 use crate::desk::error::{invalid, DeskError};
@@ -33,8 +35,9 @@ use crate::desk::store::{self, ReportRow, Tx};
 pub enum By<'a> {
     /// A signed-in staff member.
     Staff(&'a StaffUser),
-    /// The reporter on the tracking page, with the PIN from the receipt.
-    Pin(&'a str),
+    /// The reporter on the tracking page, with the PIN from the receipt, from a client
+    /// address key.
+    Pin { pin: &'a str, client: &'a str },
     /// The reporter by SMS, from the phone that filed the report.
     Phone(&'a str),
 }
@@ -44,7 +47,7 @@ impl By<'_> {
     pub fn actor(&self) -> Actor {
         match self {
             By::Staff(u) => Actor::Staff((*u).clone()),
-            By::Pin(_) => Actor::Reporter(Source::Web),
+            By::Pin { .. } => Actor::Reporter(Source::Web),
             By::Phone(_) => Actor::Reporter(Source::Sms),
         }
     }
@@ -119,6 +122,9 @@ impl Workflow {
         mut step: S,
     ) -> Result<ReportRow, DeskError> {
         let core = &*self.core;
+        if let By::Pin { pin, client } = by {
+            self.check_pin(ticket, pin, client).await?;
+        }
         let mut tx = core.store.begin().await?;
         let before = self.load_for(&mut tx, by, ticket, step.action()).await?;
         let cx = Cx {
@@ -164,7 +170,8 @@ impl Workflow {
                     return Err(DeskError::Forbidden);
                 }
             }
-            By::Pin(pin) => self.check_pin(&r, pin).await?,
+            // Checked before the transaction began (`run`); the PIN hash never changes.
+            By::Pin { .. } => {}
             // Another phone's report is "not found": the SMS reply says no more than that.
             By::Phone(phone) => {
                 if r.phone.as_deref() != Some(phone) {
@@ -175,22 +182,40 @@ impl Workflow {
         Ok(r)
     }
 
-    /// The reporter's PIN; wrong ones are counted per ticket like failed logins.
-    async fn check_pin(&self, r: &ReportRow, pin: &str) -> Result<(), DeskError> {
-        let key = format!("pin:{}", r.ticket);
+    /// The reporter's PIN, checked on a plain connection (no transaction) on the desk's
+    /// bounded hasher; wrong ones back off per ticket and client like wrong passwords, counted
+    /// before the check.
+    async fn check_pin(&self, ticket: &str, pin: &str, client: &str) -> Result<(), DeskError> {
+        let ticket = normalise_ticket(ticket);
+        let r = {
+            let mut c = self.core.store.pool().acquire().await?;
+            store::report_by_ticket(&mut c, &ticket)
+                .await?
+                .ok_or(DeskError::NotFound)?
+        };
         let now = self.core.clock.now();
-        self.pin_limiter
-            .check(&key, now)
+        let attempt = self
+            .pin_guard
+            .begin(&format!("ticket:{}", r.ticket), client, None, now)
             .map_err(DeskError::RateLimited)?;
+        let pin = pin.trim();
         let ok = match &r.pin_hash {
-            Some(h) => auth::verify_blocking(pin.trim().to_string(), h.clone()).await?,
-            None => false,
+            Some(h) if pin.len() <= 64 => {
+                match self.core.hasher.verify(pin.to_string(), h.clone()).await {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        attempt.cancelled();
+                        return Err(e.into());
+                    }
+                }
+            }
+            _ => false,
         };
         if ok {
-            self.pin_limiter.clear(&key);
+            attempt.succeeded();
             Ok(())
         } else {
-            self.pin_limiter.fail(&key, now);
+            attempt.failed();
             Err(invalid("pin", "PIN tidak cocok dengan tiket ini"))
         }
     }
@@ -239,7 +264,12 @@ mod tests {
                     lat = 0.0\nlon = 0.0\nstream = \"rtsp://h/a\"\n";
         let mut cfg = Config::from_str_at(text, Path::new("/etc/simpang/c.toml")).unwrap();
         cfg.desk.mqtt.status_topic_prefix = PREFIX.into();
-        let core = Arc::new(DeskCore::new(Arc::new(cfg), store, Clock::default()));
+        let core = Arc::new(DeskCore::new(
+            Arc::new(cfg),
+            store,
+            Clock::default(),
+            crate::desk::auth::DeskKeys::ephemeral(),
+        ));
         let mut c = core.store.pool().acquire().await.unwrap();
         let operator = user(&mut c, "operator", Role::Operator, None).await;
         let viewer = user(&mut c, "viewer", Role::Viewer, None).await;
@@ -253,7 +283,7 @@ mod tests {
             viewer,
             dishub,
             dlh,
-            pin_hash: auth::hash_password(PIN).unwrap(),
+            pin_hash: crate::desk::auth::hash_password(PIN).unwrap(),
             next: std::cell::Cell::new(0),
             _dir: dir,
         }
@@ -380,7 +410,10 @@ mod tests {
             Who::Viewer => By::Staff(&fx.viewer),
             Who::Dishub => By::Staff(&fx.dishub),
             Who::Dlh => By::Staff(&fx.dlh),
-            Who::Pin(p) => By::Pin(p),
+            Who::Pin(p) => By::Pin {
+                pin: p,
+                client: "192.0.2.1",
+            },
             Who::Phone(p) => By::Phone(p),
         };
         let wf = &fx.workflow;

@@ -9,7 +9,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{check_csrf, ApiResult};
-use crate::desk::web::{session_cookie, ApiJson, ApiSession, AppState, Client};
+use crate::desk::web::{
+    cookie, login_cookies, session_cookie, ApiJson, ApiSession, AppState, Client, DEVICE_COOKIE,
+};
 
 /// `POST /api/login`.
 #[derive(Deserialize)]
@@ -22,25 +24,20 @@ pub struct LoginIn {
 pub async fn login(
     State(desk): State<AppState>,
     Client(client): Client,
+    headers: HeaderMap,
     body: Result<ApiJson<LoginIn>, Response>,
 ) -> ApiResult {
     let ApiJson(b) = match body {
         Ok(b) => b,
         Err(r) => return Ok(r),
     };
+    let device = cookie(&headers, DEVICE_COOKIE);
     let login = desk
         .sessions
-        .login(&b.username, &b.password, &client)
+        .login(&b.username, &b.password, &client, device.as_deref())
         .await?;
-    let max_age = i64::from(desk.desk_config().session_hours) * 3600;
     let mut res = Json(json!({ "user": login.user, "csrf": login.csrf })).into_response();
-    if let Ok(v) = HeaderValue::from_str(&session_cookie(
-        &login.token,
-        max_age,
-        desk.desk_config().cookie_secure,
-    )) {
-        res.headers_mut().insert(header::SET_COOKIE, v);
-    }
+    login_cookies(&desk, &mut res, &login);
     Ok(res)
 }
 

@@ -127,6 +127,8 @@ pub(super) fn audit_action_label(a: &str) -> &str {
         "login" => "Masuk",
         "login_failed" => "Gagal masuk",
         "password_set" => "Kata sandi diatur",
+        "wall_handoff" => "Masuk ke video wall",
+        "demo_database" => "Basis data demo",
         other => other,
     }
 }

@@ -49,6 +49,9 @@ pub fn staff_page(desk: &Desk, s: &Session, active: &str, title: &str, body: Mar
     if u.role == Role::Admin {
         nav.push(("users", "/admin/users", "Pengguna"));
     }
+    if super::super::wall::offered(desk, u) {
+        nav.push(("wall", "/wall", "Video wall"));
+    }
     let agency = u
         .agency_id
         .as_deref()
