@@ -87,6 +87,8 @@ fn frame(site: &SiteId, seq: u64) -> AnalyticsFrame {
         site: site.clone(),
         seq,
         captured_at: Utc::now(),
+        rule_at: Utc::now(),
+        pts: None,
         media_time: None,
         source_width: 1920,
         source_height: 1080,

@@ -138,6 +138,8 @@ points = [[0.0, 0.6], [1.0, 0.6]]
             site: SiteId::new("bench"),
             seq: 0,
             captured_at: t(0),
+            rule_at: t(0),
+            pts: None,
             media_time: None,
             source_width: 1920,
             source_height: 1080,
@@ -148,6 +150,7 @@ points = [[0.0, 0.6], [1.0, 0.6]]
             b.iter(|| {
                 frame.seq = f as u64;
                 frame.captured_at = t(f);
+                frame.rule_at = t(f);
                 let out = a.process(&frame, black_box(&frames[f % 64]));
                 f += 1;
                 black_box(out.events.len())

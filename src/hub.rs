@@ -262,9 +262,16 @@ impl Hub {
 /// sites, several at once for a batch, and a site with a frame in flight is skipped until
 /// [`AnalyticsQueue::done`], so each site's frames reach its tracker in order. Sites are added
 /// and removed by id while workers run.
+///
+/// A *lossless* queue ([`AnalyticsQueue::lossless`], `simpang replay`) drops nothing: `put`
+/// waits until the site's previous frame has been taken, which holds the file's decoder back
+/// to the detector's pace.
 pub struct AnalyticsQueue {
     state: Mutex<QueueState>,
     ready: Condvar,
+    /// Signalled when a waiting frame is taken (lossless producers wait on it).
+    taken: Condvar,
+    lossless: bool,
 }
 
 struct QueueSlot {
@@ -287,6 +294,15 @@ impl QueueState {
 
 impl AnalyticsQueue {
     pub fn new(sites: impl IntoIterator<Item = SiteId>) -> Arc<Self> {
+        Self::make(sites, false)
+    }
+
+    /// A queue that never drops a frame: [`AnalyticsQueue::put`] waits for room instead.
+    pub fn lossless(sites: impl IntoIterator<Item = SiteId>) -> Arc<Self> {
+        Self::make(sites, true)
+    }
+
+    fn make(sites: impl IntoIterator<Item = SiteId>, lossless: bool) -> Arc<Self> {
         let q = Self {
             state: Mutex::new(QueueState {
                 slots: Vec::new(),
@@ -294,6 +310,8 @@ impl AnalyticsQueue {
                 closed: false,
             }),
             ready: Condvar::new(),
+            taken: Condvar::new(),
+            lossless,
         };
         for id in sites {
             q.add(id);
@@ -329,13 +347,24 @@ impl AnalyticsQueue {
         if st.next >= st.slots.len() {
             st.next = 0;
         }
+        drop(st);
+        self.taken.notify_all();
         true
     }
 
     /// Offers the newest frame of its site. True when it replaced a frame nobody took (a drop).
-    /// A frame of a site without a slot (removed meanwhile) is let go.
+    /// A frame of a site without a slot (removed meanwhile) is let go. A lossless queue waits
+    /// until the site's previous frame is taken (or the queue closes, or the site leaves).
     pub fn put(&self, frame: AnalyticsFrame) -> bool {
         let mut st = self.state.lock();
+        if self.lossless {
+            while !st.closed && st.slot(&frame.site).is_some_and(|s| s.waiting.is_some()) {
+                self.taken.wait(&mut st);
+            }
+            if st.closed {
+                return false;
+            }
+        }
         let Some(slot) = st.slot(&frame.site) else {
             return false;
         };
@@ -343,6 +372,12 @@ impl AnalyticsQueue {
         drop(st);
         self.ready.notify_one();
         dropped
+    }
+
+    /// No frame waits and none is in flight.
+    pub fn is_idle(&self) -> bool {
+        let st = self.state.lock();
+        st.slots.iter().all(|s| s.waiting.is_none() && !s.in_flight)
     }
 
     /// Waits up to `timeout` for frames of sites not in flight and takes up to `max` of them,
@@ -373,6 +408,10 @@ impl AnalyticsQueue {
             }
             if let Some(last) = last {
                 st.next = (last + 1) % n;
+                drop(st);
+                if self.lossless {
+                    self.taken.notify_all();
+                }
                 return out;
             }
             if self.ready.wait_until(&mut st, deadline).timed_out() {
@@ -394,10 +433,12 @@ impl AnalyticsQueue {
         }
     }
 
-    /// Wakes every waiting worker and makes further takes return nothing.
+    /// Wakes every waiting worker (and lossless producer) and makes further takes and puts do
+    /// nothing.
     pub fn close(&self) {
         self.state.lock().closed = true;
         self.ready.notify_all();
+        self.taken.notify_all();
     }
 }
 
@@ -443,6 +484,8 @@ mod tests {
             site: SiteId::new(site),
             seq,
             captured_at: Utc::now(),
+            rule_at: Utc::now(),
+            pts: None,
             media_time: None,
             source_width: 4,
             source_height: 4,
@@ -553,5 +596,31 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         q.close();
         assert_eq!(t.join().unwrap(), 0);
+    }
+
+    #[test]
+    fn lossless_queue_holds_the_producer_back_and_drops_nothing() {
+        let q = AnalyticsQueue::lossless([SiteId::new("a")]);
+        let q2 = q.clone();
+        // the producer offers 20 frames; each waits until the one before was taken
+        let producer = std::thread::spawn(move || (0..20).any(|i| q2.put(frame("a", i))));
+        let mut seen = Vec::new();
+        while seen.len() < 20 {
+            for f in q.take(4, Duration::from_secs(10)) {
+                seen.push(f.seq);
+                assert!(!q.is_idle(), "in flight");
+                q.done(&f.site);
+            }
+        }
+        assert!(!producer.join().unwrap(), "nothing dropped");
+        assert_eq!(seen, (0..20).collect::<Vec<_>>());
+        assert!(q.is_idle());
+        // a producer waiting for room is let go when the queue closes
+        q.put(frame("a", 20));
+        let q3 = q.clone();
+        let blocked = std::thread::spawn(move || q3.put(frame("a", 21)));
+        std::thread::sleep(Duration::from_millis(50));
+        q.close();
+        assert!(!blocked.join().unwrap());
     }
 }

@@ -13,9 +13,10 @@
 //!
 //! Neutral ground every stage may use, which imports no stage: [`model`], [`config`], [`hub`]
 //! (the site registry and its latest-value slots), [`draw`] (overlays on pictures), [`time`]
-//! (the city's time zone), [`topics`] (every MQTT topic name), [`guard`] (what every listener
-//! uses on a hostile network: hardened HTTP serving, rate limits, bounded password hashing,
-//! signed tokens), [`metrics`], [`timing`] (raw stage timings the bench collects), [`shutdown`]
+//! (the city's time zone), [`clock`] (the rules' monotonic clock beside the wall clock),
+//! [`topics`] (every MQTT topic name), [`guard`] (what every listener uses on a hostile
+//! network: hardened HTTP serving, rate limits, bounded password hashing, signed tokens),
+//! [`metrics`], [`timing`] (raw stage timings the bench collects), [`shutdown`]
 //! (SIGINT/SIGTERM) and [`procfs`].
 //!
 //! Above the stages, importing them and never imported by them:
@@ -28,6 +29,7 @@
 pub mod analytics;
 pub mod app;
 pub mod bench;
+pub mod clock;
 pub mod config;
 pub mod desk;
 pub mod detect;

@@ -24,6 +24,8 @@ enum Cmd {
     Samples(simpang::ingest::samples::SamplesArgs),
     /// Replay footage as N cameras and measure real-time factor and stage latency.
     Bench(simpang::bench::BenchArgs),
+    /// Play recorded clips through the rules as fast as possible; score against labels.
+    Replay(simpang::app::ReplayArgs),
     /// Everything on embedded defaults: sample cameras, broker, pipeline, desk, wall.
     Demo(simpang::app::DemoArgs),
     /// Validate config, model and pipelines; print what is wrong.
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Cmd::Wall(a) => simpang::wall::cli::main(a),
         Cmd::Samples(a) => simpang::ingest::samples::main(a),
         Cmd::Bench(a) => simpang::bench::main(a),
+        Cmd::Replay(a) => simpang::app::replay_main(a),
         Cmd::Demo(a) => simpang::app::demo_main(a),
         Cmd::Check(a) => simpang::app::check_main(a),
         Cmd::MqttCredentials(a) => simpang::incident::credentials::main(a),

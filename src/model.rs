@@ -267,9 +267,19 @@ pub struct AnalyticsFrame {
     pub site: SiteId,
     /// Counts analytics frames of this camera since the process started (gaps = dropped frames).
     pub seq: u64,
-    /// Wall-clock time the frame was captured (arrival at the appsink).
+    /// Wall-clock time the frame was captured (arrival at the appsink): what is shown, and
+    /// what incident times and ids are in.
     pub captured_at: DateTime<Utc>,
-    /// The frame's place on the camera's media timeline, when the pipeline gives one.
+    /// The rules' clock at capture ([`crate::clock`]): live, a monotonic clock that equals the
+    /// wall clock until the wall clock steps; in a replay, media time. Dwell and clear times
+    /// are measured on it.
+    pub rule_at: DateTime<Utc>,
+    /// The frame's position in its stream (the raw buffer timestamp), when the source gives
+    /// one: a replay's report quotes it as the clip position.
+    pub pts: Option<std::time::Duration>,
+    /// The frame's place on the camera's media timeline (running time within one pipeline
+    /// run), when the pipeline gives one: it keys the browser's overlays to the passthrough
+    /// stream. Unlike `pts` it carries the run's epoch and restarts with each pipeline run.
     pub media_time: Option<MediaTime>,
     /// Native size of the camera picture, for pixel-unit outputs.
     pub source_width: u32,
@@ -599,6 +609,14 @@ pub struct Evidence {
     pub median_speed_px_s: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub persons: Option<u32>,
+    /// Crowd: how `persons` was counted (`boxes+foreground`: confident person boxes, and
+    /// low-scoring ones where the picture differs from the zone's background; `boxes`: without
+    /// a usable picture, confident boxes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_method: Option<String>,
+    /// Crowd: how many of `persons` came from low-scoring boxes on foreground.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persons_low_score: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub density_per_m2: Option<f32>,
     /// How long the condition has held, seconds.
@@ -626,6 +644,11 @@ pub struct Evidence {
     /// Free-form reason, e.g. "covered", "defocused", "turned_away", "stream error: ...".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The same rule's previous incident here ended this many seconds before this one's
+    /// condition began, within the rule's `cooldown_s`: the condition came back, and is
+    /// reported as a new incident (docs/rules.md, "cooldown").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reopened_after_s: Option<f32>,
 }
 
 /// A box to draw on an incident snapshot.

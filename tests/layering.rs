@@ -21,6 +21,7 @@ const NEUTRAL: &[&str] = &[
     "draw",
     "guard",
     "time.rs",
+    "clock.rs",
     "topics.rs",
     "metrics.rs",
     "timing.rs",

@@ -44,7 +44,7 @@ use opencv::prelude::*;
 use opencv::video::{self, BackgroundSubtractorMOG2};
 
 use super::geom::Polygon;
-use super::hold::{Hold, Step, UpdateGate};
+use super::hold::{Hold, Step, Timed, Timing, UpdateGate};
 use super::rule::{
     class_name, ClassSet, Judgement, Rule, Throttle, ZoneFrame, ZoneRule, ZoneSetup,
 };
@@ -470,6 +470,10 @@ pub fn build(s: &ZoneSetup<'_>) -> Result<Box<dyn ZoneRule>, AnalyticsError> {
 impl Rule for GarbageZone {
     fn kind(&self) -> IncidentKind {
         IncidentKind::Garbage
+    }
+
+    fn timing(&self) -> Timing {
+        self.garbage.rule().timing()
     }
 
     fn abandon(&mut self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {

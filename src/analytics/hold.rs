@@ -3,17 +3,22 @@
 //!
 //! ```text
 //!            cond                 cond held dwell_s            !cond held clear_s
-//!   Idle ──────────▶ Pending ─────────────────────▶ Active ───────────────────────▶ Cooldown
-//!    ▲    !cond         │        (and cooldown over)  │  ▲ cond again: keep going       │
-//!    └──────────────────┘                             └──┘                              │
-//!    └──────────────────────────────── cooldown_s over ─────────────────────────────────┘
+//!   Idle ──────────▶ Pending ─────────────────────▶ Active ───────────────────────▶ Idle
+//!    ▲    !cond         │                             │  ▲ cond again: keep going
+//!    └──────────────────┘                             └──┘
 //! ```
 //!
 //! The condition itself comes from each rule with its own hysteresis (enter at one threshold,
 //! leave at a lower one) and smoothing, so that a value wobbling at a threshold does not toggle
 //! it; the machine adds the time filters on top: dwell before a start, a clear time before an
-//! end, a cooldown before the next start. A condition that returns during the cooldown starts
-//! counting its dwell at once, but cannot open an incident before the cooldown is over.
+//! end. Together they are what stops a flapping condition: it cannot open an incident faster
+//! than once per `dwell_s + clear_s`.
+//!
+//! Nothing holds a start back once its dwell is done: a condition that comes back after an end
+//! is a new incident, reported after its own dwell, however soon (issue 18: a defocus 15 s
+//! after a covered lens was swallowed by a 60 s cooldown). The cooldown is the window in which
+//! such a recurrence is marked as one ([`super::rule::Reporter`]: evidence
+//! `reopened_after_s`).
 
 use chrono::{DateTime, Utc};
 
@@ -41,7 +46,7 @@ enum State {
 pub enum Step {
     /// Nothing going on.
     Idle,
-    /// The condition holds but not yet for its dwell (or a cooldown is running).
+    /// The condition holds but not yet for its dwell.
     Pending { since: DateTime<Utc> },
     /// Open an incident now; `started_at` is when the condition began.
     Start { started_at: DateTime<Utc> },
@@ -78,7 +83,6 @@ impl Step {
 pub struct Hold {
     timing: Timing,
     state: State,
-    cooldown_until: Option<DateTime<Utc>>,
     last_at: Option<DateTime<Utc>>,
 }
 
@@ -96,7 +100,6 @@ impl Hold {
         Self {
             timing,
             state: State::Idle,
-            cooldown_until: None,
             last_at: None,
         }
     }
@@ -116,8 +119,8 @@ impl Hold {
     }
 
     /// The condition can no longer be observed (the camera is gone). An open incident ends:
-    /// its start time is returned for the End event. A pending condition is forgotten, and no
-    /// cooldown is set: when the camera returns, the condition must hold its full dwell again.
+    /// its start time is returned for the End event. A pending condition is forgotten: when the
+    /// camera returns, the condition must hold its full dwell again.
     pub fn abandon(&mut self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let started = match self.state {
             State::Active { started_at, .. } => Some(started_at),
@@ -126,6 +129,18 @@ impl Hold {
         self.state = State::Idle;
         self.last_at = Some(self.last_at.map_or(at, |l| l.max(at)));
         started
+    }
+
+    /// Ends an open incident now (its start time is returned for the End event) because
+    /// another condition took its place, which has held since `since`: it is pending from
+    /// then, so it opens on the next step if it held its dwell.
+    pub fn end_now(&mut self, at: DateTime<Utc>, since: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let State::Active { started_at, .. } = self.state else {
+            return None;
+        };
+        self.state = State::Pending { since };
+        self.last_at = Some(self.last_at.map_or(at, |l| l.max(at)));
+        Some(started_at)
     }
 
     /// Feeds the condition as observed at `at`. Timestamps that go backwards count as `at` =
@@ -148,9 +163,7 @@ impl Hold {
                     State::Pending { since } if gap <= MAX_GAP_S => since,
                     _ => at,
                 };
-                let cooled = self.cooldown_until.is_none_or(|u| at >= u);
-                if cooled && secs(at - since) >= t.dwell_s {
-                    self.cooldown_until = None;
+                if secs(at - since) >= t.dwell_s {
                     self.state = State::Active {
                         started_at: since,
                         clear_since: None,
@@ -178,8 +191,6 @@ impl Hold {
                 let clear_since = clear_since.unwrap_or(at);
                 if secs(at - clear_since) >= t.clear_s {
                     self.state = State::Idle;
-                    self.cooldown_until =
-                        Some(at + chrono::TimeDelta::milliseconds((t.cooldown_s * 1000.0) as i64));
                     Step::End { started_at }
                 } else {
                     self.state = State::Active {
@@ -383,12 +394,12 @@ pub(crate) mod tests {
                 vec![("S", 10.0)],
             ),
             (
-                // ends at 25; cooldown to 45; true again from 27 (dwell done at 37) but the
-                // start waits for the cooldown
-                "cooldown holds back a new start",
+                // ends at 25; true again from 27: a new start once its dwell is done (37),
+                // the cooldown (20 s) does not hold it back
+                "a recurrence within the cooldown is a new incident",
                 timing(),
                 sampled(60.0, |s| !(20.0..27.0).contains(&s)),
-                vec![("S", 10.0), ("E", 25.0), ("S", 45.0)],
+                vec![("S", 10.0), ("E", 25.0), ("S", 37.0)],
             ),
             (
                 "zero dwell starts at once",

@@ -25,7 +25,7 @@ pub mod tamper;
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use opencv::core::Mat;
 
 use crate::config::Site;
@@ -116,6 +116,11 @@ struct CameraRt {
 pub struct SiteAnalytics {
     site: SiteId,
     labels: Labels,
+    /// The detector's score threshold per class id (empty: every detection is an object).
+    thresholds: Vec<f32>,
+    /// This frame's detections above their threshold, and those below it.
+    strong: Vec<Detection>,
+    weak: Vec<Detection>,
     tracker: Tracker,
     zones: Vec<ZoneRt>,
     cameras: Vec<CameraRt>,
@@ -218,6 +223,9 @@ impl SiteAnalytics {
             cameras,
             counting,
             labels,
+            thresholds: Vec::new(),
+            strong: Vec::new(),
+            weak: Vec::new(),
             tracks: Vec::new(),
             frame_no: 0,
             last_at: None,
@@ -230,17 +238,58 @@ impl SiteAnalytics {
         &self.site
     }
 
+    /// Tells detections from hints: the detector's score threshold per class id
+    /// ([`crate::detect::Detector::thresholds`]). Detections at or below it (a pipeline's
+    /// detector keeps some, down to its floor) continue tracks and count in crowd zones where
+    /// the picture confirms them; nothing else sees them. Without thresholds every detection
+    /// is an object.
+    pub fn with_thresholds(mut self, thresholds: Vec<f32>) -> Self {
+        self.tracker = Tracker::new(TrackerConfig {
+            class_thresholds: thresholds.clone(),
+            ..self.tracker.config().clone()
+        });
+        self.thresholds = thresholds;
+        self
+    }
+
     /// Runs one analytics frame through tracker, rules, lines and intervals. The frame's
-    /// `captured_at` is the rules' clock (a replay passes media time).
+    /// `rule_at` is the rules' clock ([`crate::clock`]: monotonic live, media time in a replay);
+    /// the times of the events and counts that come out are wall-clock times, `rule_at` moved
+    /// by how far the wall clock is from it at this frame (`captured_at - rule_at`, zero unless
+    /// the wall clock stepped), so a wall-clock step neither freezes nor fires a timer.
     pub fn process(&mut self, frame: &AnalyticsFrame, detections: &[Detection]) -> AnalyticsOutput {
         let at = match self.last_at {
-            Some(l) if frame.captured_at < l => l,
-            _ => frame.captured_at,
+            Some(l) if frame.rule_at < l => l,
+            _ => frame.rule_at,
         };
         self.last_at = Some(at);
+        let out = self.process_at(at, frame, detections);
+        to_wall(out, frame.captured_at - frame.rule_at)
+    }
+
+    fn process_at(
+        &mut self,
+        at: DateTime<Utc>,
+        frame: &AnalyticsFrame,
+        detections: &[Detection],
+    ) -> AnalyticsOutput {
         self.frame_no += 1;
         let src = (frame.source_width.max(1), frame.source_height.max(1));
         let mut out = AnalyticsOutput::default();
+
+        self.strong.clear();
+        self.weak.clear();
+        for d in detections {
+            let over = self
+                .thresholds
+                .get(d.class_id as usize)
+                .is_none_or(|t| d.score > *t);
+            if over {
+                self.strong.push(*d);
+            } else {
+                self.weak.push(*d);
+            }
+        }
 
         // tracks, with km/h where a zone gives a ground scale
         let t_track = std::time::Instant::now();
@@ -288,7 +337,8 @@ impl SiteAnalytics {
                 at,
                 zone: &z.zone,
                 tracks: &self.tracks,
-                detections,
+                detections: &self.strong,
+                weak: &self.weak,
                 picture,
                 source: src,
                 labels: &self.labels,
@@ -309,7 +359,7 @@ impl SiteAnalytics {
             site: &self.site,
             at,
             tracks: &self.tracks,
-            detections,
+            detections: &self.strong,
             picture,
         };
         for c in &mut self.cameras {
@@ -394,7 +444,11 @@ impl SiteAnalytics {
     /// observed any more, so every open zone and camera incident ends now (zones with the
     /// reason `camera_offline`), pending conditions are forgotten, and each rule must see its
     /// condition for a full dwell again once the camera is back. Calling it again does nothing.
-    pub fn camera_lost(&mut self, at: DateTime<Utc>) -> Vec<RuleEvent> {
+    /// `now` is read from the same clock as the frames' (`rule` for the rules, `wall` for the
+    /// events).
+    pub fn camera_lost(&mut self, now: crate::clock::Stamp) -> Vec<RuleEvent> {
+        let offset = now.wall - now.rule;
+        let at = now.rule;
         let at = self.last_at.map_or(at, |l| l.max(at));
         let mut events = Vec::new();
         for z in &mut self.zones {
@@ -417,8 +471,33 @@ impl SiteAnalytics {
             events.extend(c.reporter.lost(&mut *c.rule, origin, at));
         }
         self.last_at = Some(at);
+        for ev in &mut events {
+            event_to_wall(ev, offset);
+        }
         events
     }
+}
+
+/// Moves a rule event's times from the rules' clock to the wall clock.
+fn event_to_wall(ev: &mut RuleEvent, offset: TimeDelta) {
+    ev.started_at += offset;
+    ev.at += offset;
+}
+
+/// Moves what a frame produced from the rules' clock to the wall clock ([`SiteAnalytics::process`]).
+fn to_wall(mut out: AnalyticsOutput, offset: TimeDelta) -> AnalyticsOutput {
+    if offset.is_zero() {
+        return out;
+    }
+    for ev in &mut out.events {
+        event_to_wall(ev, offset);
+    }
+    for c in &mut out.counts {
+        c.start += offset;
+        c.end += offset;
+    }
+    out.results.captured_at = out.results.captured_at.map(|t| t + offset);
+    out
 }
 
 #[cfg(test)]

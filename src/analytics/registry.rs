@@ -1,9 +1,10 @@
 //! Every rule the analytics know, and the one place that builds them from config.
 //!
 //! A zone's `kind` selects its rule ([`ZONE_RULES`]); camera rules ([`CAMERA_RULES`]) are built
-//! for every site and decide themselves whether they are on. Adding a rule is a file with its
-//! state machine and its [`ZoneRule`] glue (a `build` function), its config table, and one line
-//! here (docs/rules.md, "How to add a rule").
+//! for every site and decide themselves whether they are on. Adding a rule is, in the analytics,
+//! a file with its state machine and its [`ZoneRule`] glue (a `build` function) and one line
+//! here; outside them its config table, its kind's enum variants and its words (docs/rules.md,
+//! "How to add a rule", lists every place).
 
 use super::rule::{CameraRule, CameraSetup, ZoneRule, ZoneSetup};
 use super::{crowd, garbage, jam, tamper, AnalyticsError};

@@ -20,7 +20,7 @@ use opencv::boxed_ref::BoxedRef;
 use opencv::core::Mat;
 
 use super::geom::{GroundScale, Polygon};
-use super::hold::Step;
+use super::hold::{Step, Timing};
 use super::AnalyticsError;
 use crate::config;
 use crate::model::{
@@ -61,7 +61,12 @@ pub struct ZoneFrame<'a> {
     /// This frame's tracks in every state (tentative, confirmed, coasting), with km/h where a
     /// zone gives a ground scale. Rules pick the ones in their zone.
     pub tracks: &'a [Track],
+    /// The frame's detections above their class's score threshold: objects.
     pub detections: &'a [Detection],
+    /// Detections the detector kept below their class's threshold (down to its floor): too
+    /// weak to be objects on their own, evidence where something else confirms them (a crowd
+    /// zone's foreground).
+    pub weak: &'a [Detection],
     /// The frame's picture; `None` when it is unusable this frame (a rule that needs it skips
     /// the frame).
     pub picture: Option<&'a Picture<'a>>,
@@ -98,6 +103,10 @@ pub struct Judgement {
 pub trait Rule: Send {
     /// The kind of incident the rule raises.
     fn kind(&self) -> IncidentKind;
+
+    /// Its time filters: dwell, clear time, and the cooldown, the window in which a new
+    /// incident after an end is marked as the condition coming back.
+    fn timing(&self) -> Timing;
 
     /// The camera is gone: end an open incident (its start time is returned for the `end`) and
     /// forget pending conditions, so each needs its full dwell again once frames are back.
@@ -159,6 +168,8 @@ pub struct Origin<'a> {
 pub struct Reporter {
     held: Option<(Level, Evidence)>,
     open: bool,
+    /// When the rule's last incident ended.
+    ended_at: Option<DateTime<Utc>>,
 }
 
 fn held_s(at: DateTime<Utc>, started_at: DateTime<Utc>) -> f32 {
@@ -203,13 +214,25 @@ impl Reporter {
             Step::Active { started_at, .. } if update => (RulePhase::Update, started_at),
             _ => return None,
         };
-        let (level, evidence) = if phase == RulePhase::End {
+        let (level, mut evidence) = if phase == RulePhase::End {
+            self.ended_at = Some(at);
             // the level and evidence describe the incident, not the empty scene it ended on
             let (l, held) = self.held.take().unwrap_or((level, Evidence::default()));
             (l, rule.end_evidence(held, evidence))
         } else {
             (level, evidence)
         };
+        if phase == RulePhase::Start {
+            // the condition came back within the cooldown: a new incident, marked as such
+            let cooldown = rule.timing().cooldown_s;
+            evidence.reopened_after_s = self
+                .ended_at
+                .map(|e| secs(started_at - e))
+                .filter(|gap| *gap >= 0.0 && (*gap as f64) < cooldown);
+            if let Some((_, held)) = self.held.as_mut() {
+                held.reopened_after_s = evidence.reopened_after_s;
+            }
+        }
         Some(event(
             rule.kind(),
             origin,
@@ -232,6 +255,7 @@ impl Reporter {
     ) -> Option<RuleEvent> {
         self.open = false;
         let started_at = rule.abandon(at)?;
+        self.ended_at = Some(at);
         let (level, held) = self
             .held
             .take()
@@ -397,6 +421,13 @@ mod tests {
     impl Rule for Fake {
         fn kind(&self) -> IncidentKind {
             IncidentKind::Crowd
+        }
+        fn timing(&self) -> Timing {
+            Timing {
+                dwell_s: 10.0,
+                clear_s: 5.0,
+                cooldown_s: 60.0,
+            }
         }
         fn abandon(&mut self, _at: DateTime<Utc>) -> Option<DateTime<Utc>> {
             self.0.take()

@@ -24,7 +24,7 @@ use opencv::core::{self, Mat, Size, Vector};
 use opencv::imgproc;
 use opencv::prelude::*;
 
-use super::hold::{Hold, Step, UpdateGate};
+use super::hold::{Hold, Step, Timed, Timing, UpdateGate};
 use super::rule::{CameraFrame, CameraRule, CameraSetup, Judgement, Rule, Throttle};
 use super::AnalyticsError;
 use crate::config::TamperRule;
@@ -101,6 +101,10 @@ pub struct Tamper {
     gate: UpdateGate<Option<Reason>>,
     reference: Option<Reference>,
     current: Option<Reason>,
+    /// The reason the open incident opened with.
+    open_reason: Option<Reason>,
+    /// Another tampering while one is open: which, and since when.
+    other: Option<(Reason, DateTime<Utc>)>,
     last_at: Option<DateTime<Utc>>,
 }
 
@@ -132,8 +136,14 @@ impl Tamper {
             gate: UpdateGate::default(),
             reference: None,
             current: None,
+            open_reason: None,
+            other: None,
             last_at: None,
         }
+    }
+
+    pub fn rule(&self) -> &TamperRule {
+        &self.rule
     }
 
     pub fn is_open(&self) -> bool {
@@ -194,10 +204,43 @@ impl Tamper {
         if valid && reason.is_none() && !self.hold.is_open() {
             self.learn(s, dt);
         }
+        // Another tampering while one is open (the lens uncovered but left out of focus): once
+        // it has held its own dwell, the open incident ends here and the new one opens on the
+        // next frame, from when it began. Never swallowed into the first; and a cover fading
+        // out, which looks defocused for a frame or two, is not one.
+        let strict = if valid { self.judge(s, 1.0).0 } else { None };
+        match (self.hold.is_open(), self.open_reason, strict) {
+            (true, Some(open), Some(now)) if now != open => {
+                let since = match self.other {
+                    Some((o, t)) if o == now => t,
+                    _ => at,
+                };
+                self.other = Some((now, since));
+                if (at - since).num_milliseconds() as f64 / 1000.0 >= self.rule.dwell_s {
+                    if let Some(started_at) = self.hold.end_now(at, since) {
+                        self.open_reason = None;
+                        self.other = None;
+                        return TamperStep {
+                            step: Step::End { started_at },
+                            reason,
+                            sharpness_ratio: ratio,
+                            view_distance: dist,
+                            update: false,
+                        };
+                    }
+                }
+            }
+            _ => self.other = None,
+        }
         let step = self.hold.step(at, reason.is_some());
+        match step {
+            Step::Start { .. } => self.open_reason = reason,
+            Step::End { .. } => self.open_reason = None,
+            _ => {}
+        }
         let update = self
             .gate
-            .on_step(step, at, reason, 0.0, f64::INFINITY, false);
+            .on_step(step, at, self.open_reason, 0.0, f64::INFINITY, false);
         TamperStep {
             step,
             reason,
@@ -335,6 +378,10 @@ impl Rule for TamperCamera {
         IncidentKind::CameraTamper
     }
 
+    fn timing(&self) -> Timing {
+        self.tamper.rule().timing()
+    }
+
     fn abandon(&mut self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.tamper.abandon(at)
     }
@@ -366,9 +413,15 @@ impl CameraRule for TamperCamera {
             }
         };
         let r = self.tamper.step(f.at, &sample);
-        if let (Some(why), true) = (r.reason, r.step.is_open()) {
+        // An incident's reason is the one it opened with, to its end: a cover that fades out
+        // passes through frames that look defocused, and its end must still say "covered".
+        if let (Step::Start { .. }, Some(why)) = (r.step, r.reason) {
             self.reason = why.as_str();
         }
+        let reason = match r.step {
+            Step::Start { .. } | Step::Active { .. } | Step::End { .. } => Some(self.reason),
+            Step::Idle | Step::Pending { .. } => r.reason.map(|x| x.as_str()),
+        };
         Some(Judgement {
             step: r.step,
             update: r.update,
@@ -376,8 +429,7 @@ impl CameraRule for TamperCamera {
             evidence: Evidence {
                 sharpness_ratio: r.sharpness_ratio,
                 view_distance: r.view_distance,
-                // an end reports what the incident was about
-                reason: Some(r.reason.map_or(self.reason, |x| x.as_str()).to_string()),
+                reason: reason.map(String::from),
                 ..Evidence::default()
             },
         })
@@ -523,7 +575,7 @@ mod tests {
                 vec![],
             ),
             (
-                "covered, then uncovered but blurred: one incident, reason updated",
+                "covered, then uncovered but blurred: two incidents, each with its reason",
                 rule(),
                 80.0,
                 Box::new(|s| {
@@ -536,8 +588,11 @@ mod tests {
                     }
                 }),
                 vec![
+                    // the blur holds its dwell (5 s) at 35: the cover ends there, the defocus
+                    // opens on the next frame (from 30)
                     s("start covered", 15.0),
-                    s("update defocused", 30.0),
+                    s("end", 35.0),
+                    s("start defocused", 35.2),
                     s("end", 60.0),
                 ],
             ),

@@ -49,11 +49,21 @@ fn t(s: f64) -> DateTime<Utc> {
         + TimeDelta::milliseconds((s * 1000.0).round() as i64)
 }
 
+/// Both clocks at `t(s)`.
+fn stamp(s: f64) -> crate::clock::Stamp {
+    crate::clock::Stamp {
+        rule: t(s),
+        wall: t(s),
+    }
+}
+
 fn frame(s: f64, image: &Image) -> AnalyticsFrame {
     AnalyticsFrame {
         site: SiteId::new("uji"),
         seq: (s * 5.0) as u64,
         captured_at: t(s),
+        rule_at: t(s),
+        pts: None,
         media_time: None,
         source_width: 1280,
         source_height: 720,
@@ -160,6 +170,49 @@ fn crowd_opens_after_the_dwell_and_closes_after_the_clear_time() {
     assert_eq!(last.zones[0].severity, Severity::Normal);
     assert!(last.dwell.is_empty());
     assert!(last.open_incidents.is_empty());
+}
+
+/// Issue 16: durations are measured on the rules' clock, so a wall-clock step during a dwell
+/// (NTP correcting the RTC, an operator setting the date) neither freezes it (backwards) nor
+/// fires it at once (forwards); the events still carry wall-clock times.
+#[test]
+fn a_wall_clock_step_neither_freezes_nor_fires_a_dwell() {
+    let img = Image::new(64, 64);
+    let people = |s: f64| {
+        if (2.0..20.0).contains(&s) {
+            (0..5)
+                .map(|k| det(0.05 + 0.08 * k as f32, 0.8, 0.04, 0.15, PERSON))
+                .collect()
+        } else {
+            Vec::new()
+        }
+    };
+    // the wall clock steps by `step_s` at 4 s, inside the crowd's dwell
+    let run = |step_s: f64| {
+        let mut a = SiteAnalytics::new(&site(CROWD), coco()).unwrap();
+        let outs: Vec<_> = (0..=200)
+            .map(|i| {
+                let s = i as f64 * 0.2;
+                let mut f = frame(s, &img);
+                if s >= 4.0 {
+                    f.captured_at = t(s + step_s);
+                }
+                a.process(&f, &people(s))
+            })
+            .collect();
+        events(&outs)
+            .into_iter()
+            .map(|e| (e.phase, e.started_at, e.at))
+            .collect::<Vec<_>>()
+    };
+    let steady = run(0.0);
+    assert_eq!(steady.len(), 2, "{steady:?}");
+    for step_s in [-3600.0, 3600.0] {
+        let stepped = run(step_s);
+        let d = TimeDelta::milliseconds((step_s * 1000.0) as i64);
+        let want: Vec<_> = steady.iter().map(|&(p, s, a)| (p, s + d, a + d)).collect();
+        assert_eq!(stepped, want, "step {step_s} s");
+    }
 }
 
 const ROAD: &str = r#"
@@ -418,9 +471,9 @@ fn camera_lost_ends_open_incidents_once_and_dwell_restarts() {
 
     // nothing open, nothing to end: an idle site gives no events
     let mut idle = SiteAnalytics::new(&site(CROWD), coco()).unwrap();
-    assert!(idle.camera_lost(t(1.0)).is_empty());
+    assert!(idle.camera_lost(stamp(1.0)).is_empty());
 
-    let lost = a.camera_lost(t(30.0));
+    let lost = a.camera_lost(stamp(30.0));
     assert_eq!(lost.len(), 1, "{lost:#?}");
     let end = &lost[0];
     assert_eq!(end.phase, RulePhase::End);
@@ -432,7 +485,7 @@ fn camera_lost_ends_open_incidents_once_and_dwell_restarts() {
         Some(5),
         "the end carries what the incident was"
     );
-    assert!(a.camera_lost(t(31.0)).is_empty(), "ended twice");
+    assert!(a.camera_lost(stamp(31.0)).is_empty(), "ended twice");
 
     // the camera is back with the same crowd: a new incident only after the full dwell
     let back: Vec<AnalyticsOutput> = (0..=50)

@@ -26,7 +26,9 @@ use crate::detect::Detector;
 use crate::hub::AnalyticsQueue;
 use crate::incident::{snapshot, IncidentSender};
 use crate::metrics;
-use crate::model::{AnalyticsFrame, Detection, Image, Picture, SiteId};
+use crate::model::{
+    AnalyticsFrame, CountsReport, Detection, Image, Picture, RuleEvent, SiteId, SiteResults,
+};
 use crate::timing::{self, Stage};
 
 /// Metrics of the frame loop.
@@ -78,6 +80,35 @@ impl LoopMetrics {
     }
 }
 
+/// Where a frame's rule events and closed counting intervals go: the incident stage for
+/// `simpang run` ([`IncidentSender`]), the replay's recorder for `simpang replay`.
+pub trait Outlet: Send + Sync {
+    fn rule_event(&self, ev: RuleEvent);
+    fn counts(&self, report: CountsReport);
+    /// Called once a frame's results are published, before its events are handed on (the
+    /// replay reads levels and line totals).
+    fn frame_done(&self, _frame: &AnalyticsFrame, _results: &SiteResults) {}
+}
+
+impl Outlet for IncidentSender {
+    fn rule_event(&self, ev: RuleEvent) {
+        IncidentSender::rule_event(self, ev);
+    }
+    fn counts(&self, report: CountsReport) {
+        IncidentSender::counts(self, report);
+    }
+}
+
+/// How the frame loop runs: `simpang run`'s way, or a replay's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoopMode {
+    /// Cameras that go offline past `incidents.offline_grace_s` end their rules' incidents.
+    Live,
+    /// Recorded files: a file that ends is not a lost camera (its open incidents stay open, as
+    /// at the end of the recording).
+    Replay,
+}
+
 /// The running workers.
 pub struct FrameLoop {
     stop: Arc<AtomicBool>,
@@ -99,8 +130,9 @@ struct Shared {
     detector: Arc<Detector>,
     sites: Arc<Sites>,
     queue: Arc<AnalyticsQueue>,
-    incidents: IncidentSender,
+    incidents: Arc<dyn Outlet>,
     metrics: LoopMetrics,
+    mode: LoopMode,
     /// `incidents.offline_grace_s`: how long a camera may be gone before its rules are told.
     offline_grace: chrono::TimeDelta,
     stop: Arc<AtomicBool>,
@@ -123,8 +155,9 @@ pub fn spawn(
     detector: Arc<Detector>,
     sites: Arc<Sites>,
     queue: Arc<AnalyticsQueue>,
-    incidents: IncidentSender,
+    incidents: Arc<dyn Outlet>,
     metrics: LoopMetrics,
+    mode: LoopMode,
 ) -> std::io::Result<FrameLoop> {
     let stop = Arc::new(AtomicBool::new(false));
     let workers_n = detector.sessions().max(1);
@@ -134,6 +167,7 @@ pub fn spawn(
         queue,
         incidents,
         metrics,
+        mode,
         offline_grace: chrono::TimeDelta::milliseconds(
             (cfg.incidents.offline_grace_s * 1000.0) as i64,
         ),
@@ -156,7 +190,7 @@ fn worker(s: &Shared) {
     let mut last_error_log: Option<Instant> = None;
     let mut last_status_check = Instant::now();
     while !s.stop.load(Ordering::SeqCst) {
-        if last_status_check.elapsed() >= Duration::from_secs(1) {
+        if s.mode == LoopMode::Live && last_status_check.elapsed() >= Duration::from_secs(1) {
             last_status_check = Instant::now();
             check_lost_cameras(s);
         }
@@ -221,7 +255,7 @@ fn process(s: &Shared, slot: &SiteSlot, frame: AnalyticsFrame, dets: &[Detection
                 error!(site, "analytics panicked; its state was reset");
                 s.metrics.errors.with_label_values(&[site]).inc();
                 match SiteAnalytics::new(&slot.config, s.detector.labels()) {
-                    Ok(fresh) => *analytics = fresh,
+                    Ok(fresh) => *analytics = fresh.with_thresholds(s.detector.thresholds()),
                     Err(e) => warn!(site, error = %e, "cannot reset analytics"),
                 }
                 None
@@ -239,6 +273,7 @@ fn process(s: &Shared, slot: &SiteSlot, frame: AnalyticsFrame, dets: &[Detection
         .detections
         .with_label_values(&[site])
         .inc_by(dets.len() as u64);
+    s.incidents.frame_done(&frame, &out.results);
     slot.hub.publish_results(out.results);
     let age = (Utc::now() - frame.captured_at)
         .to_std()
@@ -282,7 +317,8 @@ fn process(s: &Shared, slot: &SiteSlot, frame: AnalyticsFrame, dets: &[Detection
 /// incidents end with the reason `camera_offline`. A shorter outage (a reconnect) leaves them
 /// alone, so a flaky link does not make incidents flap.
 fn check_lost_cameras(s: &Shared) {
-    let now = Utc::now();
+    let stamp = crate::clock::now();
+    let now = stamp.wall;
     for slot in s.sites.all() {
         let status = slot.hub.status.load();
         if status.online {
@@ -293,7 +329,7 @@ fn check_lost_cameras(s: &Shared) {
         if now - status.since < s.offline_grace || slot.lost.swap(true, Ordering::Relaxed) {
             continue;
         }
-        let events = slot.analytics.lock().camera_lost(now);
+        let events = slot.analytics.lock().camera_lost(stamp);
         for ev in events {
             s.incidents.rule_event(ev);
         }

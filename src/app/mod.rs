@@ -1,8 +1,10 @@
-//! Wiring of the stages into the commands `simpang run`, `simpang demo` and `simpang check`.
+//! Wiring of the stages into the commands `simpang run`, `simpang replay`, `simpang demo` and
+//! `simpang check`.
 
 mod check;
 mod demo;
 mod frameloop;
+pub mod replay;
 mod run;
 mod sites;
 
@@ -10,6 +12,7 @@ use std::process::ExitCode;
 
 pub use check::{check_main, CheckArgs};
 pub use demo::{demo_main, DemoArgs};
+pub use replay::{replay, replay_main, ReplayArgs, ReplayOptions, ReplayRun};
 pub use run::{run, run_main, RunArgs, Running};
 pub use sites::{SiteSlot, Sites};
 

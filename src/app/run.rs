@@ -93,6 +93,8 @@ struct Wiring {
     /// The node's config as loaded: ingest, detect, wall and incident settings for every site.
     cfg: Config,
     labels: Labels,
+    /// The detector's score threshold per class id.
+    thresholds: Vec<f32>,
     analytics_size: (u32, u32),
     templates: Arc<Templates>,
     ingest_metrics: IngestMetrics,
@@ -115,7 +117,8 @@ impl Wiring {
             return Err(AppError::Other(format!("site {id} is already running")));
         }
         let analytics = SiteAnalytics::new(site, self.labels.clone())
-            .map_err(|e| AppError::Other(format!("{}{e}", at(e.field()))))?;
+            .map_err(|e| AppError::Other(format!("{}{e}", at(e.field()))))?
+            .with_thresholds(self.thresholds.clone());
         let hub = Arc::new(SiteHub::new(id.clone(), Utc::now()));
         let slot = Arc::new(SiteSlot::new(
             Arc::new(site.clone()),
@@ -302,6 +305,7 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
     };
     let wiring = Wiring {
         labels: detector.labels(),
+        thresholds: detector.thresholds(),
         analytics_size: detector.input_size(),
         templates,
         ingest_metrics,
@@ -337,8 +341,9 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
         Arc::new(detector),
         wiring.sites.clone(),
         wiring.queue.clone(),
-        incidents.sender(),
+        Arc::new(incidents.sender()),
         loop_metrics,
+        frameloop::LoopMode::Live,
     )
     .map_err(|e| AppError::Other(format!("cannot start detection workers: {e}")))?;
 

@@ -178,6 +178,14 @@ pub struct CrowdRule {
     pub release_ratio: f64,
     /// Count is the median over this window, seconds (smooths detector flicker).
     pub smoothing_s: f64,
+    /// Person boxes scoring at least this count as persons.
+    pub confident_score: f64,
+    /// Person boxes scoring from this up to `confident_score` count where at least
+    /// `min_foreground` of the box differs from the zone's background (people in a tight group
+    /// score low; static clutter does not differ from the background).
+    pub low_score: f64,
+    /// Share of a low-scoring box that must be foreground for it to count.
+    pub min_foreground: f64,
     pub dwell_s: f64,
     pub clear_s: f64,
     pub cooldown_s: f64,
@@ -191,6 +199,9 @@ impl Default for CrowdRule {
             max_density_per_m2: None,
             release_ratio: 0.7,
             smoothing_s: 2.0,
+            confident_score: 0.45,
+            low_score: 0.3,
+            min_foreground: 0.25,
             dwell_s: 10.0,
             clear_s: 15.0,
             cooldown_s: 60.0,
@@ -222,6 +233,17 @@ impl CrowdRule {
             bad(p.key("release_ratio"), "must be in (0, 1]".into());
         }
         non_negative(self.smoothing_s, p.key("smoothing_s"), bad);
+        fraction(self.confident_score, p.key("confident_score"), bad);
+        if !(0.2..=1.0).contains(&self.low_score) {
+            bad(
+                p.key("low_score"),
+                format!(
+                    "must be in [0.2, 1] (the detector keeps boxes down to 0.2), got {}",
+                    self.low_score
+                ),
+            );
+        }
+        fraction(self.min_foreground, p.key("min_foreground"), bad);
         self.validate_timing(p, bad);
     }
 }

@@ -67,6 +67,10 @@ pub enum DetectError {
     Inference(String),
 }
 
+/// What a pipeline's detector keeps below the class thresholds ([`Detector::load`]): the
+/// scores of people in a tight group and of vehicles in a queue (docs/rules.md, "crowd").
+pub const PIPELINE_FLOOR: f32 = 0.2;
+
 /// How to run a model (the model itself is described by its manifest).
 #[derive(Clone, Debug)]
 pub struct DetectOptions {
@@ -88,6 +92,10 @@ pub struct DetectOptions {
     pub score_threshold: Option<f32>,
     /// Load the manifest's `onnx_amx` file where ONNX Runtime can use AMX-INT8.
     pub amx: bool,
+    /// Also keep detections down to this score, below their class's threshold: the tracker's
+    /// low-score association and the crowd zones' count use them ([`Detector::thresholds`]
+    /// tells them apart). `None`: only detections above the thresholds.
+    pub floor: Option<f32>,
 }
 
 impl Default for DetectOptions {
@@ -103,6 +111,7 @@ impl Default for DetectOptions {
             input_size: None,
             score_threshold: None,
             amx: true,
+            floor: None,
         }
     }
 }
@@ -122,6 +131,7 @@ impl DetectOptions {
             input_size: d.input_size.map(|[w, h]| (w, h)),
             score_threshold: None,
             amx: d.amx,
+            floor: None,
         }
     }
 }
@@ -216,6 +226,8 @@ struct Model {
     per_image: usize,
     /// Score threshold per class id.
     thresholds: Vec<f32>,
+    /// What decoding keeps per class id: the threshold, or the floor below it.
+    keep: Vec<f32>,
 }
 
 /// An ONNX object detector: a bounded pool of ORT sessions. `Send + Sync`.
@@ -229,11 +241,15 @@ pub struct Detector {
 type FrameResult = Result<Vec<Detection>, DetectError>;
 
 impl Detector {
-    /// The detector `[detect]` of `cfg` describes.
+    /// The detector `[detect]` of `cfg` describes, as a pipeline runs it: keeping detections
+    /// down to [`PIPELINE_FLOOR`] for the tracker and the crowd zones.
     pub fn load(cfg: &Config) -> Result<Detector, DetectError> {
         Self::from_manifest(
             &cfg.resolve(&cfg.detect.model),
-            &DetectOptions::from_config(cfg),
+            &DetectOptions {
+                floor: Some(PIPELINE_FLOOR),
+                ..DetectOptions::from_config(cfg)
+            },
         )
     }
 
@@ -251,6 +267,13 @@ impl Detector {
             if !(0.0..=1.0).contains(&t) {
                 return Err(DetectError::Options(format!(
                     "score threshold must be in [0, 1], got {t}"
+                )));
+            }
+        }
+        if let Some(t) = opts.floor {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(DetectError::Options(format!(
+                    "score floor must be in [0, 1], got {t}"
                 )));
             }
         }
@@ -354,6 +377,10 @@ impl Detector {
             Some(t) => vec![t; m.labels.len()],
             None => m.thresholds.to_vec(),
         };
+        let keep = thresholds
+            .iter()
+            .map(|&t| opts.floor.map_or(t, |f| f.min(t)))
+            .collect();
         tracing::debug!(
             model = %m.name,
             file = %m.onnx.display(),
@@ -376,11 +403,19 @@ impl Detector {
                 debug_delay: opts.debug_delay,
                 per_image,
                 thresholds,
+                keep,
             },
             pool: Pool { tx, rx },
             sessions: opts.sessions,
             input,
         })
+    }
+
+    /// The score threshold of each class id: a detection is an object when it scores above
+    /// it; those below (down to [`DetectOptions::floor`]) are hints for the tracker and crowd
+    /// counts.
+    pub fn thresholds(&self) -> Vec<f32> {
+        self.model.thresholds.clone()
     }
 
     /// (width, height) the analytics branch should scale frames to.
@@ -586,7 +621,7 @@ impl Model {
             }
             return t;
         }
-        let params = DecodeParams::new(&self.thresholds, self.size.0, self.size.1);
+        let params = DecodeParams::new(&self.keep, self.size.0, self.size.1);
         for (j, &i) in w.slots.iter().enumerate() {
             w.candidates.clear();
             let r = runtime::decode_image(

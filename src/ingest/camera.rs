@@ -45,6 +45,11 @@ impl CameraHandle {
     pub fn signal_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
     }
+
+    /// The supervisor has ended: stopped, or (a replayed file) played to its end.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
 }
 
 /// Starts a camera's supervisor thread.
@@ -73,7 +78,12 @@ pub fn spawn_camera(
 /// Why one run of the pipeline ended.
 enum Ended {
     Stopped,
-    Failed { reason: String, got_frames: bool },
+    /// A replayed file reached its end: the camera is done.
+    Finished,
+    Failed {
+        reason: String,
+        got_frames: bool,
+    },
 }
 
 fn supervise(
@@ -116,13 +126,26 @@ fn supervise(
         let ended = run_once(s, templates, site, queue, metrics, stop);
         metrics.camera_online.with_label_values(&label).set(0);
         match ended {
-            Ended::Stopped => {
+            Ended::Stopped | Ended::Finished => {
+                let why = if matches!(ended, Ended::Finished) {
+                    "end of file"
+                } else {
+                    "stopped"
+                };
                 site.update_status(|st| {
                     if st.online {
                         st.online = false;
                         st.since = Utc::now();
                     }
-                    st.last_error = Some("stopped".into());
+                    st.last_error = Some(why.into());
+                });
+                break;
+            }
+            Ended::Failed { reason, .. } if s.once => {
+                warn!(%reason, "the recording cannot be played");
+                site.update_status(|st| {
+                    st.online = false;
+                    st.last_error = Some(reason.clone());
                 });
                 break;
             }
@@ -346,6 +369,7 @@ fn build(
     let a_dropped = metrics.analytics_dropped.with_label_values(&[label]);
     let live_a = live.clone();
     let queue = queue.clone();
+    let replay = (s.pacing == Pacing::Replay).then_some(s.media_base);
     analytics.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -353,11 +377,30 @@ fn build(
                 let Some(sample) = pull_into(sink, &mut image, "analytics")? else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
+                let pts = sample
+                    .buffer()
+                    .and_then(|b| b.pts().or(b.dts()))
+                    .map(|t| Duration::from_nanos(t.nseconds()));
                 let (sw, sh) = *live_a.source_size.lock();
+                // the rules' clock: media time in a replay, else the monotonic clock
+                let (captured_at, rule_at) = match replay {
+                    Some(base) => {
+                        let t = base
+                            + chrono::TimeDelta::from_std(pts.unwrap_or_default())
+                                .unwrap_or_default();
+                        (t, t)
+                    }
+                    None => {
+                        let now = crate::clock::now();
+                        (now.wall, now.rule)
+                    }
+                };
                 let frame = AnalyticsFrame {
                     site: site_id.clone(),
                     seq: live_a.analytics_seq.fetch_add(1, Ordering::Relaxed),
-                    captured_at: Utc::now(),
+                    captured_at,
+                    rule_at,
+                    pts,
                     media_time: tap::media_time(&sample, live_a.epoch),
                     source_width: sw,
                     source_height: sh,
@@ -595,6 +638,10 @@ fn watch(
                     }
                 }
                 gst::MessageView::Eos(_) => {
+                    if s.once {
+                        debug!("end of the recording");
+                        return Ended::Finished;
+                    }
                     if s.source.kind == SourceKind::File && s.loop_file {
                         debug!("end of file, looping");
                         if pipeline
@@ -638,7 +685,9 @@ fn watch(
         let now_ms = live.started.elapsed().as_millis() as u64;
         let last = live.last_frame_ms.load(Ordering::Relaxed);
         if got() {
-            if now_ms.saturating_sub(last) > s.silence_timeout.as_millis() as u64 {
+            // a replayed file is held back by the detector, not silent
+            let silent = now_ms.saturating_sub(last) > s.silence_timeout.as_millis() as u64;
+            if silent && s.pacing != Pacing::Replay {
                 return fail(format!(
                     "no frames for {:.1} s",
                     s.silence_timeout.as_secs_f64()

@@ -82,6 +82,10 @@ pub enum Pacing {
     Realtime,
     /// File as fast as it decodes (bench ceilings): nothing syncs, nothing drops.
     AsFastAsPossible,
+    /// `simpang replay`: a file as fast as the detector takes its frames, none dropped, each
+    /// stamped with its media time ([`CameraSettings::media_base`] + its timestamp); the file
+    /// plays once, and its end ends the camera.
+    Replay,
 }
 
 /// What a camera's supervisor needs, cloned out of the config (the camera never reads config
@@ -105,6 +109,11 @@ pub struct CameraSettings {
     pub silence_timeout: Duration,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// What media time 0 is on the clock, for [`Pacing::Replay`].
+    pub media_base: chrono::DateTime<chrono::Utc>,
+    /// A recording played once (`simpang replay`): its end, or a failure, ends the camera
+    /// instead of a reconnect.
+    pub once: bool,
 }
 
 impl CameraSettings {
@@ -145,17 +154,46 @@ impl CameraSettings {
             silence_timeout: Duration::from_secs_f64(cfg.ingest.silence_timeout_s),
             backoff_initial: Duration::from_secs_f64(cfg.ingest.backoff_initial_s),
             backoff_max: Duration::from_secs_f64(cfg.ingest.backoff_max_s),
+            media_base: chrono::DateTime::UNIX_EPOCH,
+            once: false,
         }
+    }
+
+    /// The settings of a replayed file: [`Pacing::Replay`], played once, media time 0 at
+    /// `media_base`.
+    pub fn replay(mut self, media_base: chrono::DateTime<chrono::Utc>) -> Self {
+        self.pacing = Pacing::Replay;
+        self.media_base = media_base;
+        self.once = true;
+        self.loop_file = false;
+        self
+    }
+
+    /// The settings of a recording played once at its own rate on the live clock, exactly as
+    /// `simpang run` plays a file with `files_realtime` (`simpang replay --realtime`).
+    pub fn realtime_once(mut self) -> Self {
+        self.pacing = Pacing::Realtime;
+        self.once = true;
+        self.loop_file = false;
+        self
     }
 
     /// The template parameters of this camera.
     pub fn template_params(&self) -> std::collections::BTreeMap<&'static str, String> {
         // A file is paced once, at `pace`, before the branches: the passthrough, analytics and
         // display all follow it. Nothing drops frames of a file played as fast as it decodes.
+        // A replay runs as fast as the detector takes frames: the display (nobody's concern
+        // there) must never hold the decoder.
         let (pace_sync, decode_leaky, display_leaky, display_drop) = match self.pacing {
             Pacing::Live => ("false", "downstream", "downstream", "true"),
             Pacing::Realtime => ("true", "no", "downstream", "true"),
             Pacing::AsFastAsPossible => ("false", "no", "no", "false"),
+            Pacing::Replay => ("false", "no", "downstream", "true"),
+        };
+        // analytics frames: the newest wins, except in a replay, which takes every one
+        let (a_leaky, a_drop) = match self.pacing {
+            Pacing::Replay => ("no", "false"),
+            _ => ("downstream", "true"),
         };
         [
             ("uri", self.source.target.replace('"', "%22")),
@@ -167,6 +205,8 @@ impl CameraSettings {
             ("decode_leaky", decode_leaky.to_string()),
             ("display_leaky", display_leaky.to_string()),
             ("display_drop", display_drop.to_string()),
+            ("analytics_leaky", a_leaky.to_string()),
+            ("analytics_drop", a_drop.to_string()),
             // Templates written before the display was paced upstream may still name it.
             ("display_sync", "false".to_string()),
         ]

@@ -250,6 +250,8 @@ mod tests {
             ("display_leaky", "downstream"),
             ("display_sync", "false"),
             ("display_drop", "true"),
+            ("analytics_leaky", "downstream"),
+            ("analytics_drop", "true"),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_string()))

@@ -12,7 +12,9 @@
 //!    a frame is dropped (it was probably a false positive);
 //! 5. remaining detections scoring at least `new_track_score` start tentative tracks, which
 //!    become confirmed after `min_hits` matches; confirmed tracks that miss are *lost* and
-//!    coast on their prediction for up to `max_lost_s`, so ids survive short gaps.
+//!    coast on their prediction for up to `max_lost_s`, so ids survive short gaps; a track that
+//!    was standing still (a vehicle in a queue, detected only in some frames) coasts for up to
+//!    `max_lost_still_s`: where it stands, the prediction stays good much longer.
 //!
 //! Matching is minimum-cost (1 - IoU) assignment ([`assign`]), only between detections and
 //! tracks of the same class group: a person never continues a car's track, while a van the
@@ -51,6 +53,11 @@ pub struct TrackerConfig {
     pub min_hits: u32,
     /// How long a confirmed track survives without detections, seconds.
     pub max_lost_s: f32,
+    /// How long a track that stands still (moving under `still_sizes_per_s`) survives without
+    /// detections, seconds.
+    pub max_lost_still_s: f32,
+    /// A track moving less than this many times its own size per second stands still.
+    pub still_sizes_per_s: f32,
     /// Classes that may continue each other's tracks (e.g. car, truck and bus, which detectors
     /// confuse on vans). Classes in no group match only themselves.
     pub class_groups: Vec<Vec<ClassId>>,
@@ -59,6 +66,10 @@ pub struct TrackerConfig {
     /// Upper bound on live tracks; beyond it no new track starts (protects the frame loop from a
     /// detector gone wild).
     pub max_tracks: usize,
+    /// The detector's score threshold per class id: a detection at or below its class's
+    /// threshold (the detector keeps some down to a floor) only continues a confirmed track
+    /// (the low-score association), never starts one. Empty: no class threshold.
+    pub class_thresholds: Vec<f32>,
 }
 
 impl Default for TrackerConfig {
@@ -73,9 +84,12 @@ impl Default for TrackerConfig {
             buffer: 0.3,
             min_hits: 3,
             max_lost_s: 1.5,
+            max_lost_still_s: 6.0,
+            still_sizes_per_s: 0.25,
             class_groups: Vec::new(),
             noise: Noise::default(),
             max_tracks: 1000,
+            class_thresholds: Vec::new(),
         }
     }
 }
@@ -108,6 +122,9 @@ struct Det {
     score: f32,
     class_id: ClassId,
     group: u32,
+    /// At or above `high_score` and above its class's threshold: takes part in the first
+    /// association and may start a track.
+    strong: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -287,16 +304,21 @@ impl Tracker {
             if px[2] - px[0] < 0.5 || px[3] - px[1] < 0.5 {
                 continue;
             }
+            let over_class = self
+                .cfg
+                .class_thresholds
+                .get(d.class_id as usize)
+                .is_none_or(|t| d.score > *t);
             self.dets.push(Det {
                 b: px,
                 score: d.score,
                 class_id: d.class_id,
                 group: self.group(d.class_id),
+                strong: d.score >= self.cfg.high_score && over_class,
             });
         }
         self.det_used.clear();
         self.det_used.resize(self.dets.len(), false);
-        let high = self.cfg.high_score;
 
         // 2. high-score detections vs confirmed and lost tracks: IoU, then buffered IoU
         let plain = Gate {
@@ -306,7 +328,7 @@ impl Tracker {
         self.pass(
             t,
             |tr| tr.state != TrackState::Tentative,
-            |d| d.score >= high,
+            |d| d.strong,
             plain,
         );
         if self.cfg.buffer > 0.0 {
@@ -317,7 +339,7 @@ impl Tracker {
             self.pass(
                 t,
                 |tr| tr.state != TrackState::Tentative,
-                |d| d.score >= high,
+                |d| d.strong,
                 buffered,
             );
         }
@@ -329,7 +351,7 @@ impl Tracker {
         self.pass(
             t,
             |tr| tr.state == TrackState::Confirmed,
-            |d| d.score < high,
+            |d| !d.strong,
             low,
         );
         // 4. tentative tracks vs remaining high-score detections
@@ -340,12 +362,14 @@ impl Tracker {
         self.pass(
             t,
             |tr| tr.state == TrackState::Tentative,
-            |d| d.score >= high,
+            |d| d.strong,
             tent,
         );
 
         // 5. misses: tentative tracks die, confirmed ones coast as lost until max_lost_s
         let max_lost = self.cfg.max_lost_s as f64;
+        let max_lost_still = (self.cfg.max_lost_still_s as f64).max(max_lost);
+        let still_rate = self.cfg.still_sizes_per_s;
         for tr in &mut self.tracks {
             if tr.matched {
                 continue;
@@ -369,7 +393,11 @@ impl Tracker {
             match tr.state {
                 TrackState::Tentative => tr.matched,
                 TrackState::Confirmed => true,
-                TrackState::Lost => t - tr.last_hit_t <= max_lost && visible,
+                TrackState::Lost => {
+                    let still = tr.kf[0].vel.hypot(tr.kf[1].vel) < still_rate * tr.size();
+                    let limit = if still { max_lost_still } else { max_lost };
+                    t - tr.last_hit_t <= limit && visible
+                }
             }
         });
         // A lost track sitting on a live one of the same group is a duplicate (the object was
@@ -394,7 +422,7 @@ impl Tracker {
 
         // 6. new tracks
         for (i, d) in self.dets.iter().enumerate() {
-            if self.det_used[i] || d.score < self.cfg.new_track_score {
+            if self.det_used[i] || !d.strong || d.score < self.cfg.new_track_score {
                 continue;
             }
             if self.tracks.len() >= self.cfg.max_tracks {

@@ -235,27 +235,38 @@ fn ids_are_stable_through_gaps_and_crossings() {
 
 #[test]
 fn gap_longer_than_max_lost_gives_a_new_id() {
-    let o = Obj {
+    // a walker (a third of its height per second): lost for 2 s > max_lost_s = 1.5 s
+    let walker = Obj {
         start: (0.2, 0.5),
-        step: (0.0, 0.0),
+        step: (0.01, 0.0),
         size: (0.05, 0.15),
         class_id: PERSON,
     };
-    let mut tr = tracker();
-    for f in 0..5 {
-        tr.update(&[o.det(f)], at(f), SRC);
+    // standing still: coasts up to max_lost_still_s = 6 s, so 2 s keep its id and 7 s do not
+    let still = Obj {
+        step: (0.0, 0.0),
+        ..walker
+    };
+    for (name, o, gap, same) in [
+        ("walker, 2 s", walker, 10, false),
+        ("still, 2 s", still, 10, true),
+        ("still, 7 s", still, 35, false),
+    ] {
+        let mut tr = tracker();
+        for f in 0..5 {
+            tr.update(&[o.det(f)], at(f), SRC);
+        }
+        let first = tr.tracks()[0].id;
+        for f in 5..5 + gap {
+            tr.update(&[], at(f), SRC);
+        }
+        assert_eq!(tr.tracks().is_empty(), !same, "{name}: {:?}", tr.tracks());
+        for f in 5 + gap..9 + gap {
+            tr.update(&[o.det(f)], at(f), SRC);
+        }
+        assert_eq!(tr.tracks().len(), 1, "{name}");
+        assert_eq!(tr.tracks()[0].id == first, same, "{name}");
     }
-    let first = tr.tracks()[0].id;
-    // 2 s without detections > max_lost_s = 1.5 s
-    for f in 5..15 {
-        tr.update(&[], at(f), SRC);
-    }
-    assert!(tr.tracks().is_empty(), "lost track not pruned");
-    for f in 15..19 {
-        tr.update(&[o.det(f)], at(f), SRC);
-    }
-    assert_eq!(tr.tracks().len(), 1);
-    assert_ne!(tr.tracks()[0].id, first);
 }
 
 #[test]
@@ -378,7 +389,8 @@ fn state_is_pruned_when_objects_leave() {
         tr.update(&dets, at(f), SRC);
     }
     assert_eq!(tr.tracks().len(), 50);
-    for f in 10..20 {
+    // still objects coast up to max_lost_still_s (6 s): 7 s without them
+    for f in 10..45 {
         tr.update(&[], at(f), SRC);
     }
     assert!(tr.tracks().is_empty());

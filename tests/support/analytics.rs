@@ -72,6 +72,8 @@ pub fn frame(s: f64, image: Image) -> AnalyticsFrame {
         site: SiteId::new("uji"),
         seq: (s * 5.0) as u64,
         captured_at: at(s),
+        rule_at: at(s),
+        pts: None,
         media_time: None,
         source_width: 768,
         source_height: 576,
