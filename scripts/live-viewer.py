@@ -6,6 +6,7 @@ server's). Standard library only, so scripts/wall-cpu.sh needs nothing installed
 
     scripts/live-viewer.py HOST:PORT SITE [SITE ...]
 
+The wall wants a login: SIMPANG_WALL_AUTH=NAME:TOKEN (a wall device) is sent as HTTP Basic.
 Runs until killed; on SIGTERM prints one line per site: messages and bytes received.
 """
 
@@ -20,10 +21,12 @@ import sys
 async def viewer(host, port, site, stats):
     reader, writer = await asyncio.open_connection(host, port)
     key = base64.b64encode(os.urandom(16)).decode()
+    auth = os.environ.get("SIMPANG_WALL_AUTH", "")
+    auth = f"Authorization: Basic {base64.b64encode(auth.encode()).decode()}\r\n" if auth else ""
     writer.write(
         (
             f"GET /live/{site} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{auth}\r\n"
         ).encode()
     )
     await writer.drain()

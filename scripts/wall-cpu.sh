@@ -43,12 +43,18 @@ sed -e "s#rtsp://127.0.0.1:8554/#rtsp://127.0.0.1:$SPORT/#" \
     -e "s#^data_dir = .*#data_dir = \"$TMP/data\"#" \
     -e "s#\"\.\./#\"$PWD/#" \
     config/palembang.toml >"$TMP/cfg.toml"
+XPORT=$(free_port)
+printf '\n[metrics]\nlisten = "127.0.0.1:%s"\n' "$XPORT" >>"$TMP/cfg.toml"
+# The wall lets nobody watch without an account: the viewers sign in as a device of their own.
+TOKEN=$("$BIN" wall device add wall-cpu --config "$TMP/cfg.toml")
+export SIMPANG_WALL_AUTH="wall-cpu:$TOKEN"
 "$BIN" run --config "$TMP/cfg.toml" >"$TMP/run.out" 2>"$TMP/run.err" &
 RUN=$!
 PIDS+=($RUN)
 BASE="http://127.0.0.1:$HPORT"
+METRICS="http://127.0.0.1:$XPORT/metrics"
 for _ in $(seq 100); do
-  n=$(curl -s "$BASE/metrics" | grep -c '^simpang_camera_online{.*} 1' || true)
+  n=$(curl -s "$METRICS" | grep -c '^simpang_camera_online{.*} 1' || true)
   [ "$n" = 6 ] && break
   sleep 0.3
 done
@@ -64,7 +70,7 @@ window() {
   python3 -c "print(round(($b-$a)/$TCK/($t1-$t0)*100, 1))"
 }
 # Sum of a counter over all its series, from the wall's metrics.
-total() { curl -s "$BASE/metrics" | awk -v n="$1" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f", s}'; }
+total() { curl -s "$METRICS" | awk -v n="$1" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f", s}'; }
 measure() {
   local name=$1 vals=() v l0 j0 t0 t1
   sleep 3 # let the outputs start
@@ -85,7 +91,7 @@ print(f"{name:<46} median {statistics.median(vals):6.1f} %CPU   windows {vals}  
 PY
 }
 # Start a client in the background; its pid is left in LAST and remembered for cleanup.
-viewer() { curl -s -o /dev/null "$@" >/dev/null 2>&1 & LAST=$!; PIDS+=($LAST); }
+viewer() { curl -s -u "$SIMPANG_WALL_AUTH" -o /dev/null "$@" >/dev/null 2>&1 & LAST=$!; PIDS+=($LAST); }
 # One passthrough browser wall: a /live WebSocket per site. Pids of all walls in WALLS.
 SITES=$(sed -n '/^\[\[sites\]\]/,/^id/s/^id = "\(.*\)"/\1/p' config/palembang.toml)
 WALLS=()
@@ -97,7 +103,7 @@ live_wall() {
 mjpeg_wall() { viewer "$BASE/tiles.mjpg"; WALLS+=($LAST); }
 walls_to() { while [ "${#WALLS[@]}" -lt "$2" ]; do "$1"; done; }
 rtsp_client() {
-  gst-launch-1.0 -q rtspsrc location="rtsp://127.0.0.1:$RPORT/annotated/$1" protocols=tcp latency=200 \
+  gst-launch-1.0 -q rtspsrc location="rtsp://127.0.0.1:$RPORT/annotated/$1" user-id=wall-cpu user-pw="$TOKEN" protocols=tcp latency=200 \
     ! fakesink sync=false >/dev/null 2>&1 &
   LAST=$!; PIDS+=($LAST)
 }
@@ -127,7 +133,7 @@ rtsp_client wall; r2=$LAST
 measure "1 RTSP client /annotated/wall (mosaic)"
 stop "$r2"
 measure "0 viewers again (after all left)"
-curl -s "$BASE/metrics" | grep -E '^simpang_wall_(render|jpeg_encode|rtsp_encode|mosaic_compose)_seconds_(sum|count)' >"$TMP/m.txt" || true
+curl -s "$METRICS" | grep -E '^simpang_wall_(render|jpeg_encode|rtsp_encode|mosaic_compose)_seconds_(sum|count)' >"$TMP/m.txt" || true
 python3 - "$TMP/m.txt" <<'PY'
 import collections, re, sys
 acc = collections.defaultdict(lambda: [0.0, 0.0])

@@ -715,8 +715,18 @@ fn start_segment_loop(pipeline: &gst::Pipeline, bus: &gst::Bus) -> Result<bool, 
     if pipeline.set_state(gst::State::Paused).is_err() {
         return Ok(false);
     }
+    // Asked at the demuxer's side of `pace`, not through the sinks: a `pace` that syncs to the
+    // clock makes the pipeline live, so in PAUSED no buffer passes it, the decoder never
+    // exposes its pads, and a query or seek sent from the sinks never reaches the demuxer.
+    let pace_sink = pipeline.by_name("pace").and_then(|p| p.static_pad("sink"));
+    let upstream = || pace_sink.as_ref().and_then(|p| p.peer());
+    let duration = || match upstream() {
+        Some(pad) => pad.query_duration::<gst::ClockTime>(),
+        None if pace_sink.is_none() => pipeline.query_duration::<gst::ClockTime>(),
+        None => None,
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while pipeline.query_duration::<gst::ClockTime>().is_none() {
+    while duration().is_none() {
         if Instant::now() >= deadline {
             return Ok(false);
         }
@@ -729,10 +739,16 @@ fn start_segment_loop(pipeline: &gst::Pipeline, bus: &gst::Bus) -> Result<bool, 
             }
         }
     }
-    Ok(pipeline
-        .seek_simple(
-            gst::SeekFlags::FLUSH | gst::SeekFlags::SEGMENT,
+    let flags = gst::SeekFlags::FLUSH | gst::SeekFlags::SEGMENT;
+    Ok(match upstream() {
+        Some(pad) => pad.send_event(gst::event::Seek::new(
+            1.0,
+            flags,
+            gst::SeekType::Set,
             gst::ClockTime::ZERO,
-        )
-        .is_ok())
+            gst::SeekType::None,
+            gst::ClockTime::NONE,
+        )),
+        None => pipeline.seek_simple(flags, gst::ClockTime::ZERO).is_ok(),
+    })
 }

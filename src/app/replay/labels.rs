@@ -345,4 +345,27 @@ polygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]
             .to_string();
         assert!(e.contains("no *.labels.jsonl"), "{e}");
     }
+
+    proptest::proptest! {
+        /// Labels files are outside data (hand-written, exported from other tools): any text,
+        /// and a good line with one byte changed, load or give an error naming the file and
+        /// line, never a panic.
+        #[test]
+        fn any_text_loads_or_is_refused(text in "(?s).{0,400}") {
+            if let Err(e) = parse(&text, Path::new("p/plaza.labels.jsonl"), &cfg()) {
+                proptest::prop_assert!(e.to_string().starts_with("p/plaza.labels.jsonl:"), "{e}");
+            }
+        }
+
+        #[test]
+        fn a_damaged_label_loads_or_is_refused(at in 0usize..200, byte in 0u8..128) {
+            let good = "{\"site\": \"plaza\", \"kind\": \"crowd\", \"zone\": \"tengah\", \"start_s\": 1.5, \"end_s\": 9, \"persons\": 16}";
+            let mut b = good.as_bytes().to_vec();
+            let i = at % b.len();
+            b[i] = byte;
+            if let Ok(text) = String::from_utf8(b) {
+                let _ = parse(&text, Path::new("p/plaza.labels.jsonl"), &cfg());
+            }
+        }
+    }
 }
