@@ -572,6 +572,7 @@ mod tests {
         BBox, IncidentKind, Level, MediaTime, Point, Severity, Track, TrackId, ZoneId, ZoneKind,
         ZoneState, ZoneWatch,
     };
+    use crate::wall::scene::tests::site;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -626,33 +627,6 @@ mod tests {
         let h = header(KIND_FRAGMENT, true, 0x01020304, 1.5);
         assert_eq!(&h[..8], &[2, 1, 0, 0, 4, 3, 2, 1]);
         assert_eq!(f64::from_le_bytes(h[8..].try_into().unwrap()), 1.5);
-    }
-
-    fn site() -> Site {
-        let text = r#"
-[city]
-name = "Palembang"
-[[sites]]
-id = "charitas"
-name = "Simpang Charitas"
-address = "Jl. X"
-lat = -2.9
-lon = 104.7
-stream = "rtsp://127.0.0.1:1/x"
-[[sites.zones]]
-id = "sudirman"
-name = "Pendekat Sudirman"
-kind = "traffic_jam"
-polygon = [[0.30, 0.42], [0.70, 0.42], [0.90, 1.0], [0.10, 1.0]]
-[[sites.lines]]
-id = "stop"
-name = "Garis henti"
-points = [[0.10, 0.72], [0.90, 0.72]]
-"#;
-        crate::config::Config::from_str_at(text, std::path::Path::new("t.toml"))
-            .unwrap()
-            .sites
-            .remove(0)
     }
 
     /// The analytics message speaks the wall's words, carries the media time in the video's

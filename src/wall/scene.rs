@@ -599,13 +599,14 @@ fn fit_text(s: &str, font: Font, max_w: i32) -> Result<String, DrawError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::model::{BBox, Level, SiteId, TrackId, ZoneId, ZoneKind, ZoneState, ZoneWatch};
     use chrono::TimeZone;
     use std::sync::Arc;
 
-    fn site() -> Site {
+    /// A site with one jam zone and one counting line (the wall's tests share it).
+    pub(in crate::wall) fn site() -> Site {
         let text = r#"
 [city]
 name = "Palembang"
