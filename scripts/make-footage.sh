@@ -5,7 +5,7 @@
 # Usage: scripts/make-footage.sh SAMPLES_DIR   (expects SAMPLES_DIR/src/{vtest.avi,sample.mp4})
 set -euo pipefail
 S=${1:?usage: make-footage.sh SAMPLES_DIR}
-RECIPE=3   # bump when an output below changes, so old files are rebuilt
+RECIPE=4   # bump when an output below changes, so old files are rebuilt
 STAMP="$S/.footage-$RECIPE"
 [ -f "$STAMP" ] && exit 0
 say() { printf 'setup: %s\n' "$*" >&2; }
@@ -40,5 +40,14 @@ make "$S/sites/simpang-lima.mp4" "$src_s ! videocrop left=140 right=140 top=60 b
   video/x-raw,format=I420,width=640,height=360,pixel-aspect-ratio=1/1 ! $(enc 30 1200) ! filesink"
 make "$S/sites/kapten-rivai.mp4" "$src_s ! videocrop left=80 right=200 top=40 bottom=40 ! videoflip method=horizontal-flip ! \
   videoscale ! video/x-raw,format=I420,width=640,height=360,pixel-aspect-ratio=1/1 ! $(enc 30 1200) ! filesink"
+# Each camera's second stream for detection (a site's `detect_stream`; `simpang samples` serves
+# X.sub.mp4 as rtsp://.../<site>/sub, the bench's --substreams plays bench-1080p25.sub.mp4): the
+# same footage 360 lines high (640x360 for 16:9), 5 fps, a keyframe each second, as a camera's
+# substream is.
+for f in "$S"/vtest.mp4 "$S"/sample.mp4 "$S"/bench-1080p25.mp4 "$S"/sites/*.mp4; do
+  case $f in *.sub.mp4) continue ;; esac
+  make "${f%.mp4}.sub.mp4" "filesrc location=$f ! qtdemux ! h264parse ! avdec_h264 ! videorate ! videoscale method=bilinear ! \
+    video/x-raw,format=I420,height=360,framerate=5/1,pixel-aspect-ratio=1/1 ! $(enc 5 400) ! filesink"
+done
 rm -f "$S"/.footage-*
 touch "$STAMP"

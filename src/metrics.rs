@@ -31,6 +31,11 @@ pub struct IngestMetrics {
     pub display_frames: IntCounterVec,
     pub display_dropped: IntCounterVec,
     pub reconnects: IntCounterVec,
+    /// Per stream of a camera (`stream` = `main` | `detect`): a site with a `detect_stream`
+    /// decodes the substream for analytics and its main stream only for burned-in outputs.
+    pub stream_decoded: IntCounterVec,
+    pub stream_analytics_frames: IntCounterVec,
+    pub stream_online: IntGaugeVec,
 }
 
 impl IngestMetrics {
@@ -108,6 +113,24 @@ impl IngestMetrics {
                 "simpang_reconnects_total",
                 "Times the camera pipeline was rebuilt after a failure",
                 site,
+            )?,
+            stream_decoded: int_counter_vec(
+                r,
+                "simpang_stream_frames_decoded_total",
+                "Frames decoded, per stream of the camera (main: the wall's stream; detect: the substream analytics decodes)",
+                &["site", "stream"],
+            )?,
+            stream_analytics_frames: int_counter_vec(
+                r,
+                "simpang_stream_analytics_frames_total",
+                "Frames delivered to analytics, per stream of the camera",
+                &["site", "stream"],
+            )?,
+            stream_online: int_gauge_vec(
+                r,
+                "simpang_stream_online",
+                "1 while the stream delivers frames, per stream of the camera",
+                &["site", "stream"],
             )?,
         })
     }

@@ -65,6 +65,24 @@ fn bad_configs_fail_with_file_line_and_field() {
             "URL",
         ),
         (
+            "detect-stream-not-a-url",
+            base.replace(
+                "stream = \"rtsp://127.0.0.1:8554/bkb\"",
+                "stream = \"rtsp://127.0.0.1:8554/bkb\"\ndetect_stream = \"gopher://x/sub\"",
+            ),
+            "sites[0].detect_stream",
+            "unsupported scheme",
+        ),
+        (
+            "detect-stream-is-the-main-stream",
+            base.replace(
+                "stream = \"rtsp://127.0.0.1:8554/bkb\"",
+                "stream = \"rtsp://127.0.0.1:8554/bkb\"\ndetect_stream = \"rtsp://127.0.0.1:8554/bkb\"",
+            ),
+            "sites[0].detect_stream",
+            "the site's `stream` itself",
+        ),
+        (
             "unknown-class",
             format!("{base}[sites.zones.crowd]\nclasses = [\"persom\"]\n"),
             "zones[0].crowd.classes",
@@ -134,7 +152,9 @@ fn check_reports_missing_model_and_passes_on_shipped_config() {
     assert!(out.contains("models/nope/manifest.toml"), "{out}");
     assert!(out.contains("detect.model"), "{out}");
 
-    let (code, out) = run_cli(&["check", "--config", "config/palembang.toml"]);
-    assert_eq!(code, 0, "shipped config fails check:\n{out}");
-    assert!(out.contains("GStreamer elements"), "{out}");
+    for shipped in ["config/palembang.toml", "config/palembang-substreams.toml"] {
+        let (code, out) = run_cli(&["check", "--config", shipped]);
+        assert_eq!(code, 0, "{shipped} fails check:\n{out}");
+        assert!(out.contains("GStreamer elements"), "{out}");
+    }
 }

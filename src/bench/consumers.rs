@@ -1,7 +1,8 @@
 //! Stand-ins for the operators' wall, so the measured process does the wall work it does in the
 //! Command Center (it draws and encodes only while watched): the wall page's one MJPEG
 //! connection for every tile (`/tiles.mjpg`) and an RTSP client of the mosaic
-//! (`/annotated/wall`), as a wall controller would pull it. They run in the harness process, so
+//! (`/annotated/wall`), as a wall controller would pull it; or (`--substreams`) the browser
+//! page's passthrough tiles, one `/live/{site}` WebSocket per site ([`LiveViewers`]). They run in the harness process, so
 //! their own cost is not in the measured process's CPU; the RTSP client receives and
 //! depayloads, it does not decode (a wall controller decodes on its own hardware).
 
@@ -287,6 +288,115 @@ impl RtspClient {
     pub fn stop(self) {
         let _ = self.pipeline.set_state(gst::State::Null);
     }
+}
+
+/// The wall page's browser tiles: one `/live/{site}` WebSocket per site, reading every message
+/// (MP4 fragments and analytics) as the page does, counting the fragments. They do not decode:
+/// a browser decodes on the operator's machine.
+pub struct LiveViewers {
+    pub url: String,
+    frames: Arc<AtomicU64>,
+    errors: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl LiveViewers {
+    /// `login` is a wall device account (name, token), sent as HTTP Basic on the upgrade.
+    pub fn start(
+        http: SocketAddr,
+        sites: &[String],
+        login: (&str, &str),
+    ) -> Result<LiveViewers, BenchError> {
+        use base64::Engine;
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", login.0, login.1))
+        );
+        let frames = Arc::new(AtomicU64::new(0));
+        let errors: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for site in sites {
+            let url = format!("ws://{http}/live/{site}");
+            let (f, e, s, auth) = (frames.clone(), errors.clone(), stop.clone(), basic.clone());
+            let origin = format!("http://{http}");
+            let t = std::thread::Builder::new()
+                .name("bench-live".into())
+                .spawn(move || {
+                    if let Err(m) = read_live(&url, &origin, &auth, &f, &s) {
+                        if let Ok(mut e) = e.lock() {
+                            e.push(format!("{url}: {m}"));
+                        }
+                    }
+                })
+                .map_err(|error| BenchError::Io {
+                    what: "cannot start a live viewer".into(),
+                    error,
+                })?;
+            threads.push(t);
+        }
+        Ok(LiveViewers {
+            url: format!("ws://{http}/live/{{site}} x {}", sites.len()),
+            frames,
+            errors,
+            stop,
+            threads,
+        })
+    }
+
+    /// MP4 fragments received by all the viewers.
+    pub fn frames(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    /// The first viewer that failed, if any.
+    pub fn error(&self) -> Option<String> {
+        self.errors.lock().ok()?.first().cloned()
+    }
+
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn read_live(
+    url: &str,
+    origin: &str,
+    auth: &str,
+    frames: &AtomicU64,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    use tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().map_err(|e| e.to_string())?;
+    for (k, v) in [("origin", origin), ("authorization", auth)] {
+        req.headers_mut()
+            .insert(k, v.parse().map_err(|e| format!("header {k}: {e}"))?);
+    }
+    let (mut ws, _) = tungstenite::connect(req).map_err(|e| e.to_string())?;
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .map_err(|e| e.to_string())?;
+    }
+    while !stop.load(Ordering::SeqCst) {
+        match ws.read() {
+            // kind 2: one MP4 fragment, one frame of the camera
+            Ok(tungstenite::Message::Binary(b)) if b.first() == Some(&2) => {
+                frames.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(tungstenite::Message::Close(c)) => return Err(format!("closed: {c:?}")),
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let _ = ws.close(None);
+    Ok(())
 }
 
 #[cfg(test)]

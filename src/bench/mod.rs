@@ -107,6 +107,16 @@ pub struct BenchArgs {
     /// and the publish latency of incidents goes unmeasured).
     #[arg(long)]
     pub no_bench_zone: bool,
+    /// Each camera as a main stream by passthrough plus a substream for detection (a site's
+    /// `detect_stream`): `--footage` is the main stream, `--detect-footage` the substream, and
+    /// the wall viewers are the browser page's passthrough tiles (one `/live/{site}` WebSocket
+    /// per camera) instead of MJPEG and the RTSP mosaic, which would decode the main streams.
+    #[arg(long)]
+    pub substreams: bool,
+    /// The substream footage of `--substreams` (default: the footage's `X.sub.mp4`, which
+    /// scripts/setup.sh makes: 640x360, 5 fps).
+    #[arg(long)]
+    pub detect_footage: Option<PathBuf>,
     /// Internal: run one trial in this process and talk to the harness on stdin/stdout.
     #[arg(long, hide = true)]
     pub trial: bool,
@@ -129,6 +139,23 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--seconds and --ceiling-seconds must be > 0, --warmup >= 0");
     }
     let streams = args.streams.unwrap_or(base.sites.len()).max(1);
+    let detect_footage = if args.substreams || args.detect_footage.is_some() {
+        let f = args
+            .detect_footage
+            .clone()
+            .unwrap_or_else(|| crate::ingest::samples::sub_footage(&footage));
+        let f = std::path::absolute(&f).with_context(|| format!("footage {}", f.display()))?;
+        if !f.is_file() {
+            anyhow::bail!(
+                "substream footage {} does not exist (scripts/setup.sh makes X.sub.mp4 beside \
+                 each footage file)",
+                f.display()
+            );
+        }
+        Some(f)
+    } else {
+        None
+    };
     if args.trial {
         let source_fps = args
             .source_fps
@@ -143,6 +170,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 warmup: args.warmup,
                 source_fps,
                 bench_zone: !args.no_bench_zone,
+                detect_footage,
             },
         )?;
         return Ok(ExitCode::SUCCESS);
@@ -150,7 +178,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.find_max && args.mode != Mode::Realtime {
         anyhow::bail!("--find-max searches what holds real time: use it with --mode realtime");
     }
-    let report = harness(&args, &base, &footage, streams)?;
+    let report = harness(&args, &base, &footage, detect_footage.as_deref(), streams)?;
     print!("{}", report::table(&report));
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
@@ -174,6 +202,7 @@ fn harness(
     args: &BenchArgs,
     base: &Config,
     footage: &Path,
+    detect_footage: Option<&Path>,
     streams: usize,
 ) -> anyhow::Result<Report> {
     let started_at = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -203,12 +232,21 @@ fn harness(
         mode: Some(args.mode),
         seconds: args.seconds,
         warmup_s: args.warmup,
-        wall_consumers: format!(
-            "on: the harness reads /tiles.mjpg (every tile over one connection, MJPEG at {} fps, \
-             as the wall page does) and pulls /annotated/wall over RTSP (the mosaic of all \
-             tiles, H.264 at {} fps); per-site RTSP streams are not pulled",
-            base.wall.mjpeg_fps, base.wall.mosaic_fps
-        ),
+        wall_consumers: match &detect_footage {
+            Some(sub) => format!(
+                "on (substreams: every camera's main stream by passthrough, analytics on {}): \
+                 the harness opens the wall page's browser tiles, one /live/{{site}} WebSocket \
+                 per camera (the cameras' own H.264 and the analytics results), no burned-in \
+                 output",
+                sub.display()
+            ),
+            None => format!(
+                "on: the harness reads /tiles.mjpg (every tile over one connection, MJPEG at {} \
+                 fps, as the wall page does) and pulls /annotated/wall over RTSP (the mosaic of \
+                 all tiles, H.264 at {} fps); per-site RTSP streams are not pulled",
+                base.wall.mjpeg_fps, base.wall.mosaic_fps
+            ),
+        },
         bench_zone: !args.no_bench_zone,
         ceilings,
         ..Default::default()
@@ -216,7 +254,8 @@ fn harness(
     report.footage = foot.clone();
 
     let mut trial = |n: usize| -> anyhow::Result<TrialResult> {
-        run_trial(args, n, foot.fps).with_context(|| format!("bench run with {n} streams"))
+        run_trial(args, detect_footage, n, foot.fps)
+            .with_context(|| format!("bench run with {n} streams"))
     };
     if args.find_max {
         let start = args.streams.unwrap_or_else(|| {
@@ -232,9 +271,10 @@ fn harness(
         report.sustained = t.holds.then_some(t.streams);
         report.run = Some(t);
     }
+    // The limit counts decoding every frame of the footage: not what a substream run does.
     report.efficiency = report
         .sustained
-        .filter(|_| report.ceilings.limit_streams > 0.0)
+        .filter(|_| report.ceilings.limit_streams > 0.0 && detect_footage.is_none())
         .map(|n| n as f64 / report.ceilings.limit_streams);
 
     if args.baseline {
@@ -369,7 +409,12 @@ impl HoldsLike for report::BaselineRun {
 }
 
 /// One trial: a `simpang bench --trial` process, with the viewers attached from here.
-fn run_trial(args: &BenchArgs, streams: usize, source_fps: f64) -> anyhow::Result<TrialResult> {
+fn run_trial(
+    args: &BenchArgs,
+    detect_footage: Option<&Path>,
+    streams: usize,
+    source_fps: f64,
+) -> anyhow::Result<TrialResult> {
     let exe = std::env::current_exe().context("cannot find the simpang binary")?;
     let log_path = std::env::temp_dir().join(format!(
         "simpang-bench-{}-{streams}.log",
@@ -390,12 +435,17 @@ fn run_trial(args: &BenchArgs, streams: usize, source_fps: f64) -> anyhow::Resul
         .args(["--mode", args.mode.as_str()])
         .args(["--source-fps", &source_fps.to_string()])
         .args(args.no_bench_zone.then_some("--no-bench-zone"))
+        .args(
+            detect_footage
+                .map(|f| vec!["--detect-footage".into(), f.as_os_str().to_owned()])
+                .unwrap_or_default(),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .spawn()
         .context("cannot start the trial process")?;
-    let result = drive_trial(&mut child, args, streams);
+    let result = drive_trial(&mut child, args, detect_footage.is_some(), streams);
     if result.is_err() {
         let _ = child.kill();
     }
@@ -421,6 +471,7 @@ fn run_trial(args: &BenchArgs, streams: usize, source_fps: f64) -> anyhow::Resul
 fn drive_trial(
     child: &mut std::process::Child,
     args: &BenchArgs,
+    substreams: bool,
     streams: usize,
 ) -> anyhow::Result<TrialResult> {
     let stdout = child.stdout.take().context("trial has no stdout")?;
@@ -446,8 +497,11 @@ fn drive_trial(
     let pb = bar(total, &format!("{streams} streams"));
     pb.set_message("attaching viewers");
 
-    // The wall's viewers: the page's one MJPEG connection, and a mosaic RTSP client.
     let login = (ready.device.as_str(), ready.token.as_str());
+    if substreams {
+        return drive_live_trial(&mut next, &mut stdin, &pb, http, &ready, total);
+    }
+    // The wall's viewers: the page's one MJPEG connection, and a mosaic RTSP client.
     let mjpeg = consumers::MjpegReader::start(http, "/tiles.mjpg", login)?;
     let rtsp_url = format!("rtsp://127.0.0.1:{}/annotated/wall", ready.rtsp_port);
     let rtsp = consumers::RtspClient::start(&rtsp_url, login)?;
@@ -501,12 +555,79 @@ fn drive_trial(
             rtsp_url: rtsp.url.clone(),
             rtsp_frames: rt,
             rtsp_fps: rt as f64 / dt,
+            ..Default::default()
         });
         r.harness_cpu_percent = Some((procfs::cpu_seconds(None).unwrap_or(0.0) - c0) / dt * 100.0);
     }
     mjpeg.stop();
     rtsp.stop();
     drop(stdin);
+    Ok(r)
+}
+
+/// The rest of [`drive_trial`] with the browser page's passthrough tiles as the wall's viewers.
+fn drive_live_trial(
+    next: &mut dyn FnMut() -> anyhow::Result<trial::Line>,
+    stdin: &mut std::process::ChildStdin,
+    pb: &ProgressBar,
+    http: std::net::SocketAddr,
+    ready: &trial::Ready,
+    total: u64,
+) -> anyhow::Result<TrialResult> {
+    let login = (ready.device.as_str(), ready.token.as_str());
+    let live = consumers::LiveViewers::start(http, &ready.sites, login)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // every tile has had frames (a fragment per site at least)
+    while live.frames() < ready.sites.len() as u64 {
+        if let Some(e) = live.error() {
+            anyhow::bail!("live viewer: {e}");
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "the wall's /live tiles sent {} frames within 60 s",
+                live.frames()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    writeln!(stdin, "go").context("cannot tell the trial to go")?;
+    stdin.flush().context("cannot tell the trial to go")?;
+    let go_at = Instant::now();
+    pb.set_message("warming up");
+    let mut window_start: Option<(Instant, u64, f64)> = None;
+    let result = loop {
+        pb.set_position(go_at.elapsed().as_secs().min(total));
+        match next()? {
+            trial::Line::Window { .. } => {
+                window_start = Some((
+                    Instant::now(),
+                    live.frames(),
+                    procfs::cpu_seconds(None).unwrap_or(0.0),
+                ));
+            }
+            trial::Line::Progress(p) => pb.set_message(format!(
+                "passthrough {:.1} fps, analytics {:.2} fps per stream, CPU {:.0} %",
+                p.display_fps, p.analytics_fps, p.cpu_percent
+            )),
+            trial::Line::Result(r) => break r,
+            trial::Line::Ready(_) => anyhow::bail!("the trial said \"ready\" twice"),
+        }
+    };
+    pb.finish_and_clear();
+    let mut r = *result;
+    if let Some((t0, f0, c0)) = window_start {
+        let dt = t0.elapsed().as_secs_f64().max(1e-6);
+        let f = live.frames() - f0;
+        r.consumers = Some(Consumers {
+            live_url: live.url.clone(),
+            live_viewers: ready.sites.len(),
+            live_frames: f,
+            live_fps: f as f64 / dt,
+            ..Default::default()
+        });
+        r.harness_cpu_percent = Some((procfs::cpu_seconds(None).unwrap_or(0.0) - c0) / dt * 100.0);
+    }
+    live.stop();
     Ok(r)
 }
 

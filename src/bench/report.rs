@@ -128,6 +128,16 @@ pub struct Consumers {
     pub rtsp_url: String,
     pub rtsp_frames: u64,
     pub rtsp_fps: f64,
+    /// `--substreams`: the browser page's passthrough tiles (one WebSocket per camera) and the
+    /// MP4 fragments they received.
+    #[serde(default)]
+    pub live_url: String,
+    #[serde(default)]
+    pub live_viewers: usize,
+    #[serde(default)]
+    pub live_frames: u64,
+    #[serde(default)]
+    pub live_fps: f64,
 }
 
 /// Everything one run of N streams measured.

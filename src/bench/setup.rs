@@ -71,6 +71,24 @@ pub fn bench_zone() -> Zone {
     }
 }
 
+/// `cfg` (a [`bench_config`]) with every camera's `detect_stream` on `detect_footage`, and
+/// room on the wall for one browser tile per camera from the harness.
+pub fn with_substreams(mut cfg: Config, detect_footage: &Path) -> Result<Config, BenchError> {
+    for s in &mut cfg.sites {
+        s.detect_stream = Some(detect_footage.display().to_string());
+    }
+    let n = cfg.sites.len() as u32;
+    cfg.wall.live_max_viewers = cfg.wall.live_max_viewers.max(n + 8);
+    cfg.wall.auth.max_streams_per_client = cfg.wall.auth.max_streams_per_client.max(n + 8);
+    let problems = cfg.validate();
+    if let Some((f, m)) = problems.first() {
+        return Err(BenchError::Usage(format!(
+            "the bench's substream config is invalid: {f}: {m}"
+        )));
+    }
+    Ok(cfg)
+}
+
 /// The bench's config: `streams` file cameras on `footage` (an absolute path), each with the
 /// zones, lines and tamper settings of the base config's site it copies (plus [`bench_zone`]
 /// when `with_bench_zone`).

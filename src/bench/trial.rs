@@ -39,6 +39,8 @@ pub struct TrialOptions {
     pub source_fps: f64,
     /// Add [`setup::bench_zone`] to every stream.
     pub bench_zone: bool,
+    /// `--substreams`: every camera's `detect_stream` plays this file.
+    pub detect_footage: Option<PathBuf>,
 }
 
 /// The harness's first message from a trial: where to attach viewers.
@@ -120,6 +122,10 @@ fn run_in(base: &Config, opts: &TrialOptions, data_dir: &Path) -> Result<(), Ben
         opts.bench_zone,
         data_dir,
     )?;
+    let cfg = match &opts.detect_footage {
+        Some(sub) => setup::with_substreams(cfg, sub)?,
+        None => cfg,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("simpang-rt")

@@ -23,6 +23,12 @@ pub struct Site {
     pub camera: Option<String>,
     /// `rtsp://`, `rtsps://`, `http(s)://`, `file://` URL, or a local file path.
     pub stream: String,
+    /// The camera's second, smaller stream for detection (Frigate's `detect` role), same
+    /// kinds of location as `stream`. When set, analytics decodes only this one; `stream` goes
+    /// to the browser wall by passthrough and is decoded only while a burned-in output (MJPEG,
+    /// annotated RTSP) is watched.
+    #[serde(default)]
+    pub detect_stream: Option<String>,
     #[serde(default)]
     pub zones: Vec<Zone>,
     #[serde(default)]

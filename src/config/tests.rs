@@ -123,6 +123,36 @@ fn bad_configs_name_file_line_and_field() {
     let url = GOOD.replace("rtsp://127.0.0.1:8554/bkb", "gopher://x/y");
     assert!(only_problem(&url).message.contains("unsupported scheme"));
 
+    // detect_stream: not a URL, or the main stream again
+    let sub = GOOD.replace(
+        "stream = \"rtsp://127.0.0.1:8554/bkb\"",
+        "stream = \"rtsp://127.0.0.1:8554/bkb\"\ndetect_stream = \"rtsp://\"",
+    );
+    let p = only_problem(&sub);
+    assert_eq!(p.field, "sites[0].detect_stream");
+    assert_eq!(
+        p.line,
+        1 + sub
+            .lines()
+            .position(|l| l.starts_with("detect_stream"))
+            .unwrap()
+    );
+    let same = sub.replace(
+        "detect_stream = \"rtsp://\"",
+        "detect_stream = \"rtsp://127.0.0.1:8554/bkb\"",
+    );
+    let p = only_problem(&same);
+    assert_eq!(p.field, "sites[0].detect_stream");
+    assert!(p.message.contains("`stream` itself"), "{p}");
+    let ok = sub.replace(
+        "detect_stream = \"rtsp://\"",
+        "detect_stream = \"rtsp://127.0.0.1:8554/bkb/sub\"",
+    );
+    assert_eq!(
+        load(&ok).unwrap().sites[0].detect_stream.as_deref(),
+        Some("rtsp://127.0.0.1:8554/bkb/sub")
+    );
+
     // broken TOML
     let broken = GOOD.replace("name = \"Plaza\"", "name = \"Plaza");
     let p = only_problem(&broken);

@@ -175,6 +175,19 @@ impl Config {
             if let Err(m) = check_stream(&site.stream) {
                 bad(sp.key("stream"), m);
             }
+            if let Some(d) = &site.detect_stream {
+                if let Err(m) = check_stream(d) {
+                    bad(sp.key("detect_stream"), m);
+                } else if d.trim() == site.stream.trim() {
+                    bad(
+                        sp.key("detect_stream"),
+                        format!(
+                            "{d:?} is the site's `stream` itself; name the camera's second \
+                             (smaller) stream, or leave detect_stream out"
+                        ),
+                    );
+                }
+            }
             let mut zone_ids = HashSet::new();
             for (j, z) in site.zones.iter().enumerate() {
                 let zp = sp.key("zones").index(j);

@@ -1,5 +1,12 @@
 //! One camera: a supervisor thread that builds the pipeline, watches its bus, and rebuilds it
 //! with exponential backoff when the source errors, ends or goes silent.
+//!
+//! A camera with a substream for detection (`detect_stream`) has two supervisors, one per
+//! stream ([`StreamRole`]): the main stream feeds the browser wall by passthrough and is decoded
+//! only while a burned-in output asks for display frames (a gate before its decoder, opened at a
+//! key frame); the substream is decoded for analytics only. The main stream owns the site's
+//! camera state (online, size, reconnects); the substream's results are put on the main
+//! stream's media timeline ([`Pair`]) so the browser draws them on the frames they belong to.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,12 +22,13 @@ use parking_lot::Mutex;
 use tracing::{debug, info, info_span, warn};
 
 use super::frames::{copy_frame, RateGate};
+use super::substream::{gate_decoder, watch_main, Pair, StreamRole};
 use super::tap::{self, TapCounters};
 use super::{fit_display, CameraSettings, IngestError, Pacing, SourceKind, Templates};
 use crate::hub::{AnalyticsQueue, SiteHub};
 use crate::metrics::IngestMetrics;
 use crate::model::{AnalyticsFrame, DisplayFrame, Image};
-use crate::timing::{self, Stage};
+use crate::timing;
 
 /// Numbers the runs of every camera pipeline of the process: a run's media timeline
 /// ([`crate::model::MediaTime::epoch`]).
@@ -29,14 +37,14 @@ static EPOCH: AtomicU64 = AtomicU64::new(0);
 /// A running camera. Dropping it does not stop it; call [`CameraHandle::stop`].
 pub struct CameraHandle {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl CameraHandle {
     /// Asks the supervisor to stop and waits for the pipeline to be torn down.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -48,11 +56,11 @@ impl CameraHandle {
 
     /// The supervisor has ended: stopped, or (a replayed file) played to its end.
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
+        self.threads.iter().all(|t| t.is_finished())
     }
 }
 
-/// Starts a camera's supervisor thread.
+/// Starts a camera's supervisor thread, two with a substream for detection.
 pub fn spawn_camera(
     settings: CameraSettings,
     templates: Arc<Templates>,
@@ -61,18 +69,65 @@ pub fn spawn_camera(
     metrics: IngestMetrics,
 ) -> Result<CameraHandle, IngestError> {
     let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name(format!("cam-{}", settings.site))
-        .spawn(move || {
-            let span = info_span!("camera", site = %settings.site);
+    let pair = Arc::new(Pair::default());
+    let mut streams = Vec::new();
+    match settings.detect.clone() {
+        None => streams.push((StreamRole::Only, settings)),
+        Some((source, pacing)) => {
+            let mut sub = settings.clone();
+            sub.source = source;
+            sub.pacing = pacing;
+            sub.detect = None;
+            streams.push((StreamRole::Main, settings));
+            streams.push((StreamRole::Detect, sub));
+        }
+    }
+    let mut handle = CameraHandle {
+        stop: stop.clone(),
+        threads: Vec::new(),
+    };
+    for (role, settings) in streams {
+        let (templates, site, queue) = (templates.clone(), site.clone(), queue.clone());
+        let (metrics, stop, pair) = (metrics.clone(), stop.clone(), pair.clone());
+        let name = match role {
+            StreamRole::Detect => format!("cam-{}-d", settings.site),
+            _ => format!("cam-{}", settings.site),
+        };
+        let spawned = std::thread::Builder::new().name(name).spawn(move || {
+            let span = info_span!("camera", site = %settings.site, stream = role.label());
             let _g = span.enter();
-            supervise(&settings, &templates, &site, &queue, &metrics, &stop2);
-        })?;
-    Ok(CameraHandle {
-        stop,
-        thread: Some(thread),
-    })
+            let ctx = Ctx {
+                s: &settings,
+                role,
+                pair: &pair,
+                templates: &templates,
+                site: &site,
+                queue: &queue,
+                metrics: &metrics,
+            };
+            supervise(&ctx, &stop);
+        });
+        match spawned {
+            Ok(t) => handle.threads.push(t),
+            Err(e) => {
+                // the stream already started must not run on unowned
+                handle.stop();
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(handle)
+}
+
+/// What one stream's supervisor works with.
+struct Ctx<'a> {
+    s: &'a CameraSettings,
+    role: StreamRole,
+    pair: &'a Arc<Pair>,
+    templates: &'a Templates,
+    site: &'a Arc<SiteHub>,
+    queue: &'a Arc<AnalyticsQueue>,
+    metrics: &'a IngestMetrics,
 }
 
 /// Why one run of the pipeline ended.
@@ -86,16 +141,22 @@ enum Ended {
     },
 }
 
-fn supervise(
-    s: &CameraSettings,
-    templates: &Templates,
-    site: &Arc<SiteHub>,
-    queue: &Arc<AnalyticsQueue>,
-    metrics: &IngestMetrics,
-    stop: &AtomicBool,
-) {
+fn supervise(ctx: &Ctx, stop: &AtomicBool) {
+    let (s, site, metrics) = (ctx.s, ctx.site, ctx.metrics);
+    let owns_status = ctx.role.owns_status();
     let label = [s.site.as_str()];
-    metrics.camera_online.with_label_values(&label).set(0);
+    let stream_label = [s.site.as_str(), ctx.role.label()];
+    metrics
+        .stream_online
+        .with_label_values(&stream_label)
+        .set(0);
+    metrics.stream_decoded.with_label_values(&stream_label);
+    metrics
+        .stream_analytics_frames
+        .with_label_values(&stream_label);
+    if owns_status {
+        metrics.camera_online.with_label_values(&label).set(0);
+    }
     // Touch the counters so every camera has series from the start, even before its first frame.
     for c in [
         &metrics.frames_decoded,
@@ -118,13 +179,25 @@ fn supervise(
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        if attempt > 0 {
+        if attempt > 0 && owns_status {
             metrics.reconnects.with_label_values(&label).inc();
             site.update_status(|st| st.reconnects += 1);
         }
         attempt += 1;
-        let ended = run_once(s, templates, site, queue, metrics, stop);
-        metrics.camera_online.with_label_values(&label).set(0);
+        let ended = run_once(ctx, stop);
+        metrics
+            .stream_online
+            .with_label_values(&stream_label)
+            .set(0);
+        if owns_status {
+            metrics.camera_online.with_label_values(&label).set(0);
+        }
+        // The substream's state is its own: the site is online while its main stream is.
+        let update_status = |f: &dyn Fn(&mut crate::hub::CameraStatus)| {
+            if owns_status {
+                site.update_status(f);
+            }
+        };
         match ended {
             Ended::Stopped | Ended::Finished => {
                 let why = if matches!(ended, Ended::Finished) {
@@ -132,7 +205,7 @@ fn supervise(
                 } else {
                     "stopped"
                 };
-                site.update_status(|st| {
+                update_status(&|st| {
                     if st.online {
                         st.online = false;
                         st.since = Utc::now();
@@ -143,7 +216,7 @@ fn supervise(
             }
             Ended::Failed { reason, .. } if s.once => {
                 warn!(%reason, "the recording cannot be played");
-                site.update_status(|st| {
+                update_status(&|st| {
                     st.online = false;
                     st.last_error = Some(reason.clone());
                 });
@@ -154,7 +227,7 @@ fn supervise(
                     backoff = s.backoff_initial;
                 }
                 warn!(%reason, retry_in_s = backoff.as_secs_f64(), "camera offline");
-                site.update_status(|st| {
+                update_status(&|st| {
                     if st.online {
                         st.online = false;
                         st.since = Utc::now();
@@ -203,7 +276,10 @@ impl Live {
     }
 }
 
-fn element<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> Result<T, String> {
+pub(super) fn element<T: IsA<gst::Element>>(
+    pipeline: &gst::Pipeline,
+    name: &str,
+) -> Result<T, String> {
     pipeline
         .by_name(name)
         .ok_or_else(|| format!("the pipeline template has no element named {name:?}"))?
@@ -211,15 +287,11 @@ fn element<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> Result
         .map_err(|_| format!("element {name:?} is not of the expected type"))
 }
 
-fn build(
-    s: &CameraSettings,
-    templates: &Templates,
-    site: &Arc<SiteHub>,
-    queue: &Arc<AnalyticsQueue>,
-    metrics: &IngestMetrics,
-    live: &Arc<Live>,
-) -> Result<gst::Pipeline, String> {
-    let line = templates
+fn build(ctx: &Ctx, live: &Arc<Live>) -> Result<gst::Pipeline, String> {
+    let (s, site, queue, metrics) = (ctx.s, ctx.site, ctx.queue, ctx.metrics);
+    let role = ctx.role;
+    let line = ctx
+        .templates
         .render(s.source.kind, &s.template_params())
         .map_err(|e| e.to_string())?;
     debug!(pipeline = %line, "building pipeline");
@@ -228,25 +300,44 @@ fn build(
         .dynamic_cast::<gst::Pipeline>()
         .map_err(|_| "the template is not a pipeline".to_string())?;
     let label = s.site.as_str();
+    let stream_label = [label, role.label()];
 
     // The camera's video reaches the branches through `pace`; the passthrough tap watches
-    // every access unit at `encoded`, before the decoder.
+    // every access unit at `encoded`, before the decoder (not the substream's: the wall plays
+    // the main stream).
     let parse: gst::Element = element(&pipeline, "parse")?;
     let pace: gst::Element = element(&pipeline, "pace")?;
     tap::link_parsed(&pipeline, &parse, &pace);
     let encoded: gst::Element = element(&pipeline, "encoded")?;
-    let live_tap = live.clone();
-    tap::install(
-        &encoded,
-        site.clone(),
-        live.epoch,
-        TapCounters {
-            frames: metrics.source_frames.with_label_values(&[label]),
-            bytes: metrics.source_bytes.with_label_values(&[label]),
-            errors: metrics.passthrough_errors.with_label_values(&[label]),
-        },
-        move || live_tap.touch(),
-    )?;
+    if role != StreamRole::Detect {
+        let live_tap = live.clone();
+        tap::install(
+            &encoded,
+            site.clone(),
+            live.epoch,
+            TapCounters {
+                frames: metrics.source_frames.with_label_values(&[label]),
+                bytes: metrics.source_bytes.with_label_values(&[label]),
+                errors: metrics.passthrough_errors.with_label_values(&[label]),
+            },
+            move || {
+                live_tap.touch();
+                // decoded only on demand: the stream is alive when its frames arrive
+                if role == StreamRole::Main && !live_tap.online.load(Ordering::Relaxed) {
+                    live_tap.online.store(true, Ordering::Relaxed);
+                }
+            },
+        )?;
+    }
+    if role == StreamRole::Main {
+        let live_size = live.clone();
+        watch_main(&encoded, live.epoch, ctx.pair, move |size| {
+            *live_size.source_size.lock() = size;
+        })?;
+        gate_decoder(&pipeline, site)?;
+        // Nothing reaches the analytics appsink: it must not hold a file pipeline in preroll.
+        element::<gst::Element>(&pipeline, "analytics")?.set_property("async", false);
+    }
     if let Ok(q) = element::<gst::Element>(&pipeline, "decode_queue") {
         let dropped = metrics.decode_dropped.with_label_values(&[label]);
         q.connect("overrun", false, move |_| {
@@ -260,6 +351,7 @@ fn build(
     let tee: gst::Element = element(&pipeline, "decoded")?;
     let display_caps: gst::Element = element(&pipeline, "display_caps")?;
     let decoded = metrics.frames_decoded.with_label_values(&[label]);
+    let stream_decoded = metrics.stream_decoded.with_label_values(&stream_label);
     let (tile_w, tile_h) = (s.tile_width, s.tile_height);
     let live_probe = live.clone();
     let sink_pad = tee
@@ -271,6 +363,7 @@ fn build(
             match &info.data {
                 Some(gst::PadProbeData::Buffer(_)) => {
                     decoded.inc();
+                    stream_decoded.inc();
                     live_probe.touch();
                     if !live_probe.online.load(Ordering::Relaxed) {
                         live_probe.online.store(true, Ordering::Relaxed);
@@ -317,7 +410,11 @@ fn build(
         let Some(gst::PadProbeData::Buffer(buf)) = &info.data else {
             return gst::PadProbeReturn::Ok;
         };
-        let fps = site_demand.display_demand();
+        // the substream is never displayed
+        let fps = match role {
+            StreamRole::Detect => 0.0,
+            _ => site_demand.display_demand(),
+        };
         let admit = if fps <= 0.0 {
             false
         } else if fps.is_infinite() {
@@ -350,6 +447,10 @@ fn build(
         let Some(gst::PadProbeData::Buffer(buf)) = &info.data else {
             return gst::PadProbeReturn::Ok;
         };
+        if role == StreamRole::Main {
+            // decoded for display only: analytics takes the substream
+            return gst::PadProbeReturn::Handled;
+        }
         let Some(pts) = buf.pts().or(buf.dts()) else {
             return gst::PadProbeReturn::Ok;
         };
@@ -366,6 +467,10 @@ fn build(
     let analytics: gst_app::AppSink = element(&pipeline, "analytics")?;
     let site_id = s.site.clone();
     let a_frames = metrics.analytics_frames.with_label_values(&[label]);
+    let a_stream = metrics
+        .stream_analytics_frames
+        .with_label_values(&stream_label);
+    let pair = (role == StreamRole::Detect).then(|| ctx.pair.clone());
     let a_dropped = metrics.analytics_dropped.with_label_values(&[label]);
     let live_a = live.clone();
     let queue = queue.clone();
@@ -381,7 +486,16 @@ fn build(
                     .buffer()
                     .and_then(|b| b.pts().or(b.dts()))
                     .map(|t| Duration::from_nanos(t.nseconds()));
-                let (sw, sh) = *live_a.source_size.lock();
+                let (mut sw, mut sh) = *live_a.source_size.lock();
+                let mut media_time = tap::media_time(&sample, live_a.epoch);
+                if let Some(pair) = &pair {
+                    // in the main stream's pixels and on its timeline (what the wall shows)
+                    let main = *pair.main_size.lock();
+                    if main.0 > 0 && main.1 > 0 {
+                        (sw, sh) = main;
+                    }
+                    media_time = pair.main_media_time();
+                }
                 // the rules' clock: media time in a replay, else the monotonic clock
                 let (captured_at, rule_at) = match replay {
                     Some(base) => {
@@ -401,12 +515,13 @@ fn build(
                     captured_at,
                     rule_at,
                     pts,
-                    media_time: tap::media_time(&sample, live_a.epoch),
+                    media_time,
                     source_width: sw,
                     source_height: sh,
                     image,
                 };
                 a_frames.inc();
+                a_stream.inc();
                 if queue.put(frame) {
                     a_dropped.inc();
                 }
@@ -452,7 +567,7 @@ fn build(
     );
 
     if timing::enabled() {
-        add_timing_probes(&pipeline, &gate);
+        super::timing_probes::add(&pipeline, &gate);
     }
 
     // Frames a slow display path throws away (live sources only: files are paced instead).
@@ -466,55 +581,6 @@ fn build(
         }
     }
     Ok(pipeline)
-}
-
-/// Bench only (a [`timing`] recorder is installed): per-frame time in the video decoder and in
-/// the two branches' conversions. The decoder is created by decodebin once the stream is typed,
-/// hence the deep-element-added hook; a branch's conversion is whatever the template puts
-/// between `analytics_gate` (or `display_queue`) and its appsink, timed from the buffer leaving
-/// the one to it reaching the other (one streaming thread, so that is the work in between).
-fn add_timing_probes(pipeline: &gst::Pipeline, gate: &gst::Element) {
-    pipeline.connect_deep_element_added(|_, _, element| {
-        let is_video_decoder = element.factory().is_some_and(|f| {
-            let klass = f.klass();
-            klass.contains("Decoder") && klass.contains("Video")
-        });
-        if is_video_decoder {
-            if let (Some(sink), Some(src)) = (element.static_pad("sink"), element.static_pad("src"))
-            {
-                time_between(&sink, &src, Stage::Decode);
-            }
-        }
-    });
-    let sink_pad = |name: &str| pipeline.by_name(name).and_then(|e| e.static_pad("sink"));
-    if let (Some(from), Some(to)) = (gate.static_pad("src"), sink_pad("analytics")) {
-        time_between(&from, &to, Stage::ScaleAnalytics);
-    }
-    let queue_src = pipeline
-        .by_name("display_queue")
-        .and_then(|q| q.static_pad("src"));
-    if let (Some(from), Some(to)) = (queue_src, sink_pad("display")) {
-        time_between(&from, &to, Stage::ScaleDisplay);
-    }
-}
-
-/// Records, per buffer reaching `to`, the time since the buffer that passed `from` before it:
-/// for work done inside one chain call (converters) that is its time per frame; for a decoder,
-/// the time from a compressed frame in to the next picture out (for a frame-threaded decoder,
-/// how long the streaming thread waited for that picture).
-fn time_between(from: &gst::Pad, to: &gst::Pad, stage: Stage) {
-    let entered: Arc<Mutex<Option<Instant>>> = Arc::default();
-    let e_in = entered.clone();
-    from.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-        *e_in.lock() = Some(Instant::now());
-        gst::PadProbeReturn::Ok
-    });
-    to.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-        if let Some(t) = entered.lock().take() {
-            timing::record(stage, t.elapsed());
-        }
-        gst::PadProbeReturn::Ok
-    });
 }
 
 /// Pulls the appsink's sample into `out` (reusing its allocation) and gives the sample back (its
@@ -542,14 +608,7 @@ fn pull_into(
 }
 
 /// Runs the pipeline until it fails, ends, goes silent, or `stop` is set.
-fn run_once(
-    s: &CameraSettings,
-    templates: &Templates,
-    site: &Arc<SiteHub>,
-    queue: &Arc<AnalyticsQueue>,
-    metrics: &IngestMetrics,
-    stop: &AtomicBool,
-) -> Ended {
+fn run_once(ctx: &Ctx, stop: &AtomicBool) -> Ended {
     let live = Arc::new(Live {
         epoch: EPOCH.fetch_add(1, Ordering::Relaxed) + 1,
         started: Instant::now(),
@@ -559,7 +618,7 @@ fn run_once(
         display_seq: AtomicU64::new(0),
         source_size: Mutex::new((0, 0)),
     });
-    let pipeline = match build(s, templates, site, queue, metrics, &live) {
+    let pipeline = match build(ctx, &live) {
         Ok(p) => p,
         Err(reason) => {
             return Ended::Failed {
@@ -568,21 +627,22 @@ fn run_once(
             }
         }
     };
-    let ended = watch(s, &pipeline, site, metrics, &live, stop);
+    let ended = watch(ctx, &pipeline, &live, stop);
     let _ = pipeline.set_state(gst::State::Null);
-    // Browser viewers learn the stream ended (and show the camera offline) at once.
-    site.encoded.end();
+    if ctx.role != StreamRole::Detect {
+        // Browser viewers learn the stream ended (and show the camera offline) at once.
+        ctx.site.encoded.end();
+    }
+    if ctx.role == StreamRole::Main {
+        // this run's timeline is gone: the substream's results wait for the next one
+        *ctx.pair.anchor.lock() = None;
+    }
     ended
 }
 
-fn watch(
-    s: &CameraSettings,
-    pipeline: &gst::Pipeline,
-    site: &SiteHub,
-    metrics: &IngestMetrics,
-    live: &Live,
-    stop: &AtomicBool,
-) -> Ended {
+fn watch(ctx: &Ctx, pipeline: &gst::Pipeline, live: &Live, stop: &AtomicBool) -> Ended {
+    let (s, site, metrics) = (ctx.s, ctx.site, ctx.metrics);
+    let owns_status = ctx.role.owns_status();
     let got = || live.last_frame_ms.load(Ordering::Relaxed) > 0;
     let fail = |reason: String| Ended::Failed {
         reason,
@@ -671,16 +731,22 @@ fn watch(
             let (w, h) = *live.source_size.lock();
             info!(width = w, height = h, "camera online");
             metrics
-                .camera_online
-                .with_label_values(&[s.site.as_str()])
+                .stream_online
+                .with_label_values(&[s.site.as_str(), ctx.role.label()])
                 .set(1);
-            site.update_status(|st| {
-                st.online = true;
-                st.since = Utc::now();
-                st.last_error = None;
-                st.width = w;
-                st.height = h;
-            });
+            if owns_status {
+                metrics
+                    .camera_online
+                    .with_label_values(&[s.site.as_str()])
+                    .set(1);
+                site.update_status(|st| {
+                    st.online = true;
+                    st.since = Utc::now();
+                    st.last_error = None;
+                    st.width = w;
+                    st.height = h;
+                });
+            }
         }
         let now_ms = live.started.elapsed().as_millis() as u64;
         let last = live.last_frame_ms.load(Ordering::Relaxed);
@@ -693,7 +759,10 @@ fn watch(
                     s.silence_timeout.as_secs_f64()
                 ));
             }
-            if reported_online && status_refreshed.elapsed() >= Duration::from_secs(1) {
+            if owns_status
+                && reported_online
+                && status_refreshed.elapsed() >= Duration::from_secs(1)
+            {
                 status_refreshed = Instant::now();
                 site.update_status(|st| {
                     st.last_frame_at = Some(Utc::now());

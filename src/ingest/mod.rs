@@ -14,7 +14,9 @@ pub mod h264;
 pub mod pipeline;
 pub mod reader;
 pub mod samples;
+pub mod substream;
 pub mod tap;
+mod timing_probes;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +25,7 @@ use crate::config::{Config, Site};
 use crate::model::SiteId;
 pub use camera::{spawn_camera, CameraHandle};
 pub use pipeline::{Source, SourceKind, Templates};
+pub use substream::StreamRole;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -97,6 +100,10 @@ pub struct CameraSettings {
     pub site: SiteId,
     pub source: Source,
     pub pacing: Pacing,
+    /// The camera's substream for detection (`detect_stream`) and its pacing: when set, the
+    /// camera runs two pipelines, `source` for the wall (passthrough, decoded only for
+    /// burned-in outputs) and this one for analytics.
+    pub detect: Option<(Source, Pacing)>,
     /// Loop a file source at its end.
     pub loop_file: bool,
     pub analytics_width: u32,
@@ -128,22 +135,27 @@ impl CameraSettings {
     /// Settings for the camera of `site` under `cfg`'s ingest, detect and wall settings (the
     /// site need not be one of `cfg.sites`: a site started while running).
     pub fn for_site(cfg: &Config, site: &Site, analytics_size: (u32, u32)) -> CameraSettings {
-        let mut source = Source::parse(&site.stream);
-        if source.kind == SourceKind::File {
-            source.target = cfg
-                .resolve(std::path::Path::new(&source.target))
-                .display()
-                .to_string();
-        }
-        let pacing = match (source.is_live(), cfg.ingest.files_realtime) {
-            (true, _) => Pacing::Live,
-            (false, true) => Pacing::Realtime,
-            (false, false) => Pacing::AsFastAsPossible,
+        let source_of = |stream: &str| {
+            let mut source = Source::parse(stream);
+            if source.kind == SourceKind::File {
+                source.target = cfg
+                    .resolve(std::path::Path::new(&source.target))
+                    .display()
+                    .to_string();
+            }
+            let pacing = match (source.is_live(), cfg.ingest.files_realtime) {
+                (true, _) => Pacing::Live,
+                (false, true) => Pacing::Realtime,
+                (false, false) => Pacing::AsFastAsPossible,
+            };
+            (source, pacing)
         };
+        let (source, pacing) = source_of(&site.stream);
         CameraSettings {
             site: SiteId::new(&site.id),
             source,
             pacing,
+            detect: site.detect_stream.as_deref().map(source_of),
             loop_file: cfg.ingest.files_loop,
             analytics_width: analytics_size.0,
             analytics_height: analytics_size.1,
@@ -166,6 +178,8 @@ impl CameraSettings {
         self.media_base = media_base;
         self.once = true;
         self.loop_file = false;
+        // a recording is one stream: analytics decodes it
+        self.detect = None;
         self
     }
 
@@ -175,6 +189,7 @@ impl CameraSettings {
         self.pacing = Pacing::Realtime;
         self.once = true;
         self.loop_file = false;
+        self.detect = None;
         self
     }
 

@@ -6,6 +6,11 @@
 //! the feeder pushes into, stamped with the media's running time on arrival. No decoding or encoding happens: serving six
 //! cameras costs almost nothing, so the cameras never compete with the pipeline under test.
 //! The footage must be H.264 without B-frames (scripts/make-footage.sh makes it so).
+//!
+//! A site whose footage `X.mp4` has a substream file beside it, `X.sub.mp4` (the same footage at
+//! 640x360-ish and 5 fps, made by scripts/make-footage.sh), is also served as the camera's
+//! second stream `rtsp://127.0.0.1:PORT/<site>/sub`, for a site's `detect_stream`. One feeder
+//! plays both files in one pipeline, so the two streams show the same moment, as a camera's do.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -74,6 +79,16 @@ pub fn main(args: SamplesArgs) -> anyhow::Result<ExitCode> {
             server.port(),
             path.display()
         );
+        let sub = sub_footage(path);
+        if sub.is_file() {
+            println!(
+                "samples: rtsp://127.0.0.1:{}/{id}/sub <- {}",
+                server.port(),
+                sub.display()
+            );
+        } else {
+            warn!(site = %id, missing = %sub.display(), "no substream footage (scripts/setup.sh makes it): /{id}/sub not served");
+        }
     }
     info!(
         port = server.port(),
@@ -112,6 +127,49 @@ pub fn footage_for(dir: &Path, site: &str, default: &str) -> Result<PathBuf, Ing
         })
 }
 
+/// A shared media at `path` fed by the returned appsrc list.
+fn mount(mounts: &rtsp::RTSPMountPoints, path: &str, site: &SiteId) -> Sinks {
+    let sinks: Sinks = Arc::new(Mutex::new(Vec::new()));
+    let factory = rtsp::RTSPMediaFactory::new();
+    factory.set_launch(
+        "( appsrc name=src is-live=true format=time block=false \
+         max-bytes=4000000 leaky-type=downstream \
+         caps=video/x-h264,stream-format=byte-stream,alignment=au \
+         ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
+    );
+    factory.set_shared(true);
+    let sinks_cfg = sinks.clone();
+    let site_cfg = site.clone();
+    factory.connect_media_configure(move |_, media| {
+        let element = media.element();
+        let src = element
+            .dynamic_cast_ref::<gst::Bin>()
+            .and_then(|b| b.by_name("src"))
+            .and_then(|e| e.dynamic_cast::<gst_app::AppSrc>().ok());
+        match src {
+            Some(src) => {
+                debug!(site = %site_cfg, "client media configured");
+                sinks_cfg.lock().push((src.clone(), None));
+                // push_live skips an appsrc that is not PLAYING rather than dropping
+                // it, so the media's end is what forgets it.
+                let (sinks, site) = (sinks_cfg.clone(), site_cfg.clone());
+                media.connect_unprepared(move |_| {
+                    debug!(site = %site, "client media ended");
+                    sinks.lock().retain(|(s, _)| s != &src);
+                });
+            }
+            None => warn!(site = %site_cfg, "sample media has no appsrc"),
+        }
+    });
+    mounts.add_factory(path, factory);
+    sinks
+}
+
+/// The substream footage of `footage` (`X.mp4` -> `X.sub.mp4`, beside it).
+pub fn sub_footage(footage: &Path) -> PathBuf {
+    footage.with_extension("sub.mp4")
+}
+
 /// The appsrcs of the mounts' media, each with the offset from the feeder's running time to
 /// its own (set at its first frame).
 type Sinks = Arc<Mutex<Vec<(gst_app::AppSrc, Option<i64>)>>>;
@@ -137,39 +195,11 @@ impl SampleServer {
         let stop = Arc::new(AtomicBool::new(false));
         let mut feeders = Vec::new();
         for (site, path) in feeds {
-            let sinks: Sinks = Arc::new(Mutex::new(Vec::new()));
-            let factory = rtsp::RTSPMediaFactory::new();
-            factory.set_launch(
-                "( appsrc name=src is-live=true format=time block=false \
-                 max-bytes=4000000 leaky-type=downstream \
-                 caps=video/x-h264,stream-format=byte-stream,alignment=au \
-                 ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
-            );
-            factory.set_shared(true);
-            let sinks_cfg = sinks.clone();
-            let site_cfg = site.clone();
-            factory.connect_media_configure(move |_, media| {
-                let element = media.element();
-                let src = element
-                    .dynamic_cast_ref::<gst::Bin>()
-                    .and_then(|b| b.by_name("src"))
-                    .and_then(|e| e.dynamic_cast::<gst_app::AppSrc>().ok());
-                match src {
-                    Some(src) => {
-                        debug!(site = %site_cfg, "client media configured");
-                        sinks_cfg.lock().push((src.clone(), None));
-                        // push_live skips an appsrc that is not PLAYING rather than dropping
-                        // it, so the media's end is what forgets it.
-                        let (sinks, site) = (sinks_cfg.clone(), site_cfg.clone());
-                        media.connect_unprepared(move |_| {
-                            debug!(site = %site, "client media ended");
-                            sinks.lock().retain(|(s, _)| s != &src);
-                        });
-                    }
-                    None => warn!(site = %site_cfg, "sample media has no appsrc"),
-                }
-            });
-            mounts.add_factory(&format!("/{site}"), factory);
+            let sinks = mount(&mounts, &format!("/{site}"), site);
+            let sub = sub_footage(path);
+            let sub = sub
+                .is_file()
+                .then(|| (sub, mount(&mounts, &format!("/{site}/sub"), site)));
             let (path, stop, site) = (path.clone(), stop.clone(), site.clone());
             feeders.push(
                 std::thread::Builder::new()
@@ -177,7 +207,7 @@ impl SampleServer {
                     .spawn(move || {
                         let span = info_span!("samples", site = %site);
                         let _g = span.enter();
-                        feed(&path, &sinks, &stop);
+                        feed(&path, &sinks, sub.as_ref(), &stop);
                     })?,
             );
         }
@@ -231,10 +261,11 @@ impl SampleServer {
     }
 }
 
-/// Plays `path` at real-time pace forever, pushing each access unit into the mounts' appsrcs.
-fn feed(path: &Path, sinks: &Sinks, stop: &AtomicBool) {
+/// Plays `path` (and the substream file `sub`, side by side) at real-time pace forever, pushing
+/// each access unit into the mounts' appsrcs.
+fn feed(path: &Path, sinks: &Sinks, sub: Option<&(PathBuf, Sinks)>, stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
-        if let Err(e) = feed_once(path, sinks, stop) {
+        if let Err(e) = feed_once(path, sinks, sub, stop) {
             warn!(error = %e, file = %path.display(), "sample feeder failed, restarting in 2 s");
             for _ in 0..40 {
                 if stop.load(Ordering::SeqCst) {
@@ -246,17 +277,42 @@ fn feed(path: &Path, sinks: &Sinks, stop: &AtomicBool) {
     }
 }
 
-fn feed_once(path: &Path, sinks: &Sinks, stop: &AtomicBool) -> Result<(), String> {
-    let location = path.display().to_string().replace('"', "\\\"");
-    let pipeline = gst::parse::launch(&format!(
-        "filesrc location=\"{location}\" ! qtdemux ! h264parse config-interval=-1 \
-         ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=out sync=true"
-    ))
-    .map_err(|e| e.to_string())?
-    .dynamic_cast::<gst::Pipeline>()
-    .map_err(|_| "not a pipeline".to_string())?;
+fn feed_once(
+    path: &Path,
+    sinks: &Sinks,
+    sub: Option<&(PathBuf, Sinks)>,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let branch = |path: &Path, name: &str| {
+        let location = path.display().to_string().replace('"', "\\\"");
+        format!(
+            "filesrc location=\"{location}\" ! qtdemux ! h264parse config-interval=-1 \
+             ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name={name} sync=true "
+        )
+    };
+    // Both files in one pipeline: one clock, one segment loop (the bin posts SEGMENT_DONE once
+    // both demuxers are done), so the substream never drifts from the main stream.
+    let mut line = branch(path, "out");
+    if let Some((sub_path, _)) = sub {
+        line.push_str(&branch(sub_path, "sub"));
+    }
+    let pipeline = gst::parse::launch(&line)
+        .map_err(|e| e.to_string())?
+        .dynamic_cast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_string())?;
+    feed_sink(&pipeline, "out", sinks)?;
+    if let Some((_, sub_sinks)) = sub {
+        feed_sink(&pipeline, "sub", sub_sinks)?;
+    }
+    let result = play_looping(&pipeline, stop);
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
+/// Pushes what the appsink `name` of the feeder gets into the appsrcs of `sinks`.
+fn feed_sink(pipeline: &gst::Pipeline, name: &str, sinks: &Sinks) -> Result<(), String> {
     let sink = pipeline
-        .by_name("out")
+        .by_name(name)
         .and_then(|e| e.dynamic_cast::<gst_app::AppSink>().ok())
         .ok_or("no appsink")?;
     // A new feeder pipeline starts its timeline again: every client's stamps are re-anchored.
@@ -284,9 +340,7 @@ fn feed_once(path: &Path, sinks: &Sinks, stop: &AtomicBool) -> Result<(), String
             })
             .build(),
     );
-    let result = play_looping(&pipeline, stop);
-    let _ = pipeline.set_state(gst::State::Null);
-    result
+    Ok(())
 }
 
 /// Pushes `buf` into a media's appsrc stamped on the footage's own timeline (`rt`, its running

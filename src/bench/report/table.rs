@@ -126,7 +126,16 @@ pub fn trial_table(t: &TrialResult) -> String {
         t.messages.published_incidents,
         t.messages.published_counts
     );
-    if let Some(c) = &t.consumers {
+    if let Some(c) = t.consumers.as_ref().filter(|c| c.live_viewers > 0) {
+        let _ = writeln!(
+            o,
+            "  viewers (harness): {} browser tiles {} frames ({:.1}/s); harness CPU {:.1} %",
+            c.live_viewers,
+            c.live_frames,
+            c.live_fps,
+            t.harness_cpu_percent.unwrap_or(0.0)
+        );
+    } else if let Some(c) = &t.consumers {
         let _ = writeln!(
             o,
             "  viewers (harness): {} {} frames ({:.1}/s), {} {} frames ({:.1}/s); harness CPU {:.1} %",
