@@ -176,3 +176,81 @@ fn missing_footage_is_named() {
     );
     assert!(out.stdout.is_empty(), "no report on bad input");
 }
+
+/// `--substreams`: every camera a main stream by passthrough and a substream for detection,
+/// the wall attached as browser tiles. Counts only: the substream is what is decoded (its 5
+/// fps, not the main stream's 29.97), the browser tiles got the main stream, nothing burned in.
+#[test]
+fn substreams_decode_only_the_substream_and_feed_browser_tiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("bench.json");
+    let out = bench(&[
+        "--config",
+        "config/palembang.toml",
+        "--substreams",
+        "--streams",
+        "2",
+        "--footage",
+        "samples/sample.mp4",
+        "--seconds",
+        "6",
+        "--warmup",
+        "2",
+        "--ceiling-seconds",
+        "1",
+        "--json",
+        json_path.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "bench failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert!(
+        r["wall_consumers"]
+            .as_str()
+            .is_some_and(|w| w.contains("sample.sub.mp4")),
+        "{}",
+        r["wall_consumers"]
+    );
+    assert!(r["efficiency"].is_null(), "no limit-based efficiency");
+    let run = &r["run"];
+    for row in run["per_stream"].as_array().unwrap() {
+        let (decoded, display) = (u(row, "/decoded"), u(row, "/display_frames"));
+        assert!(display > 0 && decoded > 0, "{row}");
+        // 5 fps decoded against 29.97 fps passed through: the main stream is not decoded
+        assert!(
+            decoded * 3 < display,
+            "more decoded than the substream has: {row}"
+        );
+        assert!(u(row, "/processed") > 0, "{row}");
+    }
+    assert_eq!(u(run, "/wall/jpeg_frames"), 0, "nothing burned in");
+    assert_eq!(u(run, "/wall/mosaic_frames"), 0);
+    assert!(u(run, "/consumers/live_frames") > 0);
+    assert_eq!(u(run, "/consumers/live_viewers"), 2);
+    assert!(stdout.contains("2 browser tiles"), "{stdout}");
+}
+
+#[test]
+fn substreams_without_substream_footage_is_named() {
+    let out = bench(&[
+        "--config",
+        "config/palembang.toml",
+        "--substreams",
+        "--footage",
+        "samples/sample.mp4",
+        "--detect-footage",
+        "samples/no-such-sub.mp4",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no-such-sub.mp4") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "no report on bad input");
+}

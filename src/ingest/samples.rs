@@ -444,5 +444,9 @@ mod tests {
             footage_for(&d.path().join("sample.mp4"), "any", "z").unwrap(),
             d.path().join("sample.mp4")
         );
+        assert_eq!(
+            sub_footage(&d.path().join("sites/bkb.mp4")),
+            d.path().join("sites/bkb.sub.mp4")
+        );
     }
 }

@@ -157,3 +157,39 @@ pub(super) fn gate_decoder(pipeline: &gst::Pipeline, site: &Arc<SiteHub>) -> Res
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substream_frames_land_on_the_main_timeline() {
+        let pair = Pair::default();
+        assert_eq!(pair.main_media_time(), None, "no main stream yet");
+        let t = MediaTime {
+            epoch: 7,
+            ns: 5_000_000_000,
+        };
+        let at = Instant::now() - Duration::from_millis(300);
+        *pair.anchor.lock() = Some((t, at));
+        let m = pair.main_media_time().expect("on the main timeline");
+        assert_eq!(m.epoch, 7);
+        assert!(
+            m.ns >= 5_300_000_000 && m.ns < 6_000_000_000,
+            "the main stream's time plus the 0.3 s since: {}",
+            m.ns
+        );
+        // a main stream silent for more than 2 s gives no time
+        let stale = Instant::now() - Duration::from_secs(3);
+        *pair.anchor.lock() = Some((t, stale));
+        assert_eq!(pair.main_media_time(), None);
+    }
+
+    #[test]
+    fn roles() {
+        assert_eq!(StreamRole::Only.label(), "main");
+        assert_eq!(StreamRole::Main.label(), "main");
+        assert_eq!(StreamRole::Detect.label(), "detect");
+        assert!(StreamRole::Main.owns_status() && !StreamRole::Detect.owns_status());
+    }
+}
