@@ -5,11 +5,13 @@
 //! become exactly one report with its last update, and both the producer and the desk must be
 //! connected again, to the other nodes; then the node comes back and the desk's node is killed.
 //! Counts, not timings: the failover times are printed (`SIMPANG_CLUSTER_KILLS=10` for a drill).
+//! And the users `simpang mqtt-credentials` writes for the cluster have the ACL's rights.
 
 mod support;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,7 @@ use prometheus::Registry;
 use simpang::config::Config;
 use simpang::desk::Role;
 use simpang::hub::Hub;
+use simpang::incident::secrets::Credentials;
 use simpang::incident::{incident_id, IncidentService};
 use simpang::model::{
     Evidence, Image, IncidentKind, PixelFormat, RuleEvent, RulePhase, SiteId, ZoneId,
@@ -94,25 +97,170 @@ fn desk_reports(t: &TestDesk) -> (HashMap<String, (i64, bool)>, HashMap<String, 
     })
 }
 
+/// `simpang mqtt-credentials` for the config at `cfg`, into `out` (returned).
+fn credentials(cfg: &Path, out: &Path) -> PathBuf {
+    let mut made = Proc::simpang(
+        "mqtt-credentials",
+        &[
+            "mqtt-credentials",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    made.wait_line("nats-users.conf", WAIT);
+    out.to_path_buf()
+}
+
+/// `mosquitto_pub` of one QoS 1 message to node `port` as `user` (no login: anonymous); its
+/// exit status and output.
+fn publish(port: u16, login: Option<(&str, &str)>, topic: &str, payload: &str) -> (bool, String) {
+    let mut cmd = Command::new("mosquitto_pub");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
+        .args(["-t", topic, "-m", payload]);
+    if let Some((u, p)) = login {
+        cmd.args(["-u", u, "-P", p]);
+    }
+    let out = cmd
+        .output()
+        .expect("mosquitto_pub (Debian mosquitto-clients, scripts/setup.sh)");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The users of `simpang mqtt-credentials` on the cluster: a login for each, no anonymous or
+/// wrong-password client, and the Mosquitto ACL's rights across nodes (a site writes only its
+/// own topics, the viewer only reads, the desk writes its status topics).
+#[test]
+fn the_cluster_enforces_each_users_rights() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("simpang.toml");
+    std::fs::write(&cfg_path, producer_config(dir.path(), "")).unwrap();
+    let creds = credentials(&cfg_path, &dir.path().join("mqtt"));
+    let nats = NatsCluster::start(3, Some(&creds.join("nats-users.conf")));
+    let secrets = Credentials::load(&creds.join("credentials.toml")).unwrap();
+    let pw = |u: &str| secrets.password(u).expect("a password").to_string();
+    let (site, viewer, desk) = (pw("site-ampera"), pw("viewer"), pw("desk"));
+    let port = |i: usize| nats.mqtt_ports[i];
+
+    // The viewer reads everything, on node 3; the writers are on nodes 1 and 2.
+    // Line-buffered: mosquitto_sub's debug lines (the SUBACK) are not flushed into a pipe.
+    let mut cmd = Command::new("stdbuf");
+    cmd.args(["-oL", "mosquitto_sub"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port(2).to_string(),
+            "-q",
+            "1",
+            "-v",
+            "-d",
+        ])
+        .args(["-u", "viewer", "-P", &viewer, "-t", "simpang/v1/#"]);
+    let mut sub = Proc::spawn("viewer", cmd);
+    sub.wait_line("SUBACK", WAIT);
+
+    let refused = [
+        publish(port(0), None, "simpang/v1/sites/ampera/status", "anonymous"),
+        publish(
+            port(0),
+            Some(("site-ampera", "not-the-password")),
+            "simpang/v1/sites/ampera/status",
+            "wrong-password",
+        ),
+    ];
+    for (ok, out) in &refused {
+        assert!(!ok, "a client without a valid login is refused: {out}");
+    }
+    // Refused publishes still get a PUBACK (MQTT 3.1.1), and are dropped.
+    for (port, user, password, topic, payload) in [
+        (
+            port(0),
+            "site-ampera",
+            &site,
+            "simpang/v1/sites/bkb/incidents",
+            "forged-site",
+        ),
+        (
+            port(1),
+            "site-ampera",
+            &site,
+            "simpang/v1/desk/reports/T1/status",
+            "forged-desk",
+        ),
+        (
+            port(1),
+            "viewer",
+            &viewer,
+            "simpang/v1/sites/bkb/status",
+            "viewer-write",
+        ),
+        (
+            port(0),
+            "desk",
+            &desk,
+            "simpang/v1/sites/ampera/incidents",
+            "desk-forged-site",
+        ),
+    ] {
+        let (ok, out) = publish(port, Some((user, password)), topic, payload);
+        assert!(ok, "{user} publishes (and is dropped, not refused): {out}");
+    }
+    for (port, user, password, topic, payload) in [
+        (
+            port(0),
+            "site-ampera",
+            &site,
+            "simpang/v1/sites/ampera/incidents",
+            "own-incident",
+        ),
+        (
+            port(1),
+            "desk",
+            &desk,
+            "simpang/v1/desk/reports/T1/status",
+            "desk-status",
+        ),
+    ] {
+        let (ok, out) = publish(port, Some((user, password)), topic, payload);
+        assert!(ok, "{user} publishes its own topic: {out}");
+    }
+    // Both allowed messages arrive (published after the refused ones, by clients that waited
+    // for each PUBACK, so nothing refused can still be on its way).
+    sub.wait_line("simpang/v1/sites/ampera/incidents own-incident", WAIT);
+    sub.wait_line("simpang/v1/desk/reports/T1/status desk-status", WAIT);
+    let got: Vec<String> = sub
+        .stdout_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("simpang/"))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "simpang/v1/sites/ampera/incidents own-incident",
+            "simpang/v1/desk/reports/T1/status desk-status"
+        ],
+        "only the allowed messages reach the viewer:\n{}",
+        nats.logs()
+    );
+}
+
 #[test]
 fn a_killed_broker_node_loses_no_incident_and_both_sides_fail_over() {
     let dir = tempfile::tempdir().unwrap();
     // The deployment's users and rights, as an operator makes them.
     let cfg_path = dir.path().join("simpang.toml");
     std::fs::write(&cfg_path, producer_config(dir.path(), "")).unwrap();
-    let creds = dir.path().join("mqtt");
-    let mut made = Proc::simpang(
-        "mqtt-credentials",
-        &[
-            "mqtt-credentials",
-            "--config",
-            cfg_path.to_str().unwrap(),
-            "--out",
-            creds.to_str().unwrap(),
-        ],
-        &[],
-    );
-    made.wait_line("nats-users.conf", WAIT);
+    let creds = credentials(&cfg_path, &dir.path().join("mqtt"));
     let mut nats = NatsCluster::start(3, Some(&creds.join("nats-users.conf")));
     let urls = nats.urls();
 
