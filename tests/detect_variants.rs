@@ -80,8 +80,20 @@ fn every_variant_loads_and_finds_the_persons_one_can_see() {
     let mut by_size: BTreeMap<(u32, u32), BTreeMap<u64, Image>> = BTreeMap::new();
     for (manifest, size, file) in VARIANTS {
         let path = support::root().join(manifest);
-        let d = Detector::from_manifest(&path, &support::detect::options())
+        let plain = Detector::from_manifest(&path, &support::detect::options())
             .unwrap_or_else(|e| panic!("{manifest}: {e}"));
+        let person = plain
+            .labels()
+            .iter()
+            .position(|l| l == "person")
+            .expect("a COCO label list has person");
+        let thr = plain.thresholds()[person];
+        // The same manifest, also keeping boxes down to the margin below the threshold.
+        let opts = DetectOptions {
+            floor: Some(thr - support::detect::SCORE_MARGIN),
+            ..support::detect::options()
+        };
+        let d = Detector::from_manifest(&path, &opts).unwrap_or_else(|e| panic!("{manifest}: {e}"));
         assert_eq!(d.input_size(), *size, "{manifest}");
         assert_eq!(d.labels().len(), 80, "{manifest}");
         // on a CPU with AMX-INT8 the manifest's onnx_amx file (tested below)
@@ -96,28 +108,17 @@ fn every_variant_loads_and_finds_the_persons_one_can_see() {
             .or_insert_with(|| support::detect::frames(&idx, Some(*size)));
         let refs: Vec<&Image> = imgs.values().collect();
         let (dets, _) = d.detect_batch(&refs).unwrap();
-        let labels = d.labels();
-        let mut total = 0;
-        for (f, dets) in fx.frames.iter().zip(&dets) {
-            let found = dets
-                .iter()
-                // at the manifest's own person threshold (0.5 for the original)
-                .filter(|x| labels[x.class_id as usize] == "person")
-                .count();
-            total += found;
-            assert!(
-                found.abs_diff(f.visible) <= fx.tolerance,
-                "{manifest}: frame {}: {found} persons found, {} visible ({})",
-                f.index,
-                f.visible,
-                f.note
-            );
-        }
-        let visible: usize = fx.frames.iter().map(|f| f.visible).sum();
-        assert!(
-            total.abs_diff(visible) <= 3,
-            "{manifest}: {total} vs {visible}"
-        );
+        // at the manifest's own person threshold, give or take the margin
+        let counted: Vec<support::detect::Counted> = fx
+            .frames
+            .iter()
+            .map(|f| support::detect::Counted {
+                index: f.index,
+                visible: f.visible,
+                note: &f.note,
+            })
+            .collect();
+        support::detect::check_person_counts(manifest, &counted, &dets, person, thr, fx.tolerance);
     }
 }
 
@@ -316,5 +317,104 @@ fn the_variant_script_explains_a_calibration_folder_without_frames() {
         assert!(!err.contains("Traceback"), "{err}");
         // it failed before writing anything
         assert!(!out.exists(), "{}", dir.display());
+    }
+}
+
+/// Per-frame absolute errors of the whole-frame person count against the hand count of
+/// `tests/fixtures/people-counts.jsonl`, at `thr`.
+fn count_errors(
+    dets: &[Vec<simpang::model::Detection>],
+    truth: &[usize],
+    person: usize,
+    thr: f32,
+) -> Vec<f64> {
+    dets.iter()
+        .zip(truth)
+        .map(|(d, &t)| {
+            d.iter()
+                .filter(|x| x.class_id as usize == person && x.score > thr)
+                .count()
+                .abs_diff(t) as f64
+        })
+        .collect()
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+#[test]
+fn the_default_model_counts_people_at_its_best_threshold_and_better_than_the_original_as_shipped() {
+    // Issue 18, item 5: people counted on ordinary frames (40 hand-counted vtest frames) by the
+    // int8 default, as simpang decodes and scales them (samples/vtest.mp4 through GStreamer to
+    // 416). Measured here (docs/detector.md, "Counting people"): int8 at its 0.45 counts with MAE
+    // 0.75, the fp32 original 0.875 at its shipped 0.5 and 0.65 at its best (0.45, picked on these
+    // frames): the default is better than the original as shipped, not as good as the original
+    // at its best.
+    #[derive(Deserialize)]
+    struct Row {
+        frame: u64,
+        persons: usize,
+    }
+    let text = std::fs::read_to_string(support::root().join("tests/fixtures/people-counts.jsonl"))
+        .unwrap();
+    let rows: Vec<Row> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("line {}: {e}", i + 1)))
+        .collect();
+    assert_eq!(rows.len(), 40);
+    let idx: Vec<u64> = rows.iter().map(|r| r.frame).collect();
+    let truth: Vec<usize> = rows.iter().map(|r| r.persons).collect();
+    let imgs = support::detect::frames(&idx, Some((416, 416)));
+    let refs: Vec<&Image> = imgs.values().collect();
+    let run = |manifest: PathBuf| {
+        let d = Detector::from_manifest(
+            &manifest,
+            &DetectOptions {
+                floor: Some(0.25),
+                ..support::detect::options()
+            },
+        )
+        .unwrap();
+        let person = d.labels().iter().position(|l| l == "person").unwrap();
+        let (dets, _) = d.detect_batch(&refs).unwrap();
+        (dets, person, d.thresholds()[person])
+    };
+    let (int8, person, int8_thr) = run(support::root().join("models/nanodet-m-int8/manifest.toml"));
+    let (fp32, _, fp32_thr) = run(support::detect::nanodet_manifest());
+    let mae = |dets: &[Vec<simpang::model::Detection>], t: f32| {
+        mean(&count_errors(dets, &truth, person, t))
+    };
+    let grid: Vec<f32> = (30..=60).map(|i| i as f32 * 0.01).collect();
+    let sweep = |dets: &[Vec<simpang::model::Detection>]| -> String {
+        grid.iter()
+            .step_by(5)
+            .map(|&t| format!("{t:.2}:{:.3}", mae(dets, t)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let int8_mae = mae(&int8, int8_thr);
+    let shipped = mae(&fp32, fp32_thr);
+    eprintln!(
+        "person count MAE over 40 frames: int8 at its {int8_thr}: {int8_mae:.3}; fp32 at its \
+         {fp32_thr}: {shipped:.3}\n  int8 {}\n  fp32 {}",
+        sweep(&int8),
+        sweep(&fp32)
+    );
+    // One frame miscounted by one is 0.025: the allowance is one such frame, for a score that
+    // another CPU's kernels move across a threshold (support::detect::SCORE_MARGIN).
+    assert!(
+        int8_mae <= shipped + 0.025,
+        "int8 at {int8_thr}: MAE {int8_mae:.3}; the fp32 original at {fp32_thr}: {shipped:.3}"
+    );
+    // The manifest's threshold is the int8 model's own best on these frames, to two miscounted
+    // frames (another host's scores move the curve a little; 0.5 is 0.15 worse here).
+    for &t in &grid {
+        let other = mae(&int8, t);
+        assert!(
+            int8_mae <= other + 0.05,
+            "int8 at {t:.2}: {other:.3} < {int8_mae:.3}"
+        );
     }
 }

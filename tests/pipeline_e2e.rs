@@ -20,6 +20,7 @@ use simpang::model::{IncidentEvent, IncidentKind};
 use support::mqtt::{analyse, Report, Schemas, Subscriber};
 use support::simpang::{point_streams_at, run_config_streams, Run, Samples};
 use support::wait::poll_async;
+use toml_edit::value;
 
 const DWELL_S: f64 = 4.0;
 
@@ -191,5 +192,193 @@ async fn crowd_incident_from_sample_footage_end_to_end() {
         .filter(|ms| ms[0].incident.kind == IncidentKind::Crowd)
         .count();
     assert_eq!(crowds, 1);
+    sub.stop().await;
+}
+
+/// config/scenarios.toml with only its `jam` site, the clip played once in real time, paths made
+/// absolute, data in `dir`, the counts reported every 5 s.
+fn jam_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let root = support::root();
+    let mut doc: toml_edit::DocumentMut =
+        std::fs::read_to_string(root.join("config/scenarios.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+    doc["data_dir"] = value(dir.join("data").display().to_string());
+    doc["detect"]["model"] = value(
+        root.join("models/nanodet-m-int8/manifest.toml")
+            .display()
+            .to_string(),
+    );
+    doc["detect"]["ort_library"] = value(support::detect::ort_library().display().to_string());
+    doc["ingest"]["files_realtime"] = value(true);
+    doc["ingest"]["files_loop"] = value(false);
+    let mut mqtt = toml_edit::Table::new();
+    mqtt["embedded_listen"] = value(format!("127.0.0.1:{}", support::ports::port()));
+    mqtt["client_id"] = value("e2e-jam");
+    doc["mqtt"] = toml_edit::Item::Table(mqtt);
+    let mut wall = toml_edit::Table::new();
+    wall["listen"] = value("127.0.0.1:0");
+    wall["rtsp_port"] = value(0);
+    doc["wall"] = toml_edit::Item::Table(wall);
+    let sites = doc["sites"].as_array_of_tables_mut().unwrap();
+    sites.retain(|s| s["id"].as_str() == Some("jam"));
+    assert_eq!(sites.len(), 1, "config/scenarios.toml has no jam site");
+    let jam = sites.get_mut(0).unwrap();
+    jam["stream"] = value(root.join("samples/scenarios/jam.mp4").display().to_string());
+    let lines = jam["lines"].as_array_of_tables_mut().unwrap();
+    for l in lines.iter_mut() {
+        let mut every = toml_edit::Array::new();
+        every.push(5);
+        l["intervals_s"] = value(every);
+    }
+    let p = dir.join("jam.toml");
+    std::fs::write(&p, doc.to_string()).unwrap();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_on_video_is_macet_over_mqtt_and_the_line_counts_its_vehicles() {
+    let footage = support::root().join("samples/scenarios/jam.mp4");
+    assert!(
+        footage.is_file(),
+        "{} is missing: scripts/setup.sh makes the scenario footage (scripts/scenarios/generate.py)",
+        footage.display()
+    );
+    let truth: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(support::root().join("samples/scenarios/jam.truth.json")).unwrap(),
+    )
+    .unwrap();
+    let crossed = truth["crossings_in"].as_u64().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = jam_config(dir.path());
+    let run = Run::start(&cfg, &["jam"]);
+    let sub = Subscriber::viewer(run.mqtt_port(), "e2e-jam-sub", &dir.path().join("data"));
+    assert!(
+        sub.wait_subscribed(Duration::from_secs(30)).await,
+        "{}",
+        run.log()
+    );
+    let schemas = Schemas::load();
+    let jam_ended = |r: &Report| {
+        r.incidents.values().any(|ms| {
+            ms[0].incident.kind == IncidentKind::TrafficJam
+                && ms.last().map(|m| m.event) == Some(IncidentEvent::End)
+        })
+    };
+    // The counts carry the zone's level every 5 s: the queue builds up and clears.
+    let levels = |r: &Report| -> Vec<String> {
+        r.counts
+            .iter()
+            .flat_map(|c| c.zones.iter())
+            .filter(|z| z.zone.as_str() == "jalan")
+            .map(|z| {
+                serde_json::to_value(z.level)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let went_through = |levels: &[String]| {
+        let mut want = ["lancar", "padat", "macet", "lancar"]
+            .into_iter()
+            .peekable();
+        for l in levels {
+            if want.peek() == Some(&l.as_str()) {
+                want.next();
+            }
+        }
+        want.next().is_none()
+    };
+    // The clip is 210 s; the queue clears at 143 s, the incident ends after the zone's clear_s
+    // (20 s) and the level falls to lancar once the window (20 s) has no queue in it.
+    let done = sub
+        .wait_for(Duration::from_secs(300), |m| {
+            let r = analyse(m, &schemas);
+            jam_ended(&r) && went_through(&levels(&r))
+        })
+        .await;
+    let report = analyse(&sub.messages(), &schemas);
+    assert!(
+        done,
+        "traffic_jam incidents {:#?}, levels in the counts messages {:?}\n{}",
+        report
+            .incidents
+            .values()
+            .map(|ms| (ms[0].incident.kind, ms.last().map(|m| m.event)))
+            .collect::<Vec<_>>(),
+        levels(&report),
+        run.log()
+    );
+    assert!(report.errors.is_empty(), "{:#?}", report.errors);
+    let jams: Vec<_> = report
+        .incidents
+        .values()
+        .filter(|ms| ms[0].incident.kind == IncidentKind::TrafficJam)
+        .collect();
+    assert_eq!(jams.len(), 1, "one queue, one incident: {jams:#?}");
+    let ms = jams[0];
+    assert_eq!(ms[0].event, IncidentEvent::New);
+    let level =
+        |m: &simpang::model::IncidentMessage| serde_json::to_value(m.incident.level).unwrap();
+    assert_eq!(level(&ms[0]), "macet", "{:#?}", ms[0].incident);
+    let end = &ms.last().unwrap().incident;
+    // ended because the queue cleared, not because the clip (camera) stopped
+    assert_ne!(
+        end.evidence.reason.as_deref(),
+        Some("camera_offline"),
+        "{end:#?}"
+    );
+    // When, on the clip's timeline (the camera came online at its start).
+    let online_at = report
+        .statuses
+        .iter()
+        .filter_map(|(s, _)| s.camera_health.as_ref())
+        .filter(|h| h.online)
+        .map(|h| h.since)
+        .min()
+        .expect("a status with the camera online");
+    let secs = |t: chrono::DateTime<chrono::FixedOffset>| {
+        (t - online_at).num_milliseconds() as f64 / 1000.0
+    };
+    eprintln!(
+        "jam: opened at {:.1} s, ended at {:.1} s of the clip (label 57.3-143.0 s); levels every 5 s: {:?}",
+        secs(ms[0].incident.updated_at),
+        secs(end.ended_at.expect("an end time")),
+        levels(&report)
+    );
+
+    // The line: the running total (`/api/status`) once the clip has played out, and the counts messages
+    // (every closed 5 s interval; the last one stays open when the clip ends).
+    let status = || -> serde_json::Value {
+        serde_json::from_str(&support::wall::get_text(&run.ops_url("/api/status"))).unwrap()
+    };
+    let played = poll_async(Duration::from_secs(120), || {
+        status()["sites"][0]["status"]["online"] == false
+    })
+    .await;
+    assert!(played.is_some(), "the clip did not end:\n{}", run.log());
+    let wall_in = status()["sites"][0]["lines"][0]["in"].as_u64();
+    let counted: u64 = report
+        .counts
+        .iter()
+        .flat_map(|c| c.lines.iter())
+        .flat_map(|l| l.by_class.values())
+        .map(|d| d.in_count)
+        .sum();
+    eprintln!(
+        "line: {wall_in:?} in /api/status, {counted} in the counts so far, {crossed} crossed"
+    );
+    assert!(
+        wall_in.is_some_and(|n| n + 2 >= crossed && n <= crossed),
+        "the line's total {wall_in:?} of {crossed}: {}",
+        status()
+    );
+    assert!(
+        counted <= wall_in.unwrap_or(0) && counted + 8 >= crossed,
+        "{counted} of {crossed}"
+    );
     sub.stop().await;
 }

@@ -419,7 +419,27 @@ async fn status_handler(State(st): State<HttpState>) -> impl IntoResponse {
         .iter()
         .map(|s| {
             let status = s.status.load();
-            serde_json::json!({ "site": s.id, "status": **status })
+            // The analytics' current view, for tools that take counts out without MQTT: each
+            // zone's level and count, each counting line's running totals since start.
+            let results = s.results.load();
+            let zones: Vec<_> = results
+                .zones
+                .iter()
+                .map(|z| serde_json::json!({ "zone": z.zone, "level": z.level, "count": z.count }))
+                .collect();
+            let lines: Vec<_> = results
+                .lines
+                .iter()
+                .map(
+                    |l| serde_json::json!({ "line": l.line, "in": l.in_count, "out": l.out_count }),
+                )
+                .collect();
+            serde_json::json!({
+                "site": s.id,
+                "status": **status,
+                "zones": zones,
+                "lines": lines,
+            })
         })
         .collect();
     Json(serde_json::json!({ "sites": sites }))

@@ -6,9 +6,11 @@
 //! - [`throttle`]: token-bucket rate limits per key, and the backoff of password and PIN
 //!   guesses (counted before the secret is checked; no lock an attacker can trigger);
 //! - [`redirect`]: where a browser may go after signing in (same-site paths only);
+//! - [`cookie`]: a cookie's value from a request;
 //! - [`secret`]: argon2 hashing on a bounded pool, random tokens, HMAC-signed claims under a
 //!   key file (the wall's session cookies, the desk's hand-off to the wall, trusted devices).
 
+pub mod cookie;
 pub mod redirect;
 pub mod secret;
 pub mod serve;

@@ -38,6 +38,7 @@ use sha2::{Digest, Sha256};
 use super::accounts::{self, Kind};
 use super::WallError;
 use crate::config::{Config, WallAuthConfig};
+use crate::guard::cookie::cookie;
 use crate::guard::{
     client_key, constant_time_eq, random_token, same_site_path, Handoff, Hasher, LoginGuard,
     Policy, Signer, HANDOFF_PURPOSE,
@@ -376,17 +377,6 @@ async fn security_headers(req: Request, next: Next) -> Response {
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     res
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().to_string())
 }
 
 fn url_encode(s: &str) -> String {

@@ -24,6 +24,7 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 
 use super::{Desk, DeskError, StaffUser};
+use crate::guard::cookie::cookie;
 
 /// What every handler gets: the desk.
 pub type AppState = Arc<Desk>;
@@ -138,17 +139,6 @@ pub struct Session {
     pub user: StaffUser,
     pub csrf: String,
     pub token: String,
-}
-
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().to_string())
 }
 
 async fn session_of(parts: &Parts, desk: &Desk) -> Result<Option<Session>, DeskError> {
@@ -384,19 +374,6 @@ pub fn login_cookies(desk: &Desk, res: &mut Response, login: &super::sessions::L
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cookies_are_found_among_others() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; simpang_desk_session=abc ; b=2"),
-        );
-        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("abc"));
-        assert_eq!(cookie(&h, "b").as_deref(), Some("2"));
-        assert_eq!(cookie(&h, "c"), None);
-        assert_eq!(cookie(&HeaderMap::new(), "a"), None);
-    }
 
     #[test]
     fn session_cookie_is_httponly_samesite() {

@@ -12,14 +12,15 @@ use super::api::{self, ActionIn, DashQuery, ListQuery};
 use super::form::{read_report_form, FormError};
 use super::views::{self, FormValues};
 use super::{
-    cookie, login_cookies, session_cookie, AppState, Client, PageError, PageForm, PageSession,
-    Session, DEVICE_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE,
+    login_cookies, session_cookie, AppState, Client, PageError, PageForm, PageSession, Session,
+    DEVICE_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE,
 };
 use crate::desk::auth::{self, constant_time_eq};
 use crate::desk::domain::Role;
 use crate::desk::input::normalise_ticket;
 use crate::desk::workflow::satisfied_missing;
 use crate::desk::{DeskError, FieldError};
+use crate::guard::cookie::cookie;
 
 /// What every page handler answers.
 type PageResult = Result<Response, PageError>;

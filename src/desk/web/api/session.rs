@@ -10,8 +10,9 @@ use serde_json::json;
 
 use super::{check_csrf, ApiResult};
 use crate::desk::web::{
-    cookie, login_cookies, session_cookie, ApiJson, ApiSession, AppState, Client, DEVICE_COOKIE,
+    login_cookies, session_cookie, ApiJson, ApiSession, AppState, Client, DEVICE_COOKIE,
 };
+use crate::guard::cookie::cookie;
 
 /// `POST /api/login`.
 #[derive(Deserialize)]
