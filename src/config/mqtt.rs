@@ -236,7 +236,11 @@ impl Config {
                 bad(m.key("broker"), msg);
             }
         }
-        check_brokers(&c.broker, &c.brokers, &m, "mqtt", bad);
+        // `embedded` beside a list only comes from code that chose the managed broker after
+        // loading (a config file's `brokers` has replaced the default): the list is unused.
+        if !embedded {
+            check_brokers(&c.broker, &c.brokers, &m, "mqtt", bad);
+        }
         if c.client_id.trim().is_empty() {
             bad(m.key("client_id"), "must not be empty".into());
         }

@@ -408,6 +408,7 @@ fn broker_lists() {
     single.mqtt.brokers = vec!["mqtt://b:1883".into(), "mqtt://c:1883".into()];
     single.mqtt.broker = "embedded".into();
     assert_eq!(single.mqtt.broker_urls(), ["embedded"]);
+    assert!(single.validate().is_empty(), "{:?}", single.validate());
 
     let cases = [
         (
