@@ -18,6 +18,32 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// A TOML parse error of `text` (read from `file`) as a problem at its line, column and
+    /// field. Where the text is too broken to have a document, the field comes from the
+    /// nearest table header and key before the error.
+    pub fn from_toml(text: &str, file: &Path, locator: &Locator, e: &toml::de::Error) -> Problem {
+        let (line, column, field) = match e.span() {
+            Some(span) => {
+                let (l, c) = line_col(text, span.start);
+                let mut path = locator.path_at(span.start);
+                if path.0.is_empty() {
+                    path = locate::path_in_broken_text(text, span.start);
+                }
+                (l, c, path.to_string())
+            }
+            None => (1, 1, "(top level)".into()),
+        };
+        Problem {
+            file: file.to_path_buf(),
+            line,
+            column,
+            field,
+            message: e.message().trim().to_string(),
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -67,27 +93,8 @@ impl Config {
     /// Parses and validates `text` as if read from `path`.
     pub fn from_str_at(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let locator = Locator::new(text);
-        let mut cfg: Config = toml::from_str(text).map_err(|e| {
-            let (line, column, field) = match e.span() {
-                Some(span) => {
-                    let (l, c) = line_col(text, span.start);
-                    let mut path = locator.path_at(span.start);
-                    if path.0.is_empty() {
-                        path = locate::path_in_broken_text(text, span.start);
-                    }
-                    (l, c, path.to_string())
-                }
-                None => (1, 1, "(top level)".into()),
-            };
-            ConfigError::Invalid {
-                problems: vec![Problem {
-                    file: path.to_path_buf(),
-                    line,
-                    column,
-                    field,
-                    message: e.message().trim().to_string(),
-                }],
-            }
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            problems: vec![Problem::from_toml(text, path, &locator, &e)],
         })?;
         cfg.source = Some(path.to_path_buf());
         cfg.mqtt.adopt_brokers();

@@ -245,23 +245,8 @@ impl Manifest {
                 message,
             }
         };
-        let file: ManifestFile = toml::from_str(text).map_err(|e| {
-            let (line, column, field) = match e.span() {
-                Some(span) => {
-                    let (l, c) = line_col(text, span.start);
-                    (l, c, locator.path_at(span.start).to_string())
-                }
-                None => (1, 1, "(top level)".into()),
-            };
-            DetectError::Manifest {
-                problems: vec![Problem {
-                    file: path.to_path_buf(),
-                    line,
-                    column,
-                    field,
-                    message: e.message().trim().to_string(),
-                }],
-            }
+        let file: ManifestFile = toml::from_str(text).map_err(|e| DetectError::Manifest {
+            problems: vec![Problem::from_toml(text, path, &locator, &e)],
         })?;
 
         let dir = path
