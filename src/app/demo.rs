@@ -198,7 +198,7 @@ fn print_banner(cfg: &Config, http: &str, metrics: &str, desk: &str, samples_por
             cfg.mqtt.embedded_listen
         );
     } else {
-        println!("  MQTT broker       {}", cfg.mqtt.broker);
+        println!("  MQTT broker       {}", cfg.mqtt.broker_urls().join(", "));
     }
     if cfg.wall.rtsp_port != 0 {
         println!(

@@ -97,6 +97,8 @@ impl Config {
             problems: vec![Problem::from_toml(text, path, &locator, &e)],
         })?;
         cfg.source = Some(path.to_path_buf());
+        cfg.mqtt.adopt_brokers();
+        cfg.desk.mqtt.adopt_brokers();
         let issues = cfg.validate();
         if issues.is_empty() {
             // validate() has checked the name; this is the one place it becomes a zone.

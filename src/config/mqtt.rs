@@ -17,6 +17,10 @@ use super::Config;
 pub struct MqttConfig {
     /// `embedded`, or a URL: `mqtt://host:1883`, `mqtts://host:8883`.
     pub broker: String,
+    /// The nodes of a broker cluster (`mqtt://a:1883`, `mqtt://b:1883`, ...), tried in turn:
+    /// on a connection error a site's connection moves to the next one. Instead of `broker`;
+    /// once loaded, `broker` holds the first of them.
+    pub brokers: Vec<String>,
     /// Plain MQTT listener of the managed broker: loopback only.
     pub embedded_listen: SocketAddr,
     /// MQTT over TLS listener of the managed broker (for other machines), if any.
@@ -52,6 +56,7 @@ impl Default for MqttConfig {
     fn default() -> Self {
         Self {
             broker: "embedded".into(),
+            brokers: Vec::new(),
             embedded_listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
             embedded_tls_listen: None,
             embedded_tls_cert: None,
@@ -77,6 +82,8 @@ impl Default for MqttConfig {
 pub struct DeskMqtt {
     /// `mqtt://host:port`, `mqtts://host:port`, or `none` (no intake, no status messages).
     pub broker: String,
+    /// The nodes of a broker cluster, tried in turn (see [`MqttConfig::brokers`]).
+    pub brokers: Vec<String>,
     /// The desk's login and the sites' signing keys (`clients/desk.toml` of `simpang
     /// mqtt-credentials`). With keys, every incident must carry its site's signature.
     pub credentials_file: Option<PathBuf>,
@@ -113,6 +120,7 @@ impl Default for DeskMqtt {
     fn default() -> Self {
         Self {
             broker: "mqtt://127.0.0.1:1883".into(),
+            brokers: Vec::new(),
             credentials_file: None,
             username: None,
             password: None,
@@ -134,16 +142,104 @@ impl Default for DeskMqtt {
     }
 }
 
+/// `brokers` as loaded: the first of them becomes `broker` when `broker` was left at its
+/// default (`default`), so code that asks `broker` sees the first node.
+fn adopt_first(broker: &mut String, brokers: &[String], default: &str) {
+    if let Some(first) = brokers.first() {
+        if broker == default {
+            *broker = first.clone();
+        }
+    }
+}
+
+/// The URLs to try, in order: `brokers` when it starts with `broker` (as loaded), else
+/// `broker` alone (a caller that set `broker` afterwards, like the bench, means that one).
+fn urls<'a>(broker: &'a str, brokers: &'a [String]) -> Vec<&'a str> {
+    match brokers.first() {
+        Some(first) if first == broker => brokers.iter().map(String::as_str).collect(),
+        _ => vec![broker],
+    }
+}
+
+/// Checks of a `brokers` list: URLs only, set instead of `broker` (not beside another one).
+fn check_brokers(
+    broker: &str,
+    brokers: &[String],
+    at: &FieldPath,
+    section: &str,
+    bad: &mut impl FnMut(FieldPath, String),
+) {
+    let Some(first) = brokers.first() else {
+        return;
+    };
+    if first != broker {
+        bad(
+            at.key("brokers"),
+            format!("is set, and so is {section}.broker = {broker:?}: set one of them (brokers for a cluster)"),
+        );
+    }
+    for (i, url) in brokers.iter().enumerate() {
+        if let Err(msg) = check_broker_url(url) {
+            bad(at.key("brokers").index(i), msg);
+        }
+    }
+    for (i, url) in brokers.iter().enumerate() {
+        if brokers[..i].contains(url) {
+            bad(
+                at.key("brokers").index(i),
+                format!("{url:?} is in the list twice"),
+            );
+        }
+    }
+    let tls = brokers.iter().filter(|u| broker_uses_tls(u)).count();
+    if tls != 0 && tls != brokers.len() {
+        bad(
+            at.key("brokers"),
+            "mixes mqtts:// and mqtt:// nodes: a cluster's nodes all speak TLS or none does".into(),
+        );
+    }
+}
+
+impl MqttConfig {
+    /// The broker URLs `simpang run` connects to, in failover order (`["embedded"]` for the
+    /// managed broker).
+    pub fn broker_urls(&self) -> Vec<&str> {
+        urls(&self.broker, &self.brokers)
+    }
+
+    /// After parsing: `broker` becomes the first of `brokers` when only `brokers` was set.
+    pub(super) fn adopt_brokers(&mut self) {
+        adopt_first(&mut self.broker, &self.brokers, "embedded");
+    }
+}
+
+impl DeskMqtt {
+    /// The broker URLs the desk connects to, in failover order.
+    pub fn broker_urls(&self) -> Vec<&str> {
+        urls(&self.broker, &self.brokers)
+    }
+
+    /// After parsing: `broker` becomes the first of `brokers` when only `brokers` was set.
+    pub(super) fn adopt_brokers(&mut self) {
+        adopt_first(&mut self.broker, &self.brokers, &Self::default().broker);
+    }
+}
+
 impl Config {
     /// Meaning checks of `[mqtt]`.
     pub(super) fn validate_mqtt(&self, root: &FieldPath, bad: &mut impl FnMut(FieldPath, String)) {
         let m = root.key("mqtt");
         let c = &self.mqtt;
         let embedded = c.broker == "embedded";
-        if !embedded {
+        if !embedded && c.brokers.first() != Some(&c.broker) {
             if let Err(msg) = check_broker_url(&c.broker) {
                 bad(m.key("broker"), msg);
             }
+        }
+        // `embedded` beside a list only comes from code that chose the managed broker after
+        // loading (a config file's `brokers` has replaced the default): the list is unused.
+        if !embedded {
+            check_brokers(&c.broker, &c.brokers, &m, "mqtt", bad);
         }
         if c.client_id.trim().is_empty() {
             bad(m.key("client_id"), "must not be empty".into());
@@ -286,11 +382,12 @@ impl Config {
 impl DeskMqtt {
     /// Meaning checks of `[desk.mqtt]`.
     pub(super) fn validate(&self, m: &FieldPath, bad: &mut impl FnMut(FieldPath, String)) {
-        if self.broker != "none" {
+        if self.broker != "none" && self.brokers.first() != Some(&self.broker) {
             if let Err(msg) = check_broker_url(&self.broker) {
                 bad(m.key("broker"), format!("{msg} (or \"none\")"));
             }
         }
+        check_brokers(&self.broker, &self.brokers, m, "desk.mqtt", bad);
         if self.client_id.trim().is_empty() {
             bad(m.key("client_id"), "must not be empty".into());
         }
@@ -425,6 +522,7 @@ mod props {
 
     const MQTT_KEYS: &[&str] = &[
         "broker",
+        "brokers",
         "embedded_listen",
         "embedded_tls_listen",
         "embedded_tls_cert",
@@ -443,6 +541,7 @@ mod props {
     ];
     const DESK_KEYS: &[&str] = &[
         "broker",
+        "brokers",
         "credentials_file",
         "username",
         "password",

@@ -415,3 +415,67 @@ fn managed_broker_settings() {
         assert_eq!(only_problem(&desk(t)).field, field, "{t}");
     }
 }
+
+// --- broker lists (a cluster's nodes) ---
+#[test]
+fn broker_lists() {
+    let with = |mqtt: &str, desk: &str| format!("[mqtt]\n{mqtt}\n{GOOD}\n[desk.mqtt]\n{desk}\n");
+    let nodes = "brokers = [\"mqtt://n1:1883\", \"mqtt://n2:1883\", \"mqtt://n3:1883\"]";
+    let c = load(&with(nodes, nodes)).unwrap();
+    // `broker` is the first node, so whatever asks it sees an external broker.
+    assert_eq!(c.mqtt.broker, "mqtt://n1:1883");
+    assert_eq!(
+        c.mqtt.broker_urls(),
+        ["mqtt://n1:1883", "mqtt://n2:1883", "mqtt://n3:1883"]
+    );
+    assert_eq!(c.desk.mqtt.broker, "mqtt://n1:1883");
+    assert_eq!(c.desk.mqtt.broker_urls().len(), 3);
+    // A single broker is a list of one; a caller that sets `broker` after loading (the bench's
+    // managed broker) means that broker, not the list.
+    let mut single = load(&with("broker = \"mqtt://b:1883\"", "")).unwrap();
+    assert_eq!(single.mqtt.broker_urls(), ["mqtt://b:1883"]);
+    assert_eq!(single.desk.mqtt.broker_urls(), ["mqtt://127.0.0.1:1883"]);
+    single.mqtt.brokers = vec!["mqtt://b:1883".into(), "mqtt://c:1883".into()];
+    single.mqtt.broker = "embedded".into();
+    assert_eq!(single.mqtt.broker_urls(), ["embedded"]);
+    assert!(single.validate().is_empty(), "{:?}", single.validate());
+
+    let cases = [
+        (
+            with(&format!("broker = \"mqtt://x:1883\"\n{nodes}"), ""),
+            "mqtt.brokers",
+            "set one of them",
+        ),
+        (
+            with("brokers = [\"mqtt://a:1883\", \"http://b\"]", ""),
+            "mqtt.brokers[1]",
+            "unsupported scheme",
+        ),
+        (
+            with("brokers = [\"mqtt://a:1883\", \"mqtt://a:1883\"]", ""),
+            "mqtt.brokers[1]",
+            "twice",
+        ),
+        (
+            with("brokers = [\"mqtts://a:8883\", \"mqtt://b:1883\"]", ""),
+            "mqtt.brokers",
+            "mixes",
+        ),
+        (
+            with("", "brokers = [\"mqtt://a:1883\", \"none\"]"),
+            "desk.mqtt.brokers[1]",
+            "not \"embedded\" nor a valid URL",
+        ),
+        (
+            with("", "broker = \"none\"\nbrokers = [\"mqtt://a:1883\"]"),
+            "desk.mqtt.brokers",
+            "set one of them",
+        ),
+    ];
+    for (text, field, msg) in cases {
+        let p = only_problem(&text);
+        assert_eq!(p.field, field, "{text}");
+        assert!(p.message.contains(msg), "{text}: {}", p.message);
+        assert!(p.line > 1, "the line of {field} in {text}");
+    }
+}

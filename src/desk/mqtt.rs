@@ -8,6 +8,12 @@
 //! listener), the files it generated are used without being named: `{data_dir}/mqtt/clients/
 //! desk.toml` and, for its TLS listener, `{data_dir}/mqtt/tls/ca.pem`. Settings are read again
 //! at every connection attempt after a refusal, so rotated credentials are picked up.
+//!
+//! With `desk.mqtt.brokers` (the nodes of a broker cluster) a connection error moves either
+//! connection to the next node at once, and only a full round of failures waits the backoff
+//! ([`Failover`]). The intake's persistent session lives in the cluster, not in one node, so on
+//! another node it resumes (`session_present`) and gets what was not acknowledged again; intake
+//! is idempotent by incident id and `seq`, so those repeats change nothing.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -26,6 +32,7 @@ use super::Desk;
 use crate::config::desk::DeskMqtt;
 use crate::config::Config;
 use crate::incident::access::DESK_USER;
+use crate::incident::broker::Failover;
 use crate::incident::broker::MAX_PACKET;
 use crate::incident::secrets::{Credentials, Login};
 use crate::incident::sign::SigningKey;
@@ -43,7 +50,8 @@ pub enum MqttSetupError {
 /// How the desk connects: the broker, its login, the sites' signing keys.
 #[derive(Clone, Debug)]
 pub struct DeskClient {
-    pub target: BrokerTarget,
+    /// The broker, or the nodes of a broker cluster in failover order (never empty).
+    pub targets: Vec<BrokerTarget>,
     pub login: Option<Login>,
     /// Each site's signing key; empty: signatures are not checked.
     pub keys: HashMap<String, SigningKey>,
@@ -55,7 +63,9 @@ impl DeskClient {
     /// Resolves `[desk.mqtt]` (see the module doc).
     pub fn from_config(cfg: &Config) -> Result<Self, MqttSetupError> {
         let d = &cfg.desk.mqtt;
-        let managed = points_at_managed_broker(cfg, &d.broker);
+        let urls = d.broker_urls();
+        // A cluster is never the managed (single) broker of `simpang run`.
+        let managed = urls.len() == 1 && points_at_managed_broker(cfg, &d.broker);
         let files = EmbeddedFiles::of(cfg);
         let creds_path: Option<PathBuf> = match (&d.credentials_file, managed) {
             (Some(p), _) => Some(cfg.resolve(p)),
@@ -68,7 +78,7 @@ impl DeskClient {
             _ => None,
         };
         let keep_alive = Duration::from_secs(d.keep_alive_s.max(5));
-        let target = BrokerTarget::from_url(&d.broker, ca.as_deref(), keep_alive, "desk.mqtt")?;
+        let targets = BrokerTarget::from_urls(&urls, ca.as_deref(), keep_alive, "desk.mqtt")?;
         let creds = match &creds_path {
             Some(p) => Some(Credentials::load(p).map_err(|e| {
                 MqttSetupError::Credentials(if managed && d.credentials_file.is_none() {
@@ -112,7 +122,7 @@ impl DeskClient {
             None => HashMap::new(),
         };
         Ok(Self {
-            target,
+            targets,
             login,
             keys,
             source: match &creds_path {
@@ -123,9 +133,15 @@ impl DeskClient {
         })
     }
 
-    /// Options for one of the desk's connections.
-    pub fn options(&self, cfg: &DeskMqtt, client_id: &str) -> MqttOptions {
-        let mut o = self.target.options(client_id, self.login.as_ref());
+    /// The broker at `at` of the list (wrapping), for logs.
+    pub fn broker(&self, at: usize) -> &str {
+        &self.targets[at % self.targets.len()].display
+    }
+
+    /// Options for one of the desk's connections, to the broker at `at` of the list.
+    pub fn options(&self, cfg: &DeskMqtt, at: usize, client_id: &str) -> MqttOptions {
+        let target = &self.targets[at % self.targets.len()];
+        let mut o = target.options(client_id, self.login.as_ref());
         // A message over `max_message_bytes` must still arrive so that intake dead-letters
         // and acknowledges it: a packet the client refuses drops the connection, and the
         // broker would send the same packet again at every reconnect. So the client takes
@@ -208,7 +224,7 @@ async fn load_settings(
     loop {
         match DeskClient::from_config(desk.config()) {
             Ok(c) => {
-                tracing::debug!(broker = %c.target.display, login = %c.source, signing_keys = c.keys.len(), "{who}: connection settings");
+                tracing::debug!(broker = %crate::incident::broker::describe(&c.targets), login = %c.source, signing_keys = c.keys.len(), "{who}: connection settings");
                 return Some(c);
             }
             Err(e) => {
@@ -243,13 +259,18 @@ fn is_refusal(e: &ConnectionError) -> bool {
 pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
     let cfg = desk.desk_config().mqtt.clone();
     let mut backoff = Backoff::new(&cfg);
+    let mut failover: Option<Failover> = None;
     while let Some(settings) = load_settings(&desk, &cancel, &mut backoff, "incident intake").await
     {
         desk.intake.set_keys(settings.keys.clone());
-        let mut opts = settings.options(&cfg, &cfg.client_id);
-        opts.set_clean_session(false);
-        opts.set_manual_acks(true);
-        let (client, mut events) = AsyncClient::new(opts, 64);
+        let failover = failover.get_or_insert_with(|| Failover::new(settings.targets.len()));
+        let intake_options = |at: usize| {
+            let mut opts = settings.options(&cfg, at, &cfg.client_id);
+            opts.set_clean_session(false);
+            opts.set_manual_acks(true);
+            opts
+        };
+        let (client, mut events) = AsyncClient::new(intake_options(failover.current()), 64);
         let reload = loop {
             let ev = tokio::select! {
                 _ = cancel.cancelled() => break false,
@@ -258,7 +279,8 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
             match ev {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     backoff.reset();
-                    tracing::info!(broker = %settings.target.display, login = %settings.source, signing_keys = settings.keys.len(), session_present = ack.session_present, "incident intake connected");
+                    failover.connected();
+                    tracing::info!(broker = %settings.broker(failover.current()), login = %settings.source, signing_keys = settings.keys.len(), session_present = ack.session_present, "incident intake connected");
                     if ack.session_present {
                         desk.intake.set_subscribed(true);
                     } else if let Err(e) =
@@ -287,12 +309,18 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
                 Ok(_) => {}
                 Err(e) => {
                     desk.intake.set_subscribed(false);
-                    let wait = backoff.next();
+                    let broker = settings.broker(failover.current()).to_string();
+                    // The next node of a cluster at once; a full round of failures waits.
+                    let wait = if failover.failed() {
+                        backoff.next()
+                    } else {
+                        Duration::ZERO
+                    };
                     let refused = is_refusal(&e);
                     if refused {
-                        tracing::error!(error = %e, retry_in_s = wait.as_secs_f64(), broker = %settings.target.display, login = %settings.source, "incident intake: the broker refused the connection (check desk.mqtt.credentials_file, username, password, ca_file)");
+                        tracing::error!(error = %e, retry_in_s = wait.as_secs_f64(), broker = %broker, login = %settings.source, "incident intake: the broker refused the connection (check desk.mqtt.credentials_file, username, password, ca_file)");
                     } else {
-                        tracing::warn!(error = %e, retry_in_s = wait.as_secs_f64(), broker = %settings.target.display, "incident intake: broker connection lost");
+                        tracing::warn!(error = %e, retry_in_s = wait.as_secs_f64(), broker = %broker, next = %settings.broker(failover.current()), "incident intake: broker connection lost");
                     }
                     tokio::select! {
                         _ = cancel.cancelled() => break false,
@@ -301,6 +329,8 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
                     if refused {
                         break true;
                     }
+                    // Same event loop (its pending SUBSCRIBE and session state), next broker.
+                    events.mqtt_options = intake_options(failover.current());
                 }
             }
         };
@@ -320,22 +350,35 @@ pub async fn run_status_publisher(desk: Arc<Desk>, cancel: CancellationToken) {
     let client_id = format!("{}-status", cfg.client_id);
     let wake = desk.core.outbox_wake.clone();
     let mut backoff = Backoff::new(&cfg);
+    let mut failover: Option<Failover> = None;
     while !cancel.is_cancelled() {
         let Some(settings) = load_settings(&desk, &cancel, &mut backoff, "status publisher").await
         else {
             break;
         };
-        let opts = settings.options(&cfg, &client_id);
+        let failover = failover.get_or_insert_with(|| Failover::new(settings.targets.len()));
+        let opts = settings.options(&cfg, failover.current(), &client_id);
         let (client, events) = AsyncClient::new(opts, 256);
         let connected = publish_session(&desk, &client, events, &wake, &cancel, &mut backoff).await;
         let _ = client.try_disconnect();
         if cancel.is_cancelled() {
             break;
         }
-        let wait = backoff.next();
+        if connected {
+            failover.connected();
+        }
+        let broker = settings.broker(failover.current()).to_string();
+        // The next node of a cluster at once; a full round of failures waits.
+        let wait = if failover.failed() {
+            backoff.next()
+        } else {
+            Duration::ZERO
+        };
         if connected {
             tracing::warn!(
                 retry_in_s = wait.as_secs_f64(),
+                broker = %broker,
+                next = %settings.broker(failover.current()),
                 "status publisher: broker connection lost"
             );
         }
@@ -451,7 +494,7 @@ mod tests {
         for (url, want) in cases {
             cfg.desk.mqtt.broker = url.into();
             let got = DeskClient::from_config(&cfg).ok().map(|c| {
-                let o = c.options(&cfg.desk.mqtt, "t");
+                let o = c.options(&cfg.desk.mqtt, 0, "t");
                 o.broker_address()
             });
             assert_eq!(got.as_ref().map(|(h, p)| (h.as_str(), *p)), want, "{url}");

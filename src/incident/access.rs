@@ -156,6 +156,85 @@ pub fn acl_file(users: &[BrokerUser], header: &str) -> Result<String, AccessErro
     Ok(out)
 }
 
+/// An MQTT topic filter as a NATS subject (NATS's MQTT listener maps `/` to `.`, `+` to `*`,
+/// `#` to `>`). A filter ending in `/#` also matches its parent in MQTT, so it becomes two
+/// subjects. `None` for what NATS would map differently (a `.`, a space, an empty level).
+fn nats_subjects(filter: &str) -> Option<Vec<String>> {
+    if filter.is_empty() || filter.contains(['.', ' ', '\0', '"', '\\']) {
+        return None;
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    if levels.iter().any(|l| l.is_empty()) {
+        return None;
+    }
+    let mapped: Vec<&str> = levels
+        .iter()
+        .map(|l| match *l {
+            "+" => "*",
+            "#" => ">",
+            other => other,
+        })
+        .collect();
+    let subject = mapped.join(".");
+    Some(match subject.strip_suffix(".>") {
+        Some(parent) => vec![parent.to_string(), subject.clone()],
+        None => vec![subject],
+    })
+}
+
+/// The `authorization` block of a NATS server (the nodes of a broker cluster include it) for
+/// `users`, with the same rights as the Mosquitto ACL: each user may publish its `write`
+/// filters and subscribe to its `read` filters, nothing else. Passwords from `creds` in clear
+/// text (NATS takes bcrypt hashes too; the file is private like the credentials file).
+pub fn nats_authorization(
+    users: &[BrokerUser],
+    creds: &Credentials,
+) -> Result<String, AccessError> {
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let list = |user: &BrokerUser, filters: &[String]| -> Result<String, AccessError> {
+        let mut out = Vec::new();
+        for f in filters {
+            let subjects = nats_subjects(f).ok_or_else(|| AccessError::Topic {
+                user: user.name.clone(),
+                topic: f.clone(),
+            })?;
+            out.extend(subjects.iter().map(|s| q(s)));
+        }
+        Ok(out.join(", "))
+    };
+    let mut out = String::from(
+        "# NATS authorization for simpang's MQTT users (written by simpang mqtt-credentials).\n\
+         # SECRET: passwords in clear text; readable by its owner only.\n\
+         authorization {\n  users = [\n",
+    );
+    for u in users {
+        if !line_safe(&u.name) || u.name.contains(['"', '\\']) {
+            return Err(AccessError::User(u.name.clone()));
+        }
+        let pw = creds
+            .password(&u.name)
+            .ok_or_else(|| AccessError::NoPassword(u.name.clone()))?;
+        let rights = |allowed: String| {
+            if allowed.is_empty() {
+                "deny: [\">\"]".to_string()
+            } else {
+                format!("allow: [{allowed}]")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "    # {}\n    {{ user: {}, password: {}, permissions: {{ publish: {{ {} }}, subscribe: {{ {} }} }} }}",
+            u.role(),
+            q(&u.name),
+            q(pw),
+            rights(list(u, &u.write)?),
+            rights(list(u, &u.read)?),
+        );
+    }
+    out.push_str("  ]\n}\n");
+    Ok(out)
+}
+
 /// Mosquitto's password file for `users`, passwords from `creds` (fresh salts every time).
 pub fn passwd_file(users: &[BrokerUser], creds: &Credentials) -> Result<String, AccessError> {
     let mut out = String::new();
@@ -315,5 +394,24 @@ stream = "rtsp://127.0.0.1:1/b"
         let theirs = "$7$101$4Avi91AIWuEmXZTY$PiiPd/YPAm4NNRFa0gw95lqkrtzE1W3a/0nR5qZ++m4A5KdVd0hWxh8F9+N8zCrIQ2E1X2YzurFEl0W+/ZF5Cw==";
         assert!(mosquitto_hash_matches("rahasia", theirs));
         assert!(!mosquitto_hash_matches("Rahasia", theirs));
+    }
+
+    #[test]
+    fn nats_subjects_follow_natss_mqtt_mapping() {
+        assert_eq!(
+            nats_subjects("simpang/v1/sites/a/incidents").unwrap(),
+            ["simpang.v1.sites.a.incidents"]
+        );
+        assert_eq!(
+            nats_subjects("simpang/v1/sites/+/incidents").unwrap(),
+            ["simpang.v1.sites.*.incidents"]
+        );
+        assert_eq!(
+            nats_subjects("simpang/v1/#").unwrap(),
+            ["simpang.v1", "simpang.v1.>"]
+        );
+        for bad in ["", "a.b/c", "a//b", "/a", "a b"] {
+            assert!(nats_subjects(bad).is_none(), "{bad:?}");
+        }
     }
 }

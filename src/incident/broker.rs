@@ -75,22 +75,49 @@ pub struct BrokerTarget {
 }
 
 impl BrokerTarget {
-    /// Resolves `[mqtt]` for `simpang run`. With the managed broker, its loopback listener.
-    pub fn from_config(cfg: &Config) -> Result<Self, BrokerError> {
+    /// Resolves `[mqtt]` for `simpang run`: the brokers in failover order (never empty). With
+    /// the managed broker, its loopback listener.
+    pub fn from_config(cfg: &Config) -> Result<Vec<Self>, BrokerError> {
         let m = &cfg.mqtt;
         let keep_alive = Duration::from_secs(m.keep_alive_s.max(5));
         if m.broker == "embedded" {
             let addr = mosquitto::loopback(m.embedded_listen);
-            return Ok(Self {
+            return Ok(vec![Self {
                 display: format!("embedded mqtt://{addr}"),
                 host: addr.ip().to_string(),
                 port: addr.port(),
                 tls: None,
                 keep_alive,
-            });
+            }]);
         }
         let ca = m.ca_file.as_ref().map(|p| cfg.resolve(p));
-        Self::from_url(&m.broker, ca.as_deref(), keep_alive, "mqtt")
+        Self::from_urls(&m.broker_urls(), ca.as_deref(), keep_alive, "mqtt")
+    }
+
+    /// Every URL of a broker list (`broker`, or the nodes of `brokers`), in order. Errors name
+    /// `{section}.broker` for a single URL and `{section}.brokers[i]` in a list.
+    pub fn from_urls(
+        urls: &[&str],
+        ca_file: Option<&Path>,
+        keep_alive: Duration,
+        section: &str,
+    ) -> Result<Vec<Self>, BrokerError> {
+        if urls.len() <= 1 {
+            let url = urls.first().copied().unwrap_or_default();
+            return Ok(vec![Self::from_url(url, ca_file, keep_alive, section)?]);
+        }
+        urls.iter()
+            .enumerate()
+            .map(|(i, url)| {
+                Self::parse(
+                    url,
+                    ca_file,
+                    keep_alive,
+                    section,
+                    format!("{section}.brokers[{i}]"),
+                )
+            })
+            .collect()
     }
 
     /// `url` (`mqtt://`, `mqtts://`), trusting `ca_file` (PEM) or the system CAs for TLS.
@@ -101,7 +128,22 @@ impl BrokerTarget {
         keep_alive: Duration,
         section: &str,
     ) -> Result<Self, BrokerError> {
-        let setting = format!("{section}.broker");
+        Self::parse(
+            url,
+            ca_file,
+            keep_alive,
+            section,
+            format!("{section}.broker"),
+        )
+    }
+
+    fn parse(
+        url: &str,
+        ca_file: Option<&Path>,
+        keep_alive: Duration,
+        section: &str,
+        setting: String,
+    ) -> Result<Self, BrokerError> {
         let bad = |message: String| BrokerError::Url {
             setting: setting.clone(),
             message,
@@ -169,6 +211,59 @@ impl BrokerTarget {
             }));
         }
         o
+    }
+}
+
+/// The names of a broker list for logs: `mqtt://a:1883, mqtt://b:1883`.
+pub fn describe(targets: &[BrokerTarget]) -> String {
+    targets
+        .iter()
+        .map(|t| t.display.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Which broker of a list a connection uses, and when it must wait before trying again: after
+/// a connection error (lost, or never made) it moves on to the next broker at once, as a
+/// cluster client should, and only a full round of failures in a row waits (the caller's
+/// backoff). With one broker every failure waits, as before there were lists.
+#[derive(Debug)]
+pub struct Failover {
+    len: usize,
+    at: usize,
+    failed: usize,
+}
+
+impl Failover {
+    pub fn new(len: usize) -> Self {
+        Self {
+            len: len.max(1),
+            at: 0,
+            failed: 0,
+        }
+    }
+
+    /// Index of the broker to connect to next.
+    pub fn current(&self) -> usize {
+        self.at
+    }
+
+    /// A connection was made: a new round starts with the next error.
+    pub fn connected(&mut self) {
+        self.failed = 0;
+    }
+
+    /// A connection error: moves on to the next broker. True when every broker of this round
+    /// has failed, so the caller waits before the next attempt.
+    pub fn failed(&mut self) -> bool {
+        self.at = (self.at + 1) % self.len;
+        self.failed += 1;
+        if self.failed >= self.len {
+            self.failed = 0;
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -270,6 +365,61 @@ impl ProducerAuth {
 mod tests {
     use super::*;
 
+    fn one(mut v: Vec<BrokerTarget>) -> BrokerTarget {
+        assert_eq!(v.len(), 1, "{v:?}");
+        v.remove(0)
+    }
+
+    #[test]
+    fn broker_lists() {
+        let t = BrokerTarget::from_config(&cfg(
+            "[mqtt]\nbrokers = [\"mqtt://n1:1881\", \"mqtt://n2:1882\", \"mqtt://n3\"]",
+        ))
+        .unwrap();
+        let got: Vec<_> = t.iter().map(|t| (t.host.as_str(), t.port)).collect();
+        assert_eq!(got, [("n1", 1881), ("n2", 1882), ("n3", 1883)]);
+        assert_eq!(
+            describe(&t),
+            "mqtt://n1:1881, mqtt://n2:1882, mqtt://n3:1883"
+        );
+        let e = BrokerTarget::from_urls(
+            &["mqtt://a", "http://b"],
+            None,
+            Duration::from_secs(5),
+            "desk.mqtt",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("desk.mqtt.brokers[1]: unsupported scheme"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn failover_moves_on_at_once_and_waits_after_a_full_round() {
+        let mut f = Failover::new(3);
+        assert_eq!(f.current(), 0);
+        // Connected to 0, then lost it: 1 and 2 are tried without a wait; 0 again after one.
+        f.connected();
+        assert!(!f.failed());
+        assert_eq!(f.current(), 1);
+        assert!(!f.failed());
+        assert_eq!(f.current(), 2);
+        assert!(f.failed());
+        assert_eq!(f.current(), 0);
+        // A connection resets the round: the next loss moves on without a wait.
+        assert!(!f.failed());
+        f.connected();
+        assert!(!f.failed());
+        assert_eq!(f.current(), 2);
+        // One broker: every failure waits, on the same broker.
+        let mut one = Failover::new(1);
+        assert!(one.failed());
+        assert!(one.failed());
+        assert_eq!(one.current(), 0);
+    }
+
     fn cfg(mqtt: &str) -> Config {
         let text = format!(
             "{mqtt}\n[city]\nname = \"P\"\n[[sites]]\nid = \"a\"\nname = \"A\"\naddress = \"x\"\nlat = 0.0\nlon = 0.0\nstream = \"rtsp://127.0.0.1:1/a\"\n"
@@ -279,17 +429,17 @@ mod tests {
 
     #[test]
     fn targets() {
-        let t = BrokerTarget::from_config(&cfg("")).unwrap();
+        let t = one(BrokerTarget::from_config(&cfg("")).unwrap());
         assert_eq!((t.host.as_str(), t.port), ("127.0.0.1", 1883));
         assert!(t.display.starts_with("embedded"));
-        let t = BrokerTarget::from_config(&cfg(
+        let t = one(BrokerTarget::from_config(&cfg(
             "[mqtt]\nbroker = \"mqtt://broker.example:1999\"\nusername = \"u\"\npassword = \"p\"",
         ))
-        .unwrap();
+        .unwrap());
         assert_eq!((t.host.as_str(), t.port), ("broker.example", 1999));
         assert_eq!(t.display, "mqtt://broker.example:1999");
         assert!(t.tls.is_none());
-        let t = BrokerTarget::from_config(&cfg("[mqtt]\nbroker = \"mqtt://[::1]\"")).unwrap();
+        let t = one(BrokerTarget::from_config(&cfg("[mqtt]\nbroker = \"mqtt://[::1]\"")).unwrap());
         assert_eq!((t.host.as_str(), t.port), ("::1", 1883));
         let login = Login {
             username: "u".into(),

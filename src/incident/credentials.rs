@@ -7,6 +7,8 @@
 //!   clients/<user>.toml    what one client needs (0600): give each machine its own
 //!   passwd, acl            Mosquitto's password_file (hashes only) and acl_file
 //!   mosquitto.conf         a broker config that uses them (edit the listener and TLS lines)
+//!   nats-users.conf        the same users and rights for a NATS broker cluster (0600; the
+//!                          nodes `scripts/nats-cluster.sh init --users` writes include it)
 //! ```
 //!
 //! Running it again keeps existing passwords and keys and adds what new sites need;
@@ -90,7 +92,7 @@ pub fn main(args: CredentialsArgs) -> anyhow::Result<ExitCode> {
     secrets::private_dir(out).with_context(|| format!("cannot make {}", out.display()))?;
     let users = access::broker_users(&cfg, false);
     let what = format!("for {}", args.config.display());
-    write_bundle(
+    let creds = write_bundle(
         &users,
         out,
         &out.join("credentials.toml"),
@@ -98,6 +100,10 @@ pub fn main(args: CredentialsArgs) -> anyhow::Result<ExitCode> {
         args.rotate,
         &what,
     )?;
+    let nats = out.join("nats-users.conf");
+    let text = access::nats_authorization(&users, &creds)?;
+    secrets::write_private(&nats, text.as_bytes())
+        .with_context(|| format!("cannot write {}", nats.display()))?;
     let conf = out.join("mosquitto.conf");
     secrets::write_private(&conf, example_conf(out).as_bytes())
         .with_context(|| format!("cannot write {}", conf.display()))?;
@@ -126,6 +132,10 @@ pub fn main(args: CredentialsArgs) -> anyhow::Result<ExitCode> {
     println!(
         "  {}  a Mosquitto config using them (set the listener and TLS files)",
         conf.display()
+    );
+    println!(
+        "  {}  the same users for a NATS broker cluster (scripts/nats-cluster.sh init --users)",
+        nats.display()
     );
     println!();
     println!("simpang run (a site):  [mqtt] broker = \"mqtts://BROKER:8883\", ca_file = ..., credentials_file = \"clients/site-<id>.toml\"");

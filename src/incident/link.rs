@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn, Instrument};
 
-use super::broker::{BrokerTarget, INFLIGHT};
+use super::broker::{BrokerTarget, Failover, INFLIGHT};
 use super::message::{SiteState, StatusMessage, StatusReason};
 use super::outbox::{MsgKind, Outbox, Row};
 use super::secrets::Login;
@@ -124,10 +124,11 @@ pub struct Link {
 }
 
 impl Link {
-    /// Starts the site's connection.
+    /// Starts the site's connection to the first of `targets` (the nodes of a broker cluster,
+    /// or one broker); a connection error moves it to the next.
     pub fn spawn(
         settings: LinkSettings,
-        target: &BrokerTarget,
+        targets: &[BrokerTarget],
         outbox: Outbox,
         status: StatusFn,
         metrics: LinkMetrics,
@@ -140,10 +141,8 @@ impl Link {
             last_id,
             reconnect,
         } = settings;
-        let mut opts = target.options(&client_id, login.as_ref());
-        // The request channel holds at most WINDOW rows plus a few status messages; a little
-        // slack means try_publish never fails for lack of room.
-        opts.set_request_channel_capacity(WINDOW + 16);
+        let targets = targets.to_vec();
+        let opts = options(&targets[0], &client_id, login.as_ref());
         let (client, eventloop) = AsyncClient::new(opts, WINDOW + 16);
         let shared = Arc::new(Mutex::new(Shared {
             connected: false,
@@ -159,7 +158,9 @@ impl Link {
         metrics.connected.with_label_values(&[&site]).set(0);
         let driver = Driver {
             site: site.clone(),
-            broker: target.display.clone(),
+            failover: Failover::new(targets.len()),
+            targets,
+            login,
             client_id,
             shared: shared.clone(),
             client: client.clone(),
@@ -251,6 +252,15 @@ impl Link {
     }
 }
 
+/// A site connection's options for one broker.
+fn options(target: &BrokerTarget, client_id: &str, login: Option<&Login>) -> rumqttc::MqttOptions {
+    let mut opts = target.options(client_id, login);
+    // The request channel holds at most WINDOW rows plus a few status messages; a little
+    // slack means try_publish never fails for lack of room.
+    opts.set_request_channel_capacity(WINDOW + 16);
+    opts
+}
+
 fn publish_status(
     client: &AsyncClient,
     sh: &mut Shared,
@@ -272,7 +282,10 @@ fn publish_status(
 
 struct Driver {
     site: SiteId,
-    broker: String,
+    /// The brokers (cluster nodes) in failover order, never empty.
+    targets: Vec<BrokerTarget>,
+    failover: Failover,
+    login: Option<Login>,
     client_id: String,
     shared: Arc<Mutex<Shared>>,
     client: AsyncClient,
@@ -285,7 +298,12 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(self, mut el: EventLoop) {
+    /// The broker the connection uses (or tries) now, for logs.
+    fn broker(&self) -> &str {
+        &self.targets[self.failover.current()].display
+    }
+
+    async fn run(mut self, mut el: EventLoop) {
         let mut backoff = self.reconnect.0;
         let mut up = false;
         let mut failures: u64 = 0;
@@ -325,10 +343,12 @@ impl Driver {
                 Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                     up = true;
                     backoff = self.reconnect.0;
+                    self.failover.connected();
+                    let broker = self.broker();
                     if failures > 0 {
-                        info!(broker = %self.broker, client_id = %self.client_id, "connected to MQTT broker {} after {failures} failed attempt(s)", self.broker);
+                        info!(broker = %broker, client_id = %self.client_id, "connected to MQTT broker {broker} after {failures} failed attempt(s)");
                     } else {
-                        info!(broker = %self.broker, client_id = %self.client_id, "connected to MQTT broker {}", self.broker);
+                        info!(broker = %broker, client_id = %self.client_id, "connected to MQTT broker {broker}");
                     }
                     failures = 0;
                     self.metrics
@@ -401,20 +421,38 @@ impl Driver {
                     if self.shared.lock().stopping {
                         break;
                     }
+                    // Another node of a cluster is tried at once; a full round of failures
+                    // waits (with one broker: every failure, as it always did).
+                    let failed_from = self.failover.current();
+                    let round_over = self.failover.failed();
                     let wait = if up {
-                        warn!(broker = %self.broker, error = %e, "lost the connection to MQTT broker {}; reconnecting", self.broker);
-                        self.reconnect.0
+                        let broker = &self.targets[failed_from].display;
+                        warn!(broker = %broker, error = %e, "lost the connection to MQTT broker {broker}; reconnecting");
+                        if round_over {
+                            self.reconnect.0
+                        } else {
+                            Duration::ZERO
+                        }
                     } else {
                         failures += 1;
                         self.metrics
                             .connect_failures
                             .with_label_values(&[&self.site])
                             .inc();
-                        self.log_connect_error(&e, failures, backoff);
-                        let w = backoff;
-                        backoff = (backoff * 2).min(self.reconnect.1);
-                        w
+                        let wait = if round_over { backoff } else { Duration::ZERO };
+                        self.log_connect_error(&e, failed_from, failures, wait);
+                        if round_over {
+                            backoff = (backoff * 2).min(self.reconnect.1);
+                        }
+                        wait
                     };
+                    if self.targets.len() > 1 {
+                        let next = &self.targets[self.failover.current()];
+                        debug!(broker = %next.display, "trying MQTT broker {} next", next.display);
+                        // The event loop (and the request channel the producer holds) stays;
+                        // only where it connects changes. The will is set again above.
+                        el.mqtt_options = options(next, &self.client_id, self.login.as_ref());
+                    }
                     up = false;
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
@@ -488,40 +526,38 @@ impl Driver {
         acked
     }
 
-    fn log_connect_error(&self, e: &ConnectionError, attempt: u64, retry: Duration) {
+    fn log_connect_error(&self, e: &ConnectionError, at: usize, attempt: u64, retry: Duration) {
         let retry_s = retry.as_secs_f64();
+        let broker = &self.targets[at].display;
         match e {
             ConnectionError::ConnectionRefused(
                 code @ (ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized),
             ) => error!(
-                broker = %self.broker,
+                broker = %broker,
                 client_id = %self.client_id,
                 attempt,
                 retry_in_s = retry_s,
-                "MQTT broker {} refused the connection ({code:?}): check mqtt.username and mqtt.password",
-                self.broker
+                "MQTT broker {broker} refused the connection ({code:?}): check mqtt.username and mqtt.password",
             ),
             ConnectionError::ConnectionRefused(code) => error!(
-                broker = %self.broker,
+                broker = %broker,
                 attempt,
                 retry_in_s = retry_s,
-                "MQTT broker {} refused the connection ({code:?})",
-                self.broker
+                "MQTT broker {broker} refused the connection ({code:?})",
             ),
             ConnectionError::Tls(t) => error!(
-                broker = %self.broker,
+                broker = %broker,
                 attempt,
                 retry_in_s = retry_s,
-                "TLS with MQTT broker {} failed: {t} (check mqtt.ca_file and the broker's certificate)",
-                self.broker
+                "TLS with MQTT broker {broker} failed: {t} (check mqtt.ca_file and the broker's certificate)",
             ),
             other => {
                 // An unreachable broker is an outage, not a misconfiguration: say it once
                 // loudly, then quietly while retrying.
                 if attempt <= 1 || attempt.is_multiple_of(10) {
-                    warn!(broker = %self.broker, attempt, retry_in_s = retry_s, error = %other, "cannot reach MQTT broker {}; messages wait in the outbox", self.broker);
+                    warn!(broker = %broker, attempt, retry_in_s = retry_s, error = %other, "cannot reach MQTT broker {broker}; messages wait in the outbox");
                 } else {
-                    debug!(broker = %self.broker, attempt, error = %other, "cannot reach MQTT broker");
+                    debug!(broker = %broker, attempt, error = %other, "cannot reach MQTT broker");
                 }
             }
         }

@@ -154,7 +154,8 @@ struct StageSite {
 
 /// Opens a site's MQTT connection: what start-up and [`IncidentService::add_site`] share.
 struct LinkStarter {
-    target: BrokerTarget,
+    /// The broker, or the nodes of a broker cluster in failover order.
+    targets: Vec<BrokerTarget>,
     /// Each site's login and signing key.
     auth: ProducerAuth,
     /// `mqtt.sign_messages`.
@@ -188,7 +189,7 @@ impl LinkStarter {
                 last_id,
                 reconnect: self.reconnect,
             },
-            &self.target,
+            &self.targets,
             self.outbox.clone(),
             status,
             self.metrics.clone(),
@@ -224,7 +225,7 @@ impl IncidentService {
     ) -> Result<Self, IncidentError> {
         let data_dir = cfg.data_dir();
         check_data_dir(&data_dir)?;
-        let target = BrokerTarget::from_config(cfg)?;
+        let targets = BrokerTarget::from_config(cfg)?;
         let managed = if cfg.mqtt.broker == "embedded" {
             let metrics = mosquitto::BrokerMetrics::register(registry)?;
             let c = cfg.clone();
@@ -271,7 +272,7 @@ impl IncidentService {
             connect_failures: m.connect_failures.clone(),
         };
         let links = LinkStarter {
-            target,
+            targets,
             auth: ProducerAuth::from_config(cfg, managed.clone()),
             sign: cfg.mqtt.sign_messages,
             outbox: outbox.clone(),
@@ -348,7 +349,7 @@ impl IncidentService {
                 .run(rx)
                 .instrument(tracing::info_span!("incidents")),
         );
-        info!(broker = %links.target.display, sites = served.len(), outbox = %outbox.path().display(), signed = served.all().iter().any(|s| s.key.is_some()), "incident service started");
+        info!(broker = %broker::describe(&links.targets), sites = served.len(), outbox = %outbox.path().display(), signed = served.all().iter().any(|s| s.key.is_some()), "incident service started");
         Ok(Self {
             tx,
             dropped: m.input_dropped.clone(),

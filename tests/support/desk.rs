@@ -68,6 +68,8 @@ stream = "rtsp://127.0.0.1:8554/bkb"
 #[derive(Default)]
 pub struct Opts {
     pub broker: Option<String>,
+    /// The nodes of a broker cluster (`desk.mqtt.brokers`), instead of `broker`.
+    pub brokers: Vec<String>,
     /// Extra TOML appended to the `[desk]` table (before its sub-tables).
     pub desk_toml: String,
     /// Extra TOML appended to the `[desk.mqtt]` table (credentials, CA file).
@@ -130,10 +132,17 @@ impl TestDesk {
                 (pg.url(), Some(pg))
             }
         };
+        let (broker, mqtt_toml) = match opts.brokers.first() {
+            None => (opts.broker.clone(), opts.mqtt_toml.clone()),
+            Some(first) => (
+                Some(first.clone()),
+                format!("brokers = {:?}\n{}", opts.brokers, opts.mqtt_toml),
+            ),
+        };
         let cfg = Arc::new(config_with(
-            opts.broker.as_deref(),
+            broker.as_deref(),
             &opts.desk_toml,
-            &opts.mqtt_toml,
+            &mqtt_toml,
             dir.path(),
         ));
         let rt = tokio::runtime::Builder::new_multi_thread()

@@ -2,9 +2,9 @@
 //! processes on loopback ports they pick and report ([`ports`], [`process`], [`simpang`]),
 //! waiting for conditions instead of sleeping ([`wait`]), one Prometheus parser ([`metrics`]),
 //! and the real servers and clients the tests drive: PostgreSQL ([`pg`]), Mosquitto
-//! ([`mosquitto`]), MQTT subscribers and the message schemas ([`mqtt`]), the desk ([`desk`]),
-//! browsers ([`browser`]), the wall's streams ([`wall`], [`live`]), footage and models ([`analytics`],
-//! [`detect`], [`onnx`]).
+//! ([`mosquitto`]), a NATS broker cluster ([`nats`]), MQTT subscribers and the message schemas
+//! ([`mqtt`]), the desk ([`desk`]), browsers ([`browser`]), the wall's streams ([`wall`],
+//! [`live`]), footage and models ([`analytics`], [`detect`], [`onnx`]).
 //!
 //! Nothing here skips a test: a part that is missing (PostgreSQL, mosquitto, a browser, a
 //! GStreamer element) fails the test that needs it with a message naming it.
@@ -18,6 +18,7 @@ pub mod live;
 pub mod metrics;
 pub mod mosquitto;
 pub mod mqtt;
+pub mod nats;
 pub mod onnx;
 pub mod pg;
 pub mod ports;

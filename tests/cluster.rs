@@ -1,0 +1,494 @@
+//! A broker cluster under a crash: three NATS nodes (configs from `scripts/nats-cluster.sh`,
+//! logins and topic rights from `simpang mqtt-credentials`), the incident service of `simpang
+//! run` in-process fed rule events, and a desk, both given all three URLs. The node the
+//! producer is connected to is killed with SIGKILL while incidents flow: every incident must
+//! become exactly one report with its last update, and both the producer and the desk must be
+//! connected again, to the other nodes; then the node comes back and the desk's node is killed.
+//! Counts, not timings: the failover times are printed (`SIMPANG_CLUSTER_KILLS=10` for a drill).
+//! And the users `simpang mqtt-credentials` writes for the cluster have the ACL's rights.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use prometheus::Registry;
+use simpang::config::Config;
+use simpang::desk::Role;
+use simpang::hub::Hub;
+use simpang::incident::secrets::Credentials;
+use simpang::incident::{incident_id, IncidentService};
+use simpang::model::{
+    Evidence, Image, IncidentKind, PixelFormat, RuleEvent, RulePhase, SiteId, ZoneId,
+};
+use support::desk::{Kind, Opts, TestDesk};
+use support::metrics::Metrics;
+use support::nats::NatsCluster;
+use support::process::Proc;
+use support::wait::poll;
+
+/// The desk's test config knows these two sites (tests/support/desk.rs).
+const SITES: [&str; 2] = ["ampera", "bkb"];
+const CLIENT_ID: &str = "cluster-run";
+/// Generous bounds of a hang; the test ends as soon as each condition holds.
+const WAIT: Duration = Duration::from_secs(60);
+
+fn producer_config(dir: &Path, mqtt: &str) -> String {
+    let mut text = format!(
+        "data_dir = {:?}\n[city]\nname = \"Palembang\"\n\
+         [mqtt]\n{mqtt}client_id = \"{CLIENT_ID}\"\nreconnect_initial_s = 0.2\nreconnect_max_s = 1.0\n\
+         [incidents]\nupdate_interval_s = 30.0\n",
+        dir.join("data")
+    );
+    for s in SITES {
+        text += &format!(
+            "[[sites]]\nid = \"{s}\"\nname = \"Simpang {s}\"\naddress = \"Jl. {s}\"\nlat = -2.99\nlon = 104.76\n\
+             stream = \"rtsp://127.0.0.1:1/{s}\"\n\
+             [[sites.zones]]\nid = \"zona\"\nname = \"Zona {s}\"\nkind = \"crowd\"\n\
+             polygon = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]]\n"
+        );
+    }
+    text
+}
+
+/// Kills per run: 2 (the producer's node, then the desk's), or `SIMPANG_CLUSTER_KILLS` for a
+/// longer drill (docs/deploy.md's figures come from 10).
+fn kills() -> usize {
+    std::env::var("SIMPANG_CLUSTER_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(2)
+}
+
+fn metric(r: &Registry, name: &str) -> f64 {
+    Metrics::of(r).sum(name, &[]).unwrap_or(0.0)
+}
+
+/// (incident id, last seq, cleared) of every camera report, and how many times each incident
+/// was created (a second creation would be a duplicate report).
+fn desk_reports(t: &TestDesk) -> (HashMap<String, (i64, bool)>, HashMap<String, i64>) {
+    t.block_on(async {
+        let pool = t.desk.store().pool();
+        let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT incident_id, incident_seq, cleared_at FROM reports WHERE incident_id IS NOT NULL",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("reports");
+        let created: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT r.incident_id, COUNT(*) FROM audit_log a JOIN reports r ON a.entity = 'report' \
+             AND a.entity_id = r.ticket WHERE r.incident_id IS NOT NULL AND a.action = 'create' \
+             GROUP BY r.incident_id",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("audit");
+        (
+            rows.into_iter()
+                .map(|(id, seq, cleared)| (id, (seq, cleared.is_some())))
+                .collect(),
+            created.into_iter().collect(),
+        )
+    })
+}
+
+/// `simpang mqtt-credentials` for the config at `cfg`, into `out` (returned).
+fn credentials(cfg: &Path, out: &Path) -> PathBuf {
+    let mut made = Proc::simpang(
+        "mqtt-credentials",
+        &[
+            "mqtt-credentials",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    made.wait_line("nats-users.conf", WAIT);
+    out.to_path_buf()
+}
+
+/// `mosquitto_pub` of one QoS 1 message to node `port` as `user` (no login: anonymous); its
+/// exit status and output.
+fn publish(port: u16, login: Option<(&str, &str)>, topic: &str, payload: &str) -> (bool, String) {
+    let mut cmd = Command::new("mosquitto_pub");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
+        .args(["-t", topic, "-m", payload]);
+    if let Some((u, p)) = login {
+        cmd.args(["-u", u, "-P", p]);
+    }
+    let out = cmd
+        .output()
+        .expect("mosquitto_pub (Debian mosquitto-clients, scripts/setup.sh)");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The users of `simpang mqtt-credentials` on the cluster: a login for each, no anonymous or
+/// wrong-password client, and the Mosquitto ACL's rights across nodes (a site writes only its
+/// own topics, the viewer only reads, the desk writes its status topics).
+#[test]
+fn the_cluster_enforces_each_users_rights() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("simpang.toml");
+    std::fs::write(&cfg_path, producer_config(dir.path(), "")).unwrap();
+    let creds = credentials(&cfg_path, &dir.path().join("mqtt"));
+    let nats = NatsCluster::start(3, Some(&creds.join("nats-users.conf")));
+    let secrets = Credentials::load(&creds.join("credentials.toml")).unwrap();
+    let pw = |u: &str| secrets.password(u).expect("a password").to_string();
+    let (site, viewer, desk) = (pw("site-ampera"), pw("viewer"), pw("desk"));
+    let port = |i: usize| nats.mqtt_ports[i];
+
+    // The viewer reads everything, on node 3; the writers are on nodes 1 and 2.
+    // Line-buffered: mosquitto_sub's debug lines (the SUBACK) are not flushed into a pipe.
+    let mut cmd = Command::new("stdbuf");
+    cmd.args(["-oL", "mosquitto_sub"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port(2).to_string(),
+            "-q",
+            "1",
+            "-v",
+            "-d",
+        ])
+        .args(["-u", "viewer", "-P", &viewer, "-t", "simpang/v1/#"]);
+    let mut sub = Proc::spawn("viewer", cmd);
+    sub.wait_line("SUBACK", WAIT);
+
+    let refused = [
+        publish(port(0), None, "simpang/v1/sites/ampera/status", "anonymous"),
+        publish(
+            port(0),
+            Some(("site-ampera", "not-the-password")),
+            "simpang/v1/sites/ampera/status",
+            "wrong-password",
+        ),
+    ];
+    for (ok, out) in &refused {
+        assert!(!ok, "a client without a valid login is refused: {out}");
+    }
+    // Refused publishes still get a PUBACK (MQTT 3.1.1), and are dropped.
+    for (port, user, password, topic, payload) in [
+        (
+            port(0),
+            "site-ampera",
+            &site,
+            "simpang/v1/sites/bkb/incidents",
+            "forged-site",
+        ),
+        (
+            port(1),
+            "site-ampera",
+            &site,
+            "simpang/v1/desk/reports/T1/status",
+            "forged-desk",
+        ),
+        (
+            port(1),
+            "viewer",
+            &viewer,
+            "simpang/v1/sites/bkb/status",
+            "viewer-write",
+        ),
+        (
+            port(0),
+            "desk",
+            &desk,
+            "simpang/v1/sites/ampera/incidents",
+            "desk-forged-site",
+        ),
+    ] {
+        let (ok, out) = publish(port, Some((user, password)), topic, payload);
+        assert!(ok, "{user} publishes (and is dropped, not refused): {out}");
+    }
+    for (port, user, password, topic, payload) in [
+        (
+            port(0),
+            "site-ampera",
+            &site,
+            "simpang/v1/sites/ampera/incidents",
+            "own-incident",
+        ),
+        (
+            port(1),
+            "desk",
+            &desk,
+            "simpang/v1/desk/reports/T1/status",
+            "desk-status",
+        ),
+    ] {
+        let (ok, out) = publish(port, Some((user, password)), topic, payload);
+        assert!(ok, "{user} publishes its own topic: {out}");
+    }
+    // Both allowed messages arrive (published after the refused ones, by clients that waited
+    // for each PUBACK, so nothing refused can still be on its way).
+    sub.wait_line("simpang/v1/sites/ampera/incidents own-incident", WAIT);
+    sub.wait_line("simpang/v1/desk/reports/T1/status desk-status", WAIT);
+    let got: Vec<String> = sub
+        .stdout_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("simpang/"))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "simpang/v1/sites/ampera/incidents own-incident",
+            "simpang/v1/desk/reports/T1/status desk-status"
+        ],
+        "only the allowed messages reach the viewer:\n{}",
+        nats.logs()
+    );
+}
+
+#[test]
+fn a_killed_broker_node_loses_no_incident_and_both_sides_fail_over() {
+    let dir = tempfile::tempdir().unwrap();
+    // The deployment's users and rights, as an operator makes them.
+    let cfg_path = dir.path().join("simpang.toml");
+    std::fs::write(&cfg_path, producer_config(dir.path(), "")).unwrap();
+    let creds = credentials(&cfg_path, &dir.path().join("mqtt"));
+    let mut nats = NatsCluster::start(3, Some(&creds.join("nats-users.conf")));
+    let urls = nats.urls();
+
+    // The desk first, so its persistent session exists before the first incident.
+    let desk = TestDesk::start(
+        Kind::Sqlite,
+        Opts {
+            brokers: urls.clone(),
+            mqtt_toml: format!("credentials_file = {:?}\n", creds.join("clients/desk.toml")),
+            ..Default::default()
+        },
+    );
+    desk.user("operator", Role::Operator, None);
+    assert!(
+        poll(WAIT, || desk.desk.intake_subscribed()).is_some(),
+        "the desk subscribes to incidents on the cluster:\n{}",
+        nats.logs()
+    );
+    let desk_id = desk.desk.desk_config().mqtt.client_id.clone();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mqtt = format!(
+        "brokers = {urls:?}\ncredentials_file = {:?}\n",
+        creds.join("credentials.toml")
+    );
+    std::fs::write(&cfg_path, producer_config(dir.path(), &mqtt)).unwrap();
+    let cfg = Config::load(&cfg_path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.mqtt.broker_urls().len(), 3);
+    let hub = Hub::new(cfg.sites.iter().map(|s| SiteId::new(&s.id)));
+    for s in hub.sites() {
+        s.update_status(|st| st.online = true);
+    }
+    let registry = Registry::new();
+    let svc = rt
+        .block_on(IncidentService::start(&cfg, hub, &registry))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        poll(WAIT, || metric(&registry, "simpang_mqtt_connected")
+            == SITES.len() as f64)
+        .is_some(),
+        "every site connects to the cluster:\n{}",
+        nats.logs()
+    );
+    let producer_client = format!("{CLIENT_ID}-{}", SITES[0]);
+    let tx = svc.sender();
+    let frame = Arc::new(Image::with_format(640, 360, PixelFormat::I420));
+    let mut starts = [Utc::now(); SITES.len()];
+    let mut round = 0usize;
+    // incident id -> (last seq produced, ended)
+    let mut produced: HashMap<String, (i64, bool)> = HashMap::new();
+    let mut after_kills = 0usize;
+    let (mut producer_times, mut desk_times) = (Vec::new(), Vec::new());
+    let kills = kills();
+    for k in 0..kills {
+        // In turn the node of the producer and the node of the desk (often the same one).
+        let (whose, client) = if k % 2 == 0 {
+            ("producer", producer_client.as_str())
+        } else {
+            ("desk", desk_id.as_str())
+        };
+        let victim = poll(WAIT, || nats.node_of(client))
+            .unwrap_or_else(|| panic!("{client} is on no node:\n{}", nats.logs()));
+        let desk_node = nats.node_of(&desk_id);
+        let producer_node = nats.node_of(&producer_client);
+        // Per site, incident after incident: new (seq 1), two updates with a level change (2,
+        // 3), end (4); one event per site per round, 200 ms apart. The kill comes after
+        // `before` rounds; rounds are counted, so a loaded machine stretches the run, never
+        // shortens it.
+        let (before, after) = (8, 40);
+        let mut killed_at = None;
+        let (mut producer_back, mut desk_back) = (None, None);
+        for r in 0..before + after {
+            if r == before {
+                nats.kill(victim);
+                killed_at = Some(Instant::now());
+            }
+            let now = Utc::now();
+            for (i, site) in SITES.iter().enumerate() {
+                let step = round % 4;
+                let (phase, level) = match step {
+                    0 => {
+                        starts[i] = now;
+                        (RulePhase::Start, "sedang")
+                    }
+                    1 => (RulePhase::Update, "tinggi"),
+                    2 => (RulePhase::Update, "sedang"),
+                    _ => (RulePhase::End, "sedang"),
+                };
+                let id = incident_id(site, Some("zona"), IncidentKind::Crowd, starts[i]);
+                tx.rule_event(RuleEvent {
+                    site: SiteId::new(site),
+                    zone: Some(ZoneId::new("zona")),
+                    kind: IncidentKind::Crowd,
+                    phase,
+                    level: level.parse().unwrap(),
+                    started_at: starts[i],
+                    at: now,
+                    evidence: Evidence {
+                        persons: Some(12 + round as u32 % 7),
+                        ..Default::default()
+                    },
+                    frame: (phase == RulePhase::Start).then(|| frame.clone()),
+                    boxes: vec![],
+                });
+                produced.insert(id, (step as i64 + 1, phase == RulePhase::End));
+                if killed_at.is_some() {
+                    after_kills += 1;
+                }
+            }
+            round += 1;
+            if let Some(t) = killed_at {
+                // Sampled once a round: when each side is connected to a surviving node.
+                if producer_back.is_none()
+                    && nats.node_of(&producer_client).is_some_and(|n| n != victim)
+                {
+                    producer_back = Some(t.elapsed());
+                }
+                if desk_back.is_none()
+                    && desk.desk.intake_subscribed()
+                    && nats.node_of(&desk_id).is_some_and(|n| n != victim)
+                {
+                    desk_back = Some(t.elapsed());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let killed_at = killed_at.unwrap();
+        // Both sides back on the surviving nodes (if the rounds ended first).
+        let producer_back = producer_back.or_else(|| {
+            poll(WAIT, || {
+                nats.node_of(&producer_client)
+                    .is_some_and(|n| n != victim)
+                    .then(|| killed_at.elapsed())
+            })
+        });
+        let desk_back = desk_back.or_else(|| {
+            poll(WAIT, || {
+                (desk.desk.intake_subscribed()
+                    && nats.node_of(&desk_id).is_some_and(|n| n != victim))
+                .then(|| killed_at.elapsed())
+            })
+        });
+        println!(
+            "kill {}: node {} ({whose}'s; producer on {:?}, desk on {:?}); producer on another node after {producer_back:?}, desk subscribed on another node after {desk_back:?} (sampled every round)",
+            k + 1,
+            victim + 1,
+            producer_node.map(|n| n + 1),
+            desk_node.map(|n| n + 1),
+        );
+        assert!(
+            producer_back.is_some(),
+            "kill {}: the producer reconnects to another node:\n{}",
+            k + 1,
+            nats.logs()
+        );
+        assert!(
+            desk_back.is_some(),
+            "kill {}: the desk reconnects to another node:\n{}",
+            k + 1,
+            nats.logs()
+        );
+        producer_times.extend(producer_back.filter(|_| producer_node == Some(victim)));
+        desk_times.extend(desk_back.filter(|_| desk_node == Some(victim)));
+        // The killed node comes back and catches up before the next kill.
+        nats.restart(victim);
+    }
+
+    // Every message acknowledged by the cluster (the outbox keeps a row until its PUBACK).
+    let drained = poll(WAIT, || metric(&registry, "simpang_outbox_pending") == 0.0);
+    // And every incident at the desk in its last state.
+    let all_in = poll(WAIT, || {
+        let (reports, _) = desk_reports(&desk);
+        produced
+            .iter()
+            .all(|(id, want)| reports.get(id) == Some(want))
+    });
+    let (reports, created) = desk_reports(&desk);
+    let counts = desk.counts();
+    let stats = |v: &mut Vec<Duration>| {
+        v.sort();
+        format!(
+            "n {}, p50 {:?}, max {:?}",
+            v.len(),
+            v.get(v.len() / 2),
+            v.last()
+        )
+    };
+    println!(
+        "cluster test: {kills} kills; {} incidents, {after_kills} rule events after a kill; \
+         reports {}, dead letters {}; back on another node (when on the killed one): \
+         producer {}; desk {}",
+        produced.len(),
+        reports.len(),
+        counts.dead_letters,
+        stats(&mut producer_times),
+        stats(&mut desk_times),
+    );
+    assert!(
+        drained.is_some(),
+        "the outbox drains: {} pending",
+        metric(&registry, "simpang_outbox_pending")
+    );
+    let missing: Vec<_> = produced
+        .iter()
+        .filter(|(id, want)| reports.get(*id) != Some(want))
+        .map(|(id, want)| (id, want, reports.get(id)))
+        .collect();
+    assert!(
+        all_in.is_some() && missing.is_empty(),
+        "incidents not at the desk in their last state (id, produced, at the desk): {missing:?}"
+    );
+    // One report per incident: nothing else, nothing twice.
+    assert_eq!(reports.len(), produced.len(), "{reports:?}");
+    assert!(
+        created.values().all(|&n| n == 1) && created.len() == produced.len(),
+        "each incident created one report: {created:?}"
+    );
+    assert_eq!(
+        counts.dead_letters, 0,
+        "no message was refused (signatures, rights)"
+    );
+    assert_eq!(
+        metric(&registry, "simpang_mqtt_connected"),
+        SITES.len() as f64
+    );
+    rt.block_on(svc.stop());
+}
