@@ -16,7 +16,6 @@
 
 mod support;
 
-use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
@@ -238,33 +237,7 @@ fn browser_tiles_get_the_cameras_own_h264_and_cost_no_display_work() {
 
     // An incident with its snapshot, made from the frames analytics decoded: nobody watches a
     // burned-in output, so there is no display frame to take it from.
-    let (_, body) = open_stream(&run.url("/events"));
-    let mut lines = std::io::BufReader::new(body).lines();
-    let inc = next_incident(&mut lines, |v| {
-        v["site"] == "bkb" && v["kind"] == "crowd" && v["snapshot_url"].is_string()
-    });
-    let url = run.url(inc["snapshot_url"].as_str().unwrap());
-    let mut jpeg = Vec::new();
-    std::io::Read::read_to_end(
-        &mut ureq::get(&url).call().unwrap().into_reader(),
-        &mut jpeg,
-    )
-    .unwrap();
-    let snap = decode_jpeg(&jpeg);
-    let aspect = snap.cols() as f64 / snap.rows() as f64;
-    assert!(
-        (aspect - 4.0 / 3.0).abs() < 0.02,
-        "the snapshot has the camera's 4:3 aspect, not the model's square: {}x{}",
-        snap.cols(),
-        snap.rows()
-    );
-    assert!(
-        support::wall::gray_stddev(
-            &snap,
-            opencv::core::Rect::new(0, 0, snap.cols(), snap.rows())
-        ) > 15.0,
-        "the snapshot shows the picture"
-    );
+    support::wall::check_crowd_snapshot(&run, "bkb", HANG);
 
     // All this without any display work, at either site.
     let m = run.metrics();
@@ -390,32 +363,6 @@ fn stops(run: &Run, site: &str) {
         settled.is_some(),
         "{site}: display work goes on without viewers"
     );
-}
-
-fn next_incident(
-    lines: &mut impl Iterator<Item = std::io::Result<String>>,
-    mut pred: impl FnMut(&Value) -> bool,
-) -> Value {
-    let end = Instant::now() + HANG;
-    let (mut name, mut data) = (String::new(), String::new());
-    while Instant::now() < end {
-        let line = lines.next().expect("SSE stream ended").expect("SSE read");
-        if let Some(v) = line.strip_prefix("event:") {
-            name = v.trim().to_string();
-        } else if let Some(v) = line.strip_prefix("data:") {
-            data.push_str(v.trim_start());
-        } else if line.is_empty() && !data.is_empty() {
-            if name == "incident" {
-                let v: Value = serde_json::from_str(&data).expect("incident JSON");
-                if pred(&v) {
-                    return v;
-                }
-            }
-            name.clear();
-            data.clear();
-        }
-    }
-    panic!("no matching incident within {HANG:?}");
 }
 
 #[test]

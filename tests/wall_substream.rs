@@ -12,11 +12,9 @@
 
 mod support;
 
-use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use opencv::prelude::*;
-use serde_json::Value;
 use support::live::{LiveClient, Received};
 use support::simpang::{base_config, write, Run, Samples};
 use support::wait::{eventually, poll};
@@ -145,33 +143,7 @@ fn analytics_decodes_only_the_substream_and_the_wall_plays_the_main_stream() {
     assert_eq!(m.site("simpang_display_decoded_total", "bkb"), Some(0.0));
 
     // An incident with its snapshot, from the substream frames analytics decoded.
-    let (_, body) = open_stream(&run.url("/events"));
-    let mut lines = std::io::BufReader::new(body).lines();
-    let inc = next_incident(&mut lines, |v| {
-        v["site"] == "bkb" && v["kind"] == "crowd" && v["snapshot_url"].is_string()
-    });
-    let url = run.url(inc["snapshot_url"].as_str().unwrap());
-    let mut jpeg = Vec::new();
-    std::io::Read::read_to_end(
-        &mut ureq::get(&url).call().unwrap().into_reader(),
-        &mut jpeg,
-    )
-    .unwrap();
-    let snap = decode_jpeg(&jpeg);
-    let aspect = snap.cols() as f64 / snap.rows() as f64;
-    assert!(
-        (aspect - 4.0 / 3.0).abs() < 0.02,
-        "the camera's 4:3 picture: {}x{}",
-        snap.cols(),
-        snap.rows()
-    );
-    assert!(
-        support::wall::gray_stddev(
-            &snap,
-            opencv::core::Rect::new(0, 0, snap.cols(), snap.rows())
-        ) > 15.0,
-        "the snapshot shows the picture"
-    );
+    support::wall::check_crowd_snapshot(&run, "bkb", HANG);
     assert_eq!(
         stream_metric(&run, "simpang_stream_frames_decoded_total", "main"),
         0.0
@@ -210,30 +182,4 @@ fn analytics_decodes_only_the_substream_and_the_wall_plays_the_main_stream() {
     assert!(more
         .iter()
         .any(|r| matches!(r, Received::Binary(b) if b.kind == 2)));
-}
-
-fn next_incident(
-    lines: &mut impl Iterator<Item = std::io::Result<String>>,
-    mut pred: impl FnMut(&Value) -> bool,
-) -> Value {
-    let end = Instant::now() + HANG;
-    let (mut name, mut data) = (String::new(), String::new());
-    while Instant::now() < end {
-        let line = lines.next().expect("SSE stream ended").expect("SSE read");
-        if let Some(v) = line.strip_prefix("event:") {
-            name = v.trim().to_string();
-        } else if let Some(v) = line.strip_prefix("data:") {
-            data.push_str(v.trim_start());
-        } else if line.is_empty() && !data.is_empty() {
-            if name == "incident" {
-                let v: Value = serde_json::from_str(&data).expect("incident JSON");
-                if pred(&v) {
-                    return v;
-                }
-            }
-            name.clear();
-            data.clear();
-        }
-    }
-    panic!("no matching incident within {HANG:?}");
 }

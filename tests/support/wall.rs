@@ -196,3 +196,64 @@ pub fn gray_stddev(m: &Mat, r: opencv::core::Rect) -> f64 {
         .expect("stddev");
     *sd.at::<f64>(0).expect("sd")
 }
+
+/// The next `incident` event of a wall's SSE feed (`lines`) that `pred` accepts, within `hang`.
+pub fn next_incident(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    hang: Duration,
+    mut pred: impl FnMut(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let end = std::time::Instant::now() + hang;
+    let (mut name, mut data) = (String::new(), String::new());
+    while std::time::Instant::now() < end {
+        let line = lines.next().expect("SSE stream ended").expect("SSE read");
+        if let Some(v) = line.strip_prefix("event:") {
+            name = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.trim_start());
+        } else if line.is_empty() && !data.is_empty() {
+            if name == "incident" {
+                let v: serde_json::Value = serde_json::from_str(&data).expect("incident JSON");
+                if pred(&v) {
+                    return v;
+                }
+            }
+            name.clear();
+            data.clear();
+        }
+    }
+    panic!("no matching incident within {hang:?}");
+}
+
+/// Waits (up to `hang`) for a crowd incident of `site` on the wall's feed and checks its
+/// snapshot: a JPEG of the camera's 4:3 picture (not the model's square input) with content.
+pub fn check_crowd_snapshot(run: &Run, site: &str, hang: Duration) {
+    let (_, body) = open_stream(&run.url("/events"));
+    let mut lines = BufReader::new(body).lines();
+    let inc = next_incident(&mut lines, hang, |v| {
+        v["site"] == site && v["kind"] == "crowd" && v["snapshot_url"].is_string()
+    });
+    let url = run.url(inc["snapshot_url"].as_str().expect("snapshot_url"));
+    let mut jpeg = Vec::new();
+    ureq::get(&url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .into_reader()
+        .read_to_end(&mut jpeg)
+        .expect("snapshot body");
+    let snap = decode_jpeg(&jpeg);
+    let aspect = snap.cols() as f64 / snap.rows() as f64;
+    assert!(
+        (aspect - 4.0 / 3.0).abs() < 0.02,
+        "the snapshot has the camera's 4:3 aspect, not the model's square: {}x{}",
+        snap.cols(),
+        snap.rows()
+    );
+    assert!(
+        gray_stddev(
+            &snap,
+            opencv::core::Rect::new(0, 0, snap.cols(), snap.rows())
+        ) > 15.0,
+        "the snapshot shows the picture"
+    );
+}
