@@ -519,35 +519,12 @@ fn drive_trial(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    writeln!(stdin, "go").context("cannot tell the trial to go")?;
-    stdin.flush().context("cannot tell the trial to go")?;
-    let go_at = Instant::now();
-    pb.set_message("warming up");
-    let mut window_start: Option<(Instant, u64, u64, f64)> = None;
-    let result = loop {
-        pb.set_position(go_at.elapsed().as_secs().min(total));
-        match next()? {
-            trial::Line::Window { .. } => {
-                window_start = Some((
-                    Instant::now(),
-                    mjpeg.frames(),
-                    rtsp.frames(),
-                    procfs::cpu_seconds(None).unwrap_or(0.0),
-                ));
-            }
-            trial::Line::Progress(p) => pb.set_message(format!(
-                "display {:.1} fps, analytics {:.2} fps per stream, CPU {:.0} %",
-                p.display_fps, p.analytics_fps, p.cpu_percent
-            )),
-            trial::Line::Result(r) => break r,
-            trial::Line::Ready(_) => anyhow::bail!("the trial said \"ready\" twice"),
-        }
-    };
-    pb.finish_and_clear();
-    let mut r = *result;
-    if let Some((t0, m0, r0, c0)) = window_start {
-        let dt = t0.elapsed().as_secs_f64().max(1e-6);
-        let (m, rt) = (mjpeg.frames() - m0, rtsp.frames() - r0);
+    let (mut r, window) = follow_trial(&mut next, &mut stdin, &pb, total, "display", || {
+        (mjpeg.frames(), rtsp.frames())
+    })?;
+    if let Some(w) = window {
+        let dt = w.seconds();
+        let (m, rt) = (mjpeg.frames() - w.start.0, rtsp.frames() - w.start.1);
         r.consumers = Some(Consumers {
             mjpeg_url: mjpeg.url.clone(),
             mjpeg_frames: m,
@@ -557,7 +534,7 @@ fn drive_trial(
             rtsp_fps: rt as f64 / dt,
             ..Default::default()
         });
-        r.harness_cpu_percent = Some((procfs::cpu_seconds(None).unwrap_or(0.0) - c0) / dt * 100.0);
+        r.harness_cpu_percent = Some(w.harness_cpu_percent());
     }
     mjpeg.stop();
     rtsp.stop();
@@ -590,34 +567,10 @@ fn drive_live_trial(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    writeln!(stdin, "go").context("cannot tell the trial to go")?;
-    stdin.flush().context("cannot tell the trial to go")?;
-    let go_at = Instant::now();
-    pb.set_message("warming up");
-    let mut window_start: Option<(Instant, u64, f64)> = None;
-    let result = loop {
-        pb.set_position(go_at.elapsed().as_secs().min(total));
-        match next()? {
-            trial::Line::Window { .. } => {
-                window_start = Some((
-                    Instant::now(),
-                    live.frames(),
-                    procfs::cpu_seconds(None).unwrap_or(0.0),
-                ));
-            }
-            trial::Line::Progress(p) => pb.set_message(format!(
-                "passthrough {:.1} fps, analytics {:.2} fps per stream, CPU {:.0} %",
-                p.display_fps, p.analytics_fps, p.cpu_percent
-            )),
-            trial::Line::Result(r) => break r,
-            trial::Line::Ready(_) => anyhow::bail!("the trial said \"ready\" twice"),
-        }
-    };
-    pb.finish_and_clear();
-    let mut r = *result;
-    if let Some((t0, f0, c0)) = window_start {
-        let dt = t0.elapsed().as_secs_f64().max(1e-6);
-        let f = live.frames() - f0;
+    let (mut r, window) = follow_trial(next, stdin, pb, total, "passthrough", || live.frames())?;
+    if let Some(w) = window {
+        let dt = w.seconds();
+        let f = live.frames() - w.start;
         r.consumers = Some(Consumers {
             live_url: live.url.clone(),
             live_viewers: ready.sites.len(),
@@ -625,10 +578,66 @@ fn drive_live_trial(
             live_fps: f as f64 / dt,
             ..Default::default()
         });
-        r.harness_cpu_percent = Some((procfs::cpu_seconds(None).unwrap_or(0.0) - c0) / dt * 100.0);
+        r.harness_cpu_percent = Some(w.harness_cpu_percent());
     }
     live.stop();
     Ok(r)
+}
+
+/// The harness's counters and CPU time when the trial's measured window opened.
+struct Window<S> {
+    opened: Instant,
+    start: S,
+    cpu_s: f64,
+}
+
+impl<S> Window<S> {
+    fn seconds(&self) -> f64 {
+        self.opened.elapsed().as_secs_f64().max(1e-6)
+    }
+
+    /// The harness's own CPU over the window, % of one core.
+    fn harness_cpu_percent(&self) -> f64 {
+        (procfs::cpu_seconds(None).unwrap_or(0.0) - self.cpu_s) / self.seconds() * 100.0
+    }
+}
+
+/// Tells a trial whose viewers are attached to go and follows it to its result, sampling the
+/// viewers' counters (`sample`) when its measured window opens. `shown` names what the progress
+/// line's frame rate is (display frames or passthrough frames).
+fn follow_trial<S>(
+    next: &mut dyn FnMut() -> anyhow::Result<trial::Line>,
+    stdin: &mut std::process::ChildStdin,
+    pb: &ProgressBar,
+    total: u64,
+    shown: &str,
+    sample: impl Fn() -> S,
+) -> anyhow::Result<(TrialResult, Option<Window<S>>)> {
+    writeln!(stdin, "go").context("cannot tell the trial to go")?;
+    stdin.flush().context("cannot tell the trial to go")?;
+    let go_at = Instant::now();
+    pb.set_message("warming up");
+    let mut window = None;
+    let result = loop {
+        pb.set_position(go_at.elapsed().as_secs().min(total));
+        match next()? {
+            trial::Line::Window { .. } => {
+                window = Some(Window {
+                    opened: Instant::now(),
+                    start: sample(),
+                    cpu_s: procfs::cpu_seconds(None).unwrap_or(0.0),
+                });
+            }
+            trial::Line::Progress(p) => pb.set_message(format!(
+                "{shown} {:.1} fps, analytics {:.2} fps per stream, CPU {:.0} %",
+                p.display_fps, p.analytics_fps, p.cpu_percent
+            )),
+            trial::Line::Result(r) => break r,
+            trial::Line::Ready(_) => anyhow::bail!("the trial said \"ready\" twice"),
+        }
+    };
+    pb.finish_and_clear();
+    Ok((*result, window))
 }
 
 fn run_baselines(
