@@ -159,6 +159,23 @@ def feed(sess, bgr):
     return {inp.name: to_tensor(bgr)}
 
 
+def check_held_out(footage=CALIB_FOOTAGE):
+    """No calibration frame of vtest lies within 10 frames of a hand-counted one
+    (tests/fixtures/people-counts.jsonl): those frames measure the int8 model's person count."""
+    import json
+
+    labels = ROOT / "tests" / "fixtures" / "people-counts.jsonl"
+    counted = [json.loads(line)["frame"] for line in labels.read_text().splitlines() if line.strip()]
+    for rel, rate, keep in footage:
+        if Path(rel).stem != "vtest":
+            continue
+        if rate is not None or keep is None:
+            raise VariantError(f"{rel}: calibration frames of vtest must be picked by index, not rate")
+        near = sorted(i for i in keep if any(abs(i - c) <= 10 for c in counted))
+        if near:
+            raise VariantError(f"{rel}: calibration frames {near} lie within 10 frames of hand-counted ones ({labels})")
+
+
 def decoded(src, size, rate):
     """The frames of `src` as simpang's VideoReader decodes and scales them (BGR, size x size),
     every one or `rate` per second (videorate), in order."""
@@ -782,6 +799,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="simpang-variants-") as tmp:
         work = Path(tmp)
         if frames is None:
+            check_held_out()
             where = args.keep_frames or work / "frames"
             frames = extract_frames(where, CALIB_SIZE)
             print(f"extracted {len(frames)} calibration frames into {where}")
