@@ -668,7 +668,7 @@ def write_input_quantisation(manifest, scale, zero_point):
 # (MODEL.md, "Variants").
 # The fourth field, where set, is a person threshold chosen otherwise and left as it is: the int8
 # default counts people best at 0.41 (and 0.40) on 40 hand-counted vtest frames as simpang decodes
-# them (MAE 0.625, against 0.725 at 0.45 and 0.85 at 0.5; the original 0.65 at its best, 0.45;
+# them (MAE 0.65, against 0.75 at 0.45 and 0.85 at 0.5; the original 0.65 at its best, 0.45;
 # docs/detector.md "Counting people", tests/detect_variants.rs checks it), which matters more for
 # counting crowds than agreeing with the original at its 0.5.
 TUNED = (
