@@ -396,10 +396,13 @@ fn the_default_model_counts_people_at_least_as_well_as_the_original_at_its_best_
     let int8_mae = mae(&int8, int8_thr);
     let shipped = mae(&fp32, fp32_thr);
     // The original at its best threshold on these frames (ties: the lowest).
-    let (fp32_best_thr, fp32_best) = grid
-        .iter()
-        .map(|&t| (t, mae(&fp32, t)))
-        .fold((f32::NAN, f64::INFINITY), |b, x| if x.1 < b.1 { x } else { b });
+    let (fp32_best_thr, fp32_best) =
+        grid.iter()
+            .map(|&t| (t, mae(&fp32, t)))
+            .fold(
+                (f32::NAN, f64::INFINITY),
+                |b, x| if x.1 < b.1 { x } else { b },
+            );
     eprintln!(
         "person count MAE over 40 frames: int8 at its {int8_thr}: {int8_mae:.3}; fp32 at its \
          best {fp32_best_thr:.2}: {fp32_best:.3}, at its shipped {fp32_thr}: {shipped:.3}\n  \
@@ -416,7 +419,10 @@ fn the_default_model_counts_people_at_least_as_well_as_the_original_at_its_best_
         "int8 at {int8_thr}: MAE {int8_mae:.3}; the fp32 original at its best {fp32_best_thr:.2}: \
          {fp32_best:.3}"
     );
-    assert!(int8_mae < shipped, "int8 {int8_mae:.3}, fp32 as shipped {shipped:.3}");
+    assert!(
+        int8_mae < shipped,
+        "int8 {int8_mae:.3}, fp32 as shipped {shipped:.3}"
+    );
     // The manifest's threshold is the int8 model's own best on these frames, to two miscounted
     // frames (another host's scores move the curve a little; 0.5 is 0.225 worse here).
     for &t in &grid {
