@@ -513,6 +513,34 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
     check_statuses(&db, &sub, "desk a killed");
     let h = login(&b.base, "operator");
     assert_eq!(h.get("/api/me").status, 200);
+
+    // A rolling restart while incidents flow: desk a comes back (its persistent session hands
+    // it what it missed, all applied already), then b and a are each stopped and started again.
+    let a = start_desk(&cfg_a, &db_url, "a");
+    let flow = {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut p = HashMap::new();
+            produce(&tx, 40, &mut p);
+            p
+        })
+    };
+    let mut b = b;
+    b.proc.terminate(Duration::from_secs(10));
+    let b = start_desk(&cfg_b, &db_url, "b");
+    let mut a = a;
+    a.proc.terminate(Duration::from_secs(10));
+    let a = start_desk(&cfg_a, &db_url, "a");
+    let rolled = flow.join().unwrap();
+    check_reports(&db, &rolled, "rolling restart");
+    check_statuses(&db, &sub, "rolling restart");
+    for (name, d) in [("a", &a), ("b", &b)] {
+        assert!(
+            !d.proc.log().contains("incident not stored"),
+            "desk {name} failed to store an incident:\n{}",
+            d.proc.log_tail()
+        );
+    }
     let pending = || {
         Metrics::of(&registry)
             .sum("simpang_outbox_pending", &[])
@@ -527,6 +555,6 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
         sub.stop().await;
         svc.stop().await;
     });
-    drop(b);
+    drop((a, b));
     drop(pg);
 }

@@ -283,6 +283,7 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
                     tracing::info!(broker = %settings.broker(failover.current()), login = %settings.source, signing_keys = settings.keys.len(), session_present = ack.session_present, "incident intake connected");
                     if ack.session_present {
                         desk.intake.set_subscribed(true);
+                        tracing::info!(topic = %cfg.incidents_topic, "incident intake subscribed (the broker kept the session)");
                     } else if let Err(e) =
                         client.try_subscribe(cfg.incidents_topic.clone(), QoS::AtLeastOnce)
                     {
@@ -418,10 +419,22 @@ async fn publish_session(
     let me = desk.core.instance.as_str();
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     let mut pruned: Option<std::time::Instant> = None;
+    // Set when the desk stops: what was sent waits for its acknowledgement until then (another
+    // desk would send an unacknowledged message again once the claim is released).
+    let mut drain_until: Option<tokio::time::Instant> = None;
     loop {
+        if drain_until.is_some() && queued.is_empty() && inflight.is_empty() {
+            return connected;
+        }
         let mut send = false;
         tokio::select! {
-            _ = cancel.cancelled() => return connected,
+            _ = cancel.cancelled(), if drain_until.is_none() => {
+                drain_until = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+                continue;
+            }
+            _ = tokio::time::sleep_until(drain_until.unwrap_or_else(tokio::time::Instant::now)), if drain_until.is_some() => {
+                return connected;
+            }
             ev = events.poll() => match ev {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     connected = true;
@@ -467,7 +480,7 @@ async fn publish_session(
                 }
             }
         }
-        if send && connected && queued.len() + inflight.len() < 100 {
+        if send && connected && drain_until.is_none() && queued.len() + inflight.len() < 100 {
             let now = desk.clock.now();
             let rows = match store::outbox_claim(desk.store(), me, now, now + CLAIM_S, 50).await {
                 Ok(r) => r,
