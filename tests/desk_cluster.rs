@@ -16,20 +16,20 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
 use prometheus::Registry;
 use serde_json::json;
 use simpang::config::Config;
 use simpang::hub::Hub;
 use simpang::incident::secrets::Credentials;
-use simpang::incident::{incident_id, IncidentSender, IncidentService};
-use simpang::model::{Evidence, IncidentKind, RuleEvent, RulePhase, SiteId, ZoneId};
+use simpang::incident::{IncidentSender, IncidentService};
+use simpang::model::SiteId;
 use support::desk::{password, Http, SITES};
 use support::metrics::Metrics;
 use support::mosquitto::{Mosquitto, MosquittoOpts};
 use support::mqtt::Subscriber;
 use support::pg::Pg;
 use support::process::Proc;
+use support::producer;
 use support::wait::poll;
 
 const SITE_IDS: [&str; 2] = ["ampera", "bkb"];
@@ -37,26 +37,6 @@ const CLIENT_ID: &str = "desks-run";
 /// Generous bounds of a hang; each wait ends as soon as its condition holds. Claims of a killed
 /// desk free themselves after 30 s (src/desk/mqtt.rs `CLAIM_S`), hence more than that.
 const WAIT: Duration = Duration::from_secs(90);
-
-/// The producer's config (`simpang run`'s incident service): the desk's two sites, a crowd
-/// zone each.
-fn producer_config(dir: &Path, mqtt: &str) -> String {
-    let mut text = format!(
-        "data_dir = {:?}\n[city]\nname = \"Palembang\"\n\
-         [mqtt]\n{mqtt}client_id = \"{CLIENT_ID}\"\nreconnect_initial_s = 0.2\nreconnect_max_s = 1.0\n\
-         [incidents]\nupdate_interval_s = 30.0\n",
-        dir.join("data")
-    );
-    for s in SITE_IDS {
-        text += &format!(
-            "[[sites]]\nid = \"{s}\"\nname = \"Simpang {s}\"\naddress = \"Jl. {s}\"\nlat = -2.99\nlon = 104.76\n\
-             stream = \"rtsp://127.0.0.1:1/{s}\"\n\
-             [[sites.zones]]\nid = \"zona\"\nname = \"Zona {s}\"\nkind = \"crowd\"\n\
-             polygon = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]]\n"
-        );
-    }
-    text
-}
 
 /// One desk's config file: its own data folder (as on its own host), the shared broker.
 fn desk_config(dir: &Path, port: u16, creds: &Path) -> PathBuf {
@@ -224,43 +204,14 @@ impl Db {
     }
 }
 
-/// The producer: incidents on both sites, `n` rounds 100 ms apart, each incident new (seq 1),
-/// two updates, end (seq 4). Returns incident id -> (last seq, ended).
-fn produce(tx: &IncidentSender, rounds: usize, produced: &mut HashMap<String, (i64, bool)>) {
-    let mut starts = [Utc::now(); SITE_IDS.len()];
-    for round in 0..rounds {
-        let now = Utc::now();
-        for (i, site) in SITE_IDS.iter().enumerate() {
-            let step = round % 4;
-            let (phase, level) = match step {
-                0 => {
-                    starts[i] = now;
-                    (RulePhase::Start, "sedang")
-                }
-                1 => (RulePhase::Update, "tinggi"),
-                2 => (RulePhase::Update, "sedang"),
-                _ => (RulePhase::End, "sedang"),
-            };
-            tx.rule_event(RuleEvent {
-                site: SiteId::new(site),
-                zone: Some(ZoneId::new("zona")),
-                kind: IncidentKind::Crowd,
-                phase,
-                level: level.parse().unwrap(),
-                started_at: starts[i],
-                at: now,
-                evidence: Evidence {
-                    persons: Some(12 + round as u32 % 7),
-                    ..Default::default()
-                },
-                frame: None,
-                boxes: vec![],
-            });
-            let id = incident_id(site, Some("zona"), IncidentKind::Crowd, starts[i]);
-            produced.insert(id, (step as i64 + 1, phase == RulePhase::End));
-        }
+/// `rounds` rounds of incidents on both sites, 100 ms apart; incident id -> (last seq, ended).
+fn produce(tx: &IncidentSender, rounds: usize) -> HashMap<String, (i64, bool)> {
+    let mut r = producer::Rounds::new(&SITE_IDS);
+    for _ in 0..rounds {
+        r.next(tx, None);
         std::thread::sleep(Duration::from_millis(100));
     }
+    r.produced
 }
 
 /// Every produced incident is one report in its last state, each step audited once.
@@ -387,7 +338,11 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
     let db_url = pg.url();
     // The deployment's users and rights, as an operator makes them.
     let cfg_path = dir.path().join("simpang.toml");
-    std::fs::write(&cfg_path, producer_config(dir.path(), "")).unwrap();
+    std::fs::write(
+        &cfg_path,
+        producer::config(dir.path(), CLIENT_ID, &SITE_IDS, ""),
+    )
+    .unwrap();
     let creds = dir.path().join("mqtt");
     let mut made = Proc::simpang(
         "mqtt-credentials",
@@ -455,7 +410,11 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
         "broker = \"mqtt://127.0.0.1:{port}\"\ncredentials_file = {:?}\n",
         creds.join("credentials.toml")
     );
-    std::fs::write(&cfg_path, producer_config(dir.path(), &mqtt)).unwrap();
+    std::fs::write(
+        &cfg_path,
+        producer::config(dir.path(), CLIENT_ID, &SITE_IDS, &mqtt),
+    )
+    .unwrap();
     let cfg = Config::load(&cfg_path).unwrap_or_else(|e| panic!("{e}"));
     let hub = Hub::new(cfg.sites.iter().map(|s| SiteId::new(&s.id)));
     for s in hub.sites() {
@@ -469,8 +428,7 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
     let db = Db::open(&db_url);
 
     // Both desks take every message.
-    let mut produced = HashMap::new();
-    produce(&tx, 24, &mut produced);
+    let produced = produce(&tx, 24);
     check_reports(&db, &produced, "both desks");
     let by = check_statuses(&db, &sub, "both desks");
     println!("status messages published, by desk: {by:?}");
@@ -507,8 +465,7 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
 
     // Desk a dies; desk b takes every incident alone and serves logins.
     a.proc.kill();
-    let mut after = HashMap::new();
-    produce(&tx, 16, &mut after);
+    let after = produce(&tx, 16);
     check_reports(&db, &after, "desk a killed");
     check_statuses(&db, &sub, "desk a killed");
     let h = login(&b.base, "operator");
@@ -519,11 +476,7 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
     let a = start_desk(&cfg_a, &db_url, "a");
     let flow = {
         let tx = tx.clone();
-        std::thread::spawn(move || {
-            let mut p = HashMap::new();
-            produce(&tx, 40, &mut p);
-            p
-        })
+        std::thread::spawn(move || produce(&tx, 40))
     };
     let mut b = b;
     b.proc.terminate(Duration::from_secs(10));
