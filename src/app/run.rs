@@ -17,10 +17,10 @@ use super::frameloop::{self, FrameLoop, LoopMetrics};
 use super::sites::{SiteSlot, Sites};
 use super::AppError;
 use crate::analytics::SiteAnalytics;
+use crate::cluster;
 use crate::config::{Config, Site};
 use crate::detect::Detector;
 use crate::hub::{AnalyticsQueue, Hub, SiteHub};
-use crate::cluster;
 use crate::incident::{Holder, IncidentService};
 use crate::ingest::{self, CameraSettings, Templates};
 use crate::metrics::{self, IngestMetrics};
@@ -114,14 +114,22 @@ fn run_node(
         let control = Arc::new(NodeSites {
             running: running.clone(),
             sites,
+            closing: parking_lot::Mutex::new(std::collections::HashMap::new()),
         });
-        let node = node.run(control);
+        let node = node.run(control.clone());
         crate::shutdown::signal().await;
         info!("draining: giving this node's sites back");
         node.drain().await;
+        let closing: Vec<_> = control.closing.lock().drain().map(|(_, h)| h).collect();
+        for h in closing {
+            let _ = h.await;
+        }
+        drop(control);
         match Arc::try_unwrap(running) {
             Ok(r) => r.stop().await,
-            Err(_) => tracing::error!("the pipeline is still in use after the drain; exiting without its orderly stop"),
+            Err(_) => tracing::error!(
+                "the pipeline is still in use after the drain; exiting without its orderly stop"
+            ),
         }
         info!("node stopped");
         Ok::<_, anyhow::Error>(())
@@ -133,6 +141,9 @@ fn run_node(
 struct NodeSites {
     running: Arc<Running>,
     sites: std::collections::HashMap<SiteId, Site>,
+    /// MQTT connections still closing after a lost lease, by site: a site starts again only
+    /// once its old connection is gone.
+    closing: parking_lot::Mutex<std::collections::HashMap<SiteId, tokio::task::JoinHandle<()>>>,
 }
 
 impl cluster::SiteControl for NodeSites {
@@ -140,15 +151,28 @@ impl cluster::SiteControl for NodeSites {
         let Some(s) = self.sites.get(site) else {
             return Err(format!("site {site} is not in the config"));
         };
+        let closing = self.closing.lock().remove(site);
+        if let Some(h) = closing {
+            let _ = h.await;
+        }
         self.running
             .add_site_held(s.clone(), Some(holder))
             .await
             .map_err(|e| e.to_string())
     }
 
-    async fn stop_site(&self, site: &SiteId) {
+    async fn stop_site(&self, site: &SiteId, flush: bool) {
         // Not running (it never started, or stopped already): nothing to do.
-        let _ = self.running.remove_site(site.as_str()).await;
+        if self.running.stop_camera(site.as_str()).await.is_err() {
+            return;
+        }
+        if flush {
+            self.running.stop_link(site.as_str()).await;
+        } else {
+            let (r, id) = (self.running.clone(), site.clone());
+            let h = tokio::spawn(async move { r.stop_link(id.as_str()).await });
+            self.closing.lock().insert(site.clone(), h);
+        }
     }
 }
 
@@ -342,6 +366,30 @@ impl Running {
     /// its MQTT connection flushes and says the site is offline (`shutdown`).
     pub async fn remove_site(&self, id: &str) -> Result<(), AppError> {
         let _one = self.changes.lock().await;
+        self.camera_off(id).await?;
+        self.incidents.remove_site(id).await;
+        info!(site = %id, "site stopped");
+        Ok(())
+    }
+
+    /// The first half of [`Running::remove_site`]: the camera, tracker and rules stop and the
+    /// site leaves the hub; its MQTT connection stays for [`Running::stop_link`]. A cluster
+    /// node that lost a lease stops every camera at once this way.
+    pub async fn stop_camera(&self, id: &str) -> Result<(), AppError> {
+        let _one = self.changes.lock().await;
+        self.camera_off(id).await
+    }
+
+    /// The second half: the site's MQTT connection flushes (for a few seconds at most) and says
+    /// offline. Not under the start/stop lock, so a slow flush holds up no other site; the
+    /// caller must not start the site again before this returns.
+    pub async fn stop_link(&self, id: &str) {
+        if self.incidents.remove_site(id).await {
+            info!(site = %id, "site stopped");
+        }
+    }
+
+    async fn camera_off(&self, id: &str) -> Result<(), AppError> {
         let slot = self
             .wiring
             .unregister(id)
@@ -349,11 +397,9 @@ impl Running {
         if let Some(camera) = slot.take_camera() {
             // Joining the supervisor waits for its pipeline to reach NULL: off the async threads.
             let _ = tokio::task::spawn_blocking(move || camera.stop()).await;
-            // A cluster node's fencing is judged by this line's time (tests/cluster_nodes.rs).
-            info!(site = %slot.id, "camera stopped");
         }
-        self.incidents.remove_site(id).await;
-        info!(site = %slot.id, "site stopped");
+        // A cluster node's fencing is judged by this line's time (tests/cluster_nodes.rs).
+        info!(site = %slot.id, "camera stopped");
         Ok(())
     }
 

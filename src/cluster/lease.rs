@@ -102,7 +102,10 @@ impl Leases {
     async fn write(&self, key: &str, expected: Option<u64>, value: bytes::Bytes) -> Write {
         let mut h = async_nats::HeaderMap::new();
         if let Some(e) = expected {
-            h.insert("Nats-Expected-Last-Subject-Sequence", e.to_string().as_str());
+            h.insert(
+                "Nats-Expected-Last-Subject-Sequence",
+                e.to_string().as_str(),
+            );
         }
         h.insert(
             "Nats-TTL",

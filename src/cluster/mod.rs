@@ -75,8 +75,12 @@ pub trait SiteControl: Send + Sync + 'static {
         site: &SiteId,
         holder: Holder,
     ) -> impl Future<Output = Result<(), String>> + Send;
-    /// Stops the site's camera (first) and its MQTT connection. A site not running is a no-op.
-    fn stop_site(&self, site: &SiteId) -> impl Future<Output = ()> + Send;
+    /// Stops the site's camera, then its MQTT connection. A site not running is a no-op.
+    /// `flush`: return only once the connection has published what it can and said `offline`
+    /// (a drain, before the lease is released). Otherwise (a lease lost or running out) return
+    /// as soon as the camera stopped and let the connection close meanwhile: with the network
+    /// gone, its flush would take seconds per site, and every site must stop within the margin.
+    fn stop_site(&self, site: &SiteId, flush: bool) -> impl Future<Output = ()> + Send;
 }
 
 /// Who this node is and what it may take.
@@ -184,8 +188,7 @@ impl ClusterMetrics {
                 "Renewals that got no answer or an error that says nothing of the key (retried)",
             )?,
         };
-        m.capacity
-            .set(s.capacity.map_or(-1, i64::from));
+        m.capacity.set(s.capacity.map_or(-1, i64::from));
         for site in &s.sites {
             m.site_held.with_label_values(&[site.as_str()]).set(0);
             m.lease.with_label_values(&[site.as_str()]).set(0);
@@ -207,7 +210,8 @@ struct Held {
 
 enum Action {
     Start(SiteId, Holder),
-    Stop(SiteId),
+    /// The site, and whether to wait for its MQTT connection's flush ([`SiteControl::stop_site`]).
+    Stop(SiteId, bool),
     /// Answered once every action before it is done.
     Barrier(oneshot::Sender<()>),
 }
@@ -281,6 +285,8 @@ impl Shared {
     /// Forgets the lease `token` of `site` (if it is still the one held) and queues the stop
     /// of its cameras. Returns the lease's last revision when it was held.
     fn drop_lease(&self, site: &SiteId, token: u64, reason: Option<&str>) -> Option<u64> {
+        // Only a drain (no reason) waits for the connection's flush.
+        let flush = reason.is_none();
         let rev = {
             let mut held = self.held.lock();
             match held.get(site) {
@@ -298,7 +304,7 @@ impl Shared {
         self.m.held.set(i64::from(self.count()));
         self.m.site_held.with_label_values(&[site.as_str()]).set(0);
         self.m.lease.with_label_values(&[site.as_str()]).set(0);
-        let _ = self.actions.send(Action::Stop(site.clone()));
+        let _ = self.actions.send(Action::Stop(site.clone(), flush));
         Some(rev)
     }
 }
@@ -357,14 +363,13 @@ impl Node {
         }
         let mut urls = Vec::new();
         for (index, u) in cfg.nats.iter().enumerate() {
-            let addr: async_nats::ServerAddr = u.parse().map_err(|e: std::io::Error| {
-                ClusterError::Url {
+            let addr: async_nats::ServerAddr =
+                u.parse().map_err(|e: std::io::Error| ClusterError::Url {
                     file: file.to_string(),
                     index,
                     url: u.clone(),
                     error: e.to_string(),
-                }
-            })?;
+                })?;
             urls.push(addr);
         }
         let mut opts = async_nats::ConnectOptions::new()
@@ -417,8 +422,13 @@ impl Node {
             tokio::spawn(watchdog(sh, cancel).instrument(span.clone()))
         };
         let act = tokio::spawn(
-            actuator(self.shared.clone(), self.leases.clone(), control, self.actions)
-                .instrument(span.clone()),
+            actuator(
+                self.shared.clone(),
+                self.leases.clone(),
+                control,
+                self.actions,
+            )
+            .instrument(span.clone()),
         );
         let main = {
             let l = NodeLoop {
@@ -462,7 +472,10 @@ impl RunningNode {
             .iter()
             .map(|(s, h)| (s.clone(), h.token))
             .collect();
-        info!(sites = sites.len(), "draining: stopping each site, then giving its lease back");
+        info!(
+            sites = sites.len(),
+            "draining: stopping each site, then giving its lease back"
+        );
         for (site, token) in sites {
             if let Some(rev) = self.shared.drop_lease(&site, token, None) {
                 // The Stop just queued runs before this barrier answers.
@@ -548,8 +561,8 @@ async fn actuator<C: SiteControl>(
                     }
                 }
             }
-            Action::Stop(site) => {
-                control.stop_site(&site).await;
+            Action::Stop(site, flush) => {
+                control.stop_site(&site, flush).await;
                 info!(site = %site, "site stopped (lease gone)");
             }
             Action::Barrier(done) => {
@@ -596,7 +609,7 @@ impl View {
 const SCAN: Duration = Duration::from_secs(1);
 /// Every this many scans the sites the view says are held are read from the store too (a
 /// missed watch message must not leave a site free forever).
-const FULL_CHECK_EVERY: u32 = 10;
+const FULL_CHECK_EVERY: u32 = 3;
 /// A free site the preferred node has not taken after this long goes to any node with room.
 const GRACE: Duration = Duration::from_secs(3);
 
@@ -702,8 +715,8 @@ impl NodeLoop {
         let mut took = false;
         for site in self.sh.s.sites.clone() {
             let mine = self.sh.held.lock().contains_key(&site);
-            let free = !mine
-                && !matches!(self.view.sites.get(site.as_str()), Some(KeyState::Held(..)));
+            let free =
+                !mine && !matches!(self.view.sites.get(site.as_str()), Some(KeyState::Held(..)));
             if !free {
                 self.free_since.remove(&site);
                 continue;
@@ -741,9 +754,10 @@ impl NodeLoop {
             Write::Ok(rev) => {
                 self.sh.won(site, rev, sent);
                 self.free_since.remove(site);
-                self.view
-                    .sites
-                    .insert(site.to_string(), KeyState::Held(self.sh.s.name.clone(), rev));
+                self.view.sites.insert(
+                    site.to_string(),
+                    KeyState::Held(self.sh.s.name.clone(), rev),
+                );
                 true
             }
             Write::Taken => false,

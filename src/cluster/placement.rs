@@ -74,7 +74,11 @@ pub fn should_take(
     if free_for >= grace {
         return true;
     }
-    let mut all: Vec<NodeLoad> = others.iter().filter(|n| n.name != me.name).cloned().collect();
+    let mut all: Vec<NodeLoad> = others
+        .iter()
+        .filter(|n| n.name != me.name)
+        .cloned()
+        .collect();
     all.push(me.clone());
     preferred(site, &all).is_some_and(|n| n.name == me.name)
 }
@@ -134,7 +138,13 @@ mod tests {
     fn after_the_grace_period_any_node_with_room_takes_it() {
         let me = n("me", Some(3), 2);
         let other = n("other", Some(10), 0);
-        assert!(!should_take("s", &me, &[other.clone()], Duration::from_secs(1), G));
+        assert!(!should_take(
+            "s",
+            &me,
+            &[other.clone()],
+            Duration::from_secs(1),
+            G
+        ));
         assert!(should_take("s", &me, &[other], G, G));
         let full = n("me", Some(3), 3);
         assert!(!should_take("s", &full, &[], G * 10, G));

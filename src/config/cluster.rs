@@ -64,17 +64,16 @@ impl ClusterConfig {
             if !ok {
                 bad(
                     c.key("nats").index(i),
-                    format!("{url:?} is not a NATS client URL (nats://HOST:PORT or tls://HOST:PORT)"),
+                    format!(
+                        "{url:?} is not a NATS client URL (nats://HOST:PORT or tls://HOST:PORT)"
+                    ),
                 );
             } else if self.nats[..i].contains(url) {
                 bad(c.key("nats").index(i), format!("{url:?} is listed twice"));
             }
         }
         if self.password.is_some() && self.username.is_none() {
-            bad(
-                c.key("password"),
-                "is set without cluster.username".into(),
-            );
+            bad(c.key("password"), "is set without cluster.username".into());
         }
         if !(self.lease_ttl_s >= MIN_LEASE_TTL_S && self.lease_ttl_s <= 600.0) {
             bad(
@@ -152,12 +151,32 @@ mod tests {
     #[test]
     fn bad_values_name_file_line_and_field() {
         let cases = [
-            ("nats = [\"mqtt://n1:1883\"]", "cluster.nats[0]", "not a NATS client URL"),
-            ("nats = [\"nats://a:1\", \"nats://a:1\"]", "cluster.nats[1]", "twice"),
+            (
+                "nats = [\"mqtt://n1:1883\"]",
+                "cluster.nats[0]",
+                "not a NATS client URL",
+            ),
+            (
+                "nats = [\"nats://a:1\", \"nats://a:1\"]",
+                "cluster.nats[1]",
+                "twice",
+            ),
             ("lease_ttl_s = 2", "cluster.lease_ttl_s", "must be in 6"),
-            ("password = \"x\"", "cluster.password", "without cluster.username"),
-            ("[cluster.capacity]\n\"bad name\" = 2", "cluster.capacity.bad name", "node names"),
-            ("[cluster.capacity]\nn1 = 0", "cluster.capacity.n1", "at least 1"),
+            (
+                "password = \"x\"",
+                "cluster.password",
+                "without cluster.username",
+            ),
+            (
+                "[cluster.capacity]\n\"bad name\" = 2",
+                "cluster.capacity.bad name",
+                "node names",
+            ),
+            (
+                "[cluster.capacity]\nn1 = 0",
+                "cluster.capacity.n1",
+                "at least 1",
+            ),
             ("nodes = 3", "cluster.nodes", "unknown field"),
         ];
         for (text, field, msg) in cases {

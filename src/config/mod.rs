@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use cluster::ClusterConfig;
 pub use access::{DeskLimits, HttpConfig, MetricsConfig, Rate, WallAuthConfig};
+pub use cluster::ClusterConfig;
 pub use desk::DeskConfig;
 pub use load::{ConfigError, Problem};
 use locate::{line_col, FieldPath, Locator};
