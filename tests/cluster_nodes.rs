@@ -200,11 +200,15 @@ impl Node {
     }
 }
 
+/// What a [`Sampler`] saw: the most sites each node held, every "site on two nodes" sample,
+/// and how many samples it took.
+type Sampled = (HashMap<String, usize>, Vec<String>, usize);
+
 /// Samples every node's holdings every ~0.2 s on its own thread: the largest number of sites
 /// each node held, and every sample where a site was held by two nodes.
 struct Sampler {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<(HashMap<String, usize>, Vec<String>, usize)>>,
+    thread: Option<std::thread::JoinHandle<Sampled>>,
 }
 
 impl Sampler {
@@ -249,7 +253,7 @@ impl Sampler {
         }
     }
 
-    fn finish(mut self) -> (HashMap<String, usize>, Vec<String>, usize) {
+    fn finish(mut self) -> Sampled {
         self.stop.store(true, Ordering::SeqCst);
         self.thread
             .take()

@@ -645,7 +645,7 @@ impl NodeLoop {
                 _ = &mut settle, if !settled => { settled = true; place = true; }
                 _ = scan.tick(), if settled => {
                     self.scans = self.scans.wrapping_add(1);
-                    if self.scans % FULL_CHECK_EVERY == 0 {
+                    if self.scans.is_multiple_of(FULL_CHECK_EVERY) {
                         self.refresh().await;
                     }
                     if watch.is_none() {

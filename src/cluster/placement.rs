@@ -141,7 +141,7 @@ mod tests {
         assert!(!should_take(
             "s",
             &me,
-            &[other.clone()],
+            std::slice::from_ref(&other),
             Duration::from_secs(1),
             G
         ));
