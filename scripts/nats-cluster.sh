@@ -10,7 +10,8 @@
 #   scripts/nats-cluster.sh kill DIR I           SIGKILL (a crash, for failover drills)
 #   scripts/nats-cluster.sh wait DIR [I]         until /healthz says ok (JetStream current)
 #   scripts/nats-cluster.sh status DIR           one line per node
-#   scripts/nats-cluster.sh urls DIR             the `brokers = [...]` line for simpang's config
+#   scripts/nats-cluster.sh urls DIR             the `brokers = [...]` line for simpang's [mqtt] and
+#                                                the `nats = [...]` line for its [cluster]
 #
 # init options:
 #   --nodes N             nodes (default 3; 3 or 5 keep a quorum after one or two losses)
@@ -110,6 +111,7 @@ init() {
     {
       echo "# nats-server config of simpang broker cluster node $k of $n (scripts/nats-cluster.sh)."
       echo "# simpang mqtt: mqtt://${hosts[i]}:${MQ[i]}"
+      echo "# simpang nats: nats://${hosts[i]}:${CL[i]}"
       echo "# simpang http: http://${hosts[i]}:${HT[i]}"
       echo "server_name: n$k"
       echo "listen: ${hosts[i]}:${CL[i]}"
@@ -167,9 +169,14 @@ PY
 }
 
 urls() {
-  local dir=$1 list=""
-  for i in $(nodes_of "$dir"); do list+="\"$(conf_value "$dir" mqtt "$i")\", "; done
+  local dir=$1 list="" nats=""
+  for i in $(nodes_of "$dir"); do
+    list+="\"$(conf_value "$dir" mqtt "$i")\", "
+    nats+="\"$(conf_value "$dir" nats "$i")\", "
+  done
   echo "brokers = [${list%, }]"
+  # The [cluster] table's line (simpang run --node: site leases on the cluster's JetStream KV).
+  echo "nats = [${nats%, }]"
 }
 
 cmd=${1:-}; dir=${2:-}

@@ -10,6 +10,7 @@
 //! - [`incident`]: incident lifecycle, snapshots, on-disk outbox, MQTT
 //! - [`wall`]: MJPEG/SSE web wall, annotated RTSP out
 //! - [`desk`]: the complaint workflow service
+//! - [`cluster`]: `simpang run --node`: site leases on the broker cluster's key-value store
 //!
 //! Neutral ground every stage may use, which imports no stage: [`model`], [`config`], [`hub`]
 //! (the site registry and its latest-value slots), [`draw`] (overlays on pictures), [`time`]
@@ -30,6 +31,7 @@ pub mod analytics;
 pub mod app;
 pub mod bench;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod desk;
 pub mod detect;

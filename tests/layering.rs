@@ -12,6 +12,7 @@ const STAGES: &[&str] = &[
     "incident",
     "wall",
     "desk",
+    "cluster",
 ];
 const ABOVE: &[&str] = &["app", "tools", "bench"];
 const NEUTRAL: &[&str] = &[

@@ -37,6 +37,8 @@ pub enum AppError {
     Incident(#[from] crate::incident::IncidentError),
     #[error(transparent)]
     Wall(#[from] crate::wall::WallError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("{0}")]
     Other(String),
 }

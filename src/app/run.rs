@@ -17,10 +17,11 @@ use super::frameloop::{self, FrameLoop, LoopMetrics};
 use super::sites::{SiteSlot, Sites};
 use super::AppError;
 use crate::analytics::SiteAnalytics;
+use crate::cluster;
 use crate::config::{Config, Site};
 use crate::detect::Detector;
 use crate::hub::{AnalyticsQueue, Hub, SiteHub};
-use crate::incident::IncidentService;
+use crate::incident::{Holder, IncidentService};
 use crate::ingest::{self, CameraSettings, Templates};
 use crate::metrics::{self, IngestMetrics};
 use crate::model::{Labels, SiteId};
@@ -38,6 +39,15 @@ pub struct RunArgs {
     /// listen`; port 0 picks one, printed as `metrics: http://ADDR/metrics`).
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Run as node NAME of a cluster: take sites from the config through leases in the NATS
+    /// cluster of `[cluster]`, so each runs on one node and a dead node's sites move
+    /// (docs/deploy.md). With `--sites`, only those sites are candidates here.
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Sites this node may hold at once (overrides `cluster.capacity.NAME`); set it from
+    /// `simpang bench --find-max` on this machine.
+    #[arg(long, requires = "node")]
+    pub capacity: Option<u32>,
 }
 
 pub fn run_main(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -45,6 +55,9 @@ pub fn run_main(args: RunArgs) -> anyhow::Result<ExitCode> {
     select_sites(&mut cfg, &args.sites)?;
     if let Some(a) = args.metrics_listen {
         cfg.metrics.listen = a;
+    }
+    if let Some(node) = &args.node {
+        return run_node(cfg, &args.config, node, args.capacity);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -61,6 +74,106 @@ pub fn run_main(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `simpang run --node NAME`: the pipeline starts with no site; the cluster node starts and
+/// stops sites as it wins and loses their leases. SIGINT/SIGTERM drains: every site stops and
+/// its lease is given back (so other nodes take it at once), then the pipeline stops.
+fn run_node(
+    mut cfg: Config,
+    file: &std::path::Path,
+    name: &str,
+    capacity: Option<u32>,
+) -> anyhow::Result<ExitCode> {
+    let sites: std::collections::HashMap<SiteId, Site> = cfg
+        .sites
+        .iter()
+        .map(|s| (s.id.clone(), s.clone()))
+        .collect();
+    let order: Vec<SiteId> = cfg.sites.iter().map(|s| s.id.clone()).collect();
+    cfg.sites.clear();
+    let settings = cluster::NodeSettings::new(&cfg.cluster, name, capacity, order)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("simpang-rt")
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let registry = Registry::new();
+        let node = cluster::Node::connect(
+            &cfg.cluster,
+            &file.display().to_string(),
+            settings,
+            &registry,
+        )
+        .await
+        .map_err(AppError::from)?;
+        let running = Arc::new(start(cfg, registry, Some(node.view())).await?);
+        println!("wall: http://{}/", running.http_addr);
+        println!("metrics: http://{}/metrics", running.metrics_addr);
+        let control = Arc::new(NodeSites {
+            running: running.clone(),
+            sites,
+            closing: parking_lot::Mutex::new(std::collections::HashMap::new()),
+        });
+        let node = node.run(control.clone());
+        crate::shutdown::signal().await;
+        info!("draining: giving this node's sites back");
+        node.drain().await;
+        let closing: Vec<_> = control.closing.lock().drain().map(|(_, h)| h).collect();
+        for h in closing {
+            let _ = h.await;
+        }
+        drop(control);
+        match Arc::try_unwrap(running) {
+            Ok(r) => r.stop().await,
+            Err(_) => tracing::error!(
+                "the pipeline is still in use after the drain; exiting without its orderly stop"
+            ),
+        }
+        info!("node stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The running pipeline as the cluster node drives it: the config's sites by id.
+struct NodeSites {
+    running: Arc<Running>,
+    sites: std::collections::HashMap<SiteId, Site>,
+    /// MQTT connections still closing after a lost lease, by site: a site starts again only
+    /// once its old connection is gone.
+    closing: parking_lot::Mutex<std::collections::HashMap<SiteId, tokio::task::JoinHandle<()>>>,
+}
+
+impl cluster::SiteControl for NodeSites {
+    async fn start_site(&self, site: &SiteId, holder: Holder) -> Result<(), String> {
+        let Some(s) = self.sites.get(site) else {
+            return Err(format!("site {site} is not in the config"));
+        };
+        let closing = self.closing.lock().remove(site);
+        if let Some(h) = closing {
+            let _ = h.await;
+        }
+        self.running
+            .add_site_held(s.clone(), Some(holder))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn stop_site(&self, site: &SiteId, flush: bool) {
+        // Not running (it never started, or stopped already): nothing to do.
+        if self.running.stop_camera(site.as_str()).await.is_err() {
+            return;
+        }
+        if flush {
+            self.running.stop_link(site.as_str()).await;
+        } else {
+            let (r, id) = (self.running.clone(), site.clone());
+            let h = tokio::spawn(async move { r.stop_link(id.as_str()).await });
+            self.closing.lock().insert(site.clone(), h);
+        }
+    }
 }
 
 /// Keeps only the named sites (all when `ids` is empty).
@@ -85,6 +198,8 @@ pub fn select_sites(cfg: &mut Config, ids: &[SiteId]) -> Result<(), AppError> {
 pub struct HttpState {
     pub registry: Registry,
     pub hub: Arc<Hub>,
+    /// The cluster node's name and leases (`run --node`).
+    pub node: Option<cluster::NodeView>,
 }
 
 /// What starting a site needs besides the site itself: the node's settings and the stages'
@@ -201,6 +316,12 @@ impl Running {
     /// site started later is not on the wall until the next start. Its seam is `Wall::start`,
     /// which would have to grow an `add_site` like the incident stage's.
     pub async fn add_site(&self, site: Site) -> Result<(), AppError> {
+        self.add_site_held(site, None).await
+    }
+
+    /// [`Running::add_site`] for a site this process serves as a cluster node under a lease
+    /// (`holder`): its status messages name the node and carry the lease's fencing token.
+    pub async fn add_site_held(&self, site: Site, holder: Option<Holder>) -> Result<(), AppError> {
         let _one = self.changes.lock().await;
         let mut probe = self.wiring.cfg.clone();
         probe.sites = vec![site.clone()];
@@ -223,7 +344,11 @@ impl Running {
         let slot = self.wiring.register(&site, &|field| {
             format!("site {:?}: field `{field}`: ", site.id)
         })?;
-        if let Err(e) = self.incidents.add_site(&site, Some(slot.hub.clone())).await {
+        if let Err(e) = self
+            .incidents
+            .add_site_held(&site, Some(slot.hub.clone()), holder)
+            .await
+        {
             self.wiring.unregister(site.id.as_str());
             return Err(e.into());
         }
@@ -241,6 +366,30 @@ impl Running {
     /// its MQTT connection flushes and says the site is offline (`shutdown`).
     pub async fn remove_site(&self, id: &str) -> Result<(), AppError> {
         let _one = self.changes.lock().await;
+        self.camera_off(id).await?;
+        self.incidents.remove_site(id).await;
+        info!(site = %id, "site stopped");
+        Ok(())
+    }
+
+    /// The first half of [`Running::remove_site`]: the camera, tracker and rules stop and the
+    /// site leaves the hub; its MQTT connection stays for [`Running::stop_link`]. A cluster
+    /// node that lost a lease stops every camera at once this way.
+    pub async fn stop_camera(&self, id: &str) -> Result<(), AppError> {
+        let _one = self.changes.lock().await;
+        self.camera_off(id).await
+    }
+
+    /// The second half: the site's MQTT connection flushes (for a few seconds at most) and says
+    /// offline. Not under the start/stop lock, so a slow flush holds up no other site; the
+    /// caller must not start the site again before this returns.
+    pub async fn stop_link(&self, id: &str) {
+        if self.incidents.remove_site(id).await {
+            info!(site = %id, "site stopped");
+        }
+    }
+
+    async fn camera_off(&self, id: &str) -> Result<(), AppError> {
         let slot = self
             .wiring
             .unregister(id)
@@ -249,8 +398,8 @@ impl Running {
             // Joining the supervisor waits for its pipeline to reach NULL: off the async threads.
             let _ = tokio::task::spawn_blocking(move || camera.stop()).await;
         }
-        self.incidents.remove_site(id).await;
-        info!(site = %slot.id, "site stopped");
+        // A cluster node's fencing is judged by this line's time (tests/cluster_nodes.rs).
+        info!(site = %slot.id, "camera stopped");
         Ok(())
     }
 
@@ -282,8 +431,17 @@ impl Running {
 
 /// Starts every stage for the sites of `cfg` and returns once they are running.
 pub async fn run(cfg: Config) -> Result<Running, AppError> {
+    start(cfg, Registry::new(), None).await
+}
+
+/// [`run`] with the metrics registry given (a cluster node registers its own families first)
+/// and the node's view for `/api/status`.
+async fn start(
+    cfg: Config,
+    registry: Registry,
+    node: Option<cluster::NodeView>,
+) -> Result<Running, AppError> {
     ingest::init_gstreamer()?;
-    let registry = Registry::new();
     let ingest_metrics = IngestMetrics::register(&registry)?;
     let loop_metrics = LoopMetrics::register(&registry)?;
     let templates = Arc::new(Templates::load(
@@ -354,6 +512,7 @@ pub async fn run(cfg: Config) -> Result<Running, AppError> {
     let state = HttpState {
         registry: registry.clone(),
         hub: hub.clone(),
+        node,
     };
     // Operations: open, so on its own listener (loopback unless `[metrics] listen` says
     // otherwise); the wall's listener serves only the wall, behind its sign-in.
@@ -442,5 +601,8 @@ async fn status_handler(State(st): State<HttpState>) -> impl IntoResponse {
             })
         })
         .collect();
-    Json(serde_json::json!({ "sites": sites }))
+    match &st.node {
+        Some(n) => Json(serde_json::json!({ "sites": sites, "cluster": n.json() })),
+        None => Json(serde_json::json!({ "sites": sites })),
+    }
 }

@@ -8,10 +8,11 @@
 //! `[detect]`, `[ingest]`, `[incidents]`, `[wall]`, `[samples]` tables), `mqtt` (`[mqtt]` and
 //! `[desk.mqtt]`, with their checks), `site`
 //! (sites, zones, counting lines), `rules` (the per-zone rule tables), `desk` (`[desk]`),
-//! `access` (listener limits, the wall's sign-in, `[metrics]`, the desk's public rate limits),
+//! `cluster` (`[cluster]`: leases of `run --node`), `access` (listener limits, the wall's sign-in, `[metrics]`, the desk's public rate limits),
 //! `validate` (meaning checks), `locate` (TOML text positions of field paths).
 
 pub mod access;
+mod cluster;
 pub mod desk;
 mod load;
 pub mod locate;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use access::{DeskLimits, HttpConfig, MetricsConfig, Rate, WallAuthConfig};
+pub use cluster::ClusterConfig;
 pub use desk::DeskConfig;
 pub use load::{ConfigError, Problem};
 use locate::{line_col, FieldPath, Locator};
@@ -72,6 +74,9 @@ pub struct Config {
     pub desk: DeskConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// `simpang run --node` nodes: leases, capacity (src/cluster).
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     pub sites: Vec<Site>,
     /// The file this was loaded from; relative paths resolve against its directory.
     #[serde(skip)]

@@ -58,6 +58,7 @@ impl Config {
             );
         }
         self.validate_mqtt(&root, &mut bad);
+        self.cluster.validate(&root, &mut bad);
         let inc = root.key("incidents");
         for (name, v) in [
             ("update_interval_s", self.incidents.update_interval_s),

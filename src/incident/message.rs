@@ -199,6 +199,21 @@ pub struct StatusMessage {
     /// Absent in the last will (the broker cannot know).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub camera_health: Option<CameraHealth>,
+    /// The `simpang run --node` node serving the site (absent outside a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// That node's lease on the site: its fencing token, larger for every later holder. Of two
+    /// statuses of one site, the one with the smaller lease is stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<u64>,
+}
+
+/// Which cluster node serves a site, under which lease (src/cluster).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub node: String,
+    /// The lease's revision when the node acquired it (the fencing token).
+    pub lease: u64,
 }
 
 /// One message on `simpang/v1/sites/{site}/counts`: a counting interval's totals.

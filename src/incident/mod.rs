@@ -60,7 +60,7 @@ use crate::model::{
 pub use broker::{BrokerError, BrokerTarget, ProducerAuth};
 pub use lifecycle::{incident_id, Lifecycle, LifecycleConfig};
 pub use link::Link;
-pub use message::{CountsMessage, SiteInfo, StatusMessage};
+pub use message::{CountsMessage, Holder, SiteInfo, StatusMessage};
 pub use metrics::IncidentMetrics;
 pub use mosquitto::{EmbeddedFiles, ManagedBroker};
 pub use outbox::{Outbox, OutboxError};
@@ -175,11 +175,18 @@ impl LinkStarter {
         info: SiteInfo,
         camera: Option<Arc<SiteHub>>,
         last_id: i64,
+        holder: Option<Holder>,
     ) -> Result<StageSite, BrokerError> {
         let (login, key) = self.auth.for_site(info.id.as_str(), self.sign)?;
         self.metrics.pending.with_label_values(&[&info.id]);
         let client_id = format!("{}-{}", self.client_id, info.id);
-        let status = status_fn(info.clone(), client_id.clone(), camera.clone(), self.local);
+        let status = status_fn(
+            info.clone(),
+            client_id.clone(),
+            camera.clone(),
+            self.local,
+            holder,
+        );
         let link = Link::spawn(
             link::LinkSettings {
                 site: info.id.clone(),
@@ -291,7 +298,7 @@ impl IncidentService {
             };
             let id = info.id.clone();
             let last_id = last_ids.get(&info.id).copied().unwrap_or(0);
-            let site = match links.start(info, hub.site(id.as_str()), last_id) {
+            let site = match links.start(info, hub.site(id.as_str()), last_id, None) {
                 Ok(s) => s,
                 Err(e) => {
                     for s in served.all() {
@@ -375,6 +382,17 @@ impl IncidentService {
         site: &Site,
         camera: Option<Arc<SiteHub>>,
     ) -> Result<(), IncidentError> {
+        self.add_site_held(site, camera, None).await
+    }
+
+    /// [`IncidentService::add_site`] for a site a cluster node serves under a lease: its status
+    /// messages carry the node and the lease's fencing token.
+    pub async fn add_site_held(
+        &self,
+        site: &Site,
+        camera: Option<Arc<SiteHub>>,
+        holder: Option<Holder>,
+    ) -> Result<(), IncidentError> {
         let id = site.id.clone();
         if self.sites.get(id.as_str()).is_some() {
             return Ok(());
@@ -401,6 +419,7 @@ impl IncidentService {
             SiteInfo::from_site(site),
             camera,
             own.map_or(0, |b| b.max_id),
+            holder,
         )?;
         if let Err(dup) = self.sites.insert(id, Arc::new(entry)) {
             // Added meanwhile by another caller: that one serves it.
@@ -466,6 +485,7 @@ fn status_fn(
     client_id: String,
     hub: Option<Arc<SiteHub>>,
     local: LocalTime,
+    holder: Option<Holder>,
 ) -> link::StatusFn {
     Arc::new(move |state, reason| {
         let now = Utc::now();
@@ -491,6 +511,8 @@ fn status_fn(
             reason,
             at: local.at(now),
             camera_health,
+            node: holder.as_ref().map(|h| h.node.clone()),
+            lease: holder.as_ref().map(|h| h.lease),
         }
     })
 }

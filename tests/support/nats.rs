@@ -19,8 +19,12 @@ const HEALTHY: Duration = Duration::from_secs(60);
 
 pub struct NatsCluster {
     pub dir: PathBuf,
+    /// The address every listener binds (loopback unless [`NatsCluster::start_on`] said).
+    pub host: String,
     pub mqtt_ports: Vec<u16>,
     pub http_ports: Vec<u16>,
+    /// NATS client listeners (the lease store of `simpang run --node`).
+    pub client_ports: Vec<u16>,
     nodes: Vec<Option<Proc>>,
     _tmp: tempfile::TempDir,
 }
@@ -43,6 +47,12 @@ impl NatsCluster {
     /// Writes the configs of `n` nodes with `scripts/nats-cluster.sh init` (with `users`, the
     /// authorization file of `simpang mqtt-credentials`) and starts every node.
     pub fn start(n: usize, users: Option<&Path>) -> NatsCluster {
+        NatsCluster::start_on(n, users, "127.0.0.1")
+    }
+
+    /// [`NatsCluster::start`] with every listener on `host` (an address of this machine that
+    /// a network namespace can reach, for partition tests).
+    pub fn start_on(n: usize, users: Option<&Path>, host: &str) -> NatsCluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("cluster");
         let pick = |_| ports::port();
@@ -58,7 +68,8 @@ impl NatsCluster {
             .args(["--mqtt-ports", &list(&mqtt)])
             .args(["--client-ports", &list(&client)])
             .args(["--cluster-ports", &list(&route)])
-            .args(["--http-ports", &list(&http)]);
+            .args(["--http-ports", &list(&http)])
+            .args(["--host", host]);
         if let Some(u) = users {
             cmd.arg("--users").arg(u);
         }
@@ -71,8 +82,10 @@ impl NatsCluster {
         );
         let mut c = NatsCluster {
             dir,
+            host: host.to_string(),
             mqtt_ports: mqtt,
             http_ports: http,
+            client_ports: client,
             nodes: (0..n).map(|_| None).collect(),
             _tmp: tmp,
         };
@@ -95,13 +108,21 @@ impl NatsCluster {
     pub fn urls(&self) -> Vec<String> {
         self.mqtt_ports
             .iter()
-            .map(|p| format!("mqtt://127.0.0.1:{p}"))
+            .map(|p| format!("mqtt://{}:{p}", self.host))
+            .collect()
+    }
+
+    /// `nats://127.0.0.1:PORT` of every node, in order: `[cluster] nats`.
+    pub fn nats_urls(&self) -> Vec<String> {
+        self.client_ports
+            .iter()
+            .map(|p| format!("nats://{}:{p}", self.host))
             .collect()
     }
 
     /// A monitoring endpoint of node `i` as JSON (`None` while it does not answer).
     pub fn monitor(&self, i: usize, path: &str) -> Option<Value> {
-        let url = format!("http://127.0.0.1:{}{path}", self.http_ports[i]);
+        let url = format!("http://{}:{}{path}", self.host, self.http_ports[i]);
         ureq::get(&url)
             .timeout(Duration::from_secs(2))
             .call()
@@ -112,11 +133,11 @@ impl NatsCluster {
 
     /// Waits until node `i` says it is healthy (JetStream up and current).
     pub fn wait_healthy(&mut self, i: usize) {
-        let port = self.http_ports[i];
+        let url = format!("http://{}:{}/healthz", self.host, self.http_ports[i]);
         let ok = poll(HEALTHY, || {
             // A node that exited (a bad config) will not become healthy: say so at once.
             let running = self.nodes[i].as_mut().is_some_and(|p| p.is_running());
-            let healthy = ureq::get(&format!("http://127.0.0.1:{port}/healthz"))
+            let healthy = ureq::get(&url)
                 .timeout(Duration::from_secs(2))
                 .call()
                 .is_ok();
