@@ -118,7 +118,9 @@ pub struct Browser {
 impl Browser {
     /// Starts Chromium and attaches to its page. A missing program or a browser that does not
     /// open its DevTools port is an error naming it, with the end of its log.
-    pub fn start(index: usize) -> Result<Browser, BenchError> {
+    /// `nice` (0-19) is the browser's scheduling niceness: on the bench host the browsers stand
+    /// for the operators' machines and must not take the CPU the measured process needs.
+    pub fn start(index: usize, nice: u8) -> Result<Browser, BenchError> {
         let profile = std::env::temp_dir().join(format!(
             "simpang-bench-chromium-{}-{index}-{:08x}",
             std::process::id(),
@@ -140,7 +142,10 @@ impl Browser {
         let program = chromium_program();
         // Flags: /work/shared/SETUP-NOTES.md (headless as root); no throttling of a page that
         // nobody looks at, and video plays without a click.
-        let child = Command::new(&program)
+        // `nice` execs the browser: the child's pid is the browser's.
+        let child = Command::new("nice")
+            .args(["-n", &nice.min(19).to_string()])
+            .arg(&program)
             .args([
                 "--headless=new",
                 "--no-sandbox",
@@ -184,8 +189,9 @@ impl Browser {
         let (port, path) = loop {
             if let Some(st) = b.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 return Err(err(format!(
-                    "browser {index} ({program}) exited with {st} before it opened DevTools; \
-                     its log:\n{}",
+                    "cannot start browser {index} ({program} exited with {st} before it opened \
+                     DevTools; the bench's viewers are headless Chromium, Debian package \
+                     chromium); its log:\n{}",
                     log_tail(&profile)
                 )));
             }

@@ -126,6 +126,10 @@ pub struct BenchArgs {
     /// without them, their own CPU, whether they played, and the delay.
     #[arg(long, default_value_t = 0)]
     pub browsers: usize,
+    /// Niceness (0-19) of the `--browsers`: they stand for the operators' machines, and on the
+    /// bench host they must not take the CPU the measured process needs (0: same priority).
+    #[arg(long, default_value_t = 19)]
+    pub browser_nice: u8,
     /// Internal: the harness's clock camera (`--browsers`).
     #[arg(long, hide = true)]
     pub clock_camera: Option<String>,
@@ -247,6 +251,18 @@ fn harness(
         seconds: args.seconds,
         warmup_s: args.warmup,
         wall_consumers: match &detect_footage {
+            _ if args.browsers > 0 => format!(
+                "on: {} headless Chromium on the wall page (every tile passthrough, boxes drawn \
+                 in the page){}, plus the harness's clock camera as one more site for the \
+                 glass-to-glass delay; simpang's CPU is also measured for as long before the \
+                 browsers start",
+                args.browsers,
+                if detect_footage.is_some() {
+                    ""
+                } else {
+                    " and one RTSP client on /annotated/wall (the burned-in mosaic)"
+                }
+            ),
             Some(sub) => format!(
                 "on (substreams: every camera's main stream by passthrough, analytics on {}): \
                  the harness opens the wall page's browser tiles, one /live/{{site}} WebSocket \

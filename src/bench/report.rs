@@ -182,6 +182,9 @@ pub struct TrialResult {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct BrowserViewers {
     pub browsers: usize,
+    /// The browsers' niceness (`--browser-nice`).
+    #[serde(default)]
+    pub nice: u8,
     pub program: String,
     pub url: String,
     /// The simpang process's CPU (100 = one core), sampled by the harness from /proc, over a

@@ -88,7 +88,8 @@ pub(crate) fn drive_browser_trial(
     pb.set_message(format!("starting {} browsers", args.browsers));
     let mut list = Vec::new();
     for i in 0..args.browsers {
-        let mut b = Browser::start(i).with_context(|| format!("browser {i} of {}", args.browsers))?;
+        let mut b = Browser::start(i, args.browser_nice)
+            .with_context(|| format!("browser {i} of {}", args.browsers))?;
         b.open_wall(http, user, password)
             .with_context(|| format!("browser {i}: the wall page"))?;
         list.push(b);
@@ -192,6 +193,7 @@ pub(crate) fn drive_browser_trial(
     let n = args.browsers as f64;
     r.browsers = Some(BrowserViewers {
         browsers: args.browsers,
+        nice: args.browser_nice,
         program: browsers::chromium_program(),
         url: format!("http://{http}/"),
         simpang_cpu_percent_without: without,
@@ -256,7 +258,9 @@ fn play_of(
     for t in end {
         let s = start.iter().find(|s| s.site == t.site);
         let frames = t.presented.saturating_sub(s.map(|s| s.presented).unwrap_or(0));
-        let advanced = s.is_some_and(|s| t.current_time > s.current_time);
+        // A player that rebuilt its media (a stall, a reconnect) starts again near 0: moving is
+        // what counts, a frozen picture keeps its time.
+        let advanced = s.is_some_and(|s| t.current_time != s.current_time);
         p.presented_frames += frames;
         p.min_tile_fps = p.min_tile_fps.min(frames as f64 / dt);
         let live = t.mode.as_deref() == Some("live") && t.passthrough;

@@ -158,7 +158,7 @@ pub fn trial_table(t: &TrialResult) -> String {
         );
     }
     if let Some(b) = &t.browsers {
-        browsers_table(&mut o, b);
+        browsers_table(&mut o, b, t.holds);
     }
     if t.holds {
         let _ = writeln!(
@@ -408,13 +408,14 @@ mod tests {
 }
 
 /// The `--browsers` lines of a trial.
-fn browsers_table(o: &mut String, b: &super::BrowserViewers) {
+fn browsers_table(o: &mut String, b: &super::BrowserViewers, holds: bool) {
     let _ = writeln!(
         o,
-        "  browsers: {} headless {} on {}; simpang CPU {:.1} % without them ({:.0} s before, \
+        "  browsers: {} headless {} (nice {}) on {}; simpang CPU {:.1} % without them ({:.0} s before, \
          others {:.1} %), {:.1} % with them: {:+.2} % per extra browser viewer",
         b.browsers,
         b.program,
+        b.nice,
         b.url,
         b.simpang_cpu_percent_without,
         b.without_seconds,
@@ -422,6 +423,13 @@ fn browsers_table(o: &mut String, b: &super::BrowserViewers) {
         b.simpang_cpu_percent_with,
         b.per_viewer_cpu_percent
     );
+    if !holds {
+        let _ = writeln!(
+            o,
+            "    (the run did not hold real time: simpang had less CPU than it needed with the \
+             browsers on the same machine, so the difference is not what a viewer costs)"
+        );
+    }
     let _ = writeln!(
         o,
         "  browsers' own CPU (the operators' machines): {:.1} % together; {}",
