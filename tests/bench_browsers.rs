@@ -73,7 +73,10 @@ fn one_browser_plays_the_wall_and_measures_glass_to_glass() {
     assert_eq!(b["all_played"], true, "{b}");
     // the browser is a real process tree that used CPU; simpang's CPU both ways
     assert!(p["cpu_percent"].as_f64().unwrap() > 0.0, "{b}");
-    assert!(b["simpang_cpu_percent_without"].as_f64().unwrap() > 0.0, "{b}");
+    assert!(
+        b["simpang_cpu_percent_without"].as_f64().unwrap() > 0.0,
+        "{b}"
+    );
     assert!(b["simpang_cpu_percent_with"].as_f64().unwrap() > 0.0, "{b}");
     // glass-to-glass: stamps read from presented frames, each a delay of a real path
     let g = &b["glass_to_glass"];
@@ -89,7 +92,10 @@ fn one_browser_plays_the_wall_and_measures_glass_to_glass() {
     // the measured streams leave the clock camera out
     assert_eq!(r["run"]["per_stream"].as_array().unwrap().len(), 1);
     assert!(stdout.contains("glass-to-glass (bench-clock)"), "{stdout}");
-    assert!(stdout.contains("every tile of every browser played"), "{stdout}");
+    assert!(
+        stdout.contains("every tile of every browser played"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -54,7 +54,9 @@ pub fn read_stamp(bits: &[bool; COLS * ROWS]) -> Option<u64> {
     let ms = bits[..40]
         .iter()
         .fold(0u64, |v, &b| (v << 1) | u64::from(b));
-    let check = bits[40..].iter().fold(0u64, |v, &b| (v << 1) | u64::from(b));
+    let check = bits[40..]
+        .iter()
+        .fold(0u64, |v, &b| (v << 1) | u64::from(b));
     let want = (0..5).fold(0u64, |c, k| c ^ ((ms >> (8 * k)) & 0xff));
     (want == check).then_some(ms)
 }
@@ -135,15 +137,16 @@ impl ClockCamera {
                 warn!("clock camera media has no stamp element");
                 return;
             };
-            let Ok(info) = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, WIDTH, HEIGHT)
-                .build()
+            let Ok(info) =
+                gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, WIDTH, HEIGHT).build()
             else {
                 return;
             };
             pad.add_probe(gst::PadProbeType::BUFFER, move |_, probe| {
                 if let Some(gst::PadProbeData::Buffer(ref mut buffer)) = probe.data {
                     let b = buffer.make_mut();
-                    if let Ok(mut frame) = gst_video::VideoFrameRef::from_buffer_ref_writable(b, &info)
+                    if let Ok(mut frame) =
+                        gst_video::VideoFrameRef::from_buffer_ref_writable(b, &info)
                     {
                         stamp(&mut frame, unix_ms());
                     }
@@ -233,7 +236,10 @@ mod tests {
         let stride = f.plane_stride()[0] as usize;
         let mut bits = [false; COLS * ROWS];
         for (i, b) in bits.iter_mut().enumerate() {
-            let (cx, cy) = ((i % COLS) * BLOCK + BLOCK / 2, (i / COLS) * BLOCK + BLOCK / 2);
+            let (cx, cy) = (
+                (i % COLS) * BLOCK + BLOCK / 2,
+                (i / COLS) * BLOCK + BLOCK / 2,
+            );
             *b = y[cy * stride + cx] > 128;
         }
         assert_eq!(read_stamp(&bits), Some(ms));

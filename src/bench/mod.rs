@@ -128,7 +128,7 @@ pub struct BenchArgs {
     pub browsers: usize,
     /// Niceness (0-19) of the `--browsers`: they stand for the operators' machines, and on the
     /// bench host they must not take the CPU the measured process needs (0: same priority).
-    #[arg(long, default_value_t = 19)]
+    #[arg(long, default_value_t = 10)]
     pub browser_nice: u8,
     /// Internal: the harness's clock camera (`--browsers`).
     #[arg(long, hide = true)]
@@ -543,14 +543,7 @@ fn drive_trial(
     let login = (ready.device.as_str(), ready.token.as_str());
     if args.browsers > 0 {
         return viewers::drive_browser_trial(
-            &mut next,
-            &mut stdin,
-            &pb,
-            http,
-            &ready,
-            total,
-            args,
-            substreams,
+            &mut next, &mut stdin, &pb, http, &ready, total, args, substreams,
         );
     }
     if substreams {

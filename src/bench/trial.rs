@@ -248,9 +248,9 @@ async fn wait_for_go() -> Result<(), BenchError> {
             error,
         }),
         Ok(Err(e)) => Err(BenchError::Protocol(e.to_string())),
-        Err(_) => Err(BenchError::Protocol(
-            format!("no \"go\" from the harness within {GO_WITHIN_S} s"),
-        )),
+        Err(_) => Err(BenchError::Protocol(format!(
+            "no \"go\" from the harness within {GO_WITHIN_S} s"
+        ))),
     }
 }
 

@@ -9,6 +9,8 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -126,6 +128,13 @@ pub(crate) fn drive_browser_trial(
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+    // Keep the browsers below the measured process (see browsers::deprioritise).
+    let _nice = (args.browser_nice > 0).then(|| {
+        Renicer::start(
+            list.iter().map(Browser::pid).collect(),
+            i32::from(args.browser_nice.min(19)),
+        )
+    });
     if let Some(site) = &ready.clock_site {
         for b in &mut list {
             b.inject_g2g(site)?;
@@ -185,9 +194,11 @@ pub(crate) fn drive_browser_trial(
         }
     }
     let per_browser: Vec<BrowserPlay> = (0..list.borrow().len())
-        .map(|i| play_of(i, &start.tiles[i], &end.tiles[i], dt, {
-            (end.browsers_cpu_s[i] - start.browsers_cpu_s[i]) / dt * 100.0
-        }))
+        .map(|i| {
+            play_of(i, &start.tiles[i], &end.tiles[i], dt, {
+                (end.browsers_cpu_s[i] - start.browsers_cpu_s[i]) / dt * 100.0
+            })
+        })
         .collect();
     let with = (end.trial_cpu_s - start.trial_cpu_s) / dt * 100.0;
     let n = args.browsers as f64;
@@ -202,7 +213,9 @@ pub(crate) fn drive_browser_trial(
         simpang_cpu_percent_with: with,
         per_viewer_cpu_percent: (with - without) / n,
         browsers_cpu_percent: per_browser.iter().map(|p| p.cpu_percent).sum(),
-        all_played: per_browser.iter().all(|p| p.tiles_playing == p.tiles && p.tiles > 0),
+        all_played: per_browser
+            .iter()
+            .all(|p| p.tiles_playing == p.tiles && p.tiles > 0),
         per_browser,
         glass_to_glass: ready.clock_site.as_ref().map(|site| GlassToGlass {
             site: site.clone(),
@@ -233,6 +246,40 @@ pub(crate) fn drive_browser_trial(
     Ok(r)
 }
 
+/// Re-applies [`browsers::deprioritise`] twice a second until dropped.
+struct Renicer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Renicer {
+    fn start(pids: Vec<u32>, nice: i32) -> Renicer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("bench-renice".into())
+            .spawn(move || {
+                while !s.load(Ordering::SeqCst) {
+                    for &p in &pids {
+                        browsers::deprioritise(p, nice);
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            })
+            .ok();
+        Renicer { stop, thread }
+    }
+}
+
+impl Drop for Renicer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// How the delay is measured, for the report.
 const METHOD: &str = "the harness's clock camera (640x360 25 fps videotestsrc, its wall-clock \
      capture time written into the picture as 48 black/white blocks, x264 zerolatency, served \
@@ -257,7 +304,9 @@ fn play_of(
     };
     for t in end {
         let s = start.iter().find(|s| s.site == t.site);
-        let frames = t.presented.saturating_sub(s.map(|s| s.presented).unwrap_or(0));
+        let frames = t
+            .presented
+            .saturating_sub(s.map(|s| s.presented).unwrap_or(0));
         // A player that rebuilt its media (a stall, a reconnect) starts again near 0: moving is
         // what counts, a frozen picture keeps its time.
         let advanced = s.is_some_and(|s| t.current_time != s.current_time);
