@@ -40,6 +40,9 @@ fn short_run(json: &str, browsers: &str, seconds: &str) -> Vec<String> {
         "1",
         "--browsers",
         browsers,
+        // Counts, not speed: on a busy test machine a low-priority browser may present nothing.
+        "--browser-nice",
+        "0",
         "--json",
         json,
     ]

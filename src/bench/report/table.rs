@@ -374,39 +374,6 @@ pub fn table(r: &Report) -> String {
     o
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::{StageRow, StreamRow};
-    use super::*;
-    use crate::timing::Summary;
-
-    #[test]
-    fn table_lists_every_stage_row() {
-        let t = TrialResult {
-            streams: 1,
-            mode: Some(Mode::Realtime),
-            stages: STAGE_NOTES
-                .iter()
-                .map(|(n, _)| StageRow {
-                    stage: n.to_string(),
-                    summary: Summary::default(),
-                })
-                .collect(),
-            per_stream: vec![StreamRow {
-                site: "a".into(),
-                ..StreamRow::default()
-            }],
-            holds: true,
-            ..Default::default()
-        };
-        let text = trial_table(&t);
-        for (n, _) in STAGE_NOTES {
-            assert!(text.contains(&format!("  {n} ")), "{n} missing:\n{text}");
-        }
-        assert!(text.contains("HOLDS"));
-    }
-}
-
 /// The `--browsers` lines of a trial.
 fn browsers_table(o: &mut String, b: &super::BrowserViewers, holds: bool) {
     let _ = writeln!(
@@ -469,5 +436,38 @@ fn browsers_table(o: &mut String, b: &super::BrowserViewers, holds: bool) {
         None => {
             let _ = writeln!(o, "  glass-to-glass: not measured");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{StageRow, StreamRow};
+    use super::*;
+    use crate::timing::Summary;
+
+    #[test]
+    fn table_lists_every_stage_row() {
+        let t = TrialResult {
+            streams: 1,
+            mode: Some(Mode::Realtime),
+            stages: STAGE_NOTES
+                .iter()
+                .map(|(n, _)| StageRow {
+                    stage: n.to_string(),
+                    summary: Summary::default(),
+                })
+                .collect(),
+            per_stream: vec![StreamRow {
+                site: "a".into(),
+                ..StreamRow::default()
+            }],
+            holds: true,
+            ..Default::default()
+        };
+        let text = trial_table(&t);
+        for (n, _) in STAGE_NOTES {
+            assert!(text.contains(&format!("  {n} ")), "{n} missing:\n{text}");
+        }
+        assert!(text.contains("HOLDS"));
     }
 }
