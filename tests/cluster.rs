@@ -15,20 +15,18 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use prometheus::Registry;
 use simpang::config::Config;
 use simpang::desk::Role;
 use simpang::hub::Hub;
 use simpang::incident::secrets::Credentials;
-use simpang::incident::{incident_id, IncidentService};
-use simpang::model::{
-    Evidence, Image, IncidentKind, PixelFormat, RuleEvent, RulePhase, SiteId, ZoneId,
-};
+use simpang::incident::IncidentService;
+use simpang::model::{Image, PixelFormat, SiteId};
 use support::desk::{Kind, Opts, TestDesk};
 use support::metrics::Metrics;
 use support::nats::NatsCluster;
 use support::process::Proc;
+use support::producer;
 use support::wait::poll;
 
 /// The desk's test config knows these two sites (tests/support/desk.rs).
@@ -36,24 +34,6 @@ const SITES: [&str; 2] = ["ampera", "bkb"];
 const CLIENT_ID: &str = "cluster-run";
 /// Generous bounds of a hang; the test ends as soon as each condition holds.
 const WAIT: Duration = Duration::from_secs(60);
-
-fn producer_config(dir: &Path, mqtt: &str) -> String {
-    let mut text = format!(
-        "data_dir = {:?}\n[city]\nname = \"Palembang\"\n\
-         [mqtt]\n{mqtt}client_id = \"{CLIENT_ID}\"\nreconnect_initial_s = 0.2\nreconnect_max_s = 1.0\n\
-         [incidents]\nupdate_interval_s = 30.0\n",
-        dir.join("data")
-    );
-    for s in SITES {
-        text += &format!(
-            "[[sites]]\nid = \"{s}\"\nname = \"Simpang {s}\"\naddress = \"Jl. {s}\"\nlat = -2.99\nlon = 104.76\n\
-             stream = \"rtsp://127.0.0.1:1/{s}\"\n\
-             [[sites.zones]]\nid = \"zona\"\nname = \"Zona {s}\"\nkind = \"crowd\"\n\
-             polygon = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]]\n"
-        );
-    }
-    text
-}
 
 /// Kills per run: 2 (the producer's node, then the desk's), or `SIMPANG_CLUSTER_KILLS` for a
 /// longer drill (docs/deploy.md's figures come from 10).
@@ -143,7 +123,11 @@ fn publish(port: u16, login: Option<(&str, &str)>, topic: &str, payload: &str) -
 fn the_cluster_enforces_each_users_rights() {
     let dir = tempfile::tempdir().unwrap();
     let cfg_path = dir.path().join("simpang.toml");
-    std::fs::write(&cfg_path, producer_config(dir.path(), "")).unwrap();
+    std::fs::write(
+        &cfg_path,
+        producer::config(dir.path(), CLIENT_ID, &SITES, ""),
+    )
+    .unwrap();
     let creds = credentials(&cfg_path, &dir.path().join("mqtt"));
     let nats = NatsCluster::start(3, Some(&creds.join("nats-users.conf")));
     let secrets = Credentials::load(&creds.join("credentials.toml")).unwrap();
@@ -259,7 +243,11 @@ fn a_killed_broker_node_loses_no_incident_and_both_sides_fail_over() {
     let dir = tempfile::tempdir().unwrap();
     // The deployment's users and rights, as an operator makes them.
     let cfg_path = dir.path().join("simpang.toml");
-    std::fs::write(&cfg_path, producer_config(dir.path(), "")).unwrap();
+    std::fs::write(
+        &cfg_path,
+        producer::config(dir.path(), CLIENT_ID, &SITES, ""),
+    )
+    .unwrap();
     let creds = credentials(&cfg_path, &dir.path().join("mqtt"));
     let mut nats = NatsCluster::start(3, Some(&creds.join("nats-users.conf")));
     let urls = nats.urls();
@@ -290,7 +278,11 @@ fn a_killed_broker_node_loses_no_incident_and_both_sides_fail_over() {
         "brokers = {urls:?}\ncredentials_file = {:?}\n",
         creds.join("credentials.toml")
     );
-    std::fs::write(&cfg_path, producer_config(dir.path(), &mqtt)).unwrap();
+    std::fs::write(
+        &cfg_path,
+        producer::config(dir.path(), CLIENT_ID, &SITES, &mqtt),
+    )
+    .unwrap();
     let cfg = Config::load(&cfg_path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.mqtt.broker_urls().len(), 3);
     let hub = Hub::new(cfg.sites.iter().map(|s| SiteId::new(&s.id)));
@@ -311,10 +303,7 @@ fn a_killed_broker_node_loses_no_incident_and_both_sides_fail_over() {
     let producer_client = format!("{CLIENT_ID}-{}", SITES[0]);
     let tx = svc.sender();
     let frame = Arc::new(Image::with_format(640, 360, PixelFormat::I420));
-    let mut starts = [Utc::now(); SITES.len()];
-    let mut round = 0usize;
-    // incident id -> (last seq produced, ended)
-    let mut produced: HashMap<String, (i64, bool)> = HashMap::new();
+    let mut rounds = producer::Rounds::new(&SITES);
     let mut after_kills = 0usize;
     let (mut producer_times, mut desk_times) = (Vec::new(), Vec::new());
     let kills = kills();
@@ -341,40 +330,10 @@ fn a_killed_broker_node_loses_no_incident_and_both_sides_fail_over() {
                 nats.kill(victim);
                 killed_at = Some(Instant::now());
             }
-            let now = Utc::now();
-            for (i, site) in SITES.iter().enumerate() {
-                let step = round % 4;
-                let (phase, level) = match step {
-                    0 => {
-                        starts[i] = now;
-                        (RulePhase::Start, "sedang")
-                    }
-                    1 => (RulePhase::Update, "tinggi"),
-                    2 => (RulePhase::Update, "sedang"),
-                    _ => (RulePhase::End, "sedang"),
-                };
-                let id = incident_id(site, Some("zona"), IncidentKind::Crowd, starts[i]);
-                tx.rule_event(RuleEvent {
-                    site: SiteId::new(site),
-                    zone: Some(ZoneId::new("zona")),
-                    kind: IncidentKind::Crowd,
-                    phase,
-                    level: level.parse().unwrap(),
-                    started_at: starts[i],
-                    at: now,
-                    evidence: Evidence {
-                        persons: Some(12 + round as u32 % 7),
-                        ..Default::default()
-                    },
-                    frame: (phase == RulePhase::Start).then(|| frame.clone()),
-                    boxes: vec![],
-                });
-                produced.insert(id, (step as i64 + 1, phase == RulePhase::End));
-                if killed_at.is_some() {
-                    after_kills += 1;
-                }
+            rounds.next(&tx, Some(&frame));
+            if killed_at.is_some() {
+                after_kills += SITES.len();
             }
-            round += 1;
             if let Some(t) = killed_at {
                 // Sampled once a round: when each side is connected to a surviving node.
                 if producer_back.is_none()
@@ -437,7 +396,8 @@ fn a_killed_broker_node_loses_no_incident_and_both_sides_fail_over() {
     // And every incident at the desk in its last state.
     let all_in = poll(WAIT, || {
         let (reports, _) = desk_reports(&desk);
-        produced
+        rounds
+            .produced
             .iter()
             .all(|(id, want)| reports.get(id) == Some(want))
     });
@@ -456,7 +416,7 @@ fn a_killed_broker_node_loses_no_incident_and_both_sides_fail_over() {
         "cluster test: {kills} kills; {} incidents, {after_kills} rule events after a kill; \
          reports {}, dead letters {}; back on another node (when on the killed one): \
          producer {}; desk {}",
-        produced.len(),
+        rounds.produced.len(),
         reports.len(),
         counts.dead_letters,
         stats(&mut producer_times),
@@ -467,7 +427,8 @@ fn a_killed_broker_node_loses_no_incident_and_both_sides_fail_over() {
         "the outbox drains: {} pending",
         metric(&registry, "simpang_outbox_pending")
     );
-    let missing: Vec<_> = produced
+    let missing: Vec<_> = rounds
+        .produced
         .iter()
         .filter(|(id, want)| reports.get(*id) != Some(want))
         .map(|(id, want)| (id, want, reports.get(id)))
@@ -477,9 +438,9 @@ fn a_killed_broker_node_loses_no_incident_and_both_sides_fail_over() {
         "incidents not at the desk in their last state (id, produced, at the desk): {missing:?}"
     );
     // One report per incident: nothing else, nothing twice.
-    assert_eq!(reports.len(), produced.len(), "{reports:?}");
+    assert_eq!(reports.len(), rounds.produced.len(), "{reports:?}");
     assert!(
-        created.values().all(|&n| n == 1) && created.len() == produced.len(),
+        created.values().all(|&n| n == 1) && created.len() == rounds.produced.len(),
         "each incident created one report: {created:?}"
     );
     assert_eq!(

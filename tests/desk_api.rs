@@ -35,6 +35,7 @@ on_both_databases!(
     listing_filters,
     status_messages_are_queued_per_change,
     published_status_messages_are_pruned_after_a_week,
+    status_messages_are_claimed_by_one_desk_in_order_per_ticket,
 );
 
 /// A desk with the usual staff: an operator, two Dishub officers, one DLH officer, a viewer
@@ -1236,10 +1237,61 @@ fn published_status_messages_are_pruned_after_a_week(kind: Kind) {
             vec![("t/2".to_string(),), ("t/3".to_string(),)],
             "pending and recent rows stay"
         );
-        let pending = store::outbox_pending(&pool, 0, 10).await.unwrap();
+        let pending = store::outbox_claim(t.desk.store(), "d", 5, 35, 10)
+            .await
+            .unwrap();
         assert_eq!(
             pending.iter().map(|r| r.topic.as_str()).collect::<Vec<_>>(),
             vec!["t/2"]
+        );
+    });
+}
+
+/// Several desks drain one outbox: a claim is exclusive until it is released, acknowledged or
+/// expires, and a ticket's next message waits for the one before it.
+fn status_messages_are_claimed_by_one_desk_in_order_per_ticket(kind: Kind) {
+    use simpang::desk::store;
+    let t = desk(kind);
+    let s = t.desk.store().clone();
+    t.block_on(async {
+        let mut c = s.pool().acquire().await.unwrap();
+        for topic in ["t/a", "t/b", "t/a"] {
+            store::insert_outbox(&mut c, 1, topic, "{}").await.unwrap();
+        }
+        drop(c);
+        let ids = |rows: Vec<store::OutboxRow>| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+        // d1 takes the first message of each ticket; t/a's second waits for its first.
+        let d1 = store::outbox_claim(&s, "d1", 100, 130, 10).await.unwrap();
+        assert_eq!(ids(d1), vec![1, 2]);
+        assert_eq!(
+            ids(store::outbox_claim(&s, "d2", 100, 130, 10).await.unwrap()),
+            Vec::<i64>::new(),
+            "claimed rows and the rows behind them are not for d2"
+        );
+        store::outbox_done(s.pool(), 1, 101).await.unwrap();
+        assert_eq!(
+            ids(store::outbox_claim(&s, "d2", 101, 131, 10).await.unwrap()),
+            vec![3],
+            "t/a's second message, once the first is published"
+        );
+        // d1's connection ends: what it did not get acknowledged is free again.
+        assert_eq!(
+            store::outbox_release(s.pool(), "d1", None).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            ids(store::outbox_claim(&s, "d2", 102, 132, 10).await.unwrap()),
+            vec![2]
+        );
+        // A desk that died leaves its claims to expire; renewing keeps them.
+        assert_eq!(store::outbox_renew(s.pool(), "d2", 200).await.unwrap(), 2);
+        assert!(store::outbox_claim(&s, "d3", 199, 229, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            ids(store::outbox_claim(&s, "d3", 201, 231, 10).await.unwrap()),
+            vec![2, 3]
         );
     });
 }

@@ -24,6 +24,11 @@ pub struct DeskArgs {
     /// `[desk] database`; default `data_dir/desk.db`).
     #[arg(long, global = true)]
     pub db: Option<String>,
+    /// This desk's name when several serve one PostgreSQL database (active-active, e.g. the
+    /// host name): its MQTT client ids become `{client_id}-{NAME}`, so each instance keeps its
+    /// own persistent session on the broker. Letters, digits, '-', '_' and '.'.
+    #[arg(long)]
+    pub instance: Option<String>,
     #[command(subcommand)]
     pub command: Option<DeskCommand>,
 }
@@ -111,7 +116,20 @@ fn absolute(p: &Path) -> std::path::PathBuf {
 
 /// `simpang desk`: runs the service, or the account subcommand.
 pub fn main(args: DeskArgs) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(&args.config)?;
+    let mut cfg = Config::load(&args.config)?;
+    if let Some(name) = &args.instance {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            anyhow::bail!(
+                "--instance {name:?}: use 1-64 letters, digits, '-', '_' or '.' (it becomes part of the MQTT client id)"
+            );
+        }
+        cfg.desk.mqtt.client_id = format!("{}-{name}", cfg.desk.mqtt.client_id);
+    }
     let url = database_url(&cfg, args.db.as_deref());
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {

@@ -33,6 +33,9 @@ pub struct DeskCore {
     pub(crate) outbox_wake: Arc<Notify>,
     /// Cancelled when the desk stops: ends live feeds and the MQTT tasks.
     pub(crate) shutdown: CancellationToken,
+    /// This process among the desks on one database: the MQTT client id and a random tag
+    /// (claims on status messages, the origin of change notices, see [`super::peers`]).
+    pub(crate) instance: String,
 }
 
 /// Who makes a change, as the audit log records it.
@@ -87,6 +90,7 @@ impl DeskCore {
             feed,
             outbox_wake: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
+            instance: format!("{}.{:08x}", cfg.desk.mqtt.client_id, rand::random::<u32>()),
             cfg,
         }
     }
@@ -201,12 +205,19 @@ impl DeskCore {
         Ok(())
     }
 
-    /// After a commit: wake the status publisher and tell the live feed.
+    /// After a commit: wake the status publisher, tell the live feed and the other desks on
+    /// the same database.
     pub(crate) fn after_commit(&self, event: &'static str, r: &ReportRow, snapshot: Option<i64>) {
         self.outbox_wake.notify_one();
         if let Some(ev) = FeedEvent::of(event, r, snapshot, &self.labels) {
-            let _ = self.feed.send(ev);
+            self.tell_feed(ev);
         }
+        super::peers::announce(self, event, &r.ticket, snapshot);
+    }
+
+    /// One event for this instance's live feeds.
+    pub(crate) fn tell_feed(&self, ev: FeedEvent) {
+        let _ = self.feed.send(ev);
     }
 }
 

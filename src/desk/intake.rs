@@ -24,7 +24,7 @@ use super::core::{Actor, DeskCore};
 use super::domain::Source;
 use super::error::DeskError;
 use super::photo::{self, sha256_hex};
-use super::store::{self, ReportRow};
+use super::store::{self, ReportRow, StoreError};
 use crate::config::Config;
 use crate::incident::sign::{self, SigningKey};
 use crate::model::{IncidentEvent, IncidentMessage, INCIDENT_SCHEMA};
@@ -111,11 +111,29 @@ impl Intake {
 
     /// Applies one incident message (from MQTT, or a test). Errors are storage failures only;
     /// a bad message is an `Ok(DeadLetter)`.
+    ///
+    /// Several desks on one database each receive every message and apply it side by side.
+    /// The one that loses a race (the incident's report created by the other first: a unique
+    /// `incident_id`; the report changed under it: a version conflict) reads again, and then
+    /// finds the message already applied (`Stale`) or applies what is still new.
     pub async fn apply_incident(
         &self,
         topic: &str,
         payload: &[u8],
     ) -> Result<IntakeOutcome, DeskError> {
+        let mut lost = 0;
+        loop {
+            match self.apply_once(topic, payload).await {
+                Err(e) if lost < 3 && lost_race(&e) => {
+                    lost += 1;
+                    tracing::debug!(error = %e, lost, "another desk applied this incident first; reading again");
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn apply_once(&self, topic: &str, payload: &[u8]) -> Result<IntakeOutcome, DeskError> {
         let now = self.core.clock.now();
         let checked = match check_incident(&self.core.cfg, &self.keys.load(), topic, payload, now) {
             Ok(c) => c,
@@ -301,6 +319,15 @@ impl Intake {
             .insert_new(tx, &Actor::Mqtt, &mut r, &facts)
             .await?;
         Ok(r)
+    }
+}
+
+/// A write that failed because another transaction got there first.
+fn lost_race(e: &DeskError) -> bool {
+    match e {
+        DeskError::Conflict => true,
+        DeskError::Store(StoreError::Db(sqlx::Error::Database(d))) => d.is_unique_violation(),
+        _ => false,
     }
 }
 

@@ -19,6 +19,7 @@
 //! | [`labels`], [`announce`] | how things are named for people; the status message and the live-feed event |
 //! | [`store`] | the tables, one file each |
 //! | [`web`], [`mqtt`], [`cli`] | the edges: pages and JSON API, broker connections, command line |
+//! | [`peers`] | several desks on one PostgreSQL database: change notices between instances |
 //!
 //! [`Desk`] holds the services side by side; the web layer, the MQTT tasks and the command
 //! line share it as `Arc<Desk>`. Entry points: [`cli::main`] for the command line; [`open`]
@@ -38,6 +39,7 @@ pub mod input;
 pub mod intake;
 pub mod labels;
 pub mod mqtt;
+pub mod peers;
 pub mod photo;
 pub mod queries;
 pub mod sessions;
@@ -137,18 +139,29 @@ pub async fn open(cfg: Arc<Config>, db_url: &str, clock: Clock) -> Result<Arc<De
     Ok(Arc::new(Desk::with_keys(cfg, store, clock, keys)))
 }
 
-/// Starts the incident subscriber and the status publisher (unless `[desk.mqtt] broker` is
-/// `none`). They stop when the desk's shutdown token is cancelled (by [`serve`] on shutdown).
+/// Starts the background tasks: on PostgreSQL the listener for other desks' changes
+/// ([`peers`]); the incident subscriber and the status publisher (unless `[desk.mqtt] broker`
+/// is `none`). They stop when the desk's shutdown token is cancelled (by [`serve`] on
+/// shutdown).
 pub fn spawn_mqtt(desk: &Arc<Desk>) -> Vec<tokio::task::JoinHandle<()>> {
+    let token = desk.shutdown_token();
+    let mut tasks = Vec::new();
+    if desk.store().backend() == store::Backend::Postgres {
+        tasks.push(tokio::spawn(peers::run_listener(
+            desk.core.clone(),
+            token.clone(),
+        )));
+    }
     if desk.desk_config().mqtt.broker == "none" {
         tracing::info!("MQTT disabled ([desk.mqtt] broker = \"none\")");
-        return Vec::new();
+        return tasks;
     }
-    let token = desk.shutdown_token();
-    vec![
-        tokio::spawn(mqtt::run_intake(desk.clone(), token.clone())),
-        tokio::spawn(mqtt::run_status_publisher(desk.clone(), token)),
-    ]
+    tasks.push(tokio::spawn(mqtt::run_intake(desk.clone(), token.clone())));
+    tasks.push(tokio::spawn(mqtt::run_status_publisher(
+        desk.clone(),
+        token,
+    )));
+    tasks
 }
 
 /// Serves the desk on an already-bound listener until `shutdown` resolves; then ends the live

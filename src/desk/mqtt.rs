@@ -283,6 +283,7 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
                     tracing::info!(broker = %settings.broker(failover.current()), login = %settings.source, signing_keys = settings.keys.len(), session_present = ack.session_present, "incident intake connected");
                     if ack.session_present {
                         desk.intake.set_subscribed(true);
+                        tracing::info!(topic = %cfg.incidents_topic, "incident intake subscribed (the broker kept the session)");
                     } else if let Err(e) =
                         client.try_subscribe(cfg.incidents_topic.clone(), QoS::AtLeastOnce)
                     {
@@ -291,6 +292,7 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
                     desk.intake.set_subscribed(true);
+                    tracing::info!(topic = %cfg.incidents_topic, "incident intake subscribed");
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     match desk.intake.apply_incident(&p.topic, &p.payload).await {
@@ -342,9 +344,15 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
     }
 }
 
+/// How long a claim on a status message holds (seconds) unless renewed: a desk killed while
+/// publishing leaves its claims to expire, then another desk sends those messages.
+const CLAIM_S: i64 = 30;
+
 /// Publishes queued status messages at QoS 1 and marks each published when the broker
 /// acknowledges it. Each connection starts from a fresh client, so the mapping from packet ids
 /// to outbox rows never mixes with a previous connection's; unacknowledged rows are sent again.
+/// Several desks on one database share the outbox: each message is claimed by one of them
+/// ([`store::outbox_claim`]) before it is sent, so none is sent twice while its claimant lives.
 pub async fn run_status_publisher(desk: Arc<Desk>, cancel: CancellationToken) {
     let cfg = desk.desk_config().mqtt.clone();
     let client_id = format!("{}-status", cfg.client_id);
@@ -361,6 +369,12 @@ pub async fn run_status_publisher(desk: Arc<Desk>, cancel: CancellationToken) {
         let (client, events) = AsyncClient::new(opts, 256);
         let connected = publish_session(&desk, &client, events, &wake, &cancel, &mut backoff).await;
         let _ = client.try_disconnect();
+        // What this connection claimed and the broker did not acknowledge goes back to the
+        // outbox for whichever desk publishes next (this one after a reconnect).
+        if let Err(e) = store::outbox_release(desk.store().pool(), &desk.core.instance, None).await
+        {
+            tracing::warn!(error = %e, "cannot release claimed status messages (they free themselves in {CLAIM_S} s)");
+        }
         if cancel.is_cancelled() {
             break;
         }
@@ -402,13 +416,25 @@ async fn publish_session(
     // Outbox ids handed to the client, in order, waiting for their packet id.
     let mut queued: VecDeque<i64> = VecDeque::new();
     let mut inflight: HashMap<u16, i64> = HashMap::new();
-    let mut last_id = 0i64;
+    let me = desk.core.instance.as_str();
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     let mut pruned: Option<std::time::Instant> = None;
+    // Set when the desk stops: what was sent waits for its acknowledgement until then (another
+    // desk would send an unacknowledged message again once the claim is released).
+    let mut drain_until: Option<tokio::time::Instant> = None;
     loop {
+        if drain_until.is_some() && queued.is_empty() && inflight.is_empty() {
+            return connected;
+        }
         let mut send = false;
         tokio::select! {
-            _ = cancel.cancelled() => return connected,
+            _ = cancel.cancelled(), if drain_until.is_none() => {
+                drain_until = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+                continue;
+            }
+            _ = tokio::time::sleep_until(drain_until.unwrap_or_else(tokio::time::Instant::now)), if drain_until.is_some() => {
+                return connected;
+            }
             ev = events.poll() => match ev {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     connected = true;
@@ -437,6 +463,13 @@ async fn publish_session(
             _ = wake.notified(), if connected => send = true,
             _ = tick.tick(), if connected => {
                 send = true;
+                // Messages waiting for their acknowledgement stay ours.
+                if !queued.is_empty() || !inflight.is_empty() {
+                    let until = desk.clock.now() + CLAIM_S;
+                    if let Err(e) = store::outbox_renew(desk.store().pool(), me, until).await {
+                        tracing::warn!(error = %e, "cannot renew claims on status messages");
+                    }
+                }
                 // Published rows are kept a week for inspection, then dropped (hourly check).
                 if pruned.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
                     pruned = Some(std::time::Instant::now());
@@ -447,21 +480,31 @@ async fn publish_session(
                 }
             }
         }
-        if send && connected && queued.len() + inflight.len() < 100 {
-            let rows = match store::outbox_pending(desk.store().pool(), last_id, 50).await {
+        if send && connected && drain_until.is_none() && queued.len() + inflight.len() < 100 {
+            let now = desk.clock.now();
+            let rows = match store::outbox_claim(desk.store(), me, now, now + CLAIM_S, 50).await {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot read the status outbox");
+                    tracing::error!(error = %e, "cannot claim from the status outbox");
                     continue;
                 }
             };
+            let mut unsent = Vec::new();
             for row in rows {
+                if !unsent.is_empty() {
+                    unsent.push(row.id);
+                    continue;
+                }
+                let id = row.id;
                 match client.try_publish(row.topic, QoS::AtLeastOnce, false, row.payload) {
-                    Ok(()) => {
-                        queued.push_back(row.id);
-                        last_id = row.id;
-                    }
-                    Err(_) => break,
+                    Ok(()) => queued.push_back(id),
+                    Err(_) => unsent.push(id),
+                }
+            }
+            if !unsent.is_empty() {
+                if let Err(e) = store::outbox_release(desk.store().pool(), me, Some(&unsent)).await
+                {
+                    tracing::warn!(error = %e, "cannot release unsent status messages");
                 }
             }
         }

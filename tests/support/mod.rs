@@ -23,6 +23,7 @@ pub mod onnx;
 pub mod pg;
 pub mod ports;
 pub mod process;
+pub mod producer;
 pub mod simpang;
 pub mod wait;
 pub mod wall;

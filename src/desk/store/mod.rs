@@ -72,6 +72,9 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// As opened: the PostgreSQL change listener ([`crate::desk::peers`]) needs a connection
+    /// of its own, outside the pool.
+    url: String,
 }
 
 /// An open write transaction (see [`Store::begin`]); derefs to a connection, so every query
@@ -137,7 +140,11 @@ impl Store {
             })
             .connect_with(opts)
             .await?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            url: url.clone(),
+        };
         if backend == Backend::Sqlite {
             // WAL is a property of the file: readers never block the writer. Set once.
             sqlx::query("PRAGMA journal_mode = WAL")
@@ -157,6 +164,10 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so

@@ -1,0 +1,513 @@
+//! Two `simpang desk` processes on one PostgreSQL database (active-active), each with its own
+//! MQTT client id (`--instance`) and persistent session on a broker with the deployment's
+//! logins and rights (`simpang mqtt-credentials`), fed by the incident service of `simpang run`
+//! (in-process). Both desks receive every incident message and apply it side by side: each
+//! incident must become one report with each step audited once; the status outbox is drained by
+//! both, each message published once; a session signed in on one desk is valid on the other; the
+//! dashboards' live feed of one desk shows a change made on the other; and after one desk is
+//! killed (SIGKILL) the other takes every incident and serves logins. Counts, not timings.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::Registry;
+use serde_json::json;
+use simpang::config::Config;
+use simpang::hub::Hub;
+use simpang::incident::secrets::Credentials;
+use simpang::incident::{IncidentSender, IncidentService};
+use simpang::model::SiteId;
+use support::desk::{password, Http, SITES};
+use support::metrics::Metrics;
+use support::mosquitto::{Mosquitto, MosquittoOpts};
+use support::mqtt::Subscriber;
+use support::pg::Pg;
+use support::process::Proc;
+use support::producer;
+use support::wait::poll;
+
+const SITE_IDS: [&str; 2] = ["ampera", "bkb"];
+const CLIENT_ID: &str = "desks-run";
+/// Generous bounds of a hang; each wait ends as soon as its condition holds. Claims of a killed
+/// desk free themselves after 30 s (src/desk/mqtt.rs `CLAIM_S`), hence more than that.
+const WAIT: Duration = Duration::from_secs(90);
+
+/// One desk's config file: its own data folder (as on its own host), the shared broker.
+fn desk_config(dir: &Path, port: u16, creds: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let text = format!(
+        "data_dir = {:?}\n{SITES}\n[desk]\n\
+         [desk.mqtt]\nbroker = \"mqtt://127.0.0.1:{port}\"\nclient_id = \"desk\"\n\
+         backoff_initial_s = 0.2\nbackoff_max_s = 1.0\ncredentials_file = {:?}\n",
+        dir.join("data"),
+        creds.join("clients/desk.toml"),
+    );
+    let path = dir.join("desk.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A `simpang desk` process and its base URL.
+struct DeskProc {
+    proc: Proc,
+    base: String,
+}
+
+fn start_desk(cfg: &Path, db: &str, instance: &str) -> DeskProc {
+    let mut proc = Proc::simpang(
+        &format!("desk-{instance}"),
+        &[
+            "desk",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--db",
+            db,
+            "--instance",
+            instance,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    let line = proc.wait_line("desk: http://", WAIT);
+    let base = line
+        .trim()
+        .trim_start_matches("desk: ")
+        .trim_end_matches('/')
+        .to_string();
+    assert!(
+        poll(WAIT, || proc
+            .log()
+            .contains("incident intake subscribed")
+            .then_some(()))
+        .is_some(),
+        "desk {instance} subscribes to incidents:\n{}",
+        proc.log_tail()
+    );
+    DeskProc { proc, base }
+}
+
+/// `simpang desk user add` (the password on standard input).
+fn add_user(cfg: &Path, db: &str, name: &str, role: &str) {
+    let mut child = Command::new(support::bin())
+        .args(["desk", "--config", cfg.to_str().unwrap(), "--db", db])
+        .args(["user", "add", name, "--role", role])
+        .env(
+            "ORT_DYLIB_PATH",
+            support::root().join("vendor-lib/onnxruntime/libonnxruntime.so"),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("simpang runs");
+    writeln!(child.stdin.take().unwrap(), "{}", password(name)).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "user add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn login(base: &str, name: &str) -> Http {
+    let mut h = Http::new(base);
+    let r = h.post_json(
+        "/api/login",
+        &json!({ "username": name, "password": password(name) }),
+    );
+    assert_eq!(r.status, 200, "login {name} at {base}: {}", r.text());
+    h.take_cookie(&r);
+    h.csrf = r.json()["csrf"].as_str().map(str::to_string);
+    h
+}
+
+/// Reads the database directly (what both desks share).
+struct Db {
+    rt: tokio::runtime::Runtime,
+    pool: sqlx::PgPool,
+}
+
+impl Db {
+    fn open(url: &str) -> Db {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let pool = rt.block_on(sqlx::PgPool::connect(url)).expect("PostgreSQL");
+        Db { rt, pool }
+    }
+
+    /// incident id -> (ticket, last seq, cleared)
+    fn reports(&self) -> HashMap<String, (String, i64, bool)> {
+        let rows: Vec<(String, String, i64, Option<i64>)> = self
+            .rt
+            .block_on(
+                sqlx::query_as(
+                    "SELECT incident_id, ticket, incident_seq, cleared_at FROM reports \
+                     WHERE incident_id IS NOT NULL",
+                )
+                .fetch_all(&self.pool),
+            )
+            .unwrap();
+        rows.into_iter()
+            .map(|(id, t, seq, c)| (id, (t, seq, c.is_some())))
+            .collect()
+    }
+
+    /// ticket -> the audit actions on it, oldest first.
+    fn audit(&self) -> HashMap<String, Vec<String>> {
+        let rows: Vec<(String, String)> = self
+            .rt
+            .block_on(
+                sqlx::query_as(
+                    "SELECT entity_id, action FROM audit_log WHERE entity = 'report' ORDER BY id",
+                )
+                .fetch_all(&self.pool),
+            )
+            .unwrap();
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for (t, a) in rows {
+            out.entry(t).or_default().push(a);
+        }
+        out
+    }
+
+    /// (payload, claimed_by) of every status message, and how many wait to be published.
+    fn outbox(&self) -> (Vec<(String, Option<String>)>, i64) {
+        self.rt.block_on(async {
+            let rows: Vec<(String, Option<String>)> =
+                sqlx::query_as("SELECT payload, claimed_by FROM status_outbox ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await
+                    .unwrap();
+            let pending: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM status_outbox WHERE published_at IS NULL")
+                    .fetch_one(&self.pool)
+                    .await
+                    .unwrap();
+            (rows, pending)
+        })
+    }
+
+    fn dead_letters(&self) -> i64 {
+        self.rt
+            .block_on(sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters").fetch_one(&self.pool))
+            .unwrap()
+    }
+}
+
+/// `rounds` rounds of incidents on both sites, 100 ms apart; incident id -> (last seq, ended).
+fn produce(tx: &IncidentSender, rounds: usize) -> HashMap<String, (i64, bool)> {
+    let mut r = producer::Rounds::new(&SITE_IDS);
+    for _ in 0..rounds {
+        r.next(tx, None);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    r.produced
+}
+
+/// Every produced incident is one report in its last state, each step audited once.
+fn check_reports(db: &Db, produced: &HashMap<String, (i64, bool)>, when: &str) {
+    let all_in = poll(WAIT, || {
+        let r = db.reports();
+        produced
+            .iter()
+            .all(|(id, want)| r.get(id).map(|(_, s, c)| (*s, *c)) == Some(*want))
+            .then_some(())
+    });
+    let reports = db.reports();
+    let missing: Vec<_> = produced
+        .iter()
+        .filter(|(id, want)| reports.get(*id).map(|(_, s, c)| (*s, *c)) != Some(**want))
+        .collect();
+    assert!(
+        all_in.is_some(),
+        "{when}: every incident reaches the database in its last state; not: {missing:?}"
+    );
+    let audit = db.audit();
+    for (id, (seq, ended)) in produced {
+        let (ticket, _, _) = &reports[id];
+        let actions = &audit[ticket];
+        let count = |a: &str| actions.iter().filter(|x| *x == a).count() as i64;
+        assert_eq!(count("create"), 1, "{when}: {id} created once: {actions:?}");
+        // seq 2 and 3 are updates, 4 the end: each applied by one desk only.
+        assert_eq!(
+            count("incident_update"),
+            (seq - 1).min(2),
+            "{when}: {id} updated once per update: {actions:?}"
+        );
+        assert_eq!(
+            count("incident_end"),
+            i64::from(*ended),
+            "{when}: {id} ended once: {actions:?}"
+        );
+    }
+    assert_eq!(db.dead_letters(), 0, "{when}: no dead letters");
+}
+
+/// Every status message in the outbox published, and received exactly once.
+fn check_statuses(db: &Db, sub: &Subscriber, when: &str) -> HashMap<String, usize> {
+    let drained = poll(WAIT, || (db.outbox().1 == 0).then_some(()));
+    assert!(
+        drained.is_some(),
+        "{when}: the status outbox drains ({} pending)",
+        db.outbox().1
+    );
+    let (rows, _) = db.outbox();
+    let want = rows.len();
+    let arrived = poll(Duration::from_secs(20), || {
+        let n = status_messages(sub).len();
+        (n >= want).then_some(())
+    });
+    let got = status_messages(sub);
+    assert!(
+        arrived.is_some(),
+        "{when}: {} of {want} status messages arrived",
+        got.len()
+    );
+    let mut expected: HashMap<String, i64> = HashMap::new();
+    for (p, _) in &rows {
+        *expected.entry(p.clone()).or_default() += 1;
+    }
+    let mut received: HashMap<String, i64> = HashMap::new();
+    for p in got {
+        *received.entry(p).or_default() += 1;
+    }
+    let dup: Vec<_> = received
+        .iter()
+        .filter(|(p, n)| expected.get(*p) != Some(n))
+        .map(|(p, n)| format!("{n}x {p}"))
+        .collect();
+    assert!(
+        dup.is_empty(),
+        "{when}: each status message published once; differing: {dup:?}"
+    );
+    let mut by: HashMap<String, usize> = HashMap::new();
+    for (_, c) in rows {
+        let who = c.unwrap_or_default();
+        let instance = who.split('.').next().unwrap_or_default().to_string();
+        *by.entry(instance).or_default() += 1;
+    }
+    by
+}
+
+fn status_messages(sub: &Subscriber) -> Vec<String> {
+    sub.messages()
+        .into_iter()
+        .filter(|r| r.topic.starts_with("simpang/v1/desk/") && r.topic.ends_with("/status"))
+        .map(|r| String::from_utf8_lossy(&r.payload).into_owned())
+        .collect()
+}
+
+/// The live feed (`/api/events`) of the desk at `base` as `who` sees it: its lines, collected
+/// by a thread until the test ends.
+fn follow_feed(h: &Http) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let agent = ureq::AgentBuilder::new()
+        .timeout_read(Duration::from_secs(600))
+        .build();
+    let res = agent
+        .get(&format!("{}/api/events", h.base))
+        .set("cookie", h.cookie.as_deref().unwrap_or_default())
+        .call()
+        .expect("the live feed answers");
+    let l = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(res.into_reader())
+            .lines()
+            .map_while(Result::ok)
+        {
+            l.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+#[test]
+fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_and_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Pg::required();
+    let db_url = pg.url();
+    // The deployment's users and rights, as an operator makes them.
+    let cfg_path = dir.path().join("simpang.toml");
+    std::fs::write(
+        &cfg_path,
+        producer::config(dir.path(), CLIENT_ID, &SITE_IDS, ""),
+    )
+    .unwrap();
+    let creds = dir.path().join("mqtt");
+    let mut made = Proc::simpang(
+        "mqtt-credentials",
+        &[
+            "mqtt-credentials",
+            "--config",
+            cfg_path.to_str().unwrap(),
+            "--out",
+            creds.to_str().unwrap(),
+        ],
+        &[],
+    );
+    made.wait_line("nats-users.conf", WAIT);
+    assert!(poll(WAIT, || (!made.is_running()).then_some(())).is_some());
+    let broker = Mosquitto::start_with(&MosquittoOpts {
+        auth_files: Some((creds.join("passwd"), creds.join("acl"))),
+        ..Default::default()
+    });
+    let port = broker.port;
+    let c = Credentials::load(&creds.join("credentials.toml")).unwrap();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sub = {
+        let _g = rt.enter();
+        Subscriber::start(
+            port,
+            "desks-viewer",
+            true,
+            Some(("viewer", c.password("viewer").unwrap())),
+        )
+    };
+    assert!(
+        rt.block_on(sub.wait_subscribed(WAIT)),
+        "the viewer subscribes"
+    );
+
+    // Two desks, one database: the first migrates it, the second finds it migrated.
+    let cfg_a = desk_config(&dir.path().join("desk-a"), port, &creds);
+    let cfg_b = desk_config(&dir.path().join("desk-b"), port, &creds);
+    let mut a = start_desk(&cfg_a, &db_url, "a");
+    let b = start_desk(&cfg_b, &db_url, "b");
+    add_user(&cfg_a, &db_url, "operator", "operator");
+
+    // A session signed in on one desk is valid on the other.
+    let on_a = login(&a.base, "operator");
+    let mut on_b = Http::new(&b.base);
+    on_b.cookie = on_a.cookie.clone();
+    on_b.csrf = on_a.csrf.clone();
+    let me = on_b.get("/api/me");
+    assert_eq!(
+        me.status,
+        200,
+        "the session from desk a on desk b: {}",
+        me.text()
+    );
+    assert_eq!(me.json()["user"]["username"], "operator", "{}", me.text());
+    let feed_b = follow_feed(&on_b);
+
+    // The producer.
+    let mqtt = format!(
+        "broker = \"mqtt://127.0.0.1:{port}\"\ncredentials_file = {:?}\n",
+        creds.join("credentials.toml")
+    );
+    std::fs::write(
+        &cfg_path,
+        producer::config(dir.path(), CLIENT_ID, &SITE_IDS, &mqtt),
+    )
+    .unwrap();
+    let cfg = Config::load(&cfg_path).unwrap_or_else(|e| panic!("{e}"));
+    let hub = Hub::new(cfg.sites.iter().map(|s| SiteId::new(&s.id)));
+    for s in hub.sites() {
+        s.update_status(|st| st.online = true);
+    }
+    let registry = Registry::new();
+    let svc = rt
+        .block_on(IncidentService::start(&cfg, hub, &registry))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tx = svc.sender();
+    let db = Db::open(&db_url);
+
+    // Both desks take every message.
+    let produced = produce(&tx, 24);
+    check_reports(&db, &produced, "both desks");
+    let by = check_statuses(&db, &sub, "both desks");
+    println!("status messages published, by desk: {by:?}");
+
+    // A desk that lost a race to the other read again instead of failing the message (which
+    // would stay unacknowledged until its next connection).
+    for (name, d) in [("a", &a), ("b", &b)] {
+        assert!(
+            !d.proc.log().contains("incident not stored"),
+            "desk {name} failed to store an incident:\n{}",
+            d.proc.log_tail()
+        );
+    }
+
+    // A change made on desk a reaches desk b's live feed.
+    let reports = db.reports();
+    let (ticket, _, _) = reports.values().next().unwrap().clone();
+    let r = on_a.act(&ticket, "verify", json!({}));
+    assert!(r.status < 300, "verify {ticket} on desk a: {}", r.text());
+    let seen = poll(Duration::from_secs(30), || {
+        // The verify is the ticket's first `status` event (intake's are `incident_*`).
+        let lines = feed_b.lock().unwrap();
+        lines
+            .windows(2)
+            .any(|w| w[0] == "event: status" && w[1].starts_with("data:") && w[1].contains(&ticket))
+            .then_some(())
+    });
+    assert!(
+        seen.is_some(),
+        "desk b's live feed shows the change made on desk a: {:?}\n{}",
+        feed_b.lock().unwrap(),
+        b.proc.log_tail()
+    );
+
+    // Desk a dies; desk b takes every incident alone and serves logins.
+    a.proc.kill();
+    let after = produce(&tx, 16);
+    check_reports(&db, &after, "desk a killed");
+    check_statuses(&db, &sub, "desk a killed");
+    let h = login(&b.base, "operator");
+    assert_eq!(h.get("/api/me").status, 200);
+
+    // A rolling restart while incidents flow: desk a comes back (its persistent session hands
+    // it what it missed, all applied already), then b and a are each stopped and started again.
+    let a = start_desk(&cfg_a, &db_url, "a");
+    let flow = {
+        let tx = tx.clone();
+        std::thread::spawn(move || produce(&tx, 40))
+    };
+    let mut b = b;
+    b.proc.terminate(Duration::from_secs(10));
+    let b = start_desk(&cfg_b, &db_url, "b");
+    let mut a = a;
+    a.proc.terminate(Duration::from_secs(10));
+    let a = start_desk(&cfg_a, &db_url, "a");
+    let rolled = flow.join().unwrap();
+    check_reports(&db, &rolled, "rolling restart");
+    check_statuses(&db, &sub, "rolling restart");
+    for (name, d) in [("a", &a), ("b", &b)] {
+        assert!(
+            !d.proc.log().contains("incident not stored"),
+            "desk {name} failed to store an incident:\n{}",
+            d.proc.log_tail()
+        );
+    }
+    let pending = || {
+        Metrics::of(&registry)
+            .sum("simpang_outbox_pending", &[])
+            .unwrap_or(0.0)
+    };
+    assert!(
+        poll(WAIT, || (pending() == 0.0).then_some(())).is_some(),
+        "the producer's outbox drains: {} pending",
+        pending()
+    );
+    rt.block_on(async {
+        sub.stop().await;
+        svc.stop().await;
+    });
+    drop((a, b));
+    drop(pg);
+}
