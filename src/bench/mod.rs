@@ -15,11 +15,14 @@
 //! as `simpang run` does. docs/performance.md has the figures and how to reproduce them.
 
 pub mod baseline;
+pub mod browsers;
 pub mod ceiling;
+pub mod clockcam;
 pub mod consumers;
 pub mod report;
 pub mod setup;
 pub mod trial;
+mod viewers;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -117,6 +120,19 @@ pub struct BenchArgs {
     /// scripts/setup.sh makes: 640x360, 5 fps).
     #[arg(long)]
     pub detect_footage: Option<PathBuf>,
+    /// Attach N real browsers (headless Chromium, `chromium` or $SIMPANG_CHROMIUM) to the wall
+    /// page of every run, in place of the harness's MJPEG reader or passthrough WebSockets; with
+    /// a clock camera for the glass-to-glass delay. The report gives simpang's CPU with and
+    /// without them, their own CPU, whether they played, and the delay.
+    #[arg(long, default_value_t = 0)]
+    pub browsers: usize,
+    /// Niceness (0-19) of the `--browsers`: they stand for the operators' machines, and on the
+    /// bench host they must not take the CPU the measured process needs (0: same priority).
+    #[arg(long, default_value_t = 10)]
+    pub browser_nice: u8,
+    /// Internal: the harness's clock camera (`--browsers`).
+    #[arg(long, hide = true)]
+    pub clock_camera: Option<String>,
     /// Internal: run one trial in this process and talk to the harness on stdin/stdout.
     #[arg(long, hide = true)]
     pub trial: bool,
@@ -171,6 +187,8 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 source_fps,
                 bench_zone: !args.no_bench_zone,
                 detect_footage,
+                browsers: args.browsers,
+                clock_camera: args.clock_camera.clone(),
             },
         )?;
         return Ok(ExitCode::SUCCESS);
@@ -233,6 +251,18 @@ fn harness(
         seconds: args.seconds,
         warmup_s: args.warmup,
         wall_consumers: match &detect_footage {
+            _ if args.browsers > 0 => format!(
+                "on: {} headless Chromium on the wall page (every tile passthrough, boxes drawn \
+                 in the page){}, plus the harness's clock camera as one more site for the \
+                 glass-to-glass delay; simpang's CPU is also measured for as long before the \
+                 browsers start",
+                args.browsers,
+                if detect_footage.is_some() {
+                    ""
+                } else {
+                    " and one RTSP client on /annotated/wall (the burned-in mosaic)"
+                }
+            ),
             Some(sub) => format!(
                 "on (substreams: every camera's main stream by passthrough, analytics on {}): \
                  the harness opens the wall page's browser tiles, one /live/{{site}} WebSocket \
@@ -422,6 +452,12 @@ fn run_trial(
     ));
     let log = std::fs::File::create(&log_path)
         .with_context(|| format!("cannot create {}", log_path.display()))?;
+    // The clock camera lives as long as the trial; its encoder is the harness's CPU.
+    let clock = if args.browsers > 0 {
+        Some(clockcam::ClockCamera::start().context("cannot start the clock camera")?)
+    } else {
+        None
+    };
     let mut child = Command::new(exe)
         .arg("bench")
         .arg("--trial")
@@ -435,6 +471,13 @@ fn run_trial(
         .args(["--mode", args.mode.as_str()])
         .args(["--source-fps", &source_fps.to_string()])
         .args(args.no_bench_zone.then_some("--no-bench-zone"))
+        .args(["--browsers", &args.browsers.to_string()])
+        .args(
+            clock
+                .as_ref()
+                .map(|c| vec!["--clock-camera".to_string(), c.url()])
+                .unwrap_or_default(),
+        )
         .args(
             detect_footage
                 .map(|f| vec!["--detect-footage".into(), f.as_os_str().to_owned()])
@@ -498,6 +541,11 @@ fn drive_trial(
     pb.set_message("attaching viewers");
 
     let login = (ready.device.as_str(), ready.token.as_str());
+    if args.browsers > 0 {
+        return viewers::drive_browser_trial(
+            &mut next, &mut stdin, &pb, http, &ready, total, args, substreams,
+        );
+    }
     if substreams {
         return drive_live_trial(&mut next, &mut stdin, &pb, http, &ready, total);
     }
@@ -585,19 +633,19 @@ fn drive_live_trial(
 }
 
 /// The harness's counters and CPU time when the trial's measured window opened.
-struct Window<S> {
+pub(crate) struct Window<S> {
     opened: Instant,
     start: S,
     cpu_s: f64,
 }
 
 impl<S> Window<S> {
-    fn seconds(&self) -> f64 {
+    pub(crate) fn seconds(&self) -> f64 {
         self.opened.elapsed().as_secs_f64().max(1e-6)
     }
 
     /// The harness's own CPU over the window, % of one core.
-    fn harness_cpu_percent(&self) -> f64 {
+    pub(crate) fn harness_cpu_percent(&self) -> f64 {
         (procfs::cpu_seconds(None).unwrap_or(0.0) - self.cpu_s) / self.seconds() * 100.0
     }
 }
@@ -605,7 +653,7 @@ impl<S> Window<S> {
 /// Tells a trial whose viewers are attached to go and follows it to its result, sampling the
 /// viewers' counters (`sample`) when its measured window opens. `shown` names what the progress
 /// line's frame rate is (display frames or passthrough frames).
-fn follow_trial<S>(
+pub(crate) fn follow_trial<S>(
     next: &mut dyn FnMut() -> anyhow::Result<trial::Line>,
     stdin: &mut std::process::ChildStdin,
     pb: &ProgressBar,

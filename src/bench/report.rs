@@ -171,14 +171,85 @@ pub struct TrialResult {
     pub consumers: Option<Consumers>,
     /// CPU of the harness process (consumers, progress) over the window; not in `cpu_percent`.
     pub harness_cpu_percent: Option<f64>,
+    /// `--browsers N`: the real browsers on the wall page (filled by the harness).
+    #[serde(default)]
+    pub browsers: Option<BrowserViewers>,
     pub load_end: [f64; 3],
 }
 
+/// `--browsers N`: headless Chromium processes on the trial's wall page, what they cost the
+/// simpang process and themselves, whether they played, and the glass-to-glass delay.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct BrowserViewers {
+    pub browsers: usize,
+    /// The browsers' niceness (`--browser-nice`).
+    #[serde(default)]
+    pub nice: u8,
+    pub program: String,
+    pub url: String,
+    /// The simpang process's CPU (100 = one core), sampled by the harness from /proc, over a
+    /// phase of the same length as the window before the browsers started (the other viewers
+    /// attached, the clock camera playing).
+    pub simpang_cpu_percent_without: f64,
+    pub without_seconds: f64,
+    /// Busy CPU of other processes (not simpang, not the harness) in that phase.
+    pub others_cpu_percent_without: f64,
+    /// The same process's CPU over the measured window with the N browsers playing.
+    pub simpang_cpu_percent_with: f64,
+    /// (with - without) / N.
+    pub per_viewer_cpu_percent: f64,
+    /// All browsers' process trees together over the window (they stand for the operators'
+    /// machines: not simpang's cost).
+    pub browsers_cpu_percent: f64,
+    pub per_browser: Vec<BrowserPlay>,
+    /// Every tile of every browser presented frames and advanced its video in the window.
+    pub all_played: bool,
+    pub glass_to_glass: Option<GlassToGlass>,
+}
+
+/// What one browser's page showed over the window.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct BrowserPlay {
+    pub index: usize,
+    pub tiles: usize,
+    /// Tiles playing passthrough video whose `currentTime` advanced and that presented frames.
+    pub tiles_playing: usize,
+    pub presented_frames: u64,
+    /// Frames presented per second by the slowest tile.
+    pub min_tile_fps: f64,
+    pub cpu_percent: f64,
+    /// Tiles not playing, and why (mode, frames, time).
+    pub problems: Vec<String>,
+}
+
+/// Camera capture (the clock camera's pixel stamp) to the frame presented in the page.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct GlassToGlass {
+    pub site: String,
+    pub n: usize,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub max_ms: f64,
+    pub min_ms: f64,
+    /// Frames the script saw presented on the clock tile in the window (all browsers).
+    pub frames_seen: u64,
+    /// Frames the script saw whose stamp failed its check (counted, not used).
+    pub unreadable: u64,
+    pub method: String,
+}
+
 impl TrialResult {
-    /// CPU of other processes than the trial and the harness during the window.
+    /// CPU of other processes than the trial, the harness and its browsers during the window.
     pub fn others_cpu_percent(&self) -> f64 {
-        (self.machine_cpu_percent - self.cpu_percent - self.harness_cpu_percent.unwrap_or(0.0))
-            .max(0.0)
+        (self.machine_cpu_percent
+            - self.cpu_percent
+            - self.harness_cpu_percent.unwrap_or(0.0)
+            - self
+                .browsers
+                .as_ref()
+                .map(|b| b.browsers_cpu_percent)
+                .unwrap_or(0.0))
+        .max(0.0)
     }
 
     pub fn stage(&self, name: &str) -> Option<&Summary> {

@@ -89,6 +89,45 @@ pub fn with_substreams(mut cfg: Config, detect_footage: &Path) -> Result<Config,
     Ok(cfg)
 }
 
+/// Site id of the clock camera ([`super::clockcam`]) in a `--browsers` run.
+pub const CLOCK_SITE: &str = "bench-clock";
+
+/// `cfg` with room on the wall for `browsers` browser pages (one passthrough WebSocket per tile
+/// each) and, where `clock_url` is given, one more camera: the bench's clock camera at that RTSP
+/// URL, without zones, lines or tamper checks (its picture is a test pattern and a time code).
+pub fn with_browsers(
+    mut cfg: Config,
+    browsers: usize,
+    clock_url: Option<&str>,
+) -> Result<Config, BenchError> {
+    if let Some(url) = clock_url {
+        let mut s = cfg
+            .sites
+            .first()
+            .cloned()
+            .ok_or_else(|| BenchError::Usage("the bench config has no sites".into()))?;
+        s.id = SiteId::new(CLOCK_SITE);
+        s.name = "Bench: clock camera".into();
+        s.camera = None;
+        s.stream = url.to_string();
+        s.detect_stream = None;
+        s.zones.clear();
+        s.lines.clear();
+        s.tamper.enabled = false;
+        cfg.sites.push(s);
+    }
+    let want = (cfg.sites.len() * browsers.max(1) + 8) as u32;
+    cfg.wall.live_max_viewers = cfg.wall.live_max_viewers.max(want);
+    cfg.wall.auth.max_streams_per_client = cfg.wall.auth.max_streams_per_client.max(want);
+    let problems = cfg.validate();
+    if let Some((f, m)) = problems.first() {
+        return Err(BenchError::Usage(format!(
+            "the bench's browser-viewer config is invalid: {f}: {m}"
+        )));
+    }
+    Ok(cfg)
+}
+
 /// The bench's config: `streams` file cameras on `footage` (an absolute path), each with the
 /// zones, lines and tamper settings of the base config's site it copies (plus [`bench_zone`]
 /// when `with_bench_zone`).

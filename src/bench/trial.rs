@@ -41,6 +41,10 @@ pub struct TrialOptions {
     pub bench_zone: bool,
     /// `--substreams`: every camera's `detect_stream` plays this file.
     pub detect_footage: Option<PathBuf>,
+    /// `--browsers N`: room on the wall for N browser pages, and a wall account to sign in.
+    pub browsers: usize,
+    /// `--browsers N`: the harness's clock camera, one more site (not in the per-stream rows).
+    pub clock_camera: Option<String>,
 }
 
 /// The harness's first message from a trial: where to attach viewers.
@@ -54,6 +58,18 @@ pub struct Ready {
     pub sites: Vec<String>,
     pub mjpeg_fps: f64,
     pub mosaic_fps: f64,
+    /// A person's wall account for the harness's browsers (`--browsers`), which sign in at
+    /// `/login` as an operator does.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The clock camera's site, if the run has one.
+    #[serde(default)]
+    pub clock_site: Option<String>,
+    /// The trial's process id (the harness samples its CPU before "go").
+    #[serde(default)]
+    pub pid: u32,
 }
 
 /// Once a second during the window.
@@ -126,6 +142,11 @@ fn run_in(base: &Config, opts: &TrialOptions, data_dir: &Path) -> Result<(), Ben
         Some(sub) => setup::with_substreams(cfg, sub)?,
         None => cfg,
     };
+    let cfg = if opts.browsers > 0 {
+        setup::with_browsers(cfg, opts.browsers, opts.clock_camera.as_deref())?
+    } else {
+        cfg
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("simpang-rt")
@@ -144,9 +165,36 @@ fn run_in(base: &Config, opts: &TrialOptions, data_dir: &Path) -> Result<(), Ben
         crate::wall::accounts::By::Cli,
     )
     .map_err(|e| BenchError::Usage(format!("cannot make the bench's wall device: {e}")))?;
+    // The browsers sign in as people do, with a password (fresh per trial).
+    let person = if opts.browsers > 0 {
+        let user = "bench-operator";
+        let password = crate::guard::secret::random_token();
+        let hash = crate::guard::secret::hash_password(&password)
+            .map_err(|e| BenchError::Usage(format!("cannot hash the bench's password: {e}")))?;
+        crate::wall::accounts::add_person(
+            &cfg.wall_accounts_path(),
+            user,
+            hash,
+            crate::wall::accounts::By::Cli,
+        )
+        .map_err(|e| BenchError::Usage(format!("cannot make the bench's wall user: {e}")))?;
+        Some((user.to_string(), password))
+    } else {
+        None
+    };
+    let clock_site = opts
+        .clock_camera
+        .as_ref()
+        .map(|_| setup::CLOCK_SITE.to_string());
     rt.block_on(async {
         let running = crate::app::run(cfg.clone()).await?;
         let sites: Vec<String> = cfg.sites.iter().map(|s| s.id.to_string()).collect();
+        // The clock camera is a tile on the wall, not one of the N streams measured.
+        let measured_sites: Vec<String> = sites
+            .iter()
+            .filter(|&s| Some(s) != clock_site.as_ref())
+            .cloned()
+            .collect();
         emit(&Line::Ready(Ready {
             http: running.http_addr.to_string(),
             rtsp_port: cfg.wall.rtsp_port,
@@ -155,12 +203,16 @@ fn run_in(base: &Config, opts: &TrialOptions, data_dir: &Path) -> Result<(), Ben
             sites: sites.clone(),
             mjpeg_fps: cfg.wall.mjpeg_fps,
             mosaic_fps: cfg.wall.mosaic_fps,
+            user: person.as_ref().map(|p| p.0.clone()),
+            password: person.as_ref().map(|p| p.1.clone()),
+            clock_site: clock_site.clone(),
+            pid: std::process::id(),
         }))?;
         let measured = async {
             wait_for_go().await?;
             tokio::time::sleep(Duration::from_secs_f64(opts.warmup)).await;
             let registry = running.registry.clone();
-            let result = measure(&registry, &sites, opts, cfg.detect.fps).await?;
+            let result = measure(&registry, &measured_sites, opts, cfg.detect.fps).await?;
             emit(&Line::Result(Box::new(result)))
         }
         .await;
@@ -175,13 +227,17 @@ fn run_in(base: &Config, opts: &TrialOptions, data_dir: &Path) -> Result<(), Ben
     })
 }
 
+/// How long a trial waits for "go".
+const GO_WITHIN_S: u64 = 900;
+
 /// The harness writes `go` once its viewers receive frames.
 async fn wait_for_go() -> Result<(), BenchError> {
     let line = tokio::task::spawn_blocking(|| {
         let mut s = String::new();
         std::io::stdin().lock().read_line(&mut s).map(|_| s)
     });
-    match tokio::time::timeout(Duration::from_secs(120), line).await {
+    // Before "go" the harness may measure a phase of its own and start browsers.
+    match tokio::time::timeout(Duration::from_secs(GO_WITHIN_S), line).await {
         Ok(Ok(Ok(s))) if s.trim() == "go" => Ok(()),
         Ok(Ok(Ok(s))) => Err(BenchError::Protocol(format!(
             "expected \"go\" from the harness, got {:?}",
@@ -192,9 +248,9 @@ async fn wait_for_go() -> Result<(), BenchError> {
             error,
         }),
         Ok(Err(e)) => Err(BenchError::Protocol(e.to_string())),
-        Err(_) => Err(BenchError::Protocol(
-            "no \"go\" from the harness within 120 s".into(),
-        )),
+        Err(_) => Err(BenchError::Protocol(format!(
+            "no \"go\" from the harness within {GO_WITHIN_S} s"
+        ))),
     }
 }
 
@@ -385,6 +441,7 @@ fn result_of(
         threads: thread_groups(&start.threads, &end.threads, window),
         consumers: None,
         harness_cpu_percent: None,
+        browsers: None,
         load_end: procfs::load_average(),
     }
 }

@@ -135,6 +135,15 @@ pub fn trial_table(t: &TrialResult) -> String {
             c.live_fps,
             t.harness_cpu_percent.unwrap_or(0.0)
         );
+    } else if let Some(c) = t.consumers.as_ref().filter(|c| c.mjpeg_url.is_empty()) {
+        let _ = writeln!(
+            o,
+            "  viewers (harness): {} {} frames ({:.1}/s); harness CPU {:.1} % (with the clock camera)",
+            c.rtsp_url,
+            c.rtsp_frames,
+            c.rtsp_fps,
+            t.harness_cpu_percent.unwrap_or(0.0)
+        );
     } else if let Some(c) = &t.consumers {
         let _ = writeln!(
             o,
@@ -147,6 +156,9 @@ pub fn trial_table(t: &TrialResult) -> String {
             c.rtsp_fps,
             t.harness_cpu_percent.unwrap_or(0.0)
         );
+    }
+    if let Some(b) = &t.browsers {
+        browsers_table(&mut o, b, t.holds);
     }
     if t.holds {
         let _ = writeln!(
@@ -360,6 +372,71 @@ pub fn table(r: &Report) -> String {
         }
     }
     o
+}
+
+/// The `--browsers` lines of a trial.
+fn browsers_table(o: &mut String, b: &super::BrowserViewers, holds: bool) {
+    let _ = writeln!(
+        o,
+        "  browsers: {} headless {} (nice {}) on {}; simpang CPU {:.1} % without them ({:.0} s before, \
+         others {:.1} %), {:.1} % with them: {:+.2} % per extra browser viewer",
+        b.browsers,
+        b.program,
+        b.nice,
+        b.url,
+        b.simpang_cpu_percent_without,
+        b.without_seconds,
+        b.others_cpu_percent_without,
+        b.simpang_cpu_percent_with,
+        b.per_viewer_cpu_percent
+    );
+    if !holds {
+        let _ = writeln!(
+            o,
+            "    (the run did not hold real time: simpang had less CPU than it needed with the \
+             browsers on the same machine, so the difference is not what a viewer costs)"
+        );
+    }
+    let _ = writeln!(
+        o,
+        "  browsers' own CPU (the operators' machines): {:.1} % together; {}",
+        b.browsers_cpu_percent,
+        if b.all_played {
+            "every tile of every browser played (frames presented, currentTime advancing)"
+        } else {
+            "NOT every tile played"
+        }
+    );
+    for p in &b.per_browser {
+        let _ = writeln!(
+            o,
+            "    browser {}: {}/{} tiles playing, {} frames presented, slowest tile {:.1} fps, CPU {:.1} %{}",
+            p.index,
+            p.tiles_playing,
+            p.tiles,
+            p.presented_frames,
+            p.min_tile_fps,
+            p.cpu_percent,
+            if p.problems.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", p.problems.join("; "))
+            }
+        );
+    }
+    match &b.glass_to_glass {
+        Some(g) => {
+            let _ = writeln!(
+                o,
+                "  glass-to-glass ({}): p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms, min {:.0} ms, n {} of {} frames presented ({} unreadable)",
+                g.site, g.p50_ms, g.p95_ms, g.max_ms, g.min_ms, g.n, g.frames_seen, g.unreadable
+            );
+            let _ = writeln!(o, "    measured: {}", g.method);
+        }
+        None => {
+            let _ = writeln!(o, "  glass-to-glass: not measured");
+        }
+    }
 }
 
 #[cfg(test)]
