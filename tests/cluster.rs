@@ -10,7 +10,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,23 +76,6 @@ fn desk_reports(t: &TestDesk) -> (HashMap<String, (i64, bool)>, HashMap<String, 
     })
 }
 
-/// `simpang mqtt-credentials` for the config at `cfg`, into `out` (returned).
-fn credentials(cfg: &Path, out: &Path) -> PathBuf {
-    let mut made = Proc::simpang(
-        "mqtt-credentials",
-        &[
-            "mqtt-credentials",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    );
-    made.wait_line("nats-users.conf", WAIT);
-    out.to_path_buf()
-}
-
 /// `mosquitto_pub` of one QoS 1 message to node `port` as `user` (no login: anonymous); its
 /// exit status and output.
 fn publish(port: u16, login: Option<(&str, &str)>, topic: &str, payload: &str) -> (bool, String) {
@@ -128,7 +110,7 @@ fn the_cluster_enforces_each_users_rights() {
         producer::config(dir.path(), CLIENT_ID, &SITES, ""),
     )
     .unwrap();
-    let creds = credentials(&cfg_path, &dir.path().join("mqtt"));
+    let creds = producer::credentials(&cfg_path, &dir.path().join("mqtt"));
     let nats = NatsCluster::start(3, Some(&creds.join("nats-users.conf")));
     let secrets = Credentials::load(&creds.join("credentials.toml")).unwrap();
     let pw = |u: &str| secrets.password(u).expect("a password").to_string();
@@ -248,7 +230,7 @@ fn a_killed_broker_node_loses_no_incident_and_both_sides_fail_over() {
         producer::config(dir.path(), CLIENT_ID, &SITES, ""),
     )
     .unwrap();
-    let creds = credentials(&cfg_path, &dir.path().join("mqtt"));
+    let creds = producer::credentials(&cfg_path, &dir.path().join("mqtt"));
     let mut nats = NatsCluster::start(3, Some(&creds.join("nats-users.conf")));
     let urls = nats.urls();
 

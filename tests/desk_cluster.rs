@@ -343,20 +343,7 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
         producer::config(dir.path(), CLIENT_ID, &SITE_IDS, ""),
     )
     .unwrap();
-    let creds = dir.path().join("mqtt");
-    let mut made = Proc::simpang(
-        "mqtt-credentials",
-        &[
-            "mqtt-credentials",
-            "--config",
-            cfg_path.to_str().unwrap(),
-            "--out",
-            creds.to_str().unwrap(),
-        ],
-        &[],
-    );
-    made.wait_line("nats-users.conf", WAIT);
-    assert!(poll(WAIT, || (!made.is_running()).then_some(())).is_some());
+    let creds = producer::credentials(&cfg_path, &dir.path().join("mqtt"));
     let broker = Mosquitto::start_with(&MosquittoOpts {
         auth_files: Some((creds.join("passwd"), creds.join("acl"))),
         ..Default::default()

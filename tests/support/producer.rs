@@ -1,9 +1,11 @@
 //! The incident producer of `simpang run` (its incident service, in-process) as the cluster and
-//! desk tests drive it: a config with one crowd zone per site, and incidents in rounds.
+//! desk tests drive it: a config with one crowd zone per site, the deployment's MQTT logins
+//! (`simpang mqtt-credentials`), and incidents in rounds.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use simpang::incident::{incident_id, IncidentSender};
@@ -27,6 +29,29 @@ pub fn config(dir: &Path, client_id: &str, sites: &[&str], mqtt: &str) -> String
         );
     }
     text
+}
+
+/// `simpang mqtt-credentials` for the config at `cfg`, into `out` (returned), once it has
+/// written every file (Mosquitto's password file and ACL, `nats-users.conf`, clients' files).
+pub fn credentials(cfg: &Path, out: &Path) -> PathBuf {
+    const WAIT: Duration = Duration::from_secs(60);
+    let mut made = super::process::Proc::simpang(
+        "mqtt-credentials",
+        &[
+            "mqtt-credentials",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    made.wait_line("nats-users.conf", WAIT);
+    assert!(
+        super::wait::poll(WAIT, || (!made.is_running()).then_some(())).is_some(),
+        "simpang mqtt-credentials ends"
+    );
+    out.to_path_buf()
 }
 
 /// Crowd incidents, one rule event per site per round: new (seq 1), two updates with a level
