@@ -143,6 +143,51 @@ fn user_add_reads_the_password_from_stdin() {
     assert!(list.contains("Sari (Dishub)"));
 }
 
+/// The database URL from `SIMPANG_DESK_DB` (so a password stays out of the process list) is
+/// the one used, and `--help` does not print its value.
+#[test]
+fn the_database_url_can_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "[desk.mqtt]\nbroker = \"none\"");
+    let file = dir.path().join("from-env.db");
+    let secret = format!("sqlite://{}", file.display());
+    let run = |args: &[&str], stdin: &str| {
+        let mut c = Command::new(BIN)
+            .arg("desk")
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .env("SIMPANG_DESK_DB", &secret)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("simpang binary");
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let out = run(
+        &["user", "add", "budi", "--role", "operator"],
+        "kata-sandi-panjang-sekali\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        file.exists(),
+        "the account went into the database the variable names"
+    );
+    let list = run(&["user", "list"], "");
+    assert!(String::from_utf8_lossy(&list.stdout).contains("budi"));
+    let help = run(&["--help"], "");
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("SIMPANG_DESK_DB"), "{text}");
+    assert!(!text.contains(&secret), "--help prints the URL: {text}");
+}
+
 #[test]
 fn config_errors_name_file_line_and_field() {
     let dir = tempfile::tempdir().unwrap();

@@ -21,8 +21,9 @@ pub struct DeskArgs {
     #[arg(long)]
     pub listen: Option<SocketAddr>,
     /// Database URL: `sqlite://PATH` or `postgres://USER:PASS@HOST:PORT/DB` (overrides
-    /// `[desk] database`; default `data_dir/desk.db`).
-    #[arg(long, global = true)]
+    /// `[desk] database`; default `data_dir/desk.db`). From the environment as
+    /// `SIMPANG_DESK_DB`, a URL with a password stays out of the process list.
+    #[arg(long, global = true, env = "SIMPANG_DESK_DB", hide_env_values = true)]
     pub db: Option<String>,
     /// This desk's name when several serve one PostgreSQL database (active-active, e.g. the
     /// host name): its MQTT client ids become `{client_id}-{NAME}`, so each instance keeps its
