@@ -138,8 +138,14 @@ fn analytics_decodes_only_the_substream_and_the_wall_plays_the_main_stream() {
     );
     assert_eq!(stream_metric(&run, "simpang_stream_online", "detect"), 1.0);
     assert_eq!(stream_metric(&run, "simpang_stream_online", "main"), 1.0);
+    // The main stream (10 fps) may have connected after the substream: wait for its frames.
+    eventually("main stream frames reach the wall", HANG, || {
+        run.metrics()
+            .site("simpang_source_frames_total", "bkb")
+            .unwrap_or(0.0)
+            > 10.0
+    });
     let m = run.metrics();
-    assert!(m.site("simpang_source_frames_total", "bkb").unwrap() > 10.0);
     assert_eq!(m.site("simpang_display_decoded_total", "bkb"), Some(0.0));
 
     // An incident with its snapshot, from the substream frames analytics decoded.
