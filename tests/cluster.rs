@@ -17,10 +17,8 @@ use std::time::{Duration, Instant};
 use prometheus::Registry;
 use simpang::config::Config;
 use simpang::desk::Role;
-use simpang::hub::Hub;
 use simpang::incident::secrets::Credentials;
-use simpang::incident::IncidentService;
-use simpang::model::{Image, PixelFormat, SiteId};
+use simpang::model::{Image, PixelFormat};
 use support::desk::{Kind, Opts, TestDesk};
 use support::metrics::Metrics;
 use support::nats::NatsCluster;
@@ -267,14 +265,7 @@ fn a_killed_broker_node_loses_no_incident_and_both_sides_fail_over() {
     .unwrap();
     let cfg = Config::load(&cfg_path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.mqtt.broker_urls().len(), 3);
-    let hub = Hub::new(cfg.sites.iter().map(|s| SiteId::new(&s.id)));
-    for s in hub.sites() {
-        s.update_status(|st| st.online = true);
-    }
-    let registry = Registry::new();
-    let svc = rt
-        .block_on(IncidentService::start(&cfg, hub, &registry))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (svc, registry) = producer::start(&rt, &cfg);
     assert!(
         poll(WAIT, || metric(&registry, "simpang_mqtt_connected")
             == SITES.len() as f64)

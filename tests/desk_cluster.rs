@@ -16,13 +16,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus::Registry;
 use serde_json::json;
 use simpang::config::Config;
-use simpang::hub::Hub;
 use simpang::incident::secrets::Credentials;
-use simpang::incident::{IncidentSender, IncidentService};
-use simpang::model::SiteId;
+use simpang::incident::IncidentSender;
 use support::desk::{password, Http, SITES};
 use support::metrics::Metrics;
 use support::mosquitto::{Mosquitto, MosquittoOpts};
@@ -403,14 +400,7 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
     )
     .unwrap();
     let cfg = Config::load(&cfg_path).unwrap_or_else(|e| panic!("{e}"));
-    let hub = Hub::new(cfg.sites.iter().map(|s| SiteId::new(&s.id)));
-    for s in hub.sites() {
-        s.update_status(|st| st.online = true);
-    }
-    let registry = Registry::new();
-    let svc = rt
-        .block_on(IncidentService::start(&cfg, hub, &registry))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (svc, registry) = producer::start(&rt, &cfg);
     let tx = svc.sender();
     let db = Db::open(&db_url);
 

@@ -54,6 +54,24 @@ pub fn credentials(cfg: &Path, out: &Path) -> PathBuf {
     out.to_path_buf()
 }
 
+/// The incident service of `simpang run` on `cfg`, every site online, with its metrics.
+pub fn start(
+    rt: &tokio::runtime::Runtime,
+    cfg: &simpang::config::Config,
+) -> (simpang::incident::IncidentService, prometheus::Registry) {
+    let hub = simpang::hub::Hub::new(cfg.sites.iter().map(|s| SiteId::new(&s.id)));
+    for s in hub.sites() {
+        s.update_status(|st| st.online = true);
+    }
+    let registry = prometheus::Registry::new();
+    let svc = rt
+        .block_on(simpang::incident::IncidentService::start(
+            cfg, hub, &registry,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    (svc, registry)
+}
+
 /// Crowd incidents, one rule event per site per round: new (seq 1), two updates with a level
 /// change (2, 3), end (4), then the next incident.
 pub struct Rounds {
