@@ -34,11 +34,7 @@ pub fn demo_main(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if cfg.desk.listen.port() != 0 && cfg.wall.auth.desk_url.is_none() {
         cfg.wall.auth.desk_url = Some(format!("http://{}", cfg.desk.listen));
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("simpang-rt")
-        .enable_all()
-        .build()?;
+    let rt = super::runtime()?;
 
     // 0. Accounts first: a real desk's database stops the demo before anything starts.
     let url = crate::desk::database_url(&cfg, None);

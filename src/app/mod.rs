@@ -43,6 +43,16 @@ pub enum AppError {
     Other(String),
 }
 
+/// The async runtime a simpang process runs its pipeline on: two workers named `simpang-rt`
+/// (`simpang bench` reports CPU by thread name, and counts them under it).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("simpang-rt")
+        .enable_all()
+        .build()
+}
+
 /// Logs to stderr; `RUST_LOG` filters. The managed broker's own log comes through as target
 /// `simpang::mosquitto` (its packet lines at trace).
 pub fn init_tracing() {

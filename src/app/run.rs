@@ -59,11 +59,7 @@ pub fn run_main(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(node) = &args.node {
         return run_node(cfg, &args.config, node, args.capacity);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("simpang-rt")
-        .enable_all()
-        .build()?;
+    let rt = super::runtime()?;
     rt.block_on(async {
         let running = run(cfg).await?;
         println!("wall: http://{}/", running.http_addr);
@@ -93,11 +89,7 @@ fn run_node(
     let order: Vec<SiteId> = cfg.sites.iter().map(|s| s.id.clone()).collect();
     cfg.sites.clear();
     let settings = cluster::NodeSettings::new(&cfg.cluster, name, capacity, order)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("simpang-rt")
-        .enable_all()
-        .build()?;
+    let rt = super::runtime()?;
     rt.block_on(async {
         let registry = Registry::new();
         let node = cluster::Node::connect(

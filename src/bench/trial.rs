@@ -147,15 +147,10 @@ fn run_in(base: &Config, opts: &TrialOptions, data_dir: &Path) -> Result<(), Ben
     } else {
         cfg
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("simpang-rt")
-        .enable_all()
-        .build()
-        .map_err(|error| BenchError::Io {
-            what: "cannot start the async runtime".into(),
-            error,
-        })?;
+    let rt = crate::app::runtime().map_err(|error| BenchError::Io {
+        what: "cannot start the async runtime".into(),
+        error,
+    })?;
     // The wall lets nobody watch without an account: the harness's viewers get a device of
     // their own, in this trial's fresh data dir.
     let device = "bench-viewer";
