@@ -124,8 +124,9 @@ pub struct Link {
 }
 
 impl Link {
-    /// Starts the site's connection to the first of `targets` (the nodes of a broker cluster,
-    /// or one broker); a connection error moves it to the next.
+    /// Starts the site's connection to one of `targets` (the nodes of a broker cluster, picked
+    /// by the client id: [`Failover::spread`], or the one broker); a connection error moves it
+    /// to the next.
     pub fn spawn(
         settings: LinkSettings,
         targets: &[BrokerTarget],
@@ -142,7 +143,8 @@ impl Link {
             reconnect,
         } = settings;
         let targets = targets.to_vec();
-        let opts = options(&targets[0], &client_id, login.as_ref());
+        let failover = Failover::spread(targets.len(), &client_id);
+        let opts = options(&targets[failover.current()], &client_id, login.as_ref());
         let (client, eventloop) = AsyncClient::new(opts, WINDOW + 16);
         let shared = Arc::new(Mutex::new(Shared {
             connected: false,
@@ -158,7 +160,7 @@ impl Link {
         metrics.connected.with_label_values(&[&site]).set(0);
         let driver = Driver {
             site: site.clone(),
-            failover: Failover::new(targets.len()),
+            failover,
             targets,
             login,
             client_id,
@@ -309,8 +311,11 @@ impl Driver {
         let mut failures: u64 = 0;
         let mut flush_deadline: Option<tokio::time::Instant> = None;
         let mut disconnect_sent = false;
+        // When the current connection attempt began (the phases of a failover, in the logs).
+        let mut attempt_start = std::time::Instant::now();
         loop {
             if !up {
+                attempt_start = std::time::Instant::now();
                 // The will is fixed per connection: refresh its time for the next attempt.
                 let will = (self.status)(SiteState::Offline, StatusReason::ConnectionLost);
                 if let Ok(payload) = sign::encode(&will, self.key.as_ref()) {
@@ -343,9 +348,13 @@ impl Driver {
                 Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                     up = true;
                     backoff = self.reconnect.0;
-                    self.failover.connected();
+                    let outage = self.failover.connected();
                     let broker = self.broker();
-                    if failures > 0 {
+                    let connack_ms = attempt_start.elapsed().as_millis() as u64;
+                    if let Some((lost, attempts)) = outage {
+                        let outage_ms = lost.as_millis() as u64;
+                        info!(broker = %broker, client_id = %self.client_id, outage_ms, attempts, connack_ms, "connected to MQTT broker {broker} {outage_ms} ms after losing the connection ({attempts} attempt(s))");
+                    } else if failures > 0 {
                         info!(broker = %broker, client_id = %self.client_id, "connected to MQTT broker {broker} after {failures} failed attempt(s)");
                     } else {
                         info!(broker = %broker, client_id = %self.client_id, "connected to MQTT broker {broker}");
@@ -424,6 +433,9 @@ impl Driver {
                     // Another node of a cluster is tried at once; a full round of failures
                     // waits (with one broker: every failure, as it always did).
                     let failed_from = self.failover.current();
+                    if up {
+                        self.failover.lost();
+                    }
                     let round_over = self.failover.failed();
                     let wait = if up {
                         let broker = &self.targets[failed_from].display;
@@ -439,9 +451,17 @@ impl Driver {
                             .connect_failures
                             .with_label_values(&[&self.site])
                             .inc();
-                        let wait = if round_over { backoff } else { Duration::ZERO };
+                        // Failing over between cluster nodes: a short steady pause (the new
+                        // stream leader answers only CONNECTs sent after its election).
+                        let pause = self.failover.pause();
+                        let wait = if round_over {
+                            pause.unwrap_or(backoff)
+                        } else {
+                            Duration::ZERO
+                        };
+                        debug!(broker = %self.targets[failed_from].display, attempt_ms = attempt_start.elapsed().as_millis() as u64, since_loss_ms = self.failover.since_loss().map(|d| d.as_millis() as u64), error = %e, "connection attempt failed");
                         self.log_connect_error(&e, failed_from, failures, wait);
-                        if round_over {
+                        if round_over && pause.is_none() {
                             backoff = (backoff * 2).min(self.reconnect.1);
                         }
                         wait
