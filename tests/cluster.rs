@@ -4,7 +4,8 @@
 //! producer is connected to is killed with SIGKILL while incidents flow: every incident must
 //! become exactly one report with its last update, and both the producer and the desk must be
 //! connected again, to the other nodes; then the node comes back and the desk's node is killed.
-//! Counts, not timings: the failover times are printed (`SIMPANG_CLUSTER_KILLS=10` for a drill).
+//! Counts, not timings: the failover times and each reconnect's phases are printed
+//! (`SIMPANG_CLUSTER_KILLS=10`, or scripts/failover-drill.sh, for a drill).
 //! And the users `simpang mqtt-credentials` writes for the cluster have the ACL's rights.
 
 mod support;
@@ -256,11 +257,20 @@ impl Measured {
         };
         let all = |i: usize| -> Vec<Duration> { self.all.iter().filter_map(|r| r[i]).collect() };
         for (what, v) in [
-            ("producer CONNACK, its node killed", col(&self.own_producer, 0)),
-            ("producer first PUBACK, its node killed", col(&self.own_producer, 1)),
+            (
+                "producer CONNACK, its node killed",
+                col(&self.own_producer, 0),
+            ),
+            (
+                "producer first PUBACK, its node killed",
+                col(&self.own_producer, 1),
+            ),
             ("producer first PUBACK, any node killed", all(1)),
             ("desk CONNACK, its node killed", col(&self.own_desk, 0)),
-            ("desk stores a new incident, its node killed", col(&self.own_desk, 1)),
+            (
+                "desk stores a new incident, its node killed",
+                col(&self.own_desk, 1),
+            ),
             ("desk stores a new incident, any node killed", all(3)),
         ] {
             println!("failover: {what}: {}", support::trace::describe(&v));

@@ -5,7 +5,9 @@
 //! incident must become one report with each step audited once; the status outbox is drained by
 //! both, each message published once; a session signed in on one desk is valid on the other; the
 //! dashboards' live feed of one desk shows a change made on the other; and after one desk is
-//! killed (SIGKILL) the other takes every incident and serves logins. Counts, not timings.
+//! killed (SIGKILL) the other takes every incident and serves logins. The same two desks on a
+//! three-node NATS cluster, each killed in turn (`SIMPANG_DESK_KILLS` times, 1 by default).
+//! Counts, not timings.
 
 mod support;
 
@@ -24,6 +26,7 @@ use support::desk::{password, Http, SITES};
 use support::metrics::Metrics;
 use support::mosquitto::{Mosquitto, MosquittoOpts};
 use support::mqtt::Subscriber;
+use support::nats::NatsCluster;
 use support::pg::Pg;
 use support::process::Proc;
 use support::producer;
@@ -35,12 +38,13 @@ const CLIENT_ID: &str = "desks-run";
 /// desk free themselves after 30 s (src/desk/mqtt.rs `CLAIM_S`), hence more than that.
 const WAIT: Duration = Duration::from_secs(90);
 
-/// One desk's config file: its own data folder (as on its own host), the shared broker.
-fn desk_config(dir: &Path, port: u16, creds: &Path) -> PathBuf {
+/// One desk's config file: its own data folder (as on its own host), the shared broker
+/// (`broker = ...`, or `brokers = [...]` for a cluster).
+fn desk_config(dir: &Path, broker: &str, creds: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let text = format!(
         "data_dir = {:?}\n{SITES}\n[desk]\n\
-         [desk.mqtt]\nbroker = \"mqtt://127.0.0.1:{port}\"\nclient_id = \"desk\"\n\
+         [desk.mqtt]\n{broker}\nclient_id = \"desk\"\n\
          backoff_initial_s = 0.2\nbackoff_max_s = 1.0\ncredentials_file = {:?}\n",
         dir.join("data"),
         creds.join("clients/desk.toml"),
@@ -368,8 +372,9 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
     );
 
     // Two desks, one database: the first migrates it, the second finds it migrated.
-    let cfg_a = desk_config(&dir.path().join("desk-a"), port, &creds);
-    let cfg_b = desk_config(&dir.path().join("desk-b"), port, &creds);
+    let broker_toml = format!("broker = \"mqtt://127.0.0.1:{port}\"");
+    let cfg_a = desk_config(&dir.path().join("desk-a"), &broker_toml, &creds);
+    let cfg_b = desk_config(&dir.path().join("desk-b"), &broker_toml, &creds);
     let mut a = start_desk(&cfg_a, &db_url, "a");
     let b = start_desk(&cfg_b, &db_url, "b");
     add_user(&cfg_a, &db_url, "operator", "operator");
@@ -486,5 +491,222 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
         svc.stop().await;
     });
     drop((a, b));
+    drop(pg);
+}
+
+/// Desk kills per run of the NATS test: 1, or `SIMPANG_DESK_KILLS` for a drill
+/// (scripts/failover-drill.sh runs 10).
+fn desk_kills() -> usize {
+    std::env::var("SIMPANG_DESK_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1)
+}
+
+/// True when the database holds any of `events` (incident id, seq): its report is at that seq
+/// or past it.
+fn stored_any(db: &Db, events: &[(String, i64)]) -> bool {
+    let reports = db.reports();
+    events
+        .iter()
+        .any(|(id, seq)| reports.get(id).is_some_and(|(_, s, _)| s >= seq))
+}
+
+/// The two desks of the test above, on a three-node NATS cluster instead of one Mosquitto (each
+/// desk, the producer and a viewer given the nodes' URLs): while incidents flow, one desk and
+/// then the other is killed (SIGKILL) and started again; the survivor takes every incident and
+/// serves logins, every incident is one report with each step applied once, and every status
+/// message is published once. Prints what the cluster's processes cost in CPU while incidents
+/// flow, and the time from each kill to the first incident made after it being stored.
+#[test]
+fn two_desks_on_the_nats_cluster_take_every_incident_while_one_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Pg::required();
+    let db_url = pg.url();
+    let cfg_path = dir.path().join("simpang.toml");
+    std::fs::write(
+        &cfg_path,
+        producer::config(dir.path(), CLIENT_ID, &SITE_IDS, ""),
+    )
+    .unwrap();
+    let creds = producer::credentials(&cfg_path, &dir.path().join("mqtt"));
+    let nats = NatsCluster::start(3, Some(&creds.join("nats-users.conf")));
+    let urls = nats.urls();
+    let c = Credentials::load(&creds.join("credentials.toml")).unwrap();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // The viewer on the node no desk kill touches (desks are killed, nodes are not).
+    let sub = {
+        let _g = rt.enter();
+        Subscriber::start(
+            nats.mqtt_ports[2],
+            "desks-viewer",
+            true,
+            Some(("viewer", c.password("viewer").unwrap())),
+        )
+    };
+    assert!(
+        rt.block_on(sub.wait_subscribed(WAIT)),
+        "the viewer subscribes"
+    );
+
+    let brokers = format!("brokers = {urls:?}");
+    let cfgs = [
+        desk_config(&dir.path().join("desk-a"), &brokers, &creds),
+        desk_config(&dir.path().join("desk-b"), &brokers, &creds),
+    ];
+    let names = ["a", "b"];
+    let mut desks = [
+        start_desk(&cfgs[0], &db_url, names[0]),
+        start_desk(&cfgs[1], &db_url, names[1]),
+    ];
+    add_user(&cfgs[0], &db_url, "operator", "operator");
+
+    let mqtt = format!(
+        "brokers = {urls:?}\ncredentials_file = {:?}\n",
+        creds.join("credentials.toml")
+    );
+    std::fs::write(
+        &cfg_path,
+        producer::config(dir.path(), CLIENT_ID, &SITE_IDS, &mqtt),
+    )
+    .unwrap();
+    let cfg = Config::load(&cfg_path).unwrap_or_else(|e| panic!("{e}"));
+    let (svc, registry) = producer::start(&rt, &cfg);
+    let tx = svc.sender();
+    let db = Db::open(&db_url);
+
+    // Steady flow, both desks up: what each process of the cluster costs (CPU from /proc).
+    let mut procs: Vec<(String, u32)> = nats
+        .pids()
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.map(|p| (format!("nats n{}", i + 1), p)))
+        .collect();
+    procs.extend(
+        names
+            .iter()
+            .zip(&desks)
+            .map(|(n, d)| (format!("desk {n}"), d.proc.id())),
+    );
+    let cpu = || -> Vec<Option<f64>> {
+        procs
+            .iter()
+            .map(|(_, p)| simpang::procfs::cpu_seconds(Some(*p)))
+            .collect()
+    };
+    let (cpu_before, t) = (cpu(), std::time::Instant::now());
+    let produced = produce(&tx, 100);
+    let (cpu_after, wall) = (cpu(), t.elapsed().as_secs_f64());
+    let shares: Vec<String> = procs
+        .iter()
+        .zip(cpu_before.iter().zip(&cpu_after))
+        .map(|((name, _), (a, b))| match (a, b) {
+            (Some(a), Some(b)) => format!("{name} {:.1} %", (b - a) / wall * 100.0),
+            _ => format!("{name} -"),
+        })
+        .collect();
+    println!(
+        "failover cpu: {} incident messages in {wall:.1} s ({:.0}/s, 2 desks, 3 nodes; load {:.2}): {} of one core",
+        produced.values().map(|(s, _)| *s).sum::<i64>(),
+        produced.values().map(|(s, _)| *s).sum::<i64>() as f64 / wall,
+        simpang::procfs::load_1m().unwrap_or(f64::NAN),
+        shares.join(", ")
+    );
+    check_reports(&db, &produced, "both desks on the cluster");
+
+    // Each desk in turn is killed while incidents flow, and started again.
+    let mut rounds = producer::Rounds::new(&SITE_IDS);
+    let mut times = Vec::new();
+    for k in 0..desk_kills() {
+        let (victim, survivor) = if k % 2 == 0 { (0, 1) } else { (1, 0) };
+        for _ in 0..5 {
+            rounds.next(&tx, None);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        desks[victim].proc.kill();
+        let killed_at = std::time::Instant::now();
+        let was = rounds.produced.clone();
+        rounds.next(&tx, None);
+        let first_after: Vec<(String, i64)> = rounds
+            .produced
+            .iter()
+            .filter(|(id, v)| was.get(*id) != Some(*v))
+            .map(|(id, (seq, _))| (id.clone(), *seq))
+            .collect();
+        let mut stored = None;
+        for _ in 0..30 {
+            let next = std::time::Instant::now() + Duration::from_millis(100);
+            while std::time::Instant::now() < next {
+                if stored.is_none() && stored_any(&db, &first_after) {
+                    stored = Some(killed_at.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            rounds.next(&tx, None);
+        }
+        let stored = stored.or_else(|| {
+            poll(WAIT, || {
+                stored_any(&db, &first_after).then(|| killed_at.elapsed())
+            })
+        });
+        assert!(
+            stored.is_some(),
+            "desk kill {}: desk {} stores incidents alone:\n{}",
+            k + 1,
+            names[survivor],
+            desks[survivor].proc.log_tail()
+        );
+        let h = login(&desks[survivor].base, "operator");
+        assert_eq!(
+            h.get("/api/me").status,
+            200,
+            "desk kill {}: desk {} serves logins",
+            k + 1,
+            names[survivor]
+        );
+        check_reports(&db, &rounds.produced, &format!("desk kill {}", k + 1));
+        assert!(
+            !desks[survivor].proc.log().contains("incident not stored"),
+            "desk {} failed to store an incident:\n{}",
+            names[survivor],
+            desks[survivor].proc.log_tail()
+        );
+        println!(
+            "desk kill {}: desk {} killed; desk {} stored the first incident made after the kill in {:.2} s",
+            k + 1,
+            names[victim],
+            names[survivor],
+            stored.unwrap_or_default().as_secs_f64()
+        );
+        times.extend(stored);
+        // Back on its persistent session: what it missed arrives, all applied already.
+        desks[victim] = start_desk(&cfgs[victim], &db_url, names[victim]);
+    }
+    println!(
+        "failover: the other desk stores a new incident, a desk killed: {}",
+        support::trace::describe(&times)
+    );
+    check_statuses(&db, &sub, "after the desk kills");
+    let pending = || {
+        Metrics::of(&registry)
+            .sum("simpang_outbox_pending", &[])
+            .unwrap_or(0.0)
+    };
+    assert!(
+        poll(WAIT, || (pending() == 0.0).then_some(())).is_some(),
+        "the producer's outbox drains: {} pending",
+        pending()
+    );
+    rt.block_on(async {
+        sub.stop().await;
+        svc.stop().await;
+    });
+    drop(desks);
     drop(pg);
 }

@@ -9,9 +9,10 @@
 //! desk.toml` and, for its TLS listener, `{data_dir}/mqtt/tls/ca.pem`. Settings are read again
 //! at every connection attempt after a refusal, so rotated credentials are picked up.
 //!
-//! With `desk.mqtt.brokers` (the nodes of a broker cluster) a connection error moves either
-//! connection to the next node at once, and only a full round of failures waits the backoff
-//! ([`Failover`]). The intake's persistent session lives in the cluster, not in one node, so on
+//! With `desk.mqtt.brokers` (the nodes of a broker cluster) each connection starts on a node
+//! picked by its client id, a connection error moves it to the next node at once, and a full
+//! round of failures waits 250 ms while failing over, the backoff otherwise ([`Failover`]).
+//! The log says how long each failover took (`outage_ms`, `attempts`, `connack_ms`). The intake's persistent session lives in the cluster, not in one node, so on
 //! another node it resumes (`session_present`) and gets what was not acknowledged again; intake
 //! is idempotent by incident id and `seq`, so those repeats change nothing.
 
@@ -397,8 +398,8 @@ pub async fn run_status_publisher(desk: Arc<Desk>, cancel: CancellationToken) {
         else {
             break;
         };
-        let failover = failover
-            .get_or_insert_with(|| Failover::spread(settings.targets.len(), &client_id));
+        let failover =
+            failover.get_or_insert_with(|| Failover::spread(settings.targets.len(), &client_id));
         let opts = settings.options(&cfg, failover.current(), &client_id);
         let (client, events) = AsyncClient::new(opts, 256);
         let connected = publish_session(&desk, &client, events, &wake, &cancel, &mut backoff).await;

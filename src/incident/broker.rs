@@ -292,7 +292,10 @@ impl Failover {
     /// client was without a connection and how many attempts it took, when it had lost one.
     pub fn connected(&mut self) -> Option<(Duration, u32)> {
         self.failed = 0;
-        let outage = self.lost_at.take().map(|t| (t.elapsed(), self.attempts + 1));
+        let outage = self
+            .lost_at
+            .take()
+            .map(|t| (t.elapsed(), self.attempts + 1));
         self.attempts = 0;
         outage
     }
@@ -503,7 +506,10 @@ mod tests {
         assert_eq!(f.pause(), Some(FAILOVER_PAUSE));
         let (outage, attempts) = f.connected().expect("an outage");
         assert!(outage < FAILOVER_WINDOW);
-        assert_eq!(attempts, 6, "five failed attempts, then the one that connected");
+        assert_eq!(
+            attempts, 6,
+            "five failed attempts, then the one that connected"
+        );
         assert_eq!(f.pause(), None, "connected again");
         assert_eq!(f.since_loss(), None);
         // Past the window the broker is down, not failing over: the backoff again.

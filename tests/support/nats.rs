@@ -169,7 +169,10 @@ impl NatsCluster {
 
     /// The process id of every node that runs (for CPU figures from /proc).
     pub fn pids(&self) -> Vec<Option<u32>> {
-        self.nodes.iter().map(|p| p.as_ref().map(Proc::id)).collect()
+        self.nodes
+            .iter()
+            .map(|p| p.as_ref().map(Proc::id))
+            .collect()
     }
 
     /// SIGKILL of node `i` (a crash).

@@ -97,6 +97,7 @@ pub fn stats(v: &[Duration]) -> (usize, Option<Duration>, Option<Duration>, Opti
 /// `stats` as `n N, p50 X s, p95 Y s, max Z s`.
 pub fn describe(v: &[Duration]) -> String {
     let (n, p50, p95, max) = stats(v);
-    let s = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.2} s", d.as_secs_f64()));
+    let s =
+        |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.2} s", d.as_secs_f64()));
     format!("n {n}, p50 {}, p95 {}, max {}", s(p50), s(p95), s(max))
 }
