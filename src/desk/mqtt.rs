@@ -12,9 +12,10 @@
 //! With `desk.mqtt.brokers` (the nodes of a broker cluster) each connection starts on a node
 //! picked by its client id, a connection error moves it to the next node at once, and a full
 //! round of failures waits 250 ms while failing over, the backoff otherwise ([`Failover`]).
-//! The log says how long each failover took (`outage_ms`, `attempts`, `connack_ms`). The intake's persistent session lives in the cluster, not in one node, so on
-//! another node it resumes (`session_present`) and gets what was not acknowledged again; intake
-//! is idempotent by incident id and `seq`, so those repeats change nothing.
+//! The log says how long each failover took (`outage_ms`, `attempts`, `connack_ms`). The
+//! intake's persistent session lives in the cluster, not in one node, so on another node it
+//! resumes (`session_present`) and gets what was not acknowledged again; intake is idempotent
+//! by incident id and `seq`, so those repeats change nothing.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};

@@ -252,7 +252,7 @@ pub struct Failover {
     /// When the last established connection was lost (`None` while connected, or before the
     /// first connection).
     lost_at: Option<Instant>,
-    /// Connection attempts since then.
+    /// Failures since then (the loss, then each failed try).
     attempts: u32,
 }
 
@@ -289,13 +289,12 @@ impl Failover {
     }
 
     /// A connection was made: a new round starts with the next error. Returns how long the
-    /// client was without a connection and how many attempts it took, when it had lost one.
+    /// client was without a connection and how many tries it took (this one included), when it
+    /// had lost one.
     pub fn connected(&mut self) -> Option<(Duration, u32)> {
         self.failed = 0;
-        let outage = self
-            .lost_at
-            .take()
-            .map(|t| (t.elapsed(), self.attempts + 1));
+        // `attempts` counted the loss itself and each failed try: as many as the tries.
+        let outage = self.lost_at.take().map(|t| (t.elapsed(), self.attempts));
         self.attempts = 0;
         outage
     }
@@ -507,8 +506,8 @@ mod tests {
         let (outage, attempts) = f.connected().expect("an outage");
         assert!(outage < FAILOVER_WINDOW);
         assert_eq!(
-            attempts, 6,
-            "five failed attempts, then the one that connected"
+            attempts, 5,
+            "the loss and four failed tries, then the try that connected"
         );
         assert_eq!(f.pause(), None, "connected again");
         assert_eq!(f.since_loss(), None);
