@@ -110,9 +110,18 @@ pub struct Sub {
 
 impl Sub {
     pub fn start(port: u16, topic: &str, client_id: &str) -> Sub {
-        let mut child = Command::new("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-v"])
-            .args(["-i", client_id, "-t", topic])
+        Sub::start_as(port, topic, client_id, None)
+    }
+
+    /// With a login (user, password) on a broker that has users.
+    pub fn start_as(port: u16, topic: &str, client_id: &str, login: Option<(&str, &str)>) -> Sub {
+        let mut cmd = Command::new("mosquitto_sub");
+        cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-v"])
+            .args(["-i", client_id, "-t", topic]);
+        if let Some((u, p)) = login {
+            cmd.args(["-u", u, "-P", p]);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
