@@ -46,28 +46,17 @@ fn key(site: &SiteId) -> String {
 impl OpenIncidents {
     /// Opens the bucket, creating it when missing (one value per key, R = `replicas`).
     pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, ClusterError> {
-        let kv = match js.get_key_value(BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => {
-                let made = js
-                    .create_key_value(kv::Config {
-                        bucket: BUCKET.into(),
-                        description: "simpang open incidents per site (src/cluster/handoff.rs)"
-                            .into(),
-                        history: 1,
-                        num_replicas: replicas,
-                        ..Default::default()
-                    })
-                    .await;
-                match made {
-                    Ok(kv) => kv,
-                    Err(e) => js
-                        .get_key_value(BUCKET)
-                        .await
-                        .map_err(|_| ClusterError::Bucket(format!("{BUCKET}: {e}")))?,
-                }
-            }
-        };
+        let kv = super::lease::open_bucket(
+            js,
+            kv::Config {
+                bucket: BUCKET.into(),
+                description: "simpang open incidents per site (src/cluster/handoff.rs)".into(),
+                history: 1,
+                num_replicas: replicas,
+                ..Default::default()
+            },
+        )
+        .await?;
         Ok(Self {
             kv,
             revs: Arc::default(),
