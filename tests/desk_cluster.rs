@@ -12,9 +12,8 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,13 +21,13 @@ use serde_json::json;
 use simpang::config::Config;
 use simpang::incident::secrets::Credentials;
 use simpang::incident::IncidentSender;
-use support::desk::{password, Http, SITES};
+use support::desk::{Http, SITES};
+use support::deskproc::{add_user, Db, DeskProc};
 use support::metrics::Metrics;
 use support::mosquitto::{Mosquitto, MosquittoOpts};
 use support::mqtt::Subscriber;
 use support::nats::NatsCluster;
 use support::pg::Pg;
-use support::process::Proc;
 use support::producer;
 use support::wait::poll;
 
@@ -54,155 +53,13 @@ fn desk_config(dir: &Path, broker: &str, creds: &Path) -> PathBuf {
     path
 }
 
-/// A `simpang desk` process and its base URL.
-struct DeskProc {
-    proc: Proc,
-    base: String,
-}
-
 fn start_desk(cfg: &Path, db: &str, instance: &str) -> DeskProc {
-    let mut proc = Proc::simpang(
-        &format!("desk-{instance}"),
-        &[
-            "desk",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--db",
-            db,
-            "--instance",
-            instance,
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[("RUST_LOG", "info")],
-    );
-    let line = proc.wait_line("desk: http://", WAIT);
-    let base = line
-        .trim()
-        .trim_start_matches("desk: ")
-        .trim_end_matches('/')
-        .to_string();
-    assert!(
-        poll(WAIT, || proc
-            .log()
-            .contains("incident intake subscribed")
-            .then_some(()))
-        .is_some(),
-        "desk {instance} subscribes to incidents:\n{}",
-        proc.log_tail()
-    );
-    DeskProc { proc, base }
+    DeskProc::start(cfg, db, instance, WAIT)
 }
 
-/// `simpang desk user add` (the password on standard input).
-fn add_user(cfg: &Path, db: &str, name: &str, role: &str) {
-    let mut child = Command::new(support::bin())
-        .args(["desk", "--config", cfg.to_str().unwrap(), "--db", db])
-        .args(["user", "add", name, "--role", role])
-        .env(
-            "ORT_DYLIB_PATH",
-            support::root().join("vendor-lib/onnxruntime/libonnxruntime.so"),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("simpang runs");
-    writeln!(child.stdin.take().unwrap(), "{}", password(name)).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "user add: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn login(base: &str, name: &str) -> Http {
-    let mut h = Http::new(base);
-    let r = h.post_json(
-        "/api/login",
-        &json!({ "username": name, "password": password(name) }),
-    );
-    assert_eq!(r.status, 200, "login {name} at {base}: {}", r.text());
-    h.take_cookie(&r);
-    h.csrf = r.json()["csrf"].as_str().map(str::to_string);
-    h
-}
-
-/// Reads the database directly (what both desks share).
-struct Db {
-    rt: tokio::runtime::Runtime,
-    pool: sqlx::PgPool,
-}
-
-impl Db {
-    fn open(url: &str) -> Db {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let pool = rt.block_on(sqlx::PgPool::connect(url)).expect("PostgreSQL");
-        Db { rt, pool }
-    }
-
-    /// incident id -> (ticket, last seq, cleared)
-    fn reports(&self) -> HashMap<String, (String, i64, bool)> {
-        let rows: Vec<(String, String, i64, Option<i64>)> = self
-            .rt
-            .block_on(
-                sqlx::query_as(
-                    "SELECT incident_id, ticket, incident_seq, cleared_at FROM reports \
-                     WHERE incident_id IS NOT NULL",
-                )
-                .fetch_all(&self.pool),
-            )
-            .unwrap();
-        rows.into_iter()
-            .map(|(id, t, seq, c)| (id, (t, seq, c.is_some())))
-            .collect()
-    }
-
-    /// ticket -> the audit actions on it, oldest first.
-    fn audit(&self) -> HashMap<String, Vec<String>> {
-        let rows: Vec<(String, String)> = self
-            .rt
-            .block_on(
-                sqlx::query_as(
-                    "SELECT entity_id, action FROM audit_log WHERE entity = 'report' ORDER BY id",
-                )
-                .fetch_all(&self.pool),
-            )
-            .unwrap();
-        let mut out: HashMap<String, Vec<String>> = HashMap::new();
-        for (t, a) in rows {
-            out.entry(t).or_default().push(a);
-        }
-        out
-    }
-
-    /// (payload, claimed_by) of every status message, and how many wait to be published.
-    fn outbox(&self) -> (Vec<(String, Option<String>)>, i64) {
-        self.rt.block_on(async {
-            let rows: Vec<(String, Option<String>)> =
-                sqlx::query_as("SELECT payload, claimed_by FROM status_outbox ORDER BY id")
-                    .fetch_all(&self.pool)
-                    .await
-                    .unwrap();
-            let pending: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM status_outbox WHERE published_at IS NULL")
-                    .fetch_one(&self.pool)
-                    .await
-                    .unwrap();
-            (rows, pending)
-        })
-    }
-
-    fn dead_letters(&self) -> i64 {
-        self.rt
-            .block_on(sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters").fetch_one(&self.pool))
-            .unwrap()
-    }
+fn login(desk: &DeskProc, name: &str) -> Http {
+    desk.login(name)
+        .unwrap_or_else(|| panic!("login {name} at {}", desk.base))
 }
 
 /// `rounds` rounds of incidents on both sites, 100 ms apart; incident id -> (last seq, ended).
@@ -380,7 +237,7 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
     add_user(&cfg_a, &db_url, "operator", "operator");
 
     // A session signed in on one desk is valid on the other.
-    let on_a = login(&a.base, "operator");
+    let on_a = login(&a, "operator");
     let mut on_b = Http::new(&b.base);
     on_b.cookie = on_a.cookie.clone();
     on_b.csrf = on_a.csrf.clone();
@@ -450,7 +307,7 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
     let after = produce(&tx, 16);
     check_reports(&db, &after, "desk a killed");
     check_statuses(&db, &sub, "desk a killed");
-    let h = login(&b.base, "operator");
+    let h = login(&b, "operator");
     assert_eq!(h.get("/api/me").status, 200);
 
     // A rolling restart while incidents flow: desk a comes back (its persistent session hands
@@ -662,7 +519,7 @@ fn two_desks_on_the_nats_cluster_take_every_incident_while_one_is_killed() {
             names[survivor],
             desks[survivor].proc.log_tail()
         );
-        let h = login(&desks[survivor].base, "operator");
+        let h = login(&desks[survivor], "operator");
         assert_eq!(
             h.get("/api/me").status,
             200,
