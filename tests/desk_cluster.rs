@@ -62,6 +62,19 @@ fn login(desk: &DeskProc, name: &str) -> Http {
         .unwrap_or_else(|| panic!("login {name} at {}", desk.base))
 }
 
+/// The incident service of `simpang run` for the two sites, its broker settings `mqtt` (the
+/// `[mqtt]` lines), its config written to `cfg_path`.
+fn start_producer(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    cfg_path: &Path,
+    mqtt: &str,
+) -> (simpang::incident::IncidentService, prometheus::Registry) {
+    std::fs::write(cfg_path, producer::config(dir, CLIENT_ID, &SITE_IDS, mqtt)).unwrap();
+    let cfg = Config::load(cfg_path).unwrap_or_else(|e| panic!("{e}"));
+    producer::start(rt, &cfg)
+}
+
 /// `rounds` rounds of incidents on both sites, 100 ms apart; incident id -> (last seq, ended).
 fn produce(tx: &IncidentSender, rounds: usize) -> HashMap<String, (i64, bool)> {
     let mut r = producer::Rounds::new(&SITE_IDS);
@@ -256,13 +269,7 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
         "broker = \"mqtt://127.0.0.1:{port}\"\ncredentials_file = {:?}\n",
         creds.join("credentials.toml")
     );
-    std::fs::write(
-        &cfg_path,
-        producer::config(dir.path(), CLIENT_ID, &SITE_IDS, &mqtt),
-    )
-    .unwrap();
-    let cfg = Config::load(&cfg_path).unwrap_or_else(|e| panic!("{e}"));
-    let (svc, registry) = producer::start(&rt, &cfg);
+    let (svc, registry) = start_producer(&rt, dir.path(), &cfg_path, &mqtt);
     let tx = svc.sender();
     let db = Db::open(&db_url);
 
@@ -428,13 +435,7 @@ fn two_desks_on_the_nats_cluster_take_every_incident_while_one_is_killed() {
         "brokers = {urls:?}\ncredentials_file = {:?}\n",
         creds.join("credentials.toml")
     );
-    std::fs::write(
-        &cfg_path,
-        producer::config(dir.path(), CLIENT_ID, &SITE_IDS, &mqtt),
-    )
-    .unwrap();
-    let cfg = Config::load(&cfg_path).unwrap_or_else(|e| panic!("{e}"));
-    let (svc, registry) = producer::start(&rt, &cfg);
+    let (svc, registry) = start_producer(&rt, dir.path(), &cfg_path, &mqtt);
     let tx = svc.sender();
     let db = Db::open(&db_url);
 
