@@ -103,8 +103,9 @@ impl Proc {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
             if let Ok(Some(st)) = self.child.try_wait() {
-                // Lines it printed before exiting are still in the channel.
-                while let Ok(l) = self.lines.try_recv() {
+                // Lines it printed before exiting may still be in the pipe, not yet read by the
+                // reader thread: read until it sees the end of the pipe (the channel closes).
+                while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
                     self.seen.push(l.clone());
                     if l.contains(needle) {
                         return Ok(l);
