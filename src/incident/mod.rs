@@ -167,6 +167,8 @@ struct LinkStarter {
     reconnect: (Duration, Duration),
     local: LocalTime,
     offline_grace: chrono::Duration,
+    /// This process's wall URL, carried in every status message.
+    wall: String,
 }
 
 impl LinkStarter {
@@ -186,6 +188,7 @@ impl LinkStarter {
             camera.clone(),
             self.local,
             holder,
+            self.wall.clone(),
         );
         let link = Link::spawn(
             link::LinkSettings {
@@ -290,6 +293,7 @@ impl IncidentService {
             offline_grace: chrono::Duration::milliseconds(
                 (cfg.incidents.offline_grace_s * 1000.0) as i64,
             ),
+            wall: cfg.wall.advertised_url(),
         };
         let served: Arc<Registry<StageSite>> = Arc::new(Registry::default());
         for site_cfg in &cfg.sites {
@@ -486,6 +490,7 @@ fn status_fn(
     hub: Option<Arc<SiteHub>>,
     local: LocalTime,
     holder: Option<Holder>,
+    wall: String,
 ) -> link::StatusFn {
     Arc::new(move |state, reason| {
         let now = Utc::now();
@@ -513,6 +518,7 @@ fn status_fn(
             camera_health,
             node: holder.as_ref().map(|h| h.node.clone()),
             lease: holder.as_ref().map(|h| h.lease),
+            wall: Some(wall.clone()),
         }
     })
 }

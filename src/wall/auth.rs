@@ -9,7 +9,13 @@
 //!   `[wall.auth] desk_roles`;
 //! - **people with a wall account** sign in at `/login` with their password;
 //! - **devices** (wall controllers, VMS, scripts) send their token on every request:
-//!   `Authorization: Bearer TOKEN`, or HTTP Basic with the account name and the token.
+//!   `Authorization: Bearer TOKEN`, or HTTP Basic with the account name and the token;
+//! - **another node's wall page** opens `/live/{site}?ticket=` for a site this node serves: the
+//!   signed-in page asked its own node (`/api/live/{site}`) for a ticket, which that node signs
+//!   with the deployment's shared wall key, for one site, for this node's URL (`aud`), valid for
+//!   [`TICKET_TTL_S`] seconds and taken once ([`WallAuth::live_ticket`]). A session cookie of
+//!   one node is not sent to another (another origin), so this is how one wall plays every
+//!   node's sites with the sign-in intact (docs/deploy.md, "One wall for all nodes").
 //!
 //! A browser session is an HMAC-signed cookie (`HttpOnly`, `SameSite=Lax`, `Secure` when
 //! configured) that names the person and ends after `session_hours`; a wall account's session
@@ -49,6 +55,9 @@ const LOGIN_CSRF_COOKIE: &str = "simpang_wall_login";
 const DEVICE_COOKIE: &str = "simpang_wall_device";
 const SESSION_PURPOSE: &str = "wall-session";
 const DEVICE_PURPOSE: &str = "wall-device";
+const TICKET_PURPOSE: &str = "wall-live-ticket";
+/// How long a live ticket is good for: the page asks for one right before it connects.
+pub const TICKET_TTL_S: i64 = 30;
 
 /// Who is watching; in every protected request's extensions.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,6 +65,23 @@ pub struct Principal {
     /// `person:NAME`, `device:NAME` or `desk:NAME`: what per-client limits count by.
     pub key: String,
     pub name: String,
+    /// Let in by a live ticket of another node's wall (one `/live/{site}` socket): its page is
+    /// of another origin, which the live route's origin check lets through for it alone.
+    pub ticket: bool,
+}
+
+/// What a live ticket says: the holder may open `/live/{site}` at the wall `aud` once, before
+/// `exp`.
+#[derive(Debug, Serialize, Deserialize)]
+struct LiveTicket {
+    site: String,
+    /// Who asked, at the wall that signed it (for logs and per-client stream counts).
+    sub: String,
+    /// The wall it is for (its advertised URL): a ticket sent to a wall that is not the one
+    /// named in the site's status (a forged status) is refused by the real one.
+    aud: String,
+    exp: i64,
+    n: String,
 }
 
 /// Where a session came from.
@@ -105,6 +131,10 @@ pub struct WallAuth {
     streams: Arc<Mutex<HashMap<String, u32>>>,
     /// Desk hand-off nonces already used, until they expire.
     used: Mutex<HashMap<String, i64>>,
+    /// Live ticket nonces already used, until they expire.
+    tickets_used: Mutex<HashMap<String, i64>>,
+    /// This wall's advertised URL: the audience of the tickets it takes.
+    own_url: String,
     refused: IntCounterVec,
     signins: IntCounterVec,
 }
@@ -119,7 +149,7 @@ impl WallAuth {
         let refused = IntCounterVec::new(
             Opts::new(
                 "simpang_wall_auth_refused_total",
-                "Wall requests refused by sign-in: no or wrong credentials, too many streams",
+                "Wall requests refused by sign-in: no or wrong credentials, a bad live ticket, too many streams",
             ),
             &["reason"],
         )?;
@@ -140,6 +170,8 @@ impl WallAuth {
             cfg: cfg.wall.auth.clone(),
             streams: Arc::default(),
             used: Mutex::default(),
+            tickets_used: Mutex::default(),
+            own_url: cfg.wall.advertised_url(),
             refused,
             signins,
         }))
@@ -167,6 +199,7 @@ impl WallAuth {
             return device.map(|a| Principal {
                 key: format!("device:{}", a.name),
                 name: a.name.clone(),
+                ticket: false,
             });
         }
         let token = cookie(h, SESSION_COOKIE)?;
@@ -181,6 +214,7 @@ impl WallAuth {
                 (pw.is_some() && pw == c.pw).then(|| Principal {
                     key: format!("person:{}", a.name),
                     name: a.name.clone(),
+                    ticket: false,
                 })
             }
             Source::Desk => {
@@ -192,9 +226,67 @@ impl WallAuth {
                     .then(|| Principal {
                         key: format!("desk:{}", c.sub),
                         name: c.sub.clone(),
+                        ticket: false,
                     })
             }
         }
+    }
+
+    /// A ticket for `p` to open `/live/{site}` once at the wall `aud` (another node's advertised
+    /// URL, from the site's status), signed with the deployment's shared wall key.
+    pub fn live_ticket(&self, site: &str, p: &Principal, aud: &str) -> String {
+        self.signer.sign(
+            TICKET_PURPOSE,
+            &LiveTicket {
+                site: site.to_string(),
+                sub: p.name.clone(),
+                aud: aud.to_string(),
+                exp: now() + TICKET_TTL_S,
+                n: random_token()[..24].to_string(),
+            },
+        )
+    }
+
+    /// The principal of a `/live/{site}?ticket=` request: `Ok(None)` when the request carries
+    /// no ticket, `Err(why)` for a ticket that is refused (signature, expiry, another site,
+    /// another wall, used before).
+    fn ticket_principal(&self, uri: &axum::http::Uri) -> Result<Option<Principal>, &'static str> {
+        let Some(token) = uri.query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "ticket")
+                .map(|(_, v)| v.into_owned())
+        }) else {
+            return Ok(None);
+        };
+        let Some(site) = uri.path().strip_prefix("/live/") else {
+            return Err("a ticket is good for /live/{site} only");
+        };
+        let t = now();
+        let c = self
+            .signer
+            .verify::<LiveTicket>(TICKET_PURPOSE, &token)
+            .ok_or("bad signature (is [wall.auth] key_file the same file on every node?)")?;
+        if c.exp <= t || c.exp > t + 2 * TICKET_TTL_S {
+            return Err("expired");
+        }
+        if c.site != site {
+            return Err("made for another site");
+        }
+        if c.aud != self.own_url {
+            return Err("made for another wall");
+        }
+        {
+            let mut used = self.tickets_used.lock();
+            used.retain(|_, exp| *exp > t);
+            if used.len() > 10_000 || used.insert(c.n.clone(), c.exp).is_some() {
+                return Err("already used");
+            }
+        }
+        Ok(Some(Principal {
+            key: format!("ticket:{}", c.sub),
+            name: c.sub,
+            ticket: true,
+        }))
     }
 
     /// A place for one more open response of `key`, or `None` at the limit.
@@ -334,7 +426,28 @@ pub fn protect(router: Router, auth: Arc<WallAuth>) -> Router {
 
 /// The layer: a principal, a stream slot held while the response is sent, or a refusal.
 async fn require(State(auth): State<Arc<WallAuth>>, mut req: Request, next: Next) -> Response {
-    let Some(p) = auth.principal(req.headers()) else {
+    let p = match auth.principal(req.headers()) {
+        Some(p) => Some(p),
+        None => match auth.ticket_principal(req.uri()) {
+            Ok(p) => p,
+            Err(why) => {
+                auth.refused.with_label_values(&["bad_ticket"]).inc();
+                let client = req
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| client_key(c.0.ip()))
+                    .unwrap_or_default();
+                tracing::warn!(%client, path = %req.uri().path(), why, "live ticket refused");
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    format!("tiket tidak berlaku (live ticket refused: {why})\n"),
+                )
+                    .into_response();
+            }
+        },
+    };
+    let Some(p) = p else {
         let had = req.headers().contains_key(header::AUTHORIZATION)
             || cookie(req.headers(), SESSION_COOKIE).is_some();
         return auth.unauthorized(&req, had);

@@ -3,7 +3,7 @@
 //! waiting for conditions instead of sleeping ([`wait`]), one Prometheus parser ([`metrics`]),
 //! and the real servers and clients the tests drive: PostgreSQL ([`pg`]), Mosquitto
 //! ([`mosquitto`]), a NATS broker cluster ([`nats`]), MQTT subscribers and the message schemas
-//! ([`mqtt`]), the desk ([`desk`]), browsers ([`browser`]), the wall's streams ([`wall`],
+//! ([`mqtt`]), analytics nodes ([`cluster`]), the desk ([`desk`]), browsers ([`browser`]), the wall's streams ([`wall`],
 //! [`live`]), footage and models ([`analytics`], [`detect`], [`onnx`]).
 //!
 //! Nothing here skips a test: a part that is missing (PostgreSQL, mosquitto, a browser, a
@@ -12,6 +12,7 @@
 
 pub mod analytics;
 pub mod browser;
+pub mod cluster;
 pub mod desk;
 pub mod detect;
 pub mod live;
