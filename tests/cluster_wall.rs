@@ -222,23 +222,29 @@ fn one_wall_plays_every_node_with_tickets_and_follows_a_killed_nodes_sites() {
 
     // Tickets. `x` and `y` are b's sites.
     let mut on_b = held_b.keys();
-    let (x, y) = (
-        on_b.next().unwrap().clone(),
-        on_b.next().unwrap().clone(),
-    );
+    let (x, y) = (on_b.next().unwrap().clone(), on_b.next().unwrap().clone());
     let ticket_url = |site: &str| {
         let (code, v) = get(&format!("{}/api/live/{site}", a.wall), Some(&token));
         assert_eq!(code, 200, "a's /api/live/{site}: {v}");
         assert_eq!(v["node"], "b", "{v}");
         assert_eq!(v["served_here"], false, "{v}");
         let url = v["url"].as_str().expect("a url").to_string();
-        let want = format!("{}/live/{site}?ticket=", b.wall.replacen("http://", "ws://", 1));
+        let want = format!(
+            "{}/live/{site}?ticket=",
+            b.wall.replacen("http://", "ws://", 1)
+        );
         assert!(url.starts_with(&want), "{url} is b's /live/{site}");
         url
     };
-    let (code, v) = get(&format!("{}/api/live/{}", a.wall, held_a.keys().next().unwrap()), Some(&token));
+    let (code, v) = get(
+        &format!("{}/api/live/{}", a.wall, held_a.keys().next().unwrap()),
+        Some(&token),
+    );
     assert_eq!((code, v["served_here"].clone()), (200, json!(true)), "{v}");
-    assert!(v["url"].as_str().is_some_and(|u| u.starts_with("/live/")), "{v}");
+    assert!(
+        v["url"].as_str().is_some_and(|u| u.starts_with("/live/")),
+        "{v}"
+    );
 
     // A ticket opens b's socket from a's page (another origin) once.
     let url = ticket_url(&x);
@@ -251,11 +257,19 @@ fn one_wall_plays_every_node_with_tickets_and_follows_a_killed_nodes_sites() {
         other => panic!("first message {other:?}"),
     }
     drop(live);
-    assert_eq!(ws_open(&url, Some(&a.wall)).err(), Some(401), "a ticket used twice");
+    assert_eq!(
+        ws_open(&url, Some(&a.wall)).err(),
+        Some(401),
+        "a ticket used twice"
+    );
     // For another site.
     let for_x = ticket_url(&x);
     let on_y = for_x.replacen(&format!("/live/{x}?"), &format!("/live/{y}?"), 1);
-    assert_eq!(ws_open(&on_y, None).err(), Some(401), "a ticket for {x} on {y}");
+    assert_eq!(
+        ws_open(&on_y, None).err(),
+        Some(401),
+        "a ticket for {x} on {y}"
+    );
     // Made with the shared key by hand: valid, then expired, then for another wall.
     let signer = simpang::guard::Signer::load(&key).unwrap();
     let now = chrono::Utc::now().timestamp();
@@ -287,15 +301,27 @@ fn one_wall_plays_every_node_with_tickets_and_follows_a_killed_nodes_sites() {
         &good[..good.len() - 1],
         if good.ends_with('A') { 'B' } else { 'A' }
     );
-    assert_eq!(ws_open(&at_b(&bad), None).err(), Some(401), "a bad signature");
+    assert_eq!(
+        ws_open(&at_b(&bad), None).err(),
+        Some(401),
+        "a bad signature"
+    );
     let other_key = simpang::guard::Signer::from_key([7; 32]).sign(
         "wall-live-ticket",
         &json!({ "site": x, "sub": "uji", "aud": b.wall, "exp": now + 20, "n": "n-other" }),
     );
-    assert_eq!(ws_open(&at_b(&other_key), None).err(), Some(401), "another key");
+    assert_eq!(
+        ws_open(&at_b(&other_key), None).err(),
+        Some(401),
+        "another key"
+    );
     // A ticket is for /live/{site} only.
     let (code, _) = get(
-        &format!("{}/api/wall?ticket={}", b.wall, forged(&x, &b.wall, now + 20, "n-api")),
+        &format!(
+            "{}/api/wall?ticket={}",
+            b.wall,
+            forged(&x, &b.wall, now + 20, "n-api")
+        ),
         None,
     );
     assert_eq!(code, 401, "a ticket on another route");
@@ -316,7 +342,12 @@ fn one_wall_plays_every_node_with_tickets_and_follows_a_killed_nodes_sites() {
     }
     let refused = b
         .metrics()
-        .and_then(|m| m.get("simpang_wall_auth_refused_total", &[("reason", "bad_ticket")]))
+        .and_then(|m| {
+            m.get(
+                "simpang_wall_auth_refused_total",
+                &[("reason", "bad_ticket")],
+            )
+        })
         .unwrap_or(0.0);
     assert!(refused >= 7.0, "b counted the bad tickets: {refused}");
 
@@ -336,7 +367,11 @@ fn one_wall_plays_every_node_with_tickets_and_follows_a_killed_nodes_sites() {
         "at": "2026-12-07T10:00:00+07:00", "node": "a", "lease": 1, "wall": a.wall,
         "camera_health": { "online": true, "since": "2026-12-07T10:00:00+07:00" },
     });
-    assert!(held_b[&x] > 1, "b's lease {} is above the stale one", held_b[&x]);
+    assert!(
+        held_b[&x] > 1,
+        "b's lease {} is above the stale one",
+        held_b[&x]
+    );
     let st = Command::new("mosquitto_pub")
         .args(["-h", "127.0.0.1", "-p", &nats.mqtt_ports[0].to_string()])
         .args(["-q", "1", "-r", "-i", "stale-test"])
@@ -355,7 +390,11 @@ fn one_wall_plays_every_node_with_tickets_and_follows_a_killed_nodes_sites() {
             })
             .filter(|n| *n > stale_before)
     });
-    assert!(counted.is_some(), "a saw the stale status:\n{}", a.proc.log_tail());
+    assert!(
+        counted.is_some(),
+        "a saw the stale status:\n{}",
+        a.proc.log_tail()
+    );
     let (_, v) = get(&format!("{}/api/wall", a.wall), Some(&token));
     let p = placements(&v);
     let px = p.iter().find(|(s, ..)| *s == x).expect("x listed");
@@ -364,7 +403,10 @@ fn one_wall_plays_every_node_with_tickets_and_follows_a_killed_nodes_sites() {
         (Some("b"), false),
         "a stale status moved {x}: {v:#}"
     );
-    assert_eq!(get(&format!("{}/api/live/{x}", a.wall), Some(&token)).1["node"], "b");
+    assert_eq!(
+        get(&format!("{}/api/live/{x}", a.wall), Some(&token)).1["node"],
+        "b"
+    );
 
     // The page at a, in Chromium: x plays from b.
     let driver = ChromeDriver::start();
@@ -401,7 +443,10 @@ fn one_wall_plays_every_node_with_tickets_and_follows_a_killed_nodes_sites() {
         wd.tile(&x),
         logs(&[&a, &b], &nats)
     );
-    eprintln!("{x} plays from b in a's page: {:#}", before.unwrap()["presented"]);
+    eprintln!(
+        "{x} plays from b in a's page: {:#}",
+        before.unwrap()["presented"]
+    );
     let a_site = held_a.keys().next().unwrap().clone();
     assert!(
         wd.plays_from(&a_site, "a", WAIT).is_some(),
@@ -420,7 +465,10 @@ fn one_wall_plays_every_node_with_tickets_and_follows_a_killed_nodes_sites() {
     });
     let moved = moved.unwrap_or_else(|| panic!("a does not take {x}:\n{}", a.proc.log_tail()));
     eprintln!("{x} held by a {:.1} s after kill -9 b", moved.as_secs_f64());
-    assert!(moved <= TAKEOVER, "{x} moved after {moved:?}, over {TAKEOVER:?}");
+    assert!(
+        moved <= TAKEOVER,
+        "{x} moved after {moved:?}, over {TAKEOVER:?}"
+    );
     let after = wd.plays_from(&x, "a", WAIT);
     let after = after.unwrap_or_else(|| {
         panic!(

@@ -464,8 +464,9 @@ fn deployment(
         status: Some(crate::wall::directory::StatusSource {
             targets,
             login,
-            // Site ids have no '.': this cannot be a site connection's `{client_id}-{site}`.
-            client_id: format!("{}.wall.{}", cfg.mqtt.client_id, node.name),
+            // `_` after the prefix: never a site connection's `{client_id}-{site}` (NATS takes
+            // no `.` in MQTT client ids).
+            client_id: format!("{}_wall_{}", cfg.mqtt.client_id, node.name),
             reconnect: (
                 std::time::Duration::from_secs_f64(cfg.mqtt.reconnect_initial_s),
                 std::time::Duration::from_secs_f64(cfg.mqtt.reconnect_max_s),

@@ -146,7 +146,9 @@ impl Config {
                         && url.query().is_none() => {}
                 _ => bad(
                     w.key("public_url"),
-                    format!("{u:?} is not an http:// or https:// URL of a host (no path, no query)"),
+                    format!(
+                        "{u:?} is not an http:// or https:// URL of a host (no path, no query)"
+                    ),
                 ),
             }
         }

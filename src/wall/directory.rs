@@ -424,7 +424,10 @@ mod tests {
                 topics::status("zz"),
                 status("zz", "n1", 1, "online", "http://n1"),
             ),
-            ("simpang/v1/sites/a/counts".into(), status("a", "n", 1, "online", "http://n")),
+            (
+                "simpang/v1/sites/a/counts".into(),
+                status("a", "n", 1, "online", "http://n"),
+            ),
         ] {
             assert!(
                 matches!(d.apply(&topic, &payload), Applied::Refused(_)),
@@ -477,6 +480,9 @@ mod tests {
             Some("wss://wall-2.example/live/x%20y?ticket=t")
         );
         assert_eq!(live_ws_url("ftp://x", "a", "t"), None);
-        assert_eq!(wall_url("http://[::1]:80/").as_deref(), Some("http://[::1]:80"));
+        assert_eq!(
+            wall_url("http://[::1]:80/").as_deref(),
+            Some("http://[::1]:80")
+        );
     }
 }

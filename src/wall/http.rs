@@ -313,10 +313,7 @@ struct MjpegState {
 }
 
 async fn mjpeg(State(st): State<HttpState>, Path(file): Path<String>) -> Response {
-    let Some(site) = file
-        .strip_suffix(".mjpg")
-        .and_then(|id| st.site(id))
-    else {
+    let Some(site) = file.strip_suffix(".mjpg").and_then(|id| st.site(id)) else {
         return not_found(&file);
     };
     let mut rx = site.jpeg.subscribe();
@@ -503,7 +500,8 @@ async fn tiles(
             // Wait for any site's next JPEG, then send every site that has one.
             let (changed, first) = {
                 let waits = s.rx.iter_mut().map(|(_, rx)| Box::pin(rx.changed()));
-                let gone = futures::future::select_all(s.gone.iter().map(|g| Box::pin(g.cancelled())));
+                let gone =
+                    futures::future::select_all(s.gone.iter().map(|g| Box::pin(g.cancelled())));
                 tokio::select! {
                     _ = s.cancel.cancelled() => return None,
                     _ = gone => return None,
@@ -533,10 +531,7 @@ async fn tiles(
 }
 
 async fn snapshot(State(st): State<HttpState>, Path(file): Path<String>) -> Response {
-    let Some(site) = file
-        .strip_suffix(".jpg")
-        .and_then(|id| st.site(id))
-    else {
+    let Some(site) = file.strip_suffix(".jpg").and_then(|id| st.site(id)) else {
         return not_found(&file);
     };
     let mut rx = site.jpeg.subscribe();
