@@ -244,7 +244,13 @@ pub async fn run_status(
         let mut list = Vec::with_capacity(src.sites.len());
         let local = src.local.all();
         windows.retain(|id, _| local.iter().any(|s| s.id.as_str() == id));
-        for (id, name) in &src.sites {
+        // The page's sites, then any started here since (outside the page's list).
+        let later: Vec<(String, String)> = local
+            .iter()
+            .filter(|s| !src.sites.iter().any(|(id, _)| s.id.as_str() == id))
+            .map(|s| (s.id.to_string(), s.name.clone()))
+            .collect();
+        for (id, name) in src.sites.iter().chain(later.iter()) {
             let Some(s) = local.iter().find(|s| s.id.as_str() == id) else {
                 let p = src.directory.as_ref().and_then(|d| d.get(id));
                 list.push(remote_status(id, name, p.as_ref()));

@@ -54,6 +54,8 @@ pub struct HttpInner {
     pub cancel: CancellationToken,
     /// The static part of `/api/wall`.
     pub page: Value,
+    /// Page entries of sites started after the wall, by id (listed while served here).
+    pub added: parking_lot::RwLock<Vec<(String, Value)>>,
     /// Where annotated RTSP out listens, if enabled.
     pub rtsp: Option<(IpAddr, u16)>,
     /// The sites with an annotated RTSP mount (those served at start).
@@ -146,6 +148,14 @@ fn not_found(what: &str) -> Response {
 
 async fn api_wall(State(st): State<HttpState>, headers: HeaderMap) -> Json<Value> {
     let mut v = st.0.page.clone();
+    if let Some(sites) = v.get_mut("sites").and_then(|s| s.as_array_mut()) {
+        for (id, entry) in st.0.added.read().iter() {
+            let listed = sites.iter().any(|s| s["id"].as_str() == Some(id.as_str()));
+            if !listed && st.site(id).is_some() {
+                sites.push(entry.clone());
+            }
+        }
+    }
     // Who serves each site now: this process, or the node its latest status names.
     if let Some(sites) = v.get_mut("sites").and_then(|s| s.as_array_mut()) {
         for s in sites {

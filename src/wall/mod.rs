@@ -132,6 +132,20 @@ pub struct Wall {
     cancel: CancellationToken,
 }
 
+/// A site as `/api/wall` describes it to the page.
+fn page_site(s: &Site, live: bool) -> serde_json::Value {
+    json!({
+        "id": s.id,
+        "name": s.name,
+        "address": s.address,
+        "mjpeg": format!("/stream/{}.mjpg", s.id),
+        "live": live.then(|| format!("/live/{}", s.id)),
+        "resolve": live.then(|| format!("/api/live/{}", s.id)),
+        "zones": s.zones.iter().map(|z| json!({"id": z.id, "name": z.name, "kind": z.kind})).collect::<Vec<_>>(),
+        "lines": s.lines.iter().map(|l| json!({"id": l.id, "name": l.name, "in_name": l.in_name, "out_name": l.out_name})).collect::<Vec<_>>(),
+    })
+}
+
 /// Series exist from the start, so dashboards show 0 rather than "no data".
 fn touch_series(metrics: &WallMetrics, site: &str) {
     for out in ["mjpeg", "rtsp"] {
@@ -341,16 +355,7 @@ impl Wall {
             "tile_height": w.tile_height,
             "mjpeg_fps": w.mjpeg_fps,
             "live_delay_ms": w.live_delay_ms,
-            "sites": shown.iter().map(|s| json!({
-                "id": s.id,
-                "name": s.name,
-                "address": s.address,
-                "mjpeg": format!("/stream/{}.mjpg", s.id),
-                "live": w.live.then(|| format!("/live/{}", s.id)),
-                "resolve": w.live.then(|| format!("/api/live/{}", s.id)),
-                "zones": s.zones.iter().map(|z| json!({"id": z.id, "name": z.name, "kind": z.kind})).collect::<Vec<_>>(),
-                "lines": s.lines.iter().map(|l| json!({"id": l.id, "name": l.name, "in_name": l.in_name, "out_name": l.out_name})).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
+            "sites": shown.iter().map(|s| page_site(s, w.live)).collect::<Vec<_>>(),
         });
         let rtsp_addr = rtsp_out.as_ref().map(|r| (w.rtsp_address, r.port()));
         let live = Arc::new(live::LiveCtx {
@@ -375,6 +380,7 @@ impl Wall {
             directory,
             node: deployment.node.clone(),
             own_url: w.advertised_url(),
+            added: Default::default(),
         }));
         info!(
             sites = cfg.sites.len(),
@@ -420,6 +426,16 @@ impl Wall {
         if !self.http.0.local.insert(out.clone()) {
             out.gone.cancel();
         }
+        // A site outside the page's list (`Running::add_site` without a cluster) is listed
+        // from now on; the page shows it after a reload.
+        let mut added = self.http.0.added.write();
+        if !added.iter().any(|(id, _)| *id == site.id.as_str()) {
+            added.push((
+                site.id.to_string(),
+                page_site(site, self.http.0.live.enabled),
+            ));
+        }
+        drop(added);
         let mut workers = self.workers.lock();
         // Workers of sites that went away have ended: forget them.
         workers.retain(|w| !w.is_finished());
