@@ -17,18 +17,17 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::metrics::Metrics;
 use support::nats::NatsCluster;
-use support::process::Proc;
-use support::simpang::{point_streams_at, Samples, START};
+use support::node::{last_status, Node, Sub};
+use support::simpang::{point_streams_at, Samples};
 use support::wait::poll;
 
 const SITES: [&str; 6] = [
@@ -119,87 +118,6 @@ cooldown_s = 10.0
     p
 }
 
-/// `simpang run --node NAME` as a child.
-struct Node {
-    name: String,
-    proc: Proc,
-    ops: String,
-}
-
-impl Node {
-    fn start(config: &Path, name: &str, capacity: Option<u32>) -> Node {
-        Node::start_with(None, config, name, capacity)
-    }
-
-    /// `wrap`: a command to run it under (`ip netns exec NS`).
-    fn start_with(wrap: Option<&[&str]>, config: &Path, name: &str, capacity: Option<u32>) -> Node {
-        let cap = capacity.map(|c| c.to_string());
-        let cfg = config.display().to_string();
-        let mut args = vec![
-            "run",
-            "--config",
-            cfg.as_str(),
-            "--node",
-            name,
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ];
-        if let Some(c) = &cap {
-            args.extend(["--capacity", c.as_str()]);
-        }
-        let mut proc = match wrap {
-            None => Proc::simpang(&format!("node-{name}"), &args, &[]),
-            Some(w) => {
-                let mut cmd = Command::new(w[0]);
-                cmd.args(&w[1..])
-                    .arg(support::bin())
-                    .args(&args)
-                    .current_dir(support::root())
-                    .env(
-                        "ORT_DYLIB_PATH",
-                        support::root().join("vendor-lib/onnxruntime/libonnxruntime.so"),
-                    )
-                    .env("RUST_LOG", "info,sqlx=warn");
-                Proc::spawn(&format!("node-{name}"), cmd)
-            }
-        };
-        let line = proc.wait_line("metrics: http://", START);
-        let ops = line
-            .trim()
-            .trim_start_matches("metrics: ")
-            .trim_end_matches("/metrics")
-            .to_string();
-        Node {
-            name: name.to_string(),
-            proc,
-            ops,
-        }
-    }
-
-    /// The sites this node holds now, with their lease token; `None` when it does not answer.
-    fn held(&self) -> Option<BTreeMap<String, u64>> {
-        let m = Metrics::scrape(&format!("{}/metrics", self.ops))?;
-        let mut out = BTreeMap::new();
-        for s in m.series("simpang_cluster_site_held", &[]) {
-            if s.value == 1.0 {
-                let site = s
-                    .labels
-                    .iter()
-                    .find(|(k, _)| k == "site")
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default();
-                let token = m.site("simpang_cluster_lease_token", &site).unwrap_or(0.0);
-                out.insert(site, token as u64);
-            }
-        }
-        Some(out)
-    }
-
-    fn count(&self) -> usize {
-        self.held().map_or(0, |h| h.len())
-    }
-}
-
 /// What a [`Sampler`] saw: the most sites each node held, every "site on two nodes" sample,
 /// and how many samples it took.
 type Sampled = (HashMap<String, usize>, Vec<String>, usize);
@@ -260,59 +178,6 @@ impl Sampler {
             .map(|t| t.join().expect("sampler"))
             .unwrap_or_default()
     }
-}
-
-/// `mosquitto_sub` on `topic` (retained included) as a background reader: every (topic,
-/// payload) line it prints.
-struct Sub {
-    child: std::process::Child,
-    lines: Arc<Mutex<Vec<(String, String)>>>,
-}
-
-impl Sub {
-    fn start(port: u16, topic: &str, client_id: &str) -> Sub {
-        let mut child = Command::new("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-v"])
-            .args(["-i", client_id, "-t", topic])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto_sub (Debian mosquitto-clients, scripts/setup.sh)");
-        let out = child.stdout.take().expect("stdout");
-        let lines: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-        let l = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some((t, p)) = line.split_once(' ') {
-                    l.lock().unwrap().push((t.to_string(), p.to_string()));
-                }
-            }
-        });
-        Sub { child, lines }
-    }
-
-    fn lines(&self) -> Vec<(String, String)> {
-        self.lines.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Sub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The last status of each site (payload JSON), from a status subscription.
-fn last_status(sub: &Sub) -> HashMap<String, Value> {
-    let mut out = HashMap::new();
-    for (topic, payload) in sub.lines() {
-        let site = topic.split('/').nth(3).unwrap_or_default().to_string();
-        if let Ok(v) = serde_json::from_str::<Value>(&payload) {
-            out.insert(site, v);
-        }
-    }
-    out
 }
 
 fn logs(nodes: &[&Node], nats: &NatsCluster) -> String {
@@ -475,6 +340,44 @@ fn killed_node_sites_move_within_30_s_and_never_run_twice() {
         seen.len()
     );
     assert!(dups.is_empty(), "incident messages twice: {dups:?}");
+
+    // A condition open when its site moved stays one incident: per (site, zone, kind) at most
+    // one incident is still open (no `end`) at the end. Without the hand-over, the killed
+    // node's incidents would stay open forever beside the ones its successor opened.
+    let mut open: BTreeMap<(String, String, String), BTreeSet<String>> = BTreeMap::new();
+    let mut ended = BTreeSet::new();
+    for (_, payload) in &lines {
+        let Ok(v) = serde_json::from_str::<Value>(payload) else {
+            continue;
+        };
+        let i = &v["incident"];
+        let id = i["id"].as_str().unwrap_or_default().to_string();
+        if v["event"] == "end" {
+            ended.insert(id.clone());
+        }
+        let key = (
+            i["site"].as_str().unwrap_or_default().to_string(),
+            i["zone"].as_str().unwrap_or_default().to_string(),
+            i["kind"].as_str().unwrap_or_default().to_string(),
+        );
+        open.entry(key).or_default().insert(id);
+    }
+    let twice: Vec<_> = open
+        .iter()
+        .map(|(k, ids)| {
+            (
+                k,
+                ids.iter()
+                    .filter(|i| !ended.contains(*i))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, ids)| ids.len() > 1)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "two incidents open for one condition: {twice:?}"
+    );
 }
 
 /// A network namespace with a veth pair to this machine (`ip netns`, as root): the host side

@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::browser::{chromium_args, ChromeDriver};
-use support::cluster::{node_config, Node, SITES};
+use support::cluster::{node_config, SITES};
 use support::nats::NatsCluster;
+use support::node::Node;
 use support::simpang::{point_streams_at, Samples};
 use support::wait::poll;
 

@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
 use prometheus::Registry;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::frameloop::{self, FrameLoop, LoopMetrics};
 use super::sites::{SiteSlot, Sites};
@@ -105,11 +105,28 @@ fn run_node(
         )
         .await
         .map_err(AppError::from)?;
+        let take_wait = cfg.cluster.lease_times().0 / 4;
         let running = Arc::new(start(cfg, registry, Some(node.view()), Some(shown)).await?);
         println!("wall: http://{}/", running.http_addr);
         println!("metrics: http://{}/metrics", running.metrics_addr);
+        // What this node stored before it died and never sent goes out first, before any
+        // site's lease is taken (a site served here drains its own rows).
+        match running.incidents.replay_unserved(REPLAY_WAIT).await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                messages = n,
+                "messages left from before sent for sites served elsewhere"
+            ),
+            Err(e) => warn!(error = %e, "cannot read the outbox for messages left from before"),
+        }
+        let open = node.open_incidents();
+        running
+            .incidents
+            .share_open_incidents(Arc::new(open.clone()));
         let control = Arc::new(NodeSites {
             running: running.clone(),
+            open,
+            take_wait,
             sites,
             closing: parking_lot::Mutex::new(std::collections::HashMap::new()),
         });
@@ -134,9 +151,17 @@ fn run_node(
     Ok(ExitCode::SUCCESS)
 }
 
+/// How long a node coming back may spend sending the messages it left unsent for sites that
+/// other nodes serve now, before it takes sites itself.
+const REPLAY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The running pipeline as the cluster node drives it: the config's sites by id.
 struct NodeSites {
     running: Arc<Running>,
+    /// The cluster's open incidents per site, taken over before a site starts here.
+    open: cluster::OpenIncidents,
+    /// How long taking them may hold up the start (a quarter of the lease).
+    take_wait: std::time::Duration,
     sites: std::collections::HashMap<SiteId, Site>,
     /// MQTT connections still closing after a lost lease, by site: a site starts again only
     /// once its old connection is gone.
@@ -152,8 +177,23 @@ impl cluster::SiteControl for NodeSites {
         if let Some(h) = closing {
             let _ = h.await;
         }
+        // The incidents its last node left open go on here if the rules confirm them; without
+        // the store the site still starts (and may open such an incident a second time).
+        let adopted = match tokio::time::timeout(self.take_wait, self.open.take(site, &holder))
+            .await
+        {
+            Ok(Ok(open)) => Some(open),
+            Ok(Err(e)) => {
+                warn!(site = %site, error = %e, "cannot take over the site's open incidents; starting without them");
+                None
+            }
+            Err(_) => {
+                warn!(site = %site, "the site's open incidents did not come in time; starting without them");
+                None
+            }
+        };
         self.running
-            .add_site_held(s.clone(), Some(holder))
+            .add_site_held(s.clone(), Some(holder), adopted)
             .await
             .map_err(|e| e.to_string())
     }
@@ -315,12 +355,17 @@ impl Running {
     /// in it from this node (browser tile, MJPEG, snapshot); the RTSP mounts and the mosaic keep
     /// the sites served at start (docs/wall.md).
     pub async fn add_site(&self, site: Site) -> Result<(), AppError> {
-        self.add_site_held(site, None).await
+        self.add_site_held(site, None, None).await
     }
 
     /// [`Running::add_site`] for a site this process serves as a cluster node under a lease
     /// (`holder`): its status messages name the node and carry the lease's fencing token.
-    pub async fn add_site_held(&self, site: Site, holder: Option<Holder>) -> Result<(), AppError> {
+    pub async fn add_site_held(
+        &self,
+        site: Site,
+        holder: Option<Holder>,
+        adopted: Option<Vec<crate::incident::OpenIncident>>,
+    ) -> Result<(), AppError> {
         let _one = self.changes.lock().await;
         let mut probe = self.wiring.cfg.clone();
         probe.sites = vec![site.clone()];
@@ -345,7 +390,7 @@ impl Running {
         })?;
         if let Err(e) = self
             .incidents
-            .add_site_held(&site, Some(slot.hub.clone()), holder)
+            .add_site_held(&site, Some(slot.hub.clone()), holder, adopted)
             .await
         {
             self.wiring.unregister(site.id.as_str());

@@ -19,6 +19,7 @@
 //! [`lease`] holds the KV operations, [`placement`] the (pure) choice of node, `node.rs` the
 //! node's tasks.
 
+pub mod handoff;
 pub mod lease;
 mod node;
 pub mod placement;
@@ -41,6 +42,7 @@ use crate::config::ClusterConfig;
 use crate::incident::Holder;
 use crate::metrics;
 use crate::model::SiteId;
+pub use handoff::OpenIncidents;
 pub use lease::{KeyState, Leases, NodeRecord, Write, BUCKET};
 use node::{actuator, watchdog, NodeLoop};
 use placement::NodeLoad;
@@ -340,6 +342,7 @@ impl NodeView {
 pub struct Node {
     shared: Arc<Shared>,
     leases: Leases,
+    open: OpenIncidents,
     actions: mpsc::UnboundedReceiver<Action>,
 }
 
@@ -394,6 +397,7 @@ impl Node {
         let js = async_nats::jetstream::ContextBuilder::new()
             .timeout(settings.ttl / 4)
             .build(client);
+        let open = OpenIncidents::open(&js, cfg.replicas.min(3)).await?;
         let leases = Leases::open(js, &settings.name, settings.ttl, cfg.replicas.min(3)).await?;
         let m = ClusterMetrics::register(registry, &settings)?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -408,12 +412,19 @@ impl Node {
                 m,
             }),
             leases,
+            open,
             actions: rx,
         })
     }
 
     pub fn view(&self) -> NodeView {
         NodeView(self.shared.clone())
+    }
+
+    /// The cluster's open incidents per site: the pipeline saves to it, and takes a site's
+    /// over before the site starts here (src/incident/handoff.rs).
+    pub fn open_incidents(&self) -> OpenIncidents {
+        self.open.clone()
     }
 
     /// Starts taking sites: the node loop, the watchdog and the actuator on their own tasks.

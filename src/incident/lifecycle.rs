@@ -174,6 +174,49 @@ impl Lifecycle {
         }
     }
 
+    /// Takes over the open incidents of a site that moved here from another cluster node
+    /// (`incidents`, as that node last saved them): they replace whatever this machine still
+    /// had of the site, and stay open, same id and seq continuing, if a rule confirms them
+    /// within the confirm time, as after a restart. An incident also known here with a later
+    /// `seq` (this node served the site last and the shared copy lags) keeps the later one.
+    /// Returns the site's open incidents now, for the local state to match.
+    pub fn adopt(
+        &mut self,
+        site: &SiteId,
+        incidents: Vec<OpenIncident>,
+        now: DateTime<Utc>,
+    ) -> Vec<OpenIncident> {
+        let mine: HashMap<IncidentKey, OpenIncident> = self
+            .open
+            .iter()
+            .filter(|(k, _)| &k.site == site)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.open.retain(|k, _| &k.site != site);
+        for mut inc in incidents.into_iter().filter(|i| &i.key.site == site) {
+            if let Some(local) = mine.get(&inc.key) {
+                if local.id == inc.id && local.seq > inc.seq {
+                    inc = local.clone();
+                }
+            }
+            inc.restored_at = Some(now);
+            self.open.insert(inc.key.clone(), inc);
+        }
+        self.open_of(site)
+    }
+
+    /// The open incidents of one site, in key order.
+    pub fn open_of(&self, site: &SiteId) -> Vec<OpenIncident> {
+        let mut out: Vec<OpenIncident> = self
+            .open
+            .values()
+            .filter(|i| &i.key.site == site)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
     pub fn open_incidents(&self) -> impl Iterator<Item = &OpenIncident> {
         self.open.values()
     }
@@ -639,6 +682,49 @@ mod tests {
         assert_eq!(out[0].end_reason, Some(EndReason::NotConfirmed));
         assert!(!out[0].from_event);
         assert!(m.tick(t(1700)).is_empty());
+    }
+
+    #[test]
+    fn adopted_incidents_replace_the_sites_own_and_continue_when_confirmed() {
+        // Node b served charitas first: its jam is open here with seq 1.
+        let mut here = machine();
+        here.on_event(&jam(P::Start, "macet", 0, 10));
+        here.on_event(&ev(None, IncidentKind::Crowd, P::Start, "tinggi", 0, 10));
+        let mut bkb = jam(P::Start, "padat", 5, 12);
+        bkb.site = SiteId::new("bkb");
+        here.on_event(&bkb);
+        // The site moved to node a, which sent two updates and ended the crowd, then moved
+        // back: a's saved copy (jam at seq 3, no crowd) wins over what is left here.
+        let mut there = machine();
+        there.on_event(&jam(P::Start, "macet", 0, 10));
+        there.on_event(&jam(P::Update, "padat", 0, 100));
+        there.on_event(&jam(P::Update, "macet", 0, 200));
+        let saved = there.open_of(&SiteId::new("charitas"));
+        assert_eq!(saved.len(), 1);
+        let now = here.adopt(&SiteId::new("charitas"), saved, t(300));
+        assert_eq!(now.len(), 1, "the crowd incident is gone: {now:?}");
+        assert_eq!(now[0].seq, 3);
+        assert!(
+            here.is_open(&IncidentKey::of(&bkb)),
+            "other sites are untouched"
+        );
+        // The rule here sees the jam again, with its own start time: the same incident goes on.
+        let out = here.on_event(&jam(P::Start, "macet", 290, 310));
+        assert_eq!(short(&out), vec![(Update, 4)]);
+        assert!(out[0].resumed);
+        assert_eq!(
+            out[0].id,
+            incident_id("charitas", Some("sudirman"), IncidentKind::TrafficJam, t(0))
+        );
+        // A copy that lags behind what this node sent itself keeps the later seq.
+        let mut lagging = here.open_of(&SiteId::new("charitas"));
+        lagging[0].seq = 2;
+        let now = here.adopt(&SiteId::new("charitas"), lagging, t(400));
+        assert_eq!(now[0].seq, 4);
+        // Not confirmed: it ends after the confirm time like a restored incident.
+        let out = here.tick(t(1000));
+        assert_eq!(short(&out), vec![(End, 5)]);
+        assert_eq!(out[0].end_reason, Some(EndReason::NotConfirmed));
     }
 
     #[test]

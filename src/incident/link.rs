@@ -71,6 +71,11 @@ pub struct LinkSettings {
     pub last_id: i64,
     /// (first, longest) wait between connection attempts.
     pub reconnect: (Duration, Duration),
+    /// Publish the retained status again this often while connected (a site served under a
+    /// cluster lease: the will of a node cut off from the broker fires after its keep-alive,
+    /// possibly after the next node said `online`, and would otherwise stay the retained
+    /// status; the refresh puts the serving node's back). `None`: only on changes.
+    pub status_refresh: Option<Duration>,
 }
 
 /// Builds a status message for the site (state, reason) at the current time.
@@ -118,7 +123,8 @@ pub struct Link {
     shared: Arc<Mutex<Shared>>,
     client: AsyncClient,
     stop: Arc<Notify>,
-    status: StatusFn,
+    /// `None`: a replay connection (see [`Link::spawn`]).
+    status: Option<StatusFn>,
     key: Option<SigningKey>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -126,11 +132,16 @@ pub struct Link {
 impl Link {
     /// Starts the site's connection to the first of `targets` (the nodes of a broker cluster,
     /// or one broker); a connection error moves it to the next.
+    ///
+    /// `status: None` makes a **replay** connection: it only publishes the site's rows left in
+    /// this machine's outbox, with no retained status and no will, so that a cluster node
+    /// coming back sends what it could not send before it died without speaking for a site
+    /// another node serves now.
     pub fn spawn(
         settings: LinkSettings,
         targets: &[BrokerTarget],
         outbox: Outbox,
-        status: StatusFn,
+        status: Option<StatusFn>,
         metrics: LinkMetrics,
     ) -> Link {
         let LinkSettings {
@@ -140,6 +151,7 @@ impl Link {
             key,
             last_id,
             reconnect,
+            status_refresh,
         } = settings;
         let targets = targets.to_vec();
         let opts = options(&targets[0], &client_id, login.as_ref());
@@ -170,6 +182,7 @@ impl Link {
             key: key.clone(),
             metrics,
             reconnect,
+            status_refresh,
         };
         let span = tracing::info_span!("mqtt", site = %site);
         let task = tokio::spawn(driver.run(eventloop).instrument(span));
@@ -217,12 +230,21 @@ impl Link {
 
     /// The camera's health changed: republish the retained status (when connected).
     pub fn status_changed(&self) {
+        let Some(status) = &self.status else {
+            return;
+        };
         let mut sh = self.shared.lock();
         if !sh.connected || sh.stopping {
             return;
         }
-        let msg = (self.status)(SiteState::Online, StatusReason::Running);
+        let msg = status(SiteState::Online, StatusReason::Running);
         publish_status(&self.client, &mut sh, &msg, self.key.as_ref());
+    }
+
+    /// Connected, and every row of the site up to the last one known is acknowledged.
+    pub fn drained(&self) -> bool {
+        let sh = self.shared.lock();
+        sh.connected && !sh.backlog() && sh.outstanding() == 0
     }
 
     /// Stops the connection: publishes the offline status, drains what it can within
@@ -231,8 +253,12 @@ impl Link {
         {
             let mut sh = self.shared.lock();
             sh.stopping = true;
-            if sh.connected && !sh.offline_sent {
-                let msg = (self.status)(SiteState::Offline, StatusReason::Shutdown);
+            if let Some(status) = self
+                .status
+                .as_ref()
+                .filter(|_| sh.connected && !sh.offline_sent)
+            {
+                let msg = status(SiteState::Offline, StatusReason::Shutdown);
                 publish_status(&self.client, &mut sh, &msg, self.key.as_ref());
                 sh.offline_sent = true;
             }
@@ -291,10 +317,11 @@ struct Driver {
     client: AsyncClient,
     outbox: Outbox,
     stop: Arc<Notify>,
-    status: StatusFn,
+    status: Option<StatusFn>,
     key: Option<SigningKey>,
     metrics: LinkMetrics,
     reconnect: (Duration, Duration),
+    status_refresh: Option<Duration>,
 }
 
 impl Driver {
@@ -309,10 +336,11 @@ impl Driver {
         let mut failures: u64 = 0;
         let mut flush_deadline: Option<tokio::time::Instant> = None;
         let mut disconnect_sent = false;
+        let mut status_at = tokio::time::Instant::now();
         loop {
-            if !up {
+            if let Some(status) = self.status.as_ref().filter(|_| !up) {
                 // The will is fixed per connection: refresh its time for the next attempt.
-                let will = (self.status)(SiteState::Offline, StatusReason::ConnectionLost);
+                let will = status(SiteState::Offline, StatusReason::ConnectionLost);
                 if let Ok(payload) = sign::encode(&will, self.key.as_ref()) {
                     el.mqtt_options.set_last_will(LastWill::new(
                         topics::status(self.site.as_str()),
@@ -361,13 +389,16 @@ impl Driver {
                     sh.cursor = 0;
                     sh.queued.clear();
                     sh.inflight.clear();
-                    let msg = if sh.stopping {
-                        sh.offline_sent = true;
-                        (self.status)(SiteState::Offline, StatusReason::Shutdown)
-                    } else {
-                        (self.status)(SiteState::Online, StatusReason::Running)
-                    };
-                    publish_status(&self.client, &mut sh, &msg, self.key.as_ref());
+                    if let Some(status) = &self.status {
+                        let msg = if sh.stopping {
+                            sh.offline_sent = true;
+                            status(SiteState::Offline, StatusReason::Shutdown)
+                        } else {
+                            status(SiteState::Online, StatusReason::Running)
+                        };
+                        publish_status(&self.client, &mut sh, &msg, self.key.as_ref());
+                        status_at = tokio::time::Instant::now();
+                    }
                 }
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                     let in_step = {
@@ -470,6 +501,20 @@ impl Driver {
             }
             let stopping = self.shared.lock().stopping;
             if !stopping {
+                // The event loop wakes at least once per keep-alive (its ping), so the refresh
+                // comes within `status_refresh` + keep-alive.
+                if let (Some(every), Some(status)) = (self.status_refresh, &self.status) {
+                    if status_at.elapsed() >= every {
+                        let msg = status(SiteState::Online, StatusReason::Running);
+                        publish_status(
+                            &self.client,
+                            &mut self.shared.lock(),
+                            &msg,
+                            self.key.as_ref(),
+                        );
+                        status_at = tokio::time::Instant::now();
+                    }
+                }
                 self.top_up().await;
                 continue;
             }

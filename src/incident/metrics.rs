@@ -16,6 +16,7 @@ pub struct IncidentMetrics {
     pub outbox_over_limit: IntCounter,
     pub connect_failures: IntCounterVec,
     pub input_dropped: IntCounter,
+    pub handoff_failures: IntCounterVec,
 }
 
 /// Publish latency buckets: the usual ones, then minutes, for messages that waited out an outage.
@@ -83,6 +84,12 @@ impl IncidentMetrics {
                 r,
                 "simpang_incident_input_dropped_total",
                 "Rule events or counts reports lost because the incident queue was full",
+            )?,
+            handoff_failures: metrics::int_counter_vec(
+                r,
+                "simpang_incident_handoff_failures_total",
+                "Saves of a site's open incidents to the cluster's store that failed: `moved_on` (another node holds the site; the message was not sent), `failed`, `timeout` (the message was sent anyway)",
+                &["reason"],
             )?,
         })
     }

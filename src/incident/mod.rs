@@ -23,6 +23,7 @@ pub mod access;
 pub mod broker;
 pub mod certs;
 pub mod credentials;
+pub mod handoff;
 pub mod lifecycle;
 pub mod link;
 pub mod message;
@@ -58,7 +59,8 @@ use crate::model::{
 };
 
 pub use broker::{BrokerError, BrokerTarget, ProducerAuth};
-pub use lifecycle::{incident_id, Lifecycle, LifecycleConfig};
+pub use handoff::{OpenStore, Saved};
+pub use lifecycle::{incident_id, Lifecycle, LifecycleConfig, OpenIncident};
 pub use link::Link;
 pub use message::{CountsMessage, Holder, SiteInfo, StatusMessage};
 pub use metrics::IncidentMetrics;
@@ -87,12 +89,18 @@ pub enum IncidentError {
 /// Queue between the frame loops and the producer. Incidents are rare; a full queue means the
 /// producer is stuck (disk), and the frame loops must not wait for it.
 const INPUT_QUEUE: usize = 1024;
+/// How often a site served under a cluster lease publishes its retained status again (see
+/// `link::LinkSettings::status_refresh`).
+const STATUS_REFRESH: Duration = Duration::from_secs(30);
 /// How often camera health and restored incidents are looked at.
 const TICK: Duration = Duration::from_secs(1);
 
 enum Input {
     Rule(Box<RuleEvent>, DateTime<Utc>),
     Counts(Box<CountsReport>, DateTime<Utc>),
+    /// A site that moved here: the open incidents its last holder saved; answered once the
+    /// lifecycle and the local state have them.
+    Adopt(SiteId, Vec<OpenIncident>, tokio::sync::oneshot::Sender<()>),
 }
 
 /// Cloneable handle the frame loop uses to hand over rule events and counts. Never blocks.
@@ -138,12 +146,20 @@ pub struct IncidentService {
     outbox: Outbox,
     /// The managed broker (`mqtt.broker = "embedded"`), stopped after the links.
     broker: Option<Arc<ManagedBroker>>,
+    /// The cluster's shared open incidents (`simpang run --node`), set once the node connects.
+    open_store: OpenStoreCell,
 }
+
+/// Where the producer finds the [`OpenStore`] once the cluster node has one.
+type OpenStoreCell = Arc<std::sync::OnceLock<Arc<dyn OpenStore>>>;
 
 /// What the stage keeps of one site it serves, by id: the facts its messages carry, its MQTT
 /// connection, and the watch on its camera.
 struct StageSite {
     info: SiteInfo,
+    /// The cluster node's lease on the site (`simpang run --node`): its open incidents are
+    /// saved to the cluster's [`OpenStore`] before each message.
+    holder: Option<Holder>,
     /// Signs the site's messages (when the site has a key and `mqtt.sign_messages` is on).
     key: Option<sign::SigningKey>,
     link: Link,
@@ -182,12 +198,13 @@ impl LinkStarter {
         let (login, key) = self.auth.for_site(info.id.as_str(), self.sign)?;
         self.metrics.pending.with_label_values(&[&info.id]);
         let client_id = format!("{}-{}", self.client_id, info.id);
+        let held = holder.is_some();
         let status = status_fn(
             info.clone(),
             client_id.clone(),
             camera.clone(),
             self.local,
-            holder,
+            holder.clone(),
             self.wall.clone(),
         );
         let link = Link::spawn(
@@ -198,18 +215,43 @@ impl LinkStarter {
                 key: key.clone(),
                 last_id,
                 reconnect: self.reconnect,
+                status_refresh: held.then_some(STATUS_REFRESH),
             },
             &self.targets,
             self.outbox.clone(),
-            status,
+            Some(status),
             self.metrics.clone(),
         );
         Ok(StageSite {
             info,
+            holder,
             key,
             link,
             camera: camera.map(|c| (c, Mutex::new(watch::OfflineWatch::new(self.offline_grace)))),
         })
+    }
+}
+
+impl LinkStarter {
+    /// A replay connection for a site this process does not serve (see [`Link::spawn`]):
+    /// client id `{client_id}-{site}-replay`, so it never takes over the serving node's session.
+    fn replay(&self, site: &SiteId, last_id: i64) -> Result<Link, BrokerError> {
+        let (login, key) = self.auth.for_site(site.as_str(), self.sign)?;
+        Ok(Link::spawn(
+            link::LinkSettings {
+                site: site.clone(),
+                client_id: format!("{}-{site}-replay", self.client_id),
+                login,
+                key,
+                last_id,
+                reconnect: self.reconnect,
+                status_refresh: None,
+            },
+            &self.targets,
+            self.outbox.clone(),
+            None,
+            self.metrics.clone(),
+        ))
     }
 }
 
@@ -340,7 +382,9 @@ impl IncidentService {
 
         let (tx, rx) = mpsc::channel::<Input>(INPUT_QUEUE);
         let cancel = CancellationToken::new();
+        let open_store = OpenStoreCell::default();
         let producer = Producer {
+            open_store: open_store.clone(),
             lifecycle,
             sites: served.clone(),
             local,
@@ -370,6 +414,7 @@ impl IncidentService {
             links,
             outbox,
             broker: managed,
+            open_store,
         })
     }
 
@@ -386,20 +431,41 @@ impl IncidentService {
         site: &Site,
         camera: Option<Arc<SiteHub>>,
     ) -> Result<(), IncidentError> {
-        self.add_site_held(site, camera, None).await
+        self.add_site_held(site, camera, None, None).await
+    }
+
+    /// Saves each held site's open incidents to `store` from now on (`simpang run --node`).
+    pub fn share_open_incidents(&self, store: Arc<dyn OpenStore>) {
+        if self.open_store.set(store).is_err() {
+            warn!("the open-incident store was set already; the first one stays");
+        }
     }
 
     /// [`IncidentService::add_site`] for a site a cluster node serves under a lease: its status
-    /// messages carry the node and the lease's fencing token.
+    /// messages carry the node and the lease's fencing token, and `adopted` (the open incidents
+    /// its last holder saved, when the store could be read) replace what this machine had of
+    /// the site before any of its rule events arrive.
     pub async fn add_site_held(
         &self,
         site: &Site,
         camera: Option<Arc<SiteHub>>,
         holder: Option<Holder>,
+        adopted: Option<Vec<OpenIncident>>,
     ) -> Result<(), IncidentError> {
         let id = site.id.clone();
         if self.sites.get(id.as_str()).is_some() {
             return Ok(());
+        }
+        if let Some(open) = adopted {
+            let (done, wait) = tokio::sync::oneshot::channel();
+            if self
+                .tx
+                .send(Input::Adopt(id.clone(), open, done))
+                .await
+                .is_ok()
+            {
+                let _ = wait.await;
+            }
         }
         let backlog = self.outbox.backlog().await?;
         let own = backlog.iter().find(|b| site.id == b.site.as_str());
@@ -444,6 +510,51 @@ impl IncidentService {
             }
             None => false,
         }
+    }
+
+    /// Publishes the messages this machine's outbox still holds for sites it does not serve
+    /// (a cluster node back after a crash: what it stored and could not send before), over
+    /// replay connections, for at most `wait`. Call it before the node takes any site: a site
+    /// served here drains its own rows. What is not sent in time stays in the outbox for the
+    /// next start or for this node serving the site. Returns the messages sent.
+    pub async fn replay_unserved(&self, wait: Duration) -> Result<u64, IncidentError> {
+        let mut links = Vec::new();
+        for b in self.outbox.backlog().await? {
+            let site = SiteId::new(&b.site);
+            if b.pending == 0 || self.sites.get(site.as_str()).is_some() {
+                continue;
+            }
+            info!(site = %site, pending = b.pending, "the outbox holds messages of a site served elsewhere now; sending them");
+            self.links
+                .metrics
+                .pending
+                .with_label_values(&[site.as_str()])
+                .set(b.pending);
+            match self.links.replay(&site, b.max_id) {
+                Ok(l) => links.push((l, b.pending)),
+                Err(e) => {
+                    warn!(site = %site, error = %e, "cannot replay the site's messages (no login); they stay in the outbox")
+                }
+            }
+        }
+        if links.is_empty() {
+            return Ok(0);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        while tokio::time::Instant::now() < deadline && !links.iter().all(|(l, _)| l.drained()) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut sent = 0;
+        for (l, pending) in &links {
+            let done = l.drained();
+            l.stop().await;
+            if done {
+                sent += u64::try_from(*pending).unwrap_or(0);
+            } else {
+                warn!(site = %l.site(), "replay not finished in time; the rest stays in the outbox");
+            }
+        }
+        Ok(sent)
     }
 
     /// The ids of the sites served now.

@@ -398,6 +398,31 @@ impl Outbox {
         Ok(out)
     }
 
+    /// Makes the local open incidents of `site` exactly `open` (a site adopted from another
+    /// cluster node), in one transaction.
+    pub async fn replace_site_open(
+        &self,
+        site: &str,
+        open: &[OpenIncident],
+    ) -> Result<(), OutboxError> {
+        let mut tx = self.pool.begin().await?;
+        // Keys are `site|zone|kind`: the prefix names exactly the site's rows.
+        sqlx::query("DELETE FROM open_incidents WHERE substr(key, 1, length(?)) = ?")
+            .bind(format!("{site}|"))
+            .bind(format!("{site}|"))
+            .execute(&mut *tx)
+            .await?;
+        for inc in open.iter().filter(|i| i.key.site == site) {
+            sqlx::query("INSERT INTO open_incidents (key, state) VALUES (?, ?)")
+                .bind(inc.key.as_db_key())
+                .bind(serde_json::to_string(inc)?)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         // sqlx closes a connection's SQLite handle on its worker thread, after `close` returns:
         // fold the WAL back now so the file is whole when the caller looks at it.
@@ -679,5 +704,52 @@ mod tests {
         .await
         .unwrap();
         assert!(ob.open_incidents().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_adopted_sites_open_incidents_replace_only_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(&dir.path().join("o.db"), 100).await.unwrap();
+        let inc = |site: &str, kind: IncidentKind, seq: u32| OpenIncident {
+            id: format!("{site}-{}", kind.as_str()),
+            key: IncidentKey {
+                site: site.into(),
+                zone: None,
+                kind,
+            },
+            started_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            seq,
+            level: crate::model::Level::Tinggi,
+            last_sent_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 5).unwrap(),
+            restored_at: None,
+        };
+        for (site, kind) in [
+            ("a", IncidentKind::Crowd),
+            ("a", IncidentKind::CameraOffline),
+            ("ab", IncidentKind::Crowd),
+        ] {
+            ob.insert(
+                &msg(site, MsgKind::Incident, 1),
+                &[Persist::Upsert(inc(site, kind, 1))],
+            )
+            .await
+            .unwrap();
+        }
+        let adopted = vec![inc("a", IncidentKind::Crowd, 7)];
+        ob.replace_site_open("a", &adopted).await.unwrap();
+        let mut all = ob.open_incidents().await.unwrap();
+        all.sort_by(|x, y| x.id.cmp(&y.id));
+        assert_eq!(
+            all,
+            vec![
+                inc("a", IncidentKind::Crowd, 7),
+                inc("ab", IncidentKind::Crowd, 1)
+            ]
+        );
+        ob.replace_site_open("a", &[]).await.unwrap();
+        assert_eq!(
+            ob.open_incidents().await.unwrap(),
+            vec![inc("ab", IncidentKind::Crowd, 1)]
+        );
     }
 }

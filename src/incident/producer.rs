@@ -6,6 +6,7 @@ use super::*;
 /// The task that turns inputs into stored messages.
 pub(super) struct Producer {
     pub(super) lifecycle: Lifecycle,
+    pub(super) open_store: OpenStoreCell,
     /// The sites served, shared with the service, which adds and removes them.
     pub(super) sites: Arc<Registry<StageSite>>,
     pub(super) local: LocalTime,
@@ -21,6 +22,9 @@ pub(super) struct Producer {
     pub(super) metrics: IncidentMetrics,
     pub(super) cancel: CancellationToken,
 }
+
+/// How long a save to the cluster's open-incident store may hold up the message.
+const SAVE_WAIT: Duration = Duration::from_secs(2);
 
 impl Producer {
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
@@ -48,6 +52,10 @@ impl Producer {
         match input {
             Input::Rule(ev, received) => self.rule_event(*ev, received).await,
             Input::Counts(r, received) => self.counts(*r, received).await,
+            Input::Adopt(site, open, done) => {
+                self.adopt(site, open).await;
+                let _ = done.send(());
+            }
         }
     }
 
@@ -127,6 +135,58 @@ impl Producer {
         });
     }
 
+    /// A site moved here: its last holder's open incidents replace this machine's, in memory
+    /// and in the local state (so a restart of this node restores them too).
+    async fn adopt(&mut self, site: SiteId, open: Vec<OpenIncident>) {
+        let n = open.len();
+        let now = self.lifecycle.adopt(&site, open, Utc::now());
+        for inc in &now {
+            info!(site = %site, id = %inc.id, kind = inc.key.kind.as_str(), seq = inc.seq, "incident open on the site's last node; waiting for a rule here to confirm it");
+        }
+        if let Err(e) = self.outbox.replace_site_open(site.as_str(), &now).await {
+            error!(site = %site, error = %e, "cannot store the adopted open incidents locally (they are kept in memory)");
+        }
+        debug!(site = %site, saved = n, open = now.len(), "open incidents adopted");
+    }
+
+    /// Saves the site's open incidents (after the lifecycle's decision) to the cluster's store
+    /// before the message goes to the outbox (src/incident/handoff.rs). False: the site has
+    /// moved to another node, which goes on with its incidents; the message must not be sent.
+    async fn save_open(&self, site: &SiteId, holder: Option<&Holder>) -> bool {
+        let (Some(store), Some(holder)) = (self.open_store.get(), holder) else {
+            return true;
+        };
+        let open = self.lifecycle.open_of(site);
+        let saved = tokio::time::timeout(SAVE_WAIT, store.save(site, holder, open)).await;
+        match saved {
+            Ok(Saved::Ok) => true,
+            Ok(Saved::MovedOn) => {
+                self.metrics
+                    .handoff_failures
+                    .with_label_values(&["moved_on"])
+                    .inc();
+                warn!(site = %site, "another node holds the site now and goes on with its incidents: message not sent from here");
+                false
+            }
+            Ok(Saved::Failed(e)) => {
+                self.metrics
+                    .handoff_failures
+                    .with_label_values(&["failed"])
+                    .inc();
+                warn!(site = %site, error = %e, "open incidents not saved to the cluster (the message is sent anyway; a node taking the site now would open the incident again)");
+                true
+            }
+            Err(_) => {
+                self.metrics
+                    .handoff_failures
+                    .with_label_values(&["timeout"])
+                    .inc();
+                warn!(site = %site, wait_s = SAVE_WAIT.as_secs_f64(), "open incidents not saved to the cluster in time (the message is sent anyway)");
+                true
+            }
+        }
+    }
+
     async fn rule_event(&mut self, ev: RuleEvent, received: DateTime<Utc>) {
         if self.sites.get(ev.site.as_str()).is_none() {
             warn!(site = %ev.site, "rule event for a site that is not served; ignored");
@@ -147,13 +207,16 @@ impl Producer {
         ev: Option<&RuleEvent>,
         received: DateTime<Utc>,
     ) {
-        let Some((site, key)) = self
+        let Some((site, key, holder)) = self
             .sites
             .get(emit.key.site.as_str())
-            .map(|s| (s.info.clone(), s.key.clone()))
+            .map(|s| (s.info.clone(), s.key.clone(), s.holder.clone()))
         else {
             return;
         };
+        if !self.save_open(&site.id, holder.as_ref()).await {
+            return;
+        }
         let span = tracing::info_span!("incident", site = %site.id, id = %emit.id, event = emit.event.as_str(), seq = emit.seq);
         async {
             let ev = ev.filter(|_| emit.from_event);

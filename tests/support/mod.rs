@@ -2,8 +2,8 @@
 //! processes on loopback ports they pick and report ([`ports`], [`process`], [`simpang`]),
 //! waiting for conditions instead of sleeping ([`wait`]), one Prometheus parser ([`metrics`]),
 //! and the real servers and clients the tests drive: PostgreSQL ([`pg`]), Mosquitto
-//! ([`mosquitto`]), a NATS broker cluster ([`nats`]), MQTT subscribers and the message schemas
-//! ([`mqtt`]), analytics nodes ([`cluster`]), the desk ([`desk`]), browsers ([`browser`]), the wall's streams ([`wall`],
+//! ([`mosquitto`]), a NATS broker cluster ([`nats`]) and the cluster nodes on it ([`node`]), MQTT subscribers and the message schemas
+//! ([`mqtt`]), a cluster config on the sample cameras ([`cluster`]), the desk ([`desk`]), browsers ([`browser`]), the wall's streams ([`wall`],
 //! [`live`]), footage and models ([`analytics`], [`detect`], [`onnx`]).
 //!
 //! Nothing here skips a test: a part that is missing (PostgreSQL, mosquitto, a browser, a
@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod mosquitto;
 pub mod mqtt;
 pub mod nats;
+pub mod node;
 pub mod onnx;
 pub mod pg;
 pub mod ports;
