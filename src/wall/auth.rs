@@ -772,6 +772,80 @@ mod tests {
     }
 
     #[test]
+    fn live_tickets_open_one_site_at_one_wall_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "data_dir = {:?}\n[wall]\npublic_url = \"http://wall-b.test:8080/\"\n[city]\nname = \"P\"\n[[sites]]\nid = \"a\"\nname = \"A\"\naddress = \"x\"\nlat = 0.0\nlon = 0.0\nstream = \"rtsp://127.0.0.1:1/a\"\n",
+            dir.path().display().to_string()
+        );
+        let cfg = Config::from_str_at(&text, &dir.path().join("s.toml")).unwrap();
+        let auth = WallAuth::start(&cfg, &Registry::new()).unwrap();
+        let p = Principal {
+            key: "person:op".into(),
+            name: "op".into(),
+            ticket: false,
+        };
+        let uri = |path: &str, t: &str| -> axum::http::Uri {
+            format!("{path}?ticket={t}").parse().unwrap()
+        };
+        let here = "http://wall-b.test:8080";
+        let t = auth.live_ticket("a", &p, here);
+        assert_eq!(
+            auth.ticket_principal(&uri("/live/b", &t)).err(),
+            Some("made for another site")
+        );
+        assert_eq!(
+            auth.ticket_principal(&uri("/api/wall", &t)).err(),
+            Some("a ticket is good for /live/{site} only")
+        );
+        let got = auth.ticket_principal(&uri("/live/a", &t)).unwrap().unwrap();
+        assert_eq!((got.key.as_str(), got.ticket), ("ticket:op", true));
+        assert_eq!(
+            auth.ticket_principal(&uri("/live/a", &t)).err(),
+            Some("already used")
+        );
+        let elsewhere = auth.live_ticket("a", &p, "http://wall-c.test:8080");
+        assert_eq!(
+            auth.ticket_principal(&uri("/live/a", &elsewhere)).err(),
+            Some("made for another wall")
+        );
+        let expired = auth.signer.sign(
+            TICKET_PURPOSE,
+            &LiveTicket {
+                site: "a".into(),
+                sub: "op".into(),
+                aud: here.into(),
+                exp: now() - 1,
+                n: "n1".into(),
+            },
+        );
+        assert_eq!(
+            auth.ticket_principal(&uri("/live/a", &expired)).err(),
+            Some("expired")
+        );
+        let foreign = Signer::from_key([9; 32]).sign(
+            TICKET_PURPOSE,
+            &LiveTicket {
+                site: "a".into(),
+                sub: "op".into(),
+                aud: here.into(),
+                exp: now() + 10,
+                n: "n2".into(),
+            },
+        );
+        assert!(auth
+            .ticket_principal(&uri("/live/a", &foreign))
+            .unwrap_err()
+            .starts_with("bad signature"));
+        // A session token is not a ticket (another purpose).
+        let session = auth
+            .signer
+            .sign(SESSION_PURPOSE, &serde_json::json!({"site": "a"}));
+        assert!(auth.ticket_principal(&uri("/live/a", &session)).is_err());
+        assert_eq!(auth.ticket_principal(&"/live/a".parse().unwrap()), Ok(None));
+    }
+
+    #[test]
     fn html_is_escaped() {
         assert_eq!(
             html_escape("\"><script>x</script>"),
