@@ -11,7 +11,9 @@
 //!   the site;
 //! - in headless Chromium signed in at `a`, the tile of a site `b` serves plays from `b` (its
 //!   pixels change); `b` gets kill -9, the site moves to `a` within 30 s, and the same tile plays
-//!   again from `a` without a page reload.
+//!   again from `a` without a page reload;
+//! - on a cluster with the users of `simpang mqtt-credentials`, the wall reads statuses with the
+//!   `viewer` login (a producer's login may not subscribe) and takes only signed ones.
 //!
 //! Counts and states, not timings, except the issue's 30 s takeover bound.
 
@@ -500,4 +502,105 @@ fn one_wall_plays_every_node_with_tickets_and_follows_a_killed_nodes_sites() {
             .then_some(())
     });
     assert!(all.is_some(), "a serves every site:\n{}", a.proc.log_tail());
+}
+
+/// The wall's status reader on a broker cluster with users (`simpang mqtt-credentials`): it
+/// reads every site's status with the `viewer` login, takes a status signed with the site's key
+/// and refuses one that is not signed.
+#[test]
+fn the_wall_reads_statuses_with_the_viewer_login_and_checks_signatures() {
+    use simpang::wall::directory::{self, Directory, StatusSource};
+    let dir = tempfile::tempdir().unwrap();
+    let placeholder = node_config(
+        dir.path(),
+        "v",
+        &["mqtt://127.0.0.1:1".into()],
+        &["nats://127.0.0.1:1".into()],
+        "",
+    );
+    let creds = support::producer::credentials(&placeholder, &dir.path().join("mqtt"));
+    let nats = NatsCluster::start(3, Some(&creds.join("nats-users.conf")));
+    let path = node_config(dir.path(), "v", &nats.urls(), &nats.nats_urls(), "");
+    let mut cfg = simpang::config::Config::load(&path).unwrap();
+    cfg.mqtt.credentials_file = Some(creds.join("credentials.toml"));
+    assert!(cfg.mqtt.sign_messages, "signing is on by default");
+    let (login, keys) = directory::status_login(&cfg, None);
+    assert_eq!(login.as_ref().map(|l| l.username.as_str()), Some("viewer"));
+    assert_eq!(keys.len(), SITES.len(), "a signing key per site");
+    let site = SITES[0];
+    let key = keys[site].clone();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let outcomes = prometheus::IntCounterVec::new(
+        prometheus::Opts::new("simpang_wall_directory_messages_total", "test"),
+        &["outcome"],
+    )
+    .unwrap();
+    let directory_ = std::sync::Arc::new(
+        Directory::new(SITES.iter().map(|s| s.to_string()).collect(), keys)
+            .with_metrics(outcomes.clone()),
+    );
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let src = StatusSource {
+        targets: simpang::incident::BrokerTarget::from_config(&cfg).unwrap(),
+        login,
+        client_id: "wall-viewer-test".into(),
+        reconnect: (Duration::from_millis(200), Duration::from_secs(1)),
+    };
+    let task = rt.spawn(directory::watch(directory_.clone(), src, cancel.clone()));
+    let up = poll(WAIT, || directory_.connected().then_some(()));
+    assert!(
+        up.is_some(),
+        "the viewer login subscribes:\n{}",
+        nats.logs()
+    );
+
+    // As the site's producer (its own login), retained, first unsigned, then signed.
+    let secrets =
+        simpang::incident::secrets::Credentials::load(&creds.join("credentials.toml")).unwrap();
+    let producer = secrets
+        .login(&format!("site-{site}"))
+        .expect("the site's login");
+    let status = |lease: u64| {
+        json!({
+            "schema": "simpang.status/1", "site": site, "site_name": "S", "camera": site,
+            "client_id": format!("x-{site}"), "state": "online", "reason": "running",
+            "at": "2026-12-07T10:00:00+07:00", "node": "n1", "lease": lease,
+            "wall": "http://10.0.0.21:8080",
+            "camera_health": { "online": true, "since": "2026-12-07T10:00:00+07:00" },
+        })
+    };
+    let publish = |payload: &[u8]| {
+        let st = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &nats.mqtt_ports[1].to_string()])
+            .args(["-u", &producer.username, "-P", &producer.password])
+            .args(["-q", "1", "-r", "-i", "wall-viewer-test-pub"])
+            .args(["-t", &format!("simpang/v1/sites/{site}/status")])
+            .arg("-m")
+            .arg(std::str::from_utf8(payload).unwrap())
+            .status()
+            .expect("mosquitto_pub (Debian mosquitto-clients, scripts/setup.sh)");
+        assert!(st.success(), "the producer may publish its status");
+    };
+    publish(status(4).to_string().as_bytes());
+    let signed = simpang::incident::sign::encode(&status(5), Some(&key)).unwrap();
+    publish(&signed);
+    let seen = poll(WAIT, || directory_.get(site).filter(|p| p.lease == Some(5)));
+    let seen =
+        seen.unwrap_or_else(|| panic!("the signed status reached the wall:\n{}", nats.logs()));
+    assert_eq!(seen.node.as_deref(), Some("n1"));
+    assert_eq!(seen.wall.as_deref(), Some("http://10.0.0.21:8080"));
+    // An unsigned status with a newer lease is refused, as the first one was.
+    publish(status(6).to_string().as_bytes());
+    let refused = poll(WAIT, || {
+        (outcomes.with_label_values(&["refused"]).get() >= 2).then_some(())
+    });
+    assert!(
+        refused.is_some(),
+        "both unsigned statuses refused: {}",
+        outcomes.with_label_values(&["refused"]).get()
+    );
+    assert_eq!(directory_.get(site).unwrap().lease, Some(5));
+    cancel.cancel();
+    let _ = rt.block_on(task);
 }
