@@ -1,7 +1,9 @@
 //! Open incidents move with their site (docs/deploy.md, "What moves with a site"): three NATS
-//! nodes (MQTT, and JetStream for the leases and the open incidents), one site whose camera
-//! never answers (its `camera_offline` incident opens after `offline_grace_s`, on whichever node
-//! serves the site), and two `simpang run --node` processes with their own data directories.
+//! nodes (MQTT, and JetStream for the leases and the open incidents) with the users and rights
+//! of `simpang mqtt-credentials` (the nodes log in to JetStream as `simpang-nodes`, taken from
+//! the credentials file), one site whose camera never answers (its `camera_offline` incident
+//! opens after `offline_grace_s`, on whichever node serves the site), and two `simpang run
+//! --node` processes with their own data directories.
 //!
 //! - node `a` serves the site but cannot reach the MQTT broker: the incident's `new` waits in
 //!   its outbox (its open state is saved to the cluster first);
@@ -17,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
+use simpang::incident::secrets::Credentials;
 use support::metrics::Metrics;
 use support::nats::NatsCluster;
 use support::node::{last_status, Node, Sub};
@@ -26,8 +29,18 @@ const SITE: &str = "ampera";
 /// Bounds of a hang; each wait ends as soon as its condition holds.
 const WAIT: Duration = Duration::from_secs(90);
 
-/// A node's config: one site whose camera refuses at once; `mqtt` the brokers it is given.
-fn config(dir: &Path, node: &str, mqtt: &[String], nats: &[String]) -> PathBuf {
+/// A node's config: one site whose camera refuses at once; `mqtt` the brokers it is given,
+/// `creds` the credentials file of the deployment (none before it is made).
+fn config(
+    dir: &Path,
+    node: &str,
+    mqtt: &[String],
+    nats: &[String],
+    creds: Option<&Path>,
+) -> PathBuf {
+    let creds = creds
+        .map(|c| format!("credentials_file = {:?}\n", c.display().to_string()))
+        .unwrap_or_default();
     let r = support::root();
     let text = format!(
         r#"data_dir = "{data}"
@@ -50,7 +63,7 @@ brokers = {mqtt:?}
 client_id = "handoff-test"
 reconnect_initial_s = 0.2
 reconnect_max_s = 1.0
-
+{creds}
 [incidents]
 offline_grace_s = 1.0
 update_interval_s = 5.0
@@ -116,15 +129,25 @@ fn offline_messages(sub: &Sub) -> Vec<(String, u64, String)> {
 #[test]
 fn an_open_incident_moves_with_its_site_and_a_dead_nodes_outbox_is_sent_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let nats = NatsCluster::start(3, None);
+    // The deployment's users and rights, as an operator makes them.
+    let plain = config(dir.path(), "users", &[], &[], None);
+    let out = support::producer::credentials(&plain, &dir.path().join("mqtt"));
+    let creds_file = out.join("credentials.toml");
+    let creds = Credentials::load(&creds_file).expect("credentials");
+    let viewer = creds.login("viewer").expect("the viewer's login");
+    let login = Some((viewer.username.as_str(), viewer.password.as_str()));
+    let nats = NatsCluster::start(3, Some(&out.join("nats-users.conf")));
     let (mqtt, nurls) = (nats.urls(), nats.nats_urls());
+    let cfg =
+        |node: &str, mqtt: &[String]| config(dir.path(), node, mqtt, &nurls, Some(&creds_file));
     // Nothing listens there: a's messages stay in its outbox.
     let nowhere = vec![format!("mqtt://127.0.0.1:{}", support::ports::port())];
-    let cfg_a_cut = config(dir.path(), "a", &nowhere, &nurls);
-    let incidents = Sub::start(
+    let cfg_a_cut = cfg("a", &nowhere);
+    let incidents = Sub::start_as(
         nats.mqtt_ports[0],
         &format!("simpang/v1/sites/{SITE}/incidents"),
         "handoff-test-incidents",
+        login,
     );
 
     let mut a = Node::start(&cfg_a_cut, "a", None);
@@ -141,10 +164,21 @@ fn an_open_incident_moves_with_its_site_and_a_dead_nodes_outbox_is_sent_when_it_
     let by_a = (stored(&a, "new") + stored(&a, "update")) as u64;
     a.proc.kill();
 
-    let cfg_b = config(dir.path(), "b", &mqtt, &nurls);
+    let cfg_b = cfg("b", &mqtt);
     let b = Node::start(&cfg_b, "b", None);
     let took = poll(WAIT, || (b.count() == 1).then_some(()));
     assert!(took.is_some(), "b takes the site:\n{}", b.proc.log_tail());
+    // b's lease client is logged in as the nodes' user (the cluster refuses anonymous ones).
+    let as_nodes_user = (0..3).any(|i| {
+        nats.monitor(i, "/connz?auth=1").is_some_and(|v| {
+            v["connections"].as_array().is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c["name"] == "simpang-node-b" && c["authorized_user"] == "simpang-nodes"
+                })
+            })
+        })
+    });
+    assert!(as_nodes_user, "b's NATS client is user simpang-nodes");
     let resumed = poll(WAIT, || {
         let m = offline_messages(&incidents);
         (!m.is_empty()).then_some(m)
@@ -160,7 +194,7 @@ fn an_open_incident_moves_with_its_site_and_a_dead_nodes_outbox_is_sent_when_it_
     assert_eq!(stored(&b, "new"), 0.0, "b opened an incident of its own");
 
     // a comes back with the broker in reach: it sends what it stored, takes nothing.
-    let cfg_a = config(dir.path(), "a", &mqtt, &nurls);
+    let cfg_a = cfg("a", &mqtt);
     let a = Node::start(&cfg_a, "a", None);
     let replayed = poll(WAIT, || {
         offline_messages(&incidents)
@@ -187,10 +221,11 @@ fn an_open_incident_moves_with_its_site_and_a_dead_nodes_outbox_is_sent_when_it_
     assert_eq!(keys.len(), n, "an (id, seq) twice: {all:?}");
 
     // The replay spoke only on the incident topic: the site's status still names b.
-    let status = Sub::start(
+    let status = Sub::start_as(
         nats.mqtt_ports[1],
         &format!("simpang/v1/sites/{SITE}/status"),
         "handoff-test-status",
+        login,
     );
     let named_b = poll(WAIT, || {
         last_status(&status)

@@ -24,9 +24,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::browser::{chromium_args, ChromeDriver};
-use support::cluster::{node_config, SITES};
 use support::nats::NatsCluster;
-use support::node::Node;
+use support::node::{node_config, Node, SITES};
 use support::simpang::{point_streams_at, Samples};
 use support::wait::poll;
 
@@ -165,7 +164,11 @@ fn one_wall_plays_every_node_with_tickets_and_follows_a_killed_nodes_sites() {
     // One wall key for the deployment (the nodes sign and check tickets with it).
     let key = dir.path().join("wall.key");
     simpang::guard::Signer::load_or_create(&key).expect("wall key");
-    let extra = format!("[wall.auth]\nkey_file = {:?}\n", key.display().to_string());
+    // `extra` ends the `[mqtt]` table: a table of its own goes after it.
+    let extra = format!(
+        "\n[wall.auth]\nkey_file = {:?}\n",
+        key.display().to_string()
+    );
     let cfg_a = node_config(dir.path(), "a", &mqtt, &nurls, &extra);
     let cfg_b = node_config(dir.path(), "b", &mqtt, &nurls, &extra);
     let samples = Samples::start(&cfg_a, &[], None);

@@ -98,7 +98,7 @@ fn run_node(
     rt.block_on(async {
         let registry = Registry::new();
         let node = cluster::Node::connect(
-            &cfg.cluster,
+            &cluster_login(&cfg)?,
             &file.display().to_string(),
             settings,
             &registry,
@@ -149,6 +149,25 @@ fn run_node(
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `[cluster]` with its login: `cluster.username`/`password` when set, else the nodes' user
+/// (`simpang-nodes`) from `mqtt.credentials_file` when that file has it (`simpang
+/// mqtt-credentials` writes it with the cluster's users), else none (a cluster without users).
+fn cluster_login(cfg: &Config) -> anyhow::Result<crate::config::ClusterConfig> {
+    let mut c = cfg.cluster.clone();
+    if c.username.is_some() {
+        return Ok(c);
+    }
+    if let Some(path) = &cfg.mqtt.credentials_file {
+        let creds = crate::incident::secrets::Credentials::load(path)
+            .map_err(|e| anyhow::anyhow!("mqtt.credentials_file {}: {e}", path.display()))?;
+        if let Some(l) = creds.login(crate::incident::access::NODES_USER) {
+            c.username = Some(l.username);
+            c.password = Some(l.password);
+        }
+    }
+    Ok(c)
 }
 
 /// How long a node coming back may spend sending the messages it left unsent for sites that

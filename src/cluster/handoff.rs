@@ -46,28 +46,17 @@ fn key(site: &SiteId) -> String {
 impl OpenIncidents {
     /// Opens the bucket, creating it when missing (one value per key, R = `replicas`).
     pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, ClusterError> {
-        let kv = match js.get_key_value(BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => {
-                let made = js
-                    .create_key_value(kv::Config {
-                        bucket: BUCKET.into(),
-                        description: "simpang open incidents per site (src/cluster/handoff.rs)"
-                            .into(),
-                        history: 1,
-                        num_replicas: replicas,
-                        ..Default::default()
-                    })
-                    .await;
-                match made {
-                    Ok(kv) => kv,
-                    Err(e) => js
-                        .get_key_value(BUCKET)
-                        .await
-                        .map_err(|_| ClusterError::Bucket(format!("{BUCKET}: {e}")))?,
-                }
-            }
-        };
+        let kv = super::lease::open_bucket(
+            js,
+            kv::Config {
+                bucket: BUCKET.into(),
+                description: "simpang open incidents per site (src/cluster/handoff.rs)".into(),
+                history: 1,
+                num_replicas: replicas,
+                ..Default::default()
+            },
+        )
+        .await?;
         Ok(Self {
             kv,
             revs: Arc::default(),
@@ -120,9 +109,22 @@ impl OpenIncidents {
     }
 
     async fn save_now(&self, site: SiteId, holder: Holder, open: Vec<OpenIncident>) -> Saved {
-        let Some(rev) = self.revs.lock().get(&site).copied() else {
-            // Not taken by this node (or lost since): whoever holds the site saves it.
-            return Saved::MovedOn;
+        let known = self.revs.lock().get(&site).copied();
+        let rev = match known {
+            Some(rev) => rev,
+            // Not taken when the site started (the store did not answer then): take the key
+            // now unless a newer holder wrote it.
+            None => match self.kv.entry(key(&site)).await {
+                Ok(Some(e)) if e.operation == kv::Operation::Put => {
+                    match serde_json::from_slice::<Record>(&e.value) {
+                        Ok(r) if r.lease > holder.lease => return Saved::MovedOn,
+                        _ => e.revision,
+                    }
+                }
+                Ok(Some(e)) => e.revision,
+                Ok(None) => 0,
+                Err(e) => return Saved::Failed(e.to_string()),
+            },
         };
         let record = Record {
             node: holder.node,
@@ -137,7 +139,7 @@ impl OpenIncidents {
             Ok(new) => {
                 let mut revs = self.revs.lock();
                 // Only move forward from the revision this write expected.
-                if revs.get(&site) == Some(&rev) {
+                if revs.get(&site).is_none_or(|r| *r == rev) {
                     revs.insert(site, new);
                 }
                 Saved::Ok
@@ -147,7 +149,14 @@ impl OpenIncidents {
                 if revs.get(&site) == Some(&rev) {
                     revs.remove(&site);
                 }
-                Saved::MovedOn
+                // Written by another node since: it holds the site now (a write of a node that
+                // took the site before us was fenced by our take; one that raced an untaken
+                // key is read again at the next save).
+                if known.is_some() {
+                    Saved::MovedOn
+                } else {
+                    Saved::Failed("the record changed while it was being taken".into())
+                }
             }
             Err(e) => Saved::Failed(e.to_string()),
         }

@@ -28,6 +28,25 @@ pub fn node_key(node: &str) -> String {
     format!("node.{node}")
 }
 
+/// Opens a KV bucket, creating it with `cfg` when missing (another node may create it at the
+/// same moment: then it is opened).
+pub(super) async fn open_bucket(
+    js: &jetstream::Context,
+    cfg: kv::Config,
+) -> Result<kv::Store, ClusterError> {
+    if let Ok(kv) = js.get_key_value(cfg.bucket.as_str()).await {
+        return Ok(kv);
+    }
+    let name = cfg.bucket.clone();
+    match js.create_key_value(cfg).await {
+        Ok(kv) => Ok(kv),
+        Err(e) => js
+            .get_key_value(name.as_str())
+            .await
+            .map_err(|_| ClusterError::Bucket(format!("{name}: {e}"))),
+    }
+}
+
 /// The outcome of one conditional write.
 #[derive(Debug)]
 pub enum Write {
@@ -66,29 +85,18 @@ impl Leases {
         ttl: Duration,
         replicas: usize,
     ) -> Result<Self, ClusterError> {
-        let kv = match js.get_key_value(BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => {
-                let made = js
-                    .create_key_value(kv::Config {
-                        bucket: BUCKET.into(),
-                        description: "simpang site leases (src/cluster)".into(),
-                        history: 1,
-                        num_replicas: replicas,
-                        limit_markers: Some(MARKER_TTL),
-                        ..Default::default()
-                    })
-                    .await;
-                match made {
-                    Ok(kv) => kv,
-                    // Another node created it meanwhile.
-                    Err(e) => js
-                        .get_key_value(BUCKET)
-                        .await
-                        .map_err(|_| ClusterError::Bucket(e.to_string()))?,
-                }
-            }
-        };
+        let kv = open_bucket(
+            &js,
+            kv::Config {
+                bucket: BUCKET.into(),
+                description: "simpang site leases (src/cluster)".into(),
+                history: 1,
+                num_replicas: replicas,
+                limit_markers: Some(MARKER_TTL),
+                ..Default::default()
+            },
+        )
+        .await?;
         Ok(Self {
             js,
             kv,

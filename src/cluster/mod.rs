@@ -64,7 +64,7 @@ pub enum ClusterError {
     Capacity,
     #[error("cannot reach the NATS cluster at {urls}: {error}")]
     Connect { urls: String, error: String },
-    #[error("lease bucket `{BUCKET}`: {0}")]
+    #[error("JetStream KV bucket {0}")]
     Bucket(String),
     #[error("cluster metrics: {0}")]
     Metrics(#[from] prometheus::Error),

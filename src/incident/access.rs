@@ -7,6 +7,7 @@
 //! | `desk` | `{desk.mqtt.status_topic_prefix}/#` | `desk.mqtt.incidents_topic` |
 //! | `viewer` | nothing | `simpang/v1/#` |
 //! | `simpang-health` (managed broker only) | nothing | nothing: it proves the broker takes logins |
+//! | `simpang-nodes` (NATS cluster only, not an MQTT user) | the JetStream API of simpang's two KV buckets (site leases, open incidents) | its request replies |
 //!
 //! The same files serve the managed broker of `simpang run` and an external Mosquitto
 //! (`simpang mqtt-credentials`). The secrets behind them live in a [`Credentials`] file
@@ -29,6 +30,10 @@ pub const DESK_USER: &str = "desk";
 pub const VIEWER_USER: &str = "viewer";
 /// The managed broker's own health probe: logs in, may do nothing.
 pub const HEALTH_USER: &str = "simpang-health";
+/// The cluster nodes' NATS user (`simpang run --node`): leases and open incidents.
+pub const NODES_USER: &str = "simpang-nodes";
+/// The KV buckets the nodes' user may use (src/cluster).
+const NODE_BUCKETS: [&str; 2] = ["simpang-leases", "simpang-open-incidents"];
 /// PBKDF2 iterations of Mosquitto 2.0's `$7$` hashes (what `mosquitto_passwd` writes).
 const PBKDF2_ROUNDS: u32 = 101;
 /// Salt length of `mosquitto_passwd`.
@@ -49,6 +54,9 @@ pub enum UserKind {
     Desk,
     Viewer,
     Health,
+    /// The cluster nodes' NATS login for the lease and open-incident buckets: its `write` and
+    /// `read` are NATS subjects, and it is not a user of Mosquitto.
+    Nodes,
 }
 
 /// One broker user and its topic rights (MQTT topic filters).
@@ -68,6 +76,7 @@ impl BrokerUser {
             UserKind::Desk => "complaint desk".into(),
             UserKind::Viewer => "read-only".into(),
             UserKind::Health => "broker health probe".into(),
+            UserKind::Nodes => "cluster nodes' leases (NATS only)".into(),
         }
     }
 }
@@ -112,6 +121,32 @@ pub fn broker_users(cfg: &Config, managed: bool) -> Vec<BrokerUser> {
         });
     }
     users
+}
+
+/// The cluster nodes' NATS user: JetStream requests on simpang's two KV buckets only (create
+/// and read them, get and put keys, the watch's ordered consumer and its flow control), and
+/// the replies to its requests. Not the MQTT streams, not other buckets.
+pub fn nodes_user() -> BrokerUser {
+    let mut write = vec!["$JS.API.INFO".to_string()];
+    for b in NODE_BUCKETS {
+        let stream = format!("KV_{b}");
+        write.extend([
+            format!("$JS.API.STREAM.*.{stream}"),
+            format!("$JS.API.STREAM.MSG.GET.{stream}"),
+            format!("$JS.API.DIRECT.GET.{stream}"),
+            format!("$JS.API.DIRECT.GET.{stream}.>"),
+            format!("$JS.API.CONSUMER.*.{stream}"),
+            format!("$JS.API.CONSUMER.*.{stream}.>"),
+            format!("$JS.FC.{stream}.>"),
+            format!("$KV.{b}.>"),
+        ]);
+    }
+    BrokerUser {
+        name: NODES_USER.into(),
+        kind: UserKind::Nodes,
+        read: vec!["_INBOX.>".into()],
+        write,
+    }
 }
 
 /// Why a user or topic cannot go into Mosquitto's line-based files.
@@ -193,6 +228,9 @@ pub fn nats_authorization(
     let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let list = |user: &BrokerUser, filters: &[String]| -> Result<String, AccessError> {
         let mut out = Vec::new();
+        if user.kind == UserKind::Nodes {
+            return Ok(filters.iter().map(|f| q(f)).collect::<Vec<_>>().join(", "));
+        }
         for f in filters {
             let subjects = nats_subjects(f).ok_or_else(|| AccessError::Topic {
                 user: user.name.clone(),
@@ -394,6 +432,35 @@ stream = "rtsp://127.0.0.1:1/b"
         let theirs = "$7$101$4Avi91AIWuEmXZTY$PiiPd/YPAm4NNRFa0gw95lqkrtzE1W3a/0nR5qZ++m4A5KdVd0hWxh8F9+N8zCrIQ2E1X2YzurFEl0W+/ZF5Cw==";
         assert!(mosquitto_hash_matches("rahasia", theirs));
         assert!(!mosquitto_hash_matches("Rahasia", theirs));
+    }
+
+    #[test]
+    fn the_nodes_user_reaches_simpangs_buckets_only() {
+        let mut users = broker_users(&cfg(), false);
+        users.push(nodes_user());
+        let mut creds = Credentials::default();
+        creds.ensure(&users, false);
+        let conf = nats_authorization(&users, &creds).unwrap();
+        let line = conf
+            .lines()
+            .find(|l| l.contains("\"simpang-nodes\""))
+            .expect("the nodes' user is in the NATS users");
+        for s in [
+            "\"$KV.simpang-leases.>\"",
+            "\"$KV.simpang-open-incidents.>\"",
+            "\"$JS.API.STREAM.*.KV_simpang-leases\"",
+            "\"_INBOX.>\"",
+        ] {
+            assert!(line.contains(s), "{s} in {line}");
+        }
+        // No MQTT topic, no JetStream API beyond its buckets' streams.
+        assert!(!line.contains("simpang.v1"), "{line}");
+        assert!(!line.contains("\"$JS.API.>\""), "{line}");
+        assert!(!line.contains("$MQTT"), "{line}");
+        // And it is not a Mosquitto user.
+        assert!(!acl_file(&broker_users(&cfg(), false), "")
+            .unwrap()
+            .contains(NODES_USER));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!   passwd, acl            Mosquitto's password_file (hashes only) and acl_file
 //!   mosquitto.conf         a broker config that uses them (edit the listener and TLS lines)
 //!   nats-users.conf        the same users and rights for a NATS broker cluster (0600; the
-//!                          nodes `scripts/nats-cluster.sh init --users` writes include it)
+//!                          nodes `scripts/nats-cluster.sh init --users` writes include it),
+//!                          plus `simpang-nodes`, the cluster nodes' login for their leases
 //! ```
 //!
 //! Running it again keeps existing passwords and keys and adds what new sites need;
@@ -71,9 +72,15 @@ pub fn write_bundle(
             .save(&path, &header)
             .map_err(|e| files(e.to_string()))?;
     }
-    let passwd = access::passwd_file(users, &creds).map_err(|e| files(e.to_string()))?;
+    // Mosquitto's files: the MQTT users (the nodes' user is NATS's only).
+    let mqtt: Vec<BrokerUser> = users
+        .iter()
+        .filter(|u| u.kind != access::UserKind::Nodes)
+        .cloned()
+        .collect();
+    let passwd = access::passwd_file(&mqtt, &creds).map_err(|e| files(e.to_string()))?;
     let acl = access::acl_file(
-        users,
+        &mqtt,
         &format!("Mosquitto acl_file written by simpang {what}.\nEach user may publish its `write` topics and receive its `read` topics, nothing else."),
     )
     .map_err(|e| files(e.to_string()))?;
@@ -90,7 +97,8 @@ pub fn main(args: CredentialsArgs) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(&args.config)?;
     let out = &args.out;
     secrets::private_dir(out).with_context(|| format!("cannot make {}", out.display()))?;
-    let users = access::broker_users(&cfg, false);
+    let mut users = access::broker_users(&cfg, false);
+    users.push(access::nodes_user());
     let what = format!("for {}", args.config.display());
     let creds = write_bundle(
         &users,

@@ -3,7 +3,7 @@
 //! waiting for conditions instead of sleeping ([`wait`]), one Prometheus parser ([`metrics`]),
 //! and the real servers and clients the tests drive: PostgreSQL ([`pg`]), Mosquitto
 //! ([`mosquitto`]), a NATS broker cluster ([`nats`]) and the cluster nodes on it ([`node`]), MQTT subscribers and the message schemas
-//! ([`mqtt`]), a cluster config on the sample cameras ([`cluster`]), the desk ([`desk`]), browsers ([`browser`]), the wall's streams ([`wall`],
+//! ([`mqtt`]), the desk ([`desk`], as a process on PostgreSQL: [`deskproc`]), browsers ([`browser`]), the wall's streams ([`wall`],
 //! [`live`]), footage and models ([`analytics`], [`detect`], [`onnx`]).
 //!
 //! Nothing here skips a test: a part that is missing (PostgreSQL, mosquitto, a browser, a
@@ -12,8 +12,8 @@
 
 pub mod analytics;
 pub mod browser;
-pub mod cluster;
 pub mod desk;
+pub mod deskproc;
 pub mod detect;
 pub mod live;
 pub mod metrics;

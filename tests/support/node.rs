@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -13,6 +13,100 @@ use serde_json::Value;
 use super::metrics::Metrics;
 use super::process::Proc;
 use super::simpang::START;
+
+/// The six sites of the shipped config, by id.
+pub const SITES: [&str; 6] = [
+    "ampera",
+    "bkb",
+    "charitas",
+    "kapten-rivai",
+    "masjid-agung",
+    "simpang-lima",
+];
+
+/// The shared config of the nodes: the six sites (a crowd zone over the whole picture, one
+/// person enough: incidents flow), `mqtt` the brokers, `nats` the cluster; `data_dir` is each
+/// node's own (on one machine they would share the outbox file otherwise). `extra`: TOML put
+/// at the end of the `[mqtt]` table (a credentials file), before the other tables.
+pub fn node_config(
+    dir: &Path,
+    node: &str,
+    mqtt: &[String],
+    nats: &[String],
+    extra: &str,
+) -> PathBuf {
+    let r = super::root();
+    let mut text = format!(
+        r#"data_dir = "{data}"
+
+[city]
+name = "Palembang"
+timezone = "Asia/Jakarta"
+
+[detect]
+model = "{r}/models/nanodet-m-int8/manifest.toml"
+ort_library = "{r}/vendor-lib/onnxruntime/libonnxruntime.so"
+fps = 2.0
+
+[ingest]
+silence_timeout_s = 3.0
+backoff_initial_s = 1.0
+backoff_max_s = 4.0
+
+[mqtt]
+brokers = {mqtt:?}
+client_id = "nodes-test"
+reconnect_initial_s = 0.2
+reconnect_max_s = 1.0
+{extra}
+
+[incidents]
+update_interval_s = 5.0
+
+[wall]
+listen = "127.0.0.1:0"
+rtsp_port = 0
+
+[samples]
+footage_dir = "{r}/samples"
+
+[cluster]
+nats = {nats:?}
+lease_ttl_s = 20
+"#,
+        data = dir.join(format!("data-{node}")).display(),
+        r = r.display(),
+    );
+    for s in SITES {
+        // A crowd zone over the whole picture with a low threshold: incidents flow.
+        text += &format!(
+            r#"
+[[sites]]
+id = "{s}"
+name = "Simpang {s}"
+address = "Jl. {s}, Palembang"
+lat = -2.99
+lon = 104.76
+stream = "rtsp://127.0.0.1:1/{s}"
+
+[[sites.zones]]
+id = "pelataran"
+name = "Pelataran {s}"
+kind = "crowd"
+polygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+area_m2 = 400.0
+[sites.zones.crowd]
+min_persons = 1
+dwell_s = 2.0
+clear_s = 3.0
+cooldown_s = 10.0
+"#
+        );
+    }
+    let p = dir.join(format!("node-{node}.toml"));
+    std::fs::write(&p, text).expect("write config");
+    p
+}
 
 /// `simpang run --node NAME` as a child.
 pub struct Node {
@@ -124,9 +218,18 @@ pub struct Sub {
 
 impl Sub {
     pub fn start(port: u16, topic: &str, client_id: &str) -> Sub {
-        let mut child = Command::new("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-v"])
-            .args(["-i", client_id, "-t", topic])
+        Sub::start_as(port, topic, client_id, None)
+    }
+
+    /// With a login (user, password) on a broker that has users.
+    pub fn start_as(port: u16, topic: &str, client_id: &str, login: Option<(&str, &str)>) -> Sub {
+        let mut cmd = Command::new("mosquitto_sub");
+        cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-v"])
+            .args(["-i", client_id, "-t", topic]);
+        if let Some((u, p)) = login {
+            cmd.args(["-u", u, "-P", p]);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -179,4 +282,42 @@ pub fn last_status(sub: &Sub) -> HashMap<String, Value> {
         }
     }
     out
+}
+
+/// The conditions with more than one incident still open (no `end`) among the incident
+/// messages `lines` (topic, payload): per (site, zone, kind) at most one may be. A site that
+/// moved without its open incidents would leave its old node's incident open forever beside
+/// the one its new node opened.
+pub fn open_twice(lines: &[(String, String)]) -> Vec<((String, String, String), Vec<String>)> {
+    let mut by_key: BTreeMap<(String, String, String), std::collections::BTreeSet<String>> =
+        BTreeMap::new();
+    let mut ended = std::collections::BTreeSet::new();
+    for (_, payload) in lines {
+        let Ok(v) = serde_json::from_str::<Value>(payload) else {
+            continue;
+        };
+        let i = &v["incident"];
+        let id = i["id"].as_str().unwrap_or_default().to_string();
+        if v["event"] == "end" {
+            ended.insert(id.clone());
+        }
+        let key = (
+            i["site"].as_str().unwrap_or_default().to_string(),
+            i["zone"].as_str().unwrap_or_default().to_string(),
+            i["kind"].as_str().unwrap_or_default().to_string(),
+        );
+        by_key.entry(key).or_default().insert(id);
+    }
+    by_key
+        .into_iter()
+        .map(|(k, ids)| {
+            (
+                k,
+                ids.into_iter()
+                    .filter(|i| !ended.contains(i))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, ids)| ids.len() > 1)
+        .collect()
 }
