@@ -13,7 +13,7 @@
 //! - **another node's wall page** opens `/live/{site}?ticket=` for a site this node serves: the
 //!   signed-in page asked its own node (`/api/live/{site}`) for a ticket, which that node signs
 //!   with the deployment's shared wall key, for one site, for this node's URL (`aud`), valid for
-//!   [`TICKET_TTL_S`] seconds and taken once ([`WallAuth::live_ticket`]). A session cookie of
+//!   [`super::ticket::TICKET_TTL_S`] seconds and taken once ([`super::ticket`]). A session cookie of
 //!   one node is not sent to another (another origin), so this is how one wall plays every
 //!   node's sites with the sign-in intact (docs/deploy.md, "One wall for all nodes").
 //!
@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::accounts::{self, Kind};
+use super::ticket::Tickets;
 use super::WallError;
 use crate::config::{Config, WallAuthConfig};
 use crate::guard::cookie::cookie;
@@ -55,9 +56,6 @@ const LOGIN_CSRF_COOKIE: &str = "simpang_wall_login";
 const DEVICE_COOKIE: &str = "simpang_wall_device";
 const SESSION_PURPOSE: &str = "wall-session";
 const DEVICE_PURPOSE: &str = "wall-device";
-const TICKET_PURPOSE: &str = "wall-live-ticket";
-/// How long a live ticket is good for: the page asks for one right before it connects.
-pub const TICKET_TTL_S: i64 = 30;
 
 /// Who is watching; in every protected request's extensions.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,20 +66,6 @@ pub struct Principal {
     /// Let in by a live ticket of another node's wall (one `/live/{site}` socket): its page is
     /// of another origin, which the live route's origin check lets through for it alone.
     pub ticket: bool,
-}
-
-/// What a live ticket says: the holder may open `/live/{site}` at the wall `aud` once, before
-/// `exp`.
-#[derive(Debug, Serialize, Deserialize)]
-struct LiveTicket {
-    site: String,
-    /// Who asked, at the wall that signed it (for logs and per-client stream counts).
-    sub: String,
-    /// The wall it is for (its advertised URL): a ticket sent to a wall that is not the one
-    /// named in the site's status (a forged status) is refused by the real one.
-    aud: String,
-    exp: i64,
-    n: String,
 }
 
 /// Where a session came from.
@@ -131,10 +115,8 @@ pub struct WallAuth {
     streams: Arc<Mutex<HashMap<String, u32>>>,
     /// Desk hand-off nonces already used, until they expire.
     used: Mutex<HashMap<String, i64>>,
-    /// Live ticket nonces already used, until they expire.
-    tickets_used: Mutex<HashMap<String, i64>>,
-    /// This wall's advertised URL: the audience of the tickets it takes.
-    own_url: String,
+    /// Live tickets for other nodes' walls, and the check of those made for this one.
+    tickets: Tickets,
     refused: IntCounterVec,
     signins: IntCounterVec,
 }
@@ -162,6 +144,7 @@ impl WallAuth {
         )?;
         registry.register(Box::new(refused.clone()))?;
         registry.register(Box::new(signins.clone()))?;
+        let tickets = Tickets::new(signer.clone(), cfg.wall.advertised_url());
         Ok(Arc::new(Self {
             accounts: Arc::new(accounts),
             signer,
@@ -170,8 +153,7 @@ impl WallAuth {
             cfg: cfg.wall.auth.clone(),
             streams: Arc::default(),
             used: Mutex::default(),
-            tickets_used: Mutex::default(),
-            own_url: cfg.wall.advertised_url(),
+            tickets,
             refused,
             signins,
         }))
@@ -235,56 +217,15 @@ impl WallAuth {
     /// A ticket for `p` to open `/live/{site}` once at the wall `aud` (another node's advertised
     /// URL, from the site's status), signed with the deployment's shared wall key.
     pub fn live_ticket(&self, site: &str, p: &Principal, aud: &str) -> String {
-        self.signer.sign(
-            TICKET_PURPOSE,
-            &LiveTicket {
-                site: site.to_string(),
-                sub: p.name.clone(),
-                aud: aud.to_string(),
-                exp: now() + TICKET_TTL_S,
-                n: random_token()[..24].to_string(),
-            },
-        )
+        self.tickets.issue(site, &p.name, aud)
     }
 
-    /// The principal of a `/live/{site}?ticket=` request: `Ok(None)` when the request carries
-    /// no ticket, `Err(why)` for a ticket that is refused (signature, expiry, another site,
-    /// another wall, used before).
+    /// The principal of a `/live/{site}?ticket=` request: `Ok(None)` without a ticket,
+    /// `Err(why)` for a refused one.
     fn ticket_principal(&self, uri: &axum::http::Uri) -> Result<Option<Principal>, &'static str> {
-        let Some(token) = uri.query().and_then(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "ticket")
-                .map(|(_, v)| v.into_owned())
-        }) else {
-            return Ok(None);
-        };
-        let Some(site) = uri.path().strip_prefix("/live/") else {
-            return Err("a ticket is good for /live/{site} only");
-        };
-        let t = now();
-        let c = self
-            .signer
-            .verify::<LiveTicket>(TICKET_PURPOSE, &token)
-            .ok_or("bad signature (is [wall.auth] key_file the same file on every node?)")?;
-        if c.exp <= t || c.exp > t + 2 * TICKET_TTL_S {
-            return Err("expired");
-        }
-        if c.site != site {
-            return Err("made for another site");
-        }
-        if c.aud != self.own_url {
-            return Err("made for another wall");
-        }
-        {
-            let mut used = self.tickets_used.lock();
-            used.retain(|_, exp| *exp > t);
-            if used.len() > 10_000 || used.insert(c.n.clone(), c.exp).is_some() {
-                return Err("already used");
-            }
-        }
-        Ok(Some(Principal {
-            key: format!("ticket:{}", c.sub),
-            name: c.sub,
+        Ok(self.tickets.check(uri)?.map(|sub| Principal {
+            key: format!("ticket:{sub}"),
+            name: sub,
             ticket: true,
         }))
     }
@@ -769,80 +710,6 @@ mod tests {
         assert_eq!(basic_pair(&enc("novalue")), None);
         assert_eq!(basic_pair("***"), None);
         assert_eq!(basic_pair(&"A".repeat(2000)), None);
-    }
-
-    #[test]
-    fn live_tickets_open_one_site_at_one_wall_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "data_dir = {:?}\n[wall]\npublic_url = \"http://wall-b.test:8080/\"\n[city]\nname = \"P\"\n[[sites]]\nid = \"a\"\nname = \"A\"\naddress = \"x\"\nlat = 0.0\nlon = 0.0\nstream = \"rtsp://127.0.0.1:1/a\"\n",
-            dir.path().display().to_string()
-        );
-        let cfg = Config::from_str_at(&text, &dir.path().join("s.toml")).unwrap();
-        let auth = WallAuth::start(&cfg, &Registry::new()).unwrap();
-        let p = Principal {
-            key: "person:op".into(),
-            name: "op".into(),
-            ticket: false,
-        };
-        let uri = |path: &str, t: &str| -> axum::http::Uri {
-            format!("{path}?ticket={t}").parse().unwrap()
-        };
-        let here = "http://wall-b.test:8080";
-        let t = auth.live_ticket("a", &p, here);
-        assert_eq!(
-            auth.ticket_principal(&uri("/live/b", &t)).err(),
-            Some("made for another site")
-        );
-        assert_eq!(
-            auth.ticket_principal(&uri("/api/wall", &t)).err(),
-            Some("a ticket is good for /live/{site} only")
-        );
-        let got = auth.ticket_principal(&uri("/live/a", &t)).unwrap().unwrap();
-        assert_eq!((got.key.as_str(), got.ticket), ("ticket:op", true));
-        assert_eq!(
-            auth.ticket_principal(&uri("/live/a", &t)).err(),
-            Some("already used")
-        );
-        let elsewhere = auth.live_ticket("a", &p, "http://wall-c.test:8080");
-        assert_eq!(
-            auth.ticket_principal(&uri("/live/a", &elsewhere)).err(),
-            Some("made for another wall")
-        );
-        let expired = auth.signer.sign(
-            TICKET_PURPOSE,
-            &LiveTicket {
-                site: "a".into(),
-                sub: "op".into(),
-                aud: here.into(),
-                exp: now() - 1,
-                n: "n1".into(),
-            },
-        );
-        assert_eq!(
-            auth.ticket_principal(&uri("/live/a", &expired)).err(),
-            Some("expired")
-        );
-        let foreign = Signer::from_key([9; 32]).sign(
-            TICKET_PURPOSE,
-            &LiveTicket {
-                site: "a".into(),
-                sub: "op".into(),
-                aud: here.into(),
-                exp: now() + 10,
-                n: "n2".into(),
-            },
-        );
-        assert!(auth
-            .ticket_principal(&uri("/live/a", &foreign))
-            .unwrap_err()
-            .starts_with("bad signature"));
-        // A session token is not a ticket (another purpose).
-        let session = auth
-            .signer
-            .sign(SESSION_PURPOSE, &serde_json::json!({"site": "a"}));
-        assert!(auth.ticket_principal(&uri("/live/a", &session)).is_err());
-        assert_eq!(auth.ticket_principal(&"/live/a".parse().unwrap()), Ok(None));
     }
 
     #[test]

@@ -28,7 +28,7 @@
 //! ([`Deployment`]). The sites this process serves ([`tile::LocalSites`], added and removed as
 //! leases come and go: [`Wall::add_site`], [`Wall::remove_site`]) play from here; the others
 //! from the node their retained status names ([`directory`]), over that node's `/live/{site}`
-//! with a one-site ticket ([`auth::WallAuth::live_ticket`]).
+//! with a one-site ticket ([`ticket`]).
 
 pub mod accounts;
 pub mod auth;
@@ -45,6 +45,7 @@ pub mod mosaic;
 pub mod rtsp;
 pub mod rtsp_auth;
 pub mod scene;
+pub mod ticket;
 pub mod tile;
 pub mod words;
 
