@@ -138,6 +138,13 @@ init() {
       # Redelivery of an unacknowledged QoS 1 message to a subscriber (the desk).
       echo "  ack_wait: \"10s\""
       echo "  max_ack_pending: 256"
+      # Every CONNECT and QoS 1 PUBLISH is a JetStream request to an MQTT stream's leader.
+      # After a node crash the survivors need 4-9.8 s (Raft election, fixed in nats-server) to
+      # elect new leaders, and requests sent before that are never answered: the server fails
+      # such a client after this timeout (default 5 s). 1 s lets clients try again within a
+      # second of the election (simpang's retry pace while failing over, src/incident/broker.rs)
+      # instead of five; a JetStream request on a healthy cluster takes milliseconds.
+      echo "  js_api_timeout: \"1s\""
       echo "}"
       if [ -n "$users" ]; then echo "include \"users.conf\""; fi
     } >"$dir/n$k.conf"

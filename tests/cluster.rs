@@ -4,7 +4,8 @@
 //! producer is connected to is killed with SIGKILL while incidents flow: every incident must
 //! become exactly one report with its last update, and both the producer and the desk must be
 //! connected again, to the other nodes; then the node comes back and the desk's node is killed.
-//! Counts, not timings: the failover times are printed (`SIMPANG_CLUSTER_KILLS=10` for a drill).
+//! Counts, not timings: the failover times and each reconnect's phases are printed
+//! (`SIMPANG_CLUSTER_KILLS=10`, or scripts/failover-drill.sh, for a drill).
 //! And the users `simpang mqtt-credentials` writes for the cluster have the ACL's rights.
 
 mod support;
@@ -218,8 +219,71 @@ fn the_cluster_enforces_each_users_rights() {
     );
 }
 
+/// True when the desk stored any of `events` (incident id, seq): its report is at that seq or
+/// past it.
+fn stored_any(t: &TestDesk, events: &[(String, i64)]) -> bool {
+    let (reports, _) = desk_reports(t);
+    events
+        .iter()
+        .any(|(id, seq)| reports.get(id).is_some_and(|(s, _)| s >= seq))
+}
+
+/// Failover times of a drill, from the kill: [producer CONNACK, producer's first PUBACK, desk
+/// CONNACK, first incident made after the kill stored by the desk], for kills of the client's
+/// own node and for every kill (a node that leads an MQTT stream stalls clients on the others).
+#[derive(Default)]
+struct Measured {
+    own_producer: Vec<[Option<Duration>; 2]>,
+    own_desk: Vec<[Option<Duration>; 2]>,
+    all: Vec<[Option<Duration>; 4]>,
+}
+
+impl Measured {
+    fn add(&mut self, producers_node: bool, desks_node: bool, t: [Option<Duration>; 4]) {
+        if producers_node {
+            self.own_producer.push([t[0], t[1]]);
+        }
+        if desks_node {
+            self.own_desk.push([t[2], t[3]]);
+        }
+        self.all.push(t);
+    }
+
+    /// One line per figure, `failover: WHAT: n N, p50 X s, p95 Y s, max Z s`
+    /// (scripts/failover-drill.sh collects them).
+    fn print(&self) {
+        let col = |rows: &[[Option<Duration>; 2]], i: usize| -> Vec<Duration> {
+            rows.iter().filter_map(|r| r[i]).collect()
+        };
+        let all = |i: usize| -> Vec<Duration> { self.all.iter().filter_map(|r| r[i]).collect() };
+        for (what, v) in [
+            (
+                "producer CONNACK, its node killed",
+                col(&self.own_producer, 0),
+            ),
+            (
+                "producer first PUBACK, its node killed",
+                col(&self.own_producer, 1),
+            ),
+            ("producer first PUBACK, any node killed", all(1)),
+            ("desk CONNACK, its node killed", col(&self.own_desk, 0)),
+            (
+                "desk stores a new incident, its node killed",
+                col(&self.own_desk, 1),
+            ),
+            ("desk stores a new incident, any node killed", all(3)),
+        ] {
+            println!("failover: {what}: {}", support::trace::describe(&v));
+        }
+    }
+}
+
 #[test]
 fn a_killed_broker_node_loses_no_incident_and_both_sides_fail_over() {
+    // The clients' reconnect phases, and the desk's ignored repeats (at-least-once delivery).
+    let log = support::trace::capture(
+        "simpang::desk::mqtt=info,simpang::desk::intake=debug,simpang::incident::link=info",
+    );
     let dir = tempfile::tempdir().unwrap();
     // The deployment's users and rights, as an operator makes them.
     let cfg_path = dir.path().join("simpang.toml");
@@ -278,7 +342,12 @@ fn a_killed_broker_node_loses_no_incident_and_both_sides_fail_over() {
     let frame = Arc::new(Image::with_format(640, 360, PixelFormat::I420));
     let mut rounds = producer::Rounds::new(&SITES);
     let mut after_kills = 0usize;
-    let (mut producer_times, mut desk_times) = (Vec::new(), Vec::new());
+    let published = || {
+        Metrics::of(&registry)
+            .sum("simpang_mqtt_published_total", &[("site", SITES[0])])
+            .unwrap_or(0.0)
+    };
+    let mut m = Measured::default();
     let kills = kills();
     for k in 0..kills {
         // In turn the node of the producer and the node of the desk (often the same one).
@@ -294,72 +363,115 @@ fn a_killed_broker_node_loses_no_incident_and_both_sides_fail_over() {
         // Per site, incident after incident: new (seq 1), two updates with a level change (2,
         // 3), end (4); one event per site per round, 200 ms apart. The kill comes after
         // `before` rounds; rounds are counted, so a loaded machine stretches the run, never
-        // shortens it.
-        let (before, after) = (8, 40);
-        let mut killed_at = None;
-        let (mut producer_back, mut desk_back) = (None, None);
+        // shortens it. Between rounds both sides are sampled every 20 ms.
+        let (before, after) = (8, 60);
+        let mut killed_at: Option<Instant> = None;
+        let mut acked_before = 0.0;
+        // The rule events of the first round after the kill: (incident id, seq).
+        let mut first_after: Vec<(String, i64)> = Vec::new();
+        let (mut producer_ack, mut desk_stored) = (None, None);
         for r in 0..before + after {
             if r == before {
+                acked_before = published();
                 nats.kill(victim);
                 killed_at = Some(Instant::now());
             }
+            let was = rounds.produced.clone();
             rounds.next(&tx, Some(&frame));
+            if r == before {
+                first_after = rounds
+                    .produced
+                    .iter()
+                    .filter(|(id, v)| was.get(*id) != Some(*v))
+                    .map(|(id, (seq, _))| (id.clone(), *seq))
+                    .collect();
+            }
             if killed_at.is_some() {
                 after_kills += SITES.len();
             }
-            if let Some(t) = killed_at {
-                // Sampled once a round: when each side is connected to a surviving node.
-                if producer_back.is_none()
-                    && nats.node_of(&producer_client).is_some_and(|n| n != victim)
-                {
-                    producer_back = Some(t.elapsed());
+            let next_round = Instant::now() + Duration::from_millis(200);
+            while Instant::now() < next_round {
+                if let Some(t) = killed_at {
+                    // A PUBACK after the kill: the dead node sends none.
+                    if producer_ack.is_none() && published() > acked_before {
+                        producer_ack = Some(t.elapsed());
+                    }
+                    // An incident event made after the kill, stored by the desk: the end of
+                    // the outage as a user of the desk sees it (producer and desk together).
+                    if desk_stored.is_none() && stored_any(&desk, &first_after) {
+                        desk_stored = Some(t.elapsed());
+                    }
                 }
-                if desk_back.is_none()
-                    && desk.desk.intake_subscribed()
-                    && nats.node_of(&desk_id).is_some_and(|n| n != victim)
-                {
-                    desk_back = Some(t.elapsed());
-                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            std::thread::sleep(Duration::from_millis(200));
+            if producer_ack.is_some() && desk_stored.is_some() && r >= before + 15 {
+                break;
+            }
         }
         let killed_at = killed_at.unwrap();
-        // Both sides back on the surviving nodes (if the rounds ended first).
-        let producer_back = producer_back.or_else(|| {
+        let producer_ack = producer_ack.or_else(|| {
             poll(WAIT, || {
-                nats.node_of(&producer_client)
-                    .is_some_and(|n| n != victim)
-                    .then(|| killed_at.elapsed())
+                (published() > acked_before).then(|| killed_at.elapsed())
             })
         });
-        let desk_back = desk_back.or_else(|| {
+        let desk_stored = desk_stored.or_else(|| {
             poll(WAIT, || {
-                (desk.desk.intake_subscribed()
-                    && nats.node_of(&desk_id).is_some_and(|n| n != victim))
-                .then(|| killed_at.elapsed())
+                stored_any(&desk, &first_after).then(|| killed_at.elapsed())
             })
         });
+        // The phases, from the clients' own log lines.
+        let producer_id = format!("client_id={producer_client}");
+        let producer_connack = log
+            .first(killed_at, &[&producer_id, "after losing the connection"])
+            .map(|(d, _)| d);
+        let desk_connack = log
+            .first(killed_at, &["incident intake connected again"])
+            .map(|(d, _)| d);
+        let secs = |d: Option<Duration>| {
+            d.map_or("-".to_string(), |d| format!("{:.2} s", d.as_secs_f64()))
+        };
         println!(
-            "kill {}: node {} ({whose}'s; producer on {:?}, desk on {:?}); producer on another node after {producer_back:?}, desk subscribed on another node after {desk_back:?} (sampled every round)",
+            "kill {}: node {} ({whose}'s; producer on {:?}, desk on {:?}): producer CONNACK {}, \
+             first PUBACK {}; desk CONNACK {}, first incident made after the kill stored {}",
             k + 1,
             victim + 1,
             producer_node.map(|n| n + 1),
             desk_node.map(|n| n + 1),
+            secs(producer_connack),
+            secs(producer_ack),
+            secs(desk_connack),
+            secs(desk_stored),
         );
+        for (d, line) in log.since(killed_at) {
+            if d > Duration::from_secs(20) {
+                break;
+            }
+            // The connections' lines (not each incident applied), with the offset from the
+            // kill in place of the clock.
+            let Some((_, text)) = line.split_once(" simpang::") else {
+                continue;
+            };
+            if text.starts_with("desk::mqtt") || text.starts_with("incident::link") {
+                println!("  +{:>6.3} s {text}", d.as_secs_f64());
+            }
+        }
         assert!(
-            producer_back.is_some(),
-            "kill {}: the producer reconnects to another node:\n{}",
+            producer_ack.is_some(),
+            "kill {}: the producer's messages are acknowledged again:\n{}",
             k + 1,
             nats.logs()
         );
         assert!(
-            desk_back.is_some(),
-            "kill {}: the desk reconnects to another node:\n{}",
+            desk_stored.is_some(),
+            "kill {}: the desk stores incidents again:\n{}",
             k + 1,
             nats.logs()
         );
-        producer_times.extend(producer_back.filter(|_| producer_node == Some(victim)));
-        desk_times.extend(desk_back.filter(|_| desk_node == Some(victim)));
+        m.add(
+            producer_node == Some(victim),
+            desk_node == Some(victim),
+            [producer_connack, producer_ack, desk_connack, desk_stored],
+        );
         // The killed node comes back and catches up before the next kill.
         nats.restart(victim);
     }
@@ -376,25 +488,15 @@ fn a_killed_broker_node_loses_no_incident_and_both_sides_fail_over() {
     });
     let (reports, created) = desk_reports(&desk);
     let counts = desk.counts();
-    let stats = |v: &mut Vec<Duration>| {
-        v.sort();
-        format!(
-            "n {}, p50 {:?}, max {:?}",
-            v.len(),
-            v.get(v.len() / 2),
-            v.last()
-        )
-    };
+    let redelivered = log.count("stale incident message ignored");
     println!(
         "cluster test: {kills} kills; {} incidents, {after_kills} rule events after a kill; \
-         reports {}, dead letters {}; back on another node (when on the killed one): \
-         producer {}; desk {}",
+         reports {}, dead letters {}, messages delivered again and ignored {redelivered}",
         rounds.produced.len(),
         reports.len(),
         counts.dead_letters,
-        stats(&mut producer_times),
-        stats(&mut desk_times),
     );
+    m.print();
     assert!(
         drained.is_some(),
         "the outbox drains: {} pending",

@@ -5,14 +5,15 @@
 //! incident must become one report with each step audited once; the status outbox is drained by
 //! both, each message published once; a session signed in on one desk is valid on the other; the
 //! dashboards' live feed of one desk shows a change made on the other; and after one desk is
-//! killed (SIGKILL) the other takes every incident and serves logins. Counts, not timings.
+//! killed (SIGKILL) the other takes every incident and serves logins. The same two desks on a
+//! three-node NATS cluster, each killed in turn (`SIMPANG_DESK_KILLS` times, 1 by default).
+//! Counts, not timings.
 
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,12 +21,13 @@ use serde_json::json;
 use simpang::config::Config;
 use simpang::incident::secrets::Credentials;
 use simpang::incident::IncidentSender;
-use support::desk::{password, Http, SITES};
+use support::desk::{Http, SITES};
+use support::deskproc::{add_user, Db, DeskProc};
 use support::metrics::Metrics;
 use support::mosquitto::{Mosquitto, MosquittoOpts};
 use support::mqtt::Subscriber;
+use support::nats::NatsCluster;
 use support::pg::Pg;
-use support::process::Proc;
 use support::producer;
 use support::wait::poll;
 
@@ -35,12 +37,13 @@ const CLIENT_ID: &str = "desks-run";
 /// desk free themselves after 30 s (src/desk/mqtt.rs `CLAIM_S`), hence more than that.
 const WAIT: Duration = Duration::from_secs(90);
 
-/// One desk's config file: its own data folder (as on its own host), the shared broker.
-fn desk_config(dir: &Path, port: u16, creds: &Path) -> PathBuf {
+/// One desk's config file: its own data folder (as on its own host), the shared broker
+/// (`broker = ...`, or `brokers = [...]` for a cluster).
+fn desk_config(dir: &Path, broker: &str, creds: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let text = format!(
         "data_dir = {:?}\n{SITES}\n[desk]\n\
-         [desk.mqtt]\nbroker = \"mqtt://127.0.0.1:{port}\"\nclient_id = \"desk\"\n\
+         [desk.mqtt]\n{broker}\nclient_id = \"desk\"\n\
          backoff_initial_s = 0.2\nbackoff_max_s = 1.0\ncredentials_file = {:?}\n",
         dir.join("data"),
         creds.join("clients/desk.toml"),
@@ -50,155 +53,26 @@ fn desk_config(dir: &Path, port: u16, creds: &Path) -> PathBuf {
     path
 }
 
-/// A `simpang desk` process and its base URL.
-struct DeskProc {
-    proc: Proc,
-    base: String,
-}
-
 fn start_desk(cfg: &Path, db: &str, instance: &str) -> DeskProc {
-    let mut proc = Proc::simpang(
-        &format!("desk-{instance}"),
-        &[
-            "desk",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--db",
-            db,
-            "--instance",
-            instance,
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[("RUST_LOG", "info")],
-    );
-    let line = proc.wait_line("desk: http://", WAIT);
-    let base = line
-        .trim()
-        .trim_start_matches("desk: ")
-        .trim_end_matches('/')
-        .to_string();
-    assert!(
-        poll(WAIT, || proc
-            .log()
-            .contains("incident intake subscribed")
-            .then_some(()))
-        .is_some(),
-        "desk {instance} subscribes to incidents:\n{}",
-        proc.log_tail()
-    );
-    DeskProc { proc, base }
+    DeskProc::start(cfg, db, instance, WAIT)
 }
 
-/// `simpang desk user add` (the password on standard input).
-fn add_user(cfg: &Path, db: &str, name: &str, role: &str) {
-    let mut child = Command::new(support::bin())
-        .args(["desk", "--config", cfg.to_str().unwrap(), "--db", db])
-        .args(["user", "add", name, "--role", role])
-        .env(
-            "ORT_DYLIB_PATH",
-            support::root().join("vendor-lib/onnxruntime/libonnxruntime.so"),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("simpang runs");
-    writeln!(child.stdin.take().unwrap(), "{}", password(name)).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "user add: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn login(desk: &DeskProc, name: &str) -> Http {
+    desk.login(name)
+        .unwrap_or_else(|| panic!("login {name} at {}", desk.base))
 }
 
-fn login(base: &str, name: &str) -> Http {
-    let mut h = Http::new(base);
-    let r = h.post_json(
-        "/api/login",
-        &json!({ "username": name, "password": password(name) }),
-    );
-    assert_eq!(r.status, 200, "login {name} at {base}: {}", r.text());
-    h.take_cookie(&r);
-    h.csrf = r.json()["csrf"].as_str().map(str::to_string);
-    h
-}
-
-/// Reads the database directly (what both desks share).
-struct Db {
-    rt: tokio::runtime::Runtime,
-    pool: sqlx::PgPool,
-}
-
-impl Db {
-    fn open(url: &str) -> Db {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let pool = rt.block_on(sqlx::PgPool::connect(url)).expect("PostgreSQL");
-        Db { rt, pool }
-    }
-
-    /// incident id -> (ticket, last seq, cleared)
-    fn reports(&self) -> HashMap<String, (String, i64, bool)> {
-        let rows: Vec<(String, String, i64, Option<i64>)> = self
-            .rt
-            .block_on(
-                sqlx::query_as(
-                    "SELECT incident_id, ticket, incident_seq, cleared_at FROM reports \
-                     WHERE incident_id IS NOT NULL",
-                )
-                .fetch_all(&self.pool),
-            )
-            .unwrap();
-        rows.into_iter()
-            .map(|(id, t, seq, c)| (id, (t, seq, c.is_some())))
-            .collect()
-    }
-
-    /// ticket -> the audit actions on it, oldest first.
-    fn audit(&self) -> HashMap<String, Vec<String>> {
-        let rows: Vec<(String, String)> = self
-            .rt
-            .block_on(
-                sqlx::query_as(
-                    "SELECT entity_id, action FROM audit_log WHERE entity = 'report' ORDER BY id",
-                )
-                .fetch_all(&self.pool),
-            )
-            .unwrap();
-        let mut out: HashMap<String, Vec<String>> = HashMap::new();
-        for (t, a) in rows {
-            out.entry(t).or_default().push(a);
-        }
-        out
-    }
-
-    /// (payload, claimed_by) of every status message, and how many wait to be published.
-    fn outbox(&self) -> (Vec<(String, Option<String>)>, i64) {
-        self.rt.block_on(async {
-            let rows: Vec<(String, Option<String>)> =
-                sqlx::query_as("SELECT payload, claimed_by FROM status_outbox ORDER BY id")
-                    .fetch_all(&self.pool)
-                    .await
-                    .unwrap();
-            let pending: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM status_outbox WHERE published_at IS NULL")
-                    .fetch_one(&self.pool)
-                    .await
-                    .unwrap();
-            (rows, pending)
-        })
-    }
-
-    fn dead_letters(&self) -> i64 {
-        self.rt
-            .block_on(sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters").fetch_one(&self.pool))
-            .unwrap()
-    }
+/// The incident service of `simpang run` for the two sites, its broker settings `mqtt` (the
+/// `[mqtt]` lines), its config written to `cfg_path`.
+fn start_producer(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    cfg_path: &Path,
+    mqtt: &str,
+) -> (simpang::incident::IncidentService, prometheus::Registry) {
+    std::fs::write(cfg_path, producer::config(dir, CLIENT_ID, &SITE_IDS, mqtt)).unwrap();
+    let cfg = Config::load(cfg_path).unwrap_or_else(|e| panic!("{e}"));
+    producer::start(rt, &cfg)
 }
 
 /// `rounds` rounds of incidents on both sites, 100 ms apart; incident id -> (last seq, ended).
@@ -368,14 +242,15 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
     );
 
     // Two desks, one database: the first migrates it, the second finds it migrated.
-    let cfg_a = desk_config(&dir.path().join("desk-a"), port, &creds);
-    let cfg_b = desk_config(&dir.path().join("desk-b"), port, &creds);
+    let broker_toml = format!("broker = \"mqtt://127.0.0.1:{port}\"");
+    let cfg_a = desk_config(&dir.path().join("desk-a"), &broker_toml, &creds);
+    let cfg_b = desk_config(&dir.path().join("desk-b"), &broker_toml, &creds);
     let mut a = start_desk(&cfg_a, &db_url, "a");
     let b = start_desk(&cfg_b, &db_url, "b");
     add_user(&cfg_a, &db_url, "operator", "operator");
 
     // A session signed in on one desk is valid on the other.
-    let on_a = login(&a.base, "operator");
+    let on_a = login(&a, "operator");
     let mut on_b = Http::new(&b.base);
     on_b.cookie = on_a.cookie.clone();
     on_b.csrf = on_a.csrf.clone();
@@ -394,13 +269,7 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
         "broker = \"mqtt://127.0.0.1:{port}\"\ncredentials_file = {:?}\n",
         creds.join("credentials.toml")
     );
-    std::fs::write(
-        &cfg_path,
-        producer::config(dir.path(), CLIENT_ID, &SITE_IDS, &mqtt),
-    )
-    .unwrap();
-    let cfg = Config::load(&cfg_path).unwrap_or_else(|e| panic!("{e}"));
-    let (svc, registry) = producer::start(&rt, &cfg);
+    let (svc, registry) = start_producer(&rt, dir.path(), &cfg_path, &mqtt);
     let tx = svc.sender();
     let db = Db::open(&db_url);
 
@@ -445,7 +314,7 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
     let after = produce(&tx, 16);
     check_reports(&db, &after, "desk a killed");
     check_statuses(&db, &sub, "desk a killed");
-    let h = login(&b.base, "operator");
+    let h = login(&b, "operator");
     assert_eq!(h.get("/api/me").status, 200);
 
     // A rolling restart while incidents flow: desk a comes back (its persistent session hands
@@ -486,5 +355,216 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
         svc.stop().await;
     });
     drop((a, b));
+    drop(pg);
+}
+
+/// Desk kills per run of the NATS test: 1, or `SIMPANG_DESK_KILLS` for a drill
+/// (scripts/failover-drill.sh runs 10).
+fn desk_kills() -> usize {
+    std::env::var("SIMPANG_DESK_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1)
+}
+
+/// True when the database holds any of `events` (incident id, seq): its report is at that seq
+/// or past it.
+fn stored_any(db: &Db, events: &[(String, i64)]) -> bool {
+    let reports = db.reports();
+    events
+        .iter()
+        .any(|(id, seq)| reports.get(id).is_some_and(|(_, s, _)| s >= seq))
+}
+
+/// The two desks of the test above, on a three-node NATS cluster instead of one Mosquitto (each
+/// desk, the producer and a viewer given the nodes' URLs): while incidents flow, one desk and
+/// then the other is killed (SIGKILL) and started again; the survivor takes every incident and
+/// serves logins, every incident is one report with each step applied once, and every status
+/// message is published once. Prints what the cluster's processes cost in CPU while incidents
+/// flow, and the time from each kill to the first incident made after it being stored.
+#[test]
+fn two_desks_on_the_nats_cluster_take_every_incident_while_one_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Pg::required();
+    let db_url = pg.url();
+    let cfg_path = dir.path().join("simpang.toml");
+    std::fs::write(
+        &cfg_path,
+        producer::config(dir.path(), CLIENT_ID, &SITE_IDS, ""),
+    )
+    .unwrap();
+    let creds = producer::credentials(&cfg_path, &dir.path().join("mqtt"));
+    let nats = NatsCluster::start(3, Some(&creds.join("nats-users.conf")));
+    let urls = nats.urls();
+    let c = Credentials::load(&creds.join("credentials.toml")).unwrap();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // The viewer on the node no desk kill touches (desks are killed, nodes are not).
+    let sub = {
+        let _g = rt.enter();
+        Subscriber::start(
+            nats.mqtt_ports[2],
+            "desks-viewer",
+            true,
+            Some(("viewer", c.password("viewer").unwrap())),
+        )
+    };
+    assert!(
+        rt.block_on(sub.wait_subscribed(WAIT)),
+        "the viewer subscribes"
+    );
+
+    let brokers = format!("brokers = {urls:?}");
+    let cfgs = [
+        desk_config(&dir.path().join("desk-a"), &brokers, &creds),
+        desk_config(&dir.path().join("desk-b"), &brokers, &creds),
+    ];
+    let names = ["a", "b"];
+    let mut desks = [
+        start_desk(&cfgs[0], &db_url, names[0]),
+        start_desk(&cfgs[1], &db_url, names[1]),
+    ];
+    add_user(&cfgs[0], &db_url, "operator", "operator");
+
+    let mqtt = format!(
+        "brokers = {urls:?}\ncredentials_file = {:?}\n",
+        creds.join("credentials.toml")
+    );
+    let (svc, registry) = start_producer(&rt, dir.path(), &cfg_path, &mqtt);
+    let tx = svc.sender();
+    let db = Db::open(&db_url);
+
+    // Steady flow, both desks up: what each process of the cluster costs (CPU from /proc).
+    let mut procs: Vec<(String, u32)> = nats
+        .pids()
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.map(|p| (format!("nats n{}", i + 1), p)))
+        .collect();
+    procs.extend(
+        names
+            .iter()
+            .zip(&desks)
+            .map(|(n, d)| (format!("desk {n}"), d.proc.id())),
+    );
+    let cpu = || -> Vec<Option<f64>> {
+        procs
+            .iter()
+            .map(|(_, p)| simpang::procfs::cpu_seconds(Some(*p)))
+            .collect()
+    };
+    let (cpu_before, t) = (cpu(), std::time::Instant::now());
+    let produced = produce(&tx, 100);
+    let (cpu_after, wall) = (cpu(), t.elapsed().as_secs_f64());
+    let shares: Vec<String> = procs
+        .iter()
+        .zip(cpu_before.iter().zip(&cpu_after))
+        .map(|((name, _), (a, b))| match (a, b) {
+            (Some(a), Some(b)) => format!("{name} {:.1} %", (b - a) / wall * 100.0),
+            _ => format!("{name} -"),
+        })
+        .collect();
+    println!(
+        "failover cpu: {} incident messages in {wall:.1} s ({:.0}/s, 2 desks, 3 nodes; load {:.2}): {} of one core",
+        produced.values().map(|(s, _)| *s).sum::<i64>(),
+        produced.values().map(|(s, _)| *s).sum::<i64>() as f64 / wall,
+        simpang::procfs::load_1m().unwrap_or(f64::NAN),
+        shares.join(", ")
+    );
+    check_reports(&db, &produced, "both desks on the cluster");
+
+    // Each desk in turn is killed while incidents flow, and started again.
+    let mut rounds = producer::Rounds::new(&SITE_IDS);
+    let mut times = Vec::new();
+    for k in 0..desk_kills() {
+        let (victim, survivor) = if k % 2 == 0 { (0, 1) } else { (1, 0) };
+        for _ in 0..5 {
+            rounds.next(&tx, None);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        desks[victim].proc.kill();
+        let killed_at = std::time::Instant::now();
+        let was = rounds.produced.clone();
+        rounds.next(&tx, None);
+        let first_after: Vec<(String, i64)> = rounds
+            .produced
+            .iter()
+            .filter(|(id, v)| was.get(*id) != Some(*v))
+            .map(|(id, (seq, _))| (id.clone(), *seq))
+            .collect();
+        let mut stored = None;
+        for _ in 0..30 {
+            let next = std::time::Instant::now() + Duration::from_millis(100);
+            while std::time::Instant::now() < next {
+                if stored.is_none() && stored_any(&db, &first_after) {
+                    stored = Some(killed_at.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            rounds.next(&tx, None);
+        }
+        let stored = stored.or_else(|| {
+            poll(WAIT, || {
+                stored_any(&db, &first_after).then(|| killed_at.elapsed())
+            })
+        });
+        assert!(
+            stored.is_some(),
+            "desk kill {}: desk {} stores incidents alone:\n{}",
+            k + 1,
+            names[survivor],
+            desks[survivor].proc.log_tail()
+        );
+        let h = login(&desks[survivor], "operator");
+        assert_eq!(
+            h.get("/api/me").status,
+            200,
+            "desk kill {}: desk {} serves logins",
+            k + 1,
+            names[survivor]
+        );
+        check_reports(&db, &rounds.produced, &format!("desk kill {}", k + 1));
+        assert!(
+            !desks[survivor].proc.log().contains("incident not stored"),
+            "desk {} failed to store an incident:\n{}",
+            names[survivor],
+            desks[survivor].proc.log_tail()
+        );
+        println!(
+            "desk kill {}: desk {} killed; desk {} stored the first incident made after the kill in {:.2} s",
+            k + 1,
+            names[victim],
+            names[survivor],
+            stored.unwrap_or_default().as_secs_f64()
+        );
+        times.extend(stored);
+        // Back on its persistent session: what it missed arrives, all applied already.
+        desks[victim] = start_desk(&cfgs[victim], &db_url, names[victim]);
+    }
+    println!(
+        "failover: the other desk stores a new incident, a desk killed: {}",
+        support::trace::describe(&times)
+    );
+    check_statuses(&db, &sub, "after the desk kills");
+    let pending = || {
+        Metrics::of(&registry)
+            .sum("simpang_outbox_pending", &[])
+            .unwrap_or(0.0)
+    };
+    assert!(
+        poll(WAIT, || (pending() == 0.0).then_some(())).is_some(),
+        "the producer's outbox drains: {} pending",
+        pending()
+    );
+    rt.block_on(async {
+        sub.stop().await;
+        svc.stop().await;
+    });
+    drop(desks);
     drop(pg);
 }

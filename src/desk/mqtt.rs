@@ -9,11 +9,13 @@
 //! desk.toml` and, for its TLS listener, `{data_dir}/mqtt/tls/ca.pem`. Settings are read again
 //! at every connection attempt after a refusal, so rotated credentials are picked up.
 //!
-//! With `desk.mqtt.brokers` (the nodes of a broker cluster) a connection error moves either
-//! connection to the next node at once, and only a full round of failures waits the backoff
-//! ([`Failover`]). The intake's persistent session lives in the cluster, not in one node, so on
-//! another node it resumes (`session_present`) and gets what was not acknowledged again; intake
-//! is idempotent by incident id and `seq`, so those repeats change nothing.
+//! With `desk.mqtt.brokers` (the nodes of a broker cluster) each connection starts on a node
+//! picked by its client id, a connection error moves it to the next node at once, and a full
+//! round of failures waits 250 ms while failing over, the backoff otherwise ([`Failover`]).
+//! The log says how long each failover took (`outage_ms`, `attempts`, `connack_ms`). The
+//! intake's persistent session lives in the cluster, not in one node, so on another node it
+//! resumes (`session_present`) and gets what was not acknowledged again; intake is idempotent
+//! by incident id and `seq`, so those repeats change nothing.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -263,7 +265,8 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
     while let Some(settings) = load_settings(&desk, &cancel, &mut backoff, "incident intake").await
     {
         desk.intake.set_keys(settings.keys.clone());
-        let failover = failover.get_or_insert_with(|| Failover::new(settings.targets.len()));
+        let failover = failover
+            .get_or_insert_with(|| Failover::spread(settings.targets.len(), &cfg.client_id));
         let intake_options = |at: usize| {
             let mut opts = settings.options(&cfg, at, &cfg.client_id);
             opts.set_clean_session(false);
@@ -271,16 +274,32 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
             opts
         };
         let (client, mut events) = AsyncClient::new(intake_options(failover.current()), 64);
+        // The phases of a failover, for the logs: when this connection attempt began, and when
+        // the connection came back (until the SUBACK).
+        let mut up = false;
+        let mut attempt_start = std::time::Instant::now();
+        let mut reconnected: Option<(std::time::Instant, Duration)> = None;
         let reload = loop {
+            if !up {
+                attempt_start = std::time::Instant::now();
+            }
             let ev = tokio::select! {
                 _ = cancel.cancelled() => break false,
                 ev = events.poll() => ev,
             };
             match ev {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    up = true;
                     backoff.reset();
-                    failover.connected();
-                    tracing::info!(broker = %settings.broker(failover.current()), login = %settings.source, signing_keys = settings.keys.len(), session_present = ack.session_present, "incident intake connected");
+                    let outage = failover.connected();
+                    let connack_ms = attempt_start.elapsed().as_millis() as u64;
+                    let broker = settings.broker(failover.current());
+                    if let Some((lost, attempts)) = outage {
+                        reconnected = Some((std::time::Instant::now(), lost));
+                        tracing::info!(broker = %broker, session_present = ack.session_present, outage_ms = lost.as_millis() as u64, attempts, connack_ms, "incident intake connected again");
+                    } else {
+                        tracing::info!(broker = %broker, login = %settings.source, signing_keys = settings.keys.len(), session_present = ack.session_present, connack_ms, "incident intake connected");
+                    }
                     if ack.session_present {
                         desk.intake.set_subscribed(true);
                         tracing::info!(topic = %cfg.incidents_topic, "incident intake subscribed (the broker kept the session)");
@@ -292,7 +311,10 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
                     desk.intake.set_subscribed(true);
-                    tracing::info!(topic = %cfg.incidents_topic, "incident intake subscribed");
+                    let since_loss_ms = reconnected
+                        .take()
+                        .map(|(at, lost)| (lost + at.elapsed()).as_millis() as u64);
+                    tracing::info!(topic = %cfg.incidents_topic, since_loss_ms, "incident intake subscribed");
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     match desk.intake.apply_incident(&p.topic, &p.payload).await {
@@ -312,17 +334,30 @@ pub async fn run_intake(desk: Arc<Desk>, cancel: CancellationToken) {
                 Err(e) => {
                     desk.intake.set_subscribed(false);
                     let broker = settings.broker(failover.current()).to_string();
-                    // The next node of a cluster at once; a full round of failures waits.
+                    let was_up = std::mem::replace(&mut up, false);
+                    reconnected = None;
+                    if was_up {
+                        failover.lost();
+                    }
+                    // The next node of a cluster at once; a full round of failures waits: a
+                    // short pause while failing over (a new stream leader is being elected,
+                    // broker.rs FAILOVER_WINDOW), else the backoff.
                     let wait = if failover.failed() {
-                        backoff.next()
+                        failover.pause().unwrap_or_else(|| backoff.next())
                     } else {
                         Duration::ZERO
                     };
                     let refused = is_refusal(&e);
+                    let attempt_ms = attempt_start.elapsed().as_millis() as u64;
                     if refused {
                         tracing::error!(error = %e, retry_in_s = wait.as_secs_f64(), broker = %broker, login = %settings.source, "incident intake: the broker refused the connection (check desk.mqtt.credentials_file, username, password, ca_file)");
-                    } else {
+                    } else if was_up {
                         tracing::warn!(error = %e, retry_in_s = wait.as_secs_f64(), broker = %broker, next = %settings.broker(failover.current()), "incident intake: broker connection lost");
+                    } else if failover.since_loss().is_some() {
+                        // Failing over: each try of the round, quietly.
+                        tracing::info!(error = %e, attempt_ms, since_loss_ms = failover.since_loss().map(|d| d.as_millis() as u64), retry_in_s = wait.as_secs_f64(), broker = %broker, next = %settings.broker(failover.current()), "incident intake: connection attempt failed");
+                    } else {
+                        tracing::warn!(error = %e, attempt_ms, retry_in_s = wait.as_secs_f64(), broker = %broker, next = %settings.broker(failover.current()), "incident intake: cannot connect to the broker");
                     }
                     tokio::select! {
                         _ = cancel.cancelled() => break false,
@@ -364,7 +399,8 @@ pub async fn run_status_publisher(desk: Arc<Desk>, cancel: CancellationToken) {
         else {
             break;
         };
-        let failover = failover.get_or_insert_with(|| Failover::new(settings.targets.len()));
+        let failover =
+            failover.get_or_insert_with(|| Failover::spread(settings.targets.len(), &client_id));
         let opts = settings.options(&cfg, failover.current(), &client_id);
         let (client, events) = AsyncClient::new(opts, 256);
         let connected = publish_session(&desk, &client, events, &wake, &cancel, &mut backoff).await;
@@ -380,11 +416,13 @@ pub async fn run_status_publisher(desk: Arc<Desk>, cancel: CancellationToken) {
         }
         if connected {
             failover.connected();
+            failover.lost();
         }
         let broker = settings.broker(failover.current()).to_string();
-        // The next node of a cluster at once; a full round of failures waits.
+        // The next node of a cluster at once; a full round of failures waits (briefly while
+        // failing over, as the intake).
         let wait = if failover.failed() {
-            backoff.next()
+            failover.pause().unwrap_or_else(|| backoff.next())
         } else {
             Duration::ZERO
         };

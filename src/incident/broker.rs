@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 
@@ -223,15 +223,37 @@ pub fn describe(targets: &[BrokerTarget]) -> String {
         .join(", ")
 }
 
+/// How long after losing an established connection to a cluster node the client keeps going
+/// round the nodes with [`FAILOVER_PAUSE`] between rounds instead of its growing backoff.
+///
+/// Why: on a NATS cluster every MQTT CONNECT (and every QoS 1 PUBLISH) is a JetStream request
+/// to the leader of the MQTT streams. When the killed node led one of them, requests sent before
+/// the survivors elect a new leader get no answer (Raft election timeout 4-9 s plus a campaign of
+/// 0.1-0.8 s, hard-coded in nats-server); the server closes such a connection after its
+/// `mqtt.js_api_timeout` (1 s in `scripts/nats-cluster.sh`). Only a CONNECT sent after the
+/// election succeeds, so the client must keep trying at a short, steady pace: a doubling
+/// backoff put the next try seconds after the new leader was there. 30 s covers the longest
+/// election with margin; past it the cluster is down, not failing over, and the backoff grows.
+pub const FAILOVER_WINDOW: Duration = Duration::from_secs(30);
+/// Pause after a full round of failures while failing over (see [`FAILOVER_WINDOW`]). A node
+/// that answers takes `js_api_timeout` to fail a CONNECT; a dead one refuses at once.
+pub const FAILOVER_PAUSE: Duration = Duration::from_millis(250);
+
 /// Which broker of a list a connection uses, and when it must wait before trying again: after
 /// a connection error (lost, or never made) it moves on to the next broker at once, as a
-/// cluster client should, and only a full round of failures in a row waits (the caller's
-/// backoff). With one broker every failure waits, as before there were lists.
+/// cluster client should, and only a full round of failures in a row waits: [`FAILOVER_PAUSE`]
+/// within [`FAILOVER_WINDOW`] of losing a connection to a cluster, else the caller's backoff.
+/// With one broker every failure waits the backoff, as before there were lists.
 #[derive(Debug)]
 pub struct Failover {
     len: usize,
     at: usize,
     failed: usize,
+    /// When the last established connection was lost (`None` while connected, or before the
+    /// first connection).
+    lost_at: Option<Instant>,
+    /// Failures since then (the loss, then each failed try).
+    attempts: u32,
 }
 
 impl Failover {
@@ -240,7 +262,25 @@ impl Failover {
             len: len.max(1),
             at: 0,
             failed: 0,
+            lost_at: None,
+            attempts: 0,
         }
+    }
+
+    /// Like [`Failover::new`], but the first broker is picked by a stable hash of `key` (the
+    /// client id), so the clients of a deployment spread over the cluster's nodes, as NATS's
+    /// own clients do by shuffling their server list. Besides the load, it keeps every node
+    /// ready for a failover: a NATS node sets up an account's MQTT session manager at its first
+    /// MQTT client, one client at a time, and during an election each try waits the whole
+    /// `js_api_timeout` (measured: the fifth client to reach a fresh node waited 5 s).
+    pub fn spread(len: usize, key: &str) -> Self {
+        let mut f = Self::new(len);
+        // FNV-1a: the same node for the same client id on every run and every build.
+        let h = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        f.at = (h % f.len as u64) as usize;
+        f
     }
 
     /// Index of the broker to connect to next.
@@ -248,22 +288,49 @@ impl Failover {
         self.at
     }
 
-    /// A connection was made: a new round starts with the next error.
-    pub fn connected(&mut self) {
+    /// A connection was made: a new round starts with the next error. Returns how long the
+    /// client was without a connection and how many tries it took (this one included), when it
+    /// had lost one.
+    pub fn connected(&mut self) -> Option<(Duration, u32)> {
         self.failed = 0;
+        // `attempts` counted the loss itself and each failed try: as many as the tries.
+        let outage = self.lost_at.take().map(|t| (t.elapsed(), self.attempts));
+        self.attempts = 0;
+        outage
+    }
+
+    /// An established connection broke (call before [`Failover::failed`]).
+    pub fn lost(&mut self) {
+        self.lost_at = Some(Instant::now());
+        self.attempts = 0;
     }
 
     /// A connection error: moves on to the next broker. True when every broker of this round
-    /// has failed, so the caller waits before the next attempt.
+    /// has failed, so the caller waits ([`Failover::pause`] or its backoff) before the next try.
     pub fn failed(&mut self) -> bool {
         self.at = (self.at + 1) % self.len;
         self.failed += 1;
+        if self.lost_at.is_some() {
+            self.attempts += 1;
+        }
         if self.failed >= self.len {
             self.failed = 0;
             true
         } else {
             false
         }
+    }
+
+    /// Time since the last established connection was lost (while it is not back).
+    pub fn since_loss(&self) -> Option<Duration> {
+        self.lost_at.map(|t| t.elapsed())
+    }
+
+    /// The wait after a full round while failing over between the nodes of a cluster; `None`
+    /// when the caller's backoff applies (one broker, never connected, or past the window).
+    pub fn pause(&self) -> Option<Duration> {
+        (self.len > 1 && self.since_loss().is_some_and(|d| d < FAILOVER_WINDOW))
+            .then_some(FAILOVER_PAUSE)
     }
 }
 
@@ -418,6 +485,50 @@ mod tests {
         assert!(one.failed());
         assert!(one.failed());
         assert_eq!(one.current(), 0);
+    }
+
+    #[test]
+    fn failover_pauses_briefly_only_after_losing_a_cluster_connection() {
+        let mut f = Failover::new(3);
+        // Never connected (a cluster still starting, a wrong URL): the caller's backoff.
+        for _ in 0..3 {
+            f.failed();
+        }
+        assert_eq!(f.pause(), None);
+        assert_eq!(f.connected(), None, "no outage before the first connection");
+        // Lost: short pauses between rounds, and the outage is counted until the next CONNACK.
+        f.lost();
+        assert_eq!(f.since_loss().map(|d| d < FAILOVER_WINDOW), Some(true));
+        for _ in 0..5 {
+            f.failed();
+        }
+        assert_eq!(f.pause(), Some(FAILOVER_PAUSE));
+        let (outage, attempts) = f.connected().expect("an outage");
+        assert!(outage < FAILOVER_WINDOW);
+        assert_eq!(
+            attempts, 5,
+            "the loss and four failed tries, then the try that connected"
+        );
+        assert_eq!(f.pause(), None, "connected again");
+        assert_eq!(f.since_loss(), None);
+        // Past the window the broker is down, not failing over: the backoff again.
+        f.lost_at = Some(Instant::now() - FAILOVER_WINDOW);
+        assert_eq!(f.pause(), None);
+        // Clients spread over the nodes, each on the same node every time.
+        let starts: std::collections::HashSet<usize> = (0..12)
+            .map(|i| Failover::spread(3, &format!("simpang-run-site{i}")).current())
+            .collect();
+        assert_eq!(starts.len(), 3, "{starts:?}");
+        assert_eq!(
+            Failover::spread(3, "desk").current(),
+            Failover::spread(3, "desk").current()
+        );
+        assert_eq!(Failover::spread(1, "desk").current(), 0);
+        // One broker never pauses briefly: its restart is not an election.
+        let mut one = Failover::new(1);
+        one.lost();
+        one.failed();
+        assert_eq!(one.pause(), None);
     }
 
     fn cfg(mqtt: &str) -> Config {

@@ -130,8 +130,9 @@ pub struct Link {
 }
 
 impl Link {
-    /// Starts the site's connection to the first of `targets` (the nodes of a broker cluster,
-    /// or one broker); a connection error moves it to the next.
+    /// Starts the site's connection to one of `targets` (the nodes of a broker cluster, picked
+    /// by the client id: [`Failover::spread`], or the one broker); a connection error moves it
+    /// to the next.
     ///
     /// `status: None` makes a **replay** connection: it only publishes the site's rows left in
     /// this machine's outbox, with no retained status and no will, so that a cluster node
@@ -154,7 +155,8 @@ impl Link {
             status_refresh,
         } = settings;
         let targets = targets.to_vec();
-        let opts = options(&targets[0], &client_id, login.as_ref());
+        let failover = Failover::spread(targets.len(), &client_id);
+        let opts = options(&targets[failover.current()], &client_id, login.as_ref());
         let (client, eventloop) = AsyncClient::new(opts, WINDOW + 16);
         let shared = Arc::new(Mutex::new(Shared {
             connected: false,
@@ -170,7 +172,7 @@ impl Link {
         metrics.connected.with_label_values(&[&site]).set(0);
         let driver = Driver {
             site: site.clone(),
-            failover: Failover::new(targets.len()),
+            failover,
             targets,
             login,
             client_id,
@@ -337,7 +339,12 @@ impl Driver {
         let mut flush_deadline: Option<tokio::time::Instant> = None;
         let mut disconnect_sent = false;
         let mut status_at = tokio::time::Instant::now();
+        // When the current connection attempt began (the phases of a failover, in the logs).
+        let mut attempt_start = std::time::Instant::now();
         loop {
+            if !up {
+                attempt_start = std::time::Instant::now();
+            }
             if let Some(status) = self.status.as_ref().filter(|_| !up) {
                 // The will is fixed per connection: refresh its time for the next attempt.
                 let will = status(SiteState::Offline, StatusReason::ConnectionLost);
@@ -371,9 +378,13 @@ impl Driver {
                 Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                     up = true;
                     backoff = self.reconnect.0;
-                    self.failover.connected();
+                    let outage = self.failover.connected();
                     let broker = self.broker();
-                    if failures > 0 {
+                    let connack_ms = attempt_start.elapsed().as_millis() as u64;
+                    if let Some((lost, attempts)) = outage {
+                        let outage_ms = lost.as_millis() as u64;
+                        info!(broker = %broker, client_id = %self.client_id, outage_ms, attempts, connack_ms, "connected to MQTT broker {broker} {outage_ms} ms after losing the connection ({attempts} attempt(s))");
+                    } else if failures > 0 {
                         info!(broker = %broker, client_id = %self.client_id, "connected to MQTT broker {broker} after {failures} failed attempt(s)");
                     } else {
                         info!(broker = %broker, client_id = %self.client_id, "connected to MQTT broker {broker}");
@@ -455,6 +466,9 @@ impl Driver {
                     // Another node of a cluster is tried at once; a full round of failures
                     // waits (with one broker: every failure, as it always did).
                     let failed_from = self.failover.current();
+                    if up {
+                        self.failover.lost();
+                    }
                     let round_over = self.failover.failed();
                     let wait = if up {
                         let broker = &self.targets[failed_from].display;
@@ -470,9 +484,17 @@ impl Driver {
                             .connect_failures
                             .with_label_values(&[&self.site])
                             .inc();
-                        let wait = if round_over { backoff } else { Duration::ZERO };
+                        // Failing over between cluster nodes: a short steady pause (the new
+                        // stream leader answers only CONNECTs sent after its election).
+                        let pause = self.failover.pause();
+                        let wait = if round_over {
+                            pause.unwrap_or(backoff)
+                        } else {
+                            Duration::ZERO
+                        };
+                        debug!(broker = %self.targets[failed_from].display, attempt_ms = attempt_start.elapsed().as_millis() as u64, since_loss_ms = self.failover.since_loss().map(|d| d.as_millis() as u64), error = %e, "connection attempt failed");
                         self.log_connect_error(&e, failed_from, failures, wait);
-                        if round_over {
+                        if round_over && pause.is_none() {
                             backoff = (backoff * 2).min(self.reconnect.1);
                         }
                         wait

@@ -128,4 +128,62 @@ impl Db {
             .map(|(id, n, seq)| (id, (n, seq.unwrap_or(0))))
             .collect()
     }
+
+    /// incident id -> (ticket, last seq, cleared)
+    pub fn reports(&self) -> HashMap<String, (String, i64, bool)> {
+        let rows: Vec<(String, String, i64, Option<i64>)> = self
+            .rt
+            .block_on(
+                sqlx::query_as(
+                    "SELECT incident_id, ticket, incident_seq, cleared_at FROM reports \
+                     WHERE incident_id IS NOT NULL",
+                )
+                .fetch_all(&self.pool),
+            )
+            .unwrap();
+        rows.into_iter()
+            .map(|(id, t, seq, c)| (id, (t, seq, c.is_some())))
+            .collect()
+    }
+
+    /// ticket -> the audit actions on it, oldest first.
+    pub fn audit(&self) -> HashMap<String, Vec<String>> {
+        let rows: Vec<(String, String)> = self
+            .rt
+            .block_on(
+                sqlx::query_as(
+                    "SELECT entity_id, action FROM audit_log WHERE entity = 'report' ORDER BY id",
+                )
+                .fetch_all(&self.pool),
+            )
+            .unwrap();
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for (t, a) in rows {
+            out.entry(t).or_default().push(a);
+        }
+        out
+    }
+
+    /// (payload, claimed_by) of every status message, and how many wait to be published.
+    pub fn outbox(&self) -> (Vec<(String, Option<String>)>, i64) {
+        self.rt.block_on(async {
+            let rows: Vec<(String, Option<String>)> =
+                sqlx::query_as("SELECT payload, claimed_by FROM status_outbox ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await
+                    .unwrap();
+            let pending: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM status_outbox WHERE published_at IS NULL")
+                    .fetch_one(&self.pool)
+                    .await
+                    .unwrap();
+            (rows, pending)
+        })
+    }
+
+    pub fn dead_letters(&self) -> i64 {
+        self.rt
+            .block_on(sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters").fetch_one(&self.pool))
+            .unwrap()
+    }
 }

@@ -27,6 +27,7 @@ pub mod ports;
 pub mod process;
 pub mod producer;
 pub mod simpang;
+pub mod trace;
 pub mod wait;
 pub mod wall;
 

@@ -167,6 +167,14 @@ impl NatsCluster {
         })
     }
 
+    /// The process id of every node that runs (for CPU figures from /proc).
+    pub fn pids(&self) -> Vec<Option<u32>> {
+        self.nodes
+            .iter()
+            .map(|p| p.as_ref().map(Proc::id))
+            .collect()
+    }
+
     /// SIGKILL of node `i` (a crash).
     pub fn kill(&mut self, i: usize) {
         if let Some(mut p) = self.nodes[i].take() {
