@@ -6,7 +6,13 @@
 // lines), binary messages (16-byte header: kind 1 init / 2 fragment, flags bit 0 key frame, u32
 // LE sequence, f64 LE arrival ms; then the MP4 bytes), text `analytics` (keyed by the media time
 // `t` of the frame they were computed on, in 90 kHz ticks: the same clock as the fragments'
-// decode times), text `offline`, text `error`.
+// decode times), text `offline`, text `error`, text `gone` (the node stopped serving the site).
+//
+// Where the tile plays from: it asks its own wall (`site.resolve`, /api/live/{site}) before
+// every connection. A site this node serves plays from /live/{site} here; one another node
+// serves plays from that node's /live/{site} with a one-site ticket this node signed. When the
+// socket closes (the node died, the site moved) or the status line names another node, the
+// tile asks again and follows the site, without a page reload.
 //
 // Which frame is on screen comes from requestVideoFrameCallback's mediaTime, never from pixels
 // read back (they can be a frame off). Boxes of the displayed frame's own result are drawn as
@@ -48,8 +54,10 @@ class LiveTile {
     this.state = "connecting";
     this.stopped = false;
     this.failures = 0;
+    this.node = null;       // the node the tile plays from (null: this wall, outside a cluster)
+    this.servedHere = null;
     this.s = {
-      connects: 0, hellos: 0, inits: 0, fragments: 0, bytes: 0, analytics: 0, presented: 0,
+      connects: 0, resolves: 0, moves: 0, hellos: 0, inits: 0, fragments: 0, bytes: 0, analytics: 0, presented: 0,
       stalls: 0, seeks: 0, errors: [], boxes_drawn: 0, last_boxes: 0, first_frame_ms: null,
       exact: 0, extrapolated: 0, offline_msgs: 0, lat_ms: [],
     };
@@ -103,8 +111,49 @@ class LiveTile {
 
   connect() {
     if (this.stopped) return;
+    if (!this.site.resolve) return this.open(this.site.live);
+    this.s.resolves++;
+    fetch(this.site.resolve, { cache: "no-store" })
+      .then((r) => {
+        if (r.status === 401) {
+          location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+          return null;
+        }
+        return r.json().then((j) => Object.assign(j, { ok: r.ok }));
+      })
+      .then((j) => {
+        if (this.stopped || !j) return;
+        if (!j.ok || !j.url) {
+          // No node serves the site right now (it is moving): ask again shortly.
+          this.node = j.node || null;
+          return this.retry();
+        }
+        if (this.node !== null && j.node !== this.node) this.s.moves++;
+        this.node = j.node || null;
+        this.servedHere = !!j.served_here;
+        this.open(j.url);
+      })
+      .catch((e) => { this.s.errors.push("resolve: " + e); this.retry(); });
+  }
+
+  retry() {
+    this.failures++;
+    this.setState("connecting");
+    // 1 s, then up to 5 s between tries: the server may be restarting.
+    setTimeout(() => this.connect(), Math.min(5000, 1000 * this.failures));
+  }
+
+  // The status line names the node serving the site: a tile playing from another node
+  // reconnects (and asks where to, so it gets there with a fresh ticket).
+  follow(node) {
+    if (this.stopped || !node || this.node === null || node === this.node || !this.ws) return;
+    this.node = node;
+    this.ws.close();
+  }
+
+  open(url) {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${proto}//${location.host}${this.site.live}`);
+    const ws = new WebSocket(url.startsWith("/") ? `${proto}//${location.host}${url}` : url);
     ws.binaryType = "arraybuffer";
     this.s.connects++;
     let opened = false;
@@ -128,6 +177,7 @@ class LiveTile {
       else if (m.type === "analytics") this.onAnalytics(m);
       else if (m.type === "offline") { this.s.offline_msgs++; this.dropMedia(); this.setState("offline"); }
       else if (m.type === "error") this.s.errors.push("server: " + m.message);
+      else if (m.type === "gone") { this.s.gone = (this.s.gone || 0) + 1; this.dropMedia(); }
       return;
     }
     if (!this.hello || data.byteLength < 16) return;
@@ -450,7 +500,7 @@ class LiveTile {
     } catch (e) { /* canvas not ready */ }
     const q = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : null;
     return Object.assign({}, this.s, {
-      site: this.site.id, state: this.state, epoch: this.hello ? this.hello.epoch : null,
+      site: this.site.id, node: this.node, served_here: this.servedHere, state: this.state, epoch: this.hello ? this.hello.epoch : null,
       passthrough: !!(this.hello && this.hello.passthrough), mime: this.hello ? this.hello.mime : null,
       currentTime: v.currentTime, paused: v.paused, readyState: v.readyState,
       videoWidth: v.videoWidth, videoHeight: v.videoHeight,

@@ -348,7 +348,12 @@ function applyStatus(s) {
     t.el.classList.toggle("offline", !site.live);
     const connecting = !site.live && !site.last_frame_at && !(site.reconnects > 0);
     t.el.classList.toggle("connecting", connecting);
-    if (site.live) {
+    // A tile playing from another node follows the site to the node its status names.
+    if (t.live && site.node) t.live.follow(site.node);
+    if (site.remote) {
+      t.meta.textContent = site.node ? `node ${site.node}` : "";
+      t.state.textContent = site.served ? (site.live ? "" : "OFFLINE") : "berpindah node";
+    } else if (site.live) {
       t.meta.textContent = `${site.fps.toFixed(1)} fps · ${fmtTime(site.last_frame_at || s.at)}`;
       t.state.textContent = "";
     } else if (!site.last_frame_at) {
@@ -518,7 +523,8 @@ async function start() {
 }
 
 // What the tests and the bench read: every tile's mode and, for passthrough tiles, the player's
-// counters, a thumbnail of the picture and the box pixels on its overlay.
+// counters (and the node it plays from), a thumbnail of the picture and the box pixels on its
+// overlay.
 window.wallLive = () => [...state.tiles.values()].map((t) => Object.assign(
   { site: t.site.id, mode: t.mode, mjpeg_frames: t.frames },
   t.live ? t.live.stats() : {},

@@ -87,6 +87,11 @@ fn run_node(
         .map(|s| (s.id.clone(), s.clone()))
         .collect();
     let order: Vec<SiteId> = cfg.sites.iter().map(|s| s.id.clone()).collect();
+    // The wall shows every site of the shared config, served here or not.
+    let shown = WallNode {
+        name: name.to_string(),
+        sites: cfg.sites.clone(),
+    };
     cfg.sites.clear();
     let settings = cluster::NodeSettings::new(&cfg.cluster, name, capacity, order)?;
     let rt = super::runtime()?;
@@ -101,7 +106,7 @@ fn run_node(
         .await
         .map_err(AppError::from)?;
         let take_wait = cfg.cluster.lease_times().0 / 4;
-        let running = Arc::new(start(cfg, registry, Some(node.view())).await?);
+        let running = Arc::new(start(cfg, registry, Some(node.view()), Some(shown)).await?);
         println!("wall: http://{}/", running.http_addr);
         println!("metrics: http://{}/metrics", running.metrics_addr);
         // What this node stored before it died and never sent goes out first, before any
@@ -360,12 +365,14 @@ impl Running {
     }
 
     /// Starts a site while the others run: its camera, tracker and rules, its slots in the hub,
-    /// and its incidents, status and counts over its own MQTT connection. The site is checked
-    /// as a config file's `[[sites]]` would be; an id already running is refused.
+    /// its incidents, status and counts over its own MQTT connection, and its wall outputs. The
+    /// site is checked as a config file's `[[sites]]` would be; an id already running is
+    /// refused.
     ///
-    /// The wall takes its tiles at start (its grid, RTSP mounts and page are laid out then): a
-    /// site started later is not on the wall until the next start. Its seam is `Wall::start`,
-    /// which would have to grow an `add_site` like the incident stage's.
+    /// The wall's page, grid and RTSP mounts are laid out at start: a cluster node's page has a
+    /// tile for every site of the shared config from the start, and a site started later plays
+    /// in it from this node (browser tile, MJPEG, snapshot); the RTSP mounts and the mosaic keep
+    /// the sites served at start (docs/wall.md).
     pub async fn add_site(&self, site: Site) -> Result<(), AppError> {
         self.add_site_held(site, None, None).await
     }
@@ -413,6 +420,10 @@ impl Running {
             self.incidents.remove_site(site.id.as_str()).await;
             return Err(e);
         }
+        // The site runs without its wall outputs rather than not at all.
+        if let Err(e) = self.wall.add_site(&site, slot.hub.clone()) {
+            tracing::error!(site = %slot.id, error = %e, "the site runs, but its wall outputs did not start");
+        }
         info!(site = %slot.id, "site started");
         Ok(())
     }
@@ -450,6 +461,8 @@ impl Running {
             .wiring
             .unregister(id)
             .ok_or_else(|| AppError::Other(format!("site {id:?} is not running")))?;
+        // Its viewers are let go at once, so their tiles find where the site goes.
+        self.wall.remove_site(id);
         if let Some(camera) = slot.take_camera() {
             // Joining the supervisor waits for its pipeline to reach NULL: off the async threads.
             let _ = tokio::task::spawn_blocking(move || camera.stop()).await;
@@ -487,17 +500,60 @@ impl Running {
 
 /// Starts every stage for the sites of `cfg` and returns once they are running.
 pub async fn run(cfg: Config) -> Result<Running, AppError> {
-    start(cfg, Registry::new(), None).await
+    start(cfg, Registry::new(), None, None).await
 }
 
-/// [`run`] with the metrics registry given (a cluster node registers its own families first)
-/// and the node's view for `/api/status`.
+/// A cluster node's wall: its name and every site of the shared config.
+struct WallNode {
+    name: String,
+    sites: Vec<Site>,
+}
+
+/// The wall's view of the deployment: a cluster node shows every site of the shared config
+/// and reads each site's status (with the broker's read-only `viewer` login) to play the ones
+/// other nodes serve from there.
+fn deployment(
+    cfg: &Config,
+    node: Option<WallNode>,
+    managed: Option<Arc<crate::incident::ManagedBroker>>,
+) -> Result<crate::wall::Deployment, AppError> {
+    let Some(node) = node else {
+        return Ok(crate::wall::Deployment::local(cfg));
+    };
+    let targets = crate::incident::BrokerTarget::from_config(cfg)
+        .map_err(|e| AppError::Other(e.to_string()))?;
+    let (login, keys) = crate::wall::directory::status_login(cfg, managed.as_deref());
+    Ok(crate::wall::Deployment {
+        sites: node.sites,
+        status: Some(crate::wall::directory::StatusSource {
+            targets,
+            login,
+            // `_` after the prefix: never a site connection's `{client_id}-{site}` (NATS takes
+            // no `.` in MQTT client ids).
+            client_id: format!("{}_wall_{}", cfg.mqtt.client_id, node.name),
+            reconnect: (
+                std::time::Duration::from_secs_f64(cfg.mqtt.reconnect_initial_s),
+                std::time::Duration::from_secs_f64(cfg.mqtt.reconnect_max_s),
+            ),
+        }),
+        node: Some(node.name),
+        keys,
+    })
+}
+
+/// [`run`] with the metrics registry given (a cluster node registers its own families first),
+/// the node's view for `/api/status` and, for a cluster node, the sites its wall shows.
 async fn start(
-    cfg: Config,
+    mut cfg: Config,
     registry: Registry,
     node: Option<cluster::NodeView>,
+    wall_node: Option<WallNode>,
 ) -> Result<Running, AppError> {
     ingest::init_gstreamer()?;
+    // The wall's listener first: its address (port 0 picks one) is the wall URL every site's
+    // status message carries.
+    let (listener, http_addr) = bind(cfg.wall.listen).await?;
+    cfg.wall.listen = http_addr;
     let ingest_metrics = IngestMetrics::register(&registry)?;
     let loop_metrics = LoopMetrics::register(&registry)?;
     let templates = Arc::new(Templates::load(
@@ -544,9 +600,9 @@ async fn start(
     // Incidents: lifecycle, snapshots, outbox, MQTT (src/incident).
     let incidents = IncidentService::start(cfg, hub.clone(), &registry).await?;
     // Wall: MJPEG tiles, SSE feed, annotated RTSP out (src/wall).
-    let wall = Wall::start(cfg, hub.clone(), wiring.labels.clone(), &registry)?;
+    let shown = deployment(cfg, wall_node, incidents.managed_broker())?;
+    let wall = Wall::start_for(cfg, hub.clone(), wiring.labels.clone(), &registry, shown)?;
 
-    let (listener, http_addr) = bind(cfg.wall.listen).await?;
     let (metrics_listener, metrics_addr) = bind(cfg.metrics.listen).await?;
 
     // Detection workers -> tracker and rules per camera -> hub and incident stage.

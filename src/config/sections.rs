@@ -144,6 +144,11 @@ impl Default for IncidentConfig {
 pub struct WallConfig {
     /// HTTP listen address: wall page, MJPEG streams, SSE events (all behind sign-in).
     pub listen: SocketAddr,
+    /// The URL browsers reach this wall at (`https://wall-2.example`, a reverse proxy's): each
+    /// site's status message carries it, so the other nodes' walls play the site from here
+    /// (docs/deploy.md, "One wall for all nodes"). Unset: `http://{listen}`, with this
+    /// machine's host name for a wildcard address.
+    pub public_url: Option<String>,
     /// Grid as "COLSxROWS".
     pub layout: String,
     /// Size of the display frames (per site tile).
@@ -183,6 +188,7 @@ impl Default for WallConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
             layout: "3x2".into(),
             tile_width: 640,
             tile_height: 360,
@@ -204,6 +210,28 @@ impl Default for WallConfig {
 }
 
 impl WallConfig {
+    /// Where other nodes' walls (and their browsers) reach this wall: `public_url` without a
+    /// trailing `/`, else `http://{listen}`; a wildcard listen address is replaced by this
+    /// machine's host name, which a browser can dial where 0.0.0.0 means nothing.
+    pub fn advertised_url(&self) -> String {
+        if let Some(u) = &self.public_url {
+            return u.trim_end_matches('/').to_string();
+        }
+        let ip = self.listen.ip();
+        let host = if ip.is_unspecified() {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".into())
+        } else if ip.is_ipv6() {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        };
+        format!("http://{host}:{}", self.listen.port())
+    }
+
     /// (columns, rows) of the layout string.
     pub fn grid(&self) -> Option<(u32, u32)> {
         let (c, r) = self.layout.split_once(['x', 'X'])?;

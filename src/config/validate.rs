@@ -137,6 +137,21 @@ impl Config {
                 format!("must be in 1..=10000, got {}", self.wall.live_max_viewers),
             );
         }
+        if let Some(u) = &self.wall.public_url {
+            match url::Url::parse(u) {
+                Ok(url)
+                    if matches!(url.scheme(), "http" | "https")
+                        && url.host_str().is_some_and(|h| !h.is_empty())
+                        && (url.path() == "/" || url.path().is_empty())
+                        && url.query().is_none() => {}
+                _ => bad(
+                    w.key("public_url"),
+                    format!(
+                        "{u:?} is not an http:// or https:// URL of a host (no path, no query)"
+                    ),
+                ),
+            }
+        }
         if self.wall.rtsp_port != 0 && self.wall.rtsp_port == self.wall.listen.port() {
             bad(
                 w.key("rtsp_port"),

@@ -206,6 +206,10 @@ pub struct StatusMessage {
     /// statuses of one site, the one with the smaller lease is stale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<u64>,
+    /// The wall of the process serving the site (`wall.public_url`, else `http://{wall.listen}`):
+    /// where every node's wall plays the site from (docs/deploy.md, "One wall for all nodes").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall: Option<String>,
 }
 
 /// Which cluster node serves a site, under which lease (src/cluster).

@@ -183,6 +183,8 @@ struct LinkStarter {
     reconnect: (Duration, Duration),
     local: LocalTime,
     offline_grace: chrono::Duration,
+    /// This process's wall URL, carried in every status message.
+    wall: String,
 }
 
 impl LinkStarter {
@@ -203,6 +205,7 @@ impl LinkStarter {
             camera.clone(),
             self.local,
             holder.clone(),
+            self.wall.clone(),
         );
         let link = Link::spawn(
             link::LinkSettings {
@@ -332,6 +335,7 @@ impl IncidentService {
             offline_grace: chrono::Duration::milliseconds(
                 (cfg.incidents.offline_grace_s * 1000.0) as i64,
             ),
+            wall: cfg.wall.advertised_url(),
         };
         let served: Arc<Registry<StageSite>> = Arc::new(Registry::default());
         for site_cfg in &cfg.sites {
@@ -597,6 +601,7 @@ fn status_fn(
     hub: Option<Arc<SiteHub>>,
     local: LocalTime,
     holder: Option<Holder>,
+    wall: String,
 ) -> link::StatusFn {
     Arc::new(move |state, reason| {
         let now = Utc::now();
@@ -624,6 +629,7 @@ fn status_fn(
             camera_health,
             node: holder.as_ref().map(|h| h.node.clone()),
             lease: holder.as_ref().map(|h| h.lease),
+            wall: Some(wall.clone()),
         }
     })
 }

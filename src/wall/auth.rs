@@ -9,7 +9,13 @@
 //!   `[wall.auth] desk_roles`;
 //! - **people with a wall account** sign in at `/login` with their password;
 //! - **devices** (wall controllers, VMS, scripts) send their token on every request:
-//!   `Authorization: Bearer TOKEN`, or HTTP Basic with the account name and the token.
+//!   `Authorization: Bearer TOKEN`, or HTTP Basic with the account name and the token;
+//! - **another node's wall page** opens `/live/{site}?ticket=` for a site this node serves: the
+//!   signed-in page asked its own node (`/api/live/{site}`) for a ticket, which that node signs
+//!   with the deployment's shared wall key, for one site, for this node's URL (`aud`), valid for
+//!   [`super::ticket::TICKET_TTL_S`] seconds and taken once ([`super::ticket`]). A session cookie of
+//!   one node is not sent to another (another origin), so this is how one wall plays every
+//!   node's sites with the sign-in intact (docs/deploy.md, "One wall for all nodes").
 //!
 //! A browser session is an HMAC-signed cookie (`HttpOnly`, `SameSite=Lax`, `Secure` when
 //! configured) that names the person and ends after `session_hours`; a wall account's session
@@ -36,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::accounts::{self, Kind};
+use super::ticket::Tickets;
 use super::WallError;
 use crate::config::{Config, WallAuthConfig};
 use crate::guard::cookie::cookie;
@@ -56,6 +63,9 @@ pub struct Principal {
     /// `person:NAME`, `device:NAME` or `desk:NAME`: what per-client limits count by.
     pub key: String,
     pub name: String,
+    /// Let in by a live ticket of another node's wall (one `/live/{site}` socket): its page is
+    /// of another origin, which the live route's origin check lets through for it alone.
+    pub ticket: bool,
 }
 
 /// Where a session came from.
@@ -105,6 +115,8 @@ pub struct WallAuth {
     streams: Arc<Mutex<HashMap<String, u32>>>,
     /// Desk hand-off nonces already used, until they expire.
     used: Mutex<HashMap<String, i64>>,
+    /// Live tickets for other nodes' walls, and the check of those made for this one.
+    tickets: Tickets,
     refused: IntCounterVec,
     signins: IntCounterVec,
 }
@@ -119,7 +131,7 @@ impl WallAuth {
         let refused = IntCounterVec::new(
             Opts::new(
                 "simpang_wall_auth_refused_total",
-                "Wall requests refused by sign-in: no or wrong credentials, too many streams",
+                "Wall requests refused by sign-in: no or wrong credentials, a bad live ticket, too many streams",
             ),
             &["reason"],
         )?;
@@ -132,6 +144,7 @@ impl WallAuth {
         )?;
         registry.register(Box::new(refused.clone()))?;
         registry.register(Box::new(signins.clone()))?;
+        let tickets = Tickets::new(signer.clone(), cfg.wall.advertised_url());
         Ok(Arc::new(Self {
             accounts: Arc::new(accounts),
             signer,
@@ -140,6 +153,7 @@ impl WallAuth {
             cfg: cfg.wall.auth.clone(),
             streams: Arc::default(),
             used: Mutex::default(),
+            tickets,
             refused,
             signins,
         }))
@@ -167,6 +181,7 @@ impl WallAuth {
             return device.map(|a| Principal {
                 key: format!("device:{}", a.name),
                 name: a.name.clone(),
+                ticket: false,
             });
         }
         let token = cookie(h, SESSION_COOKIE)?;
@@ -181,6 +196,7 @@ impl WallAuth {
                 (pw.is_some() && pw == c.pw).then(|| Principal {
                     key: format!("person:{}", a.name),
                     name: a.name.clone(),
+                    ticket: false,
                 })
             }
             Source::Desk => {
@@ -192,9 +208,26 @@ impl WallAuth {
                     .then(|| Principal {
                         key: format!("desk:{}", c.sub),
                         name: c.sub.clone(),
+                        ticket: false,
                     })
             }
         }
+    }
+
+    /// A ticket for `p` to open `/live/{site}` once at the wall `aud` (another node's advertised
+    /// URL, from the site's status), signed with the deployment's shared wall key.
+    pub fn live_ticket(&self, site: &str, p: &Principal, aud: &str) -> String {
+        self.tickets.issue(site, &p.name, aud)
+    }
+
+    /// The principal of a `/live/{site}?ticket=` request: `Ok(None)` without a ticket,
+    /// `Err(why)` for a refused one.
+    fn ticket_principal(&self, uri: &axum::http::Uri) -> Result<Option<Principal>, &'static str> {
+        Ok(self.tickets.check(uri)?.map(|sub| Principal {
+            key: format!("ticket:{sub}"),
+            name: sub,
+            ticket: true,
+        }))
     }
 
     /// A place for one more open response of `key`, or `None` at the limit.
@@ -334,7 +367,28 @@ pub fn protect(router: Router, auth: Arc<WallAuth>) -> Router {
 
 /// The layer: a principal, a stream slot held while the response is sent, or a refusal.
 async fn require(State(auth): State<Arc<WallAuth>>, mut req: Request, next: Next) -> Response {
-    let Some(p) = auth.principal(req.headers()) else {
+    let p = match auth.principal(req.headers()) {
+        Some(p) => Some(p),
+        None => match auth.ticket_principal(req.uri()) {
+            Ok(p) => p,
+            Err(why) => {
+                auth.refused.with_label_values(&["bad_ticket"]).inc();
+                let client = req
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| client_key(c.0.ip()))
+                    .unwrap_or_default();
+                tracing::warn!(%client, path = %req.uri().path(), why, "live ticket refused");
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    format!("tiket tidak berlaku (live ticket refused: {why})\n"),
+                )
+                    .into_response();
+            }
+        },
+    };
+    let Some(p) = p else {
         let had = req.headers().contains_key(header::AUTHORIZATION)
             || cookie(req.headers(), SESSION_COOKIE).is_some();
         return auth.unauthorized(&req, had);

@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::tile::{is_fresh, SiteOutput};
+use super::tile::is_fresh;
 use crate::model::{IncidentEvent, IncidentMessage};
 
 /// Incidents kept for browsers that connect later.
@@ -189,14 +189,49 @@ impl FpsWindow {
     }
 }
 
+/// What the status line is made of: every site the page shows, the ones served here, and what
+/// the deployment's status messages say of the others.
+pub struct StatusSources {
+    /// (id, name) of every site shown, in page order.
+    pub sites: Vec<(String, String)>,
+    pub local: Arc<super::tile::LocalSites>,
+    pub directory: Option<Arc<super::directory::Directory>>,
+    /// This process's node name.
+    pub node: Option<String>,
+}
+
+/// The status line of a site another process serves, from its last status message.
+fn remote_status(id: &str, name: &str, p: Option<&super::directory::Placement>) -> Value {
+    let online = p.is_some_and(|p| p.online);
+    let camera = p.and_then(|p| p.camera_online).unwrap_or(false);
+    json!({
+        "id": id,
+        "name": name,
+        "remote": true,
+        "node": p.and_then(|p| p.node.clone()),
+        "served": online,
+        "live": online && camera,
+        "online": online && camera,
+        "since": p.map(|p| p.at.clone()),
+        "last_frame_at": p.and_then(|p| p.last_frame_at.clone()),
+        "last_error": p.and_then(|p| p.last_error.clone()),
+        "reconnects": if p.is_some() { 1 } else { 0 },
+        "fps": 0.0,
+        "analytics_age_s": null,
+        "open_incidents": 0,
+        "zones": [],
+        "lines": [],
+    })
+}
+
 /// Once a second: measures each site's display rate and publishes the status line.
 pub async fn run_status(
-    sites: Vec<Arc<SiteOutput>>,
+    src: StatusSources,
     metrics: super::metrics::WallMetrics,
     tx: watch::Sender<Arc<str>>,
     cancel: CancellationToken,
 ) {
-    let mut windows: Vec<FpsWindow> = sites.iter().map(|_| FpsWindow::default()).collect();
+    let mut windows: std::collections::HashMap<String, FpsWindow> = Default::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -206,8 +241,22 @@ pub async fn run_status(
         }
         let now = Instant::now();
         let utc = Utc::now();
-        let mut list = Vec::with_capacity(sites.len());
-        for (s, w) in sites.iter().zip(windows.iter_mut()) {
+        let mut list = Vec::with_capacity(src.sites.len());
+        let local = src.local.all();
+        windows.retain(|id, _| local.iter().any(|s| s.id.as_str() == id));
+        // The page's sites, then any started here since (outside the page's list).
+        let later: Vec<(String, String)> = local
+            .iter()
+            .filter(|s| !src.sites.iter().any(|(id, _)| s.id.as_str() == id))
+            .map(|s| (s.id.to_string(), s.name.clone()))
+            .collect();
+        for (id, name) in src.sites.iter().chain(later.iter()) {
+            let Some(s) = local.iter().find(|s| s.id.as_str() == id) else {
+                let p = src.directory.as_ref().and_then(|d| d.get(id));
+                list.push(remote_status(id, name, p.as_ref()));
+                continue;
+            };
+            let w = windows.entry(id.clone()).or_default();
             // The camera's own frames, counted before decoding: what the browser wall plays,
             // whether or not anything is decoded for display.
             let count = s.hub.source_frames.load(Ordering::Relaxed);
@@ -252,6 +301,8 @@ pub async fn run_status(
                 })).collect::<Vec<_>>(),
                 "viewers": s.mjpeg_viewers.load(Ordering::Relaxed),
                 "live_viewers": s.hub.encoded.viewers(),
+                "node": src.node,
+                "remote": false,
             }));
         }
         let line = json!({ "at": utc, "sites": list }).to_string();

@@ -10,7 +10,8 @@
 //! | `GET /snapshot/{site}.jpg` | one annotated tile as JPEG |
 //! | `GET /events` | Server-Sent Events: `incident` and `status` |
 //! | `GET /incidents/{id}/snapshot.jpg` | an incident's snapshot |
-//! | `GET /api/wall` | sites, layout, stream URLs |
+//! | `GET /api/wall` | sites (every site of the deployment, with the node serving each), layout, stream URLs |
+//! | `GET /api/live/{site}` | where a browser tile plays the site now: this wall's `/live/{site}`, or the serving node's with a ticket |
 //!
 //! Every route here is behind the wall's sign-in (`auth::protect`, applied by `Wall::router`
 //! to the whole router, so a route added here is protected by being added).
@@ -44,7 +45,8 @@ const LIVE_JS: &str = include_str!("../../assets/wall/live.js");
 const BOUNDARY: &str = "simpangframe";
 
 pub struct HttpInner {
-    pub sites: Vec<Arc<SiteOutput>>,
+    /// The sites served here now.
+    pub local: Arc<super::tile::LocalSites>,
     pub live: Arc<super::live::LiveCtx>,
     pub shared: Arc<WorkerShared>,
     pub feed: Arc<Feed>,
@@ -52,16 +54,33 @@ pub struct HttpInner {
     pub cancel: CancellationToken,
     /// The static part of `/api/wall`.
     pub page: Value,
+    /// Page entries of sites started after the wall, by id (listed while served here).
+    pub added: parking_lot::RwLock<Vec<(String, Value)>>,
     /// Where annotated RTSP out listens, if enabled.
     pub rtsp: Option<(IpAddr, u16)>,
+    /// The sites with an annotated RTSP mount (those served at start).
+    pub rtsp_sites: Vec<String>,
+    /// Signs the tickets for other nodes' `/live/{site}`.
+    pub auth: Arc<super::auth::WallAuth>,
+    /// Which process serves each site of the deployment (`None`: every site is served here).
+    pub directory: Option<Arc<super::directory::Directory>>,
+    /// This process's cluster node name.
+    pub node: Option<String>,
+    /// This wall's advertised URL (`wall.public_url`, else `http://{listen}`).
+    pub own_url: String,
 }
 
 #[derive(Clone)]
 pub struct HttpState(pub Arc<HttpInner>);
 
 impl HttpState {
-    fn site(&self, id: &str) -> Option<&Arc<SiteOutput>> {
-        self.0.sites.iter().find(|s| s.id.as_str() == id)
+    fn site(&self, id: &str) -> Option<Arc<SiteOutput>> {
+        self.0.local.get(id)
+    }
+
+    /// Whether `id` is a site of the deployment that another process serves (or none now).
+    fn elsewhere(&self, id: &str) -> bool {
+        self.site(id).is_none() && self.0.directory.as_ref().is_some_and(|d| d.knows(id))
     }
 }
 
@@ -73,6 +92,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/live.js", get(live_js))
         .route("/live/{site}", get(super::live::live))
         .route("/api/wall", get(api_wall))
+        .route("/api/live/{site}", get(api_live))
         .route("/stream/{file}", get(mjpeg))
         .route("/tiles.mjpg", get(tiles))
         .route("/snapshot/{file}", get(snapshot))
@@ -128,6 +148,51 @@ fn not_found(what: &str) -> Response {
 
 async fn api_wall(State(st): State<HttpState>, headers: HeaderMap) -> Json<Value> {
     let mut v = st.0.page.clone();
+    if let Some(sites) = v.get_mut("sites").and_then(|s| s.as_array_mut()) {
+        for (id, entry) in st.0.added.read().iter() {
+            let listed = sites.iter().any(|s| s["id"].as_str() == Some(id.as_str()));
+            if !listed && st.site(id).is_some() {
+                sites.push(entry.clone());
+            }
+        }
+    }
+    // Who serves each site now: this process, or the node its latest status names.
+    if let Some(sites) = v.get_mut("sites").and_then(|s| s.as_array_mut()) {
+        for s in sites {
+            let id = s
+                .get("id")
+                .and_then(|i| i.as_str())
+                .unwrap_or("")
+                .to_string();
+            let here = st.site(&id).is_some();
+            let seen = st.0.directory.as_ref().and_then(|d| d.get(&id));
+            let (node, wall, lease, online) = if here {
+                let lease = seen
+                    .as_ref()
+                    .filter(|p| p.node == st.0.node)
+                    .and_then(|p| p.lease);
+                (st.0.node.clone(), Some(st.0.own_url.clone()), lease, true)
+            } else {
+                match &seen {
+                    Some(p) => (p.node.clone(), p.wall.clone(), p.lease, p.online),
+                    None => (None, None, None, false),
+                }
+            };
+            if let Some(so) = s.as_object_mut() {
+                so.insert("served_here".into(), json!(here));
+                so.insert("node".into(), json!(node));
+                so.insert("wall".into(), json!(wall));
+                so.insert("lease".into(), json!(lease));
+                so.insert("online".into(), json!(online));
+            }
+        }
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "directory".into(),
+            json!(st.0.directory.as_ref().map(|d| d.connected())),
+        );
+    }
     if let (Some((addr, port)), Some(o)) = (st.0.rtsp, v.as_object_mut()) {
         // A wildcard bind address is not something a client can dial: use the host the
         // browser reached us by.
@@ -151,6 +216,9 @@ async fn api_wall(State(st): State<HttpState>, headers: HeaderMap) -> Json<Value
                     .and_then(|i| i.as_str())
                     .unwrap_or("")
                     .to_string();
+                if !st.0.rtsp_sites.contains(&id) {
+                    continue;
+                }
                 if let Some(so) = s.as_object_mut() {
                     so.insert("rtsp".into(), json!(format!("{base}/{id}")));
                 }
@@ -158,6 +226,58 @@ async fn api_wall(State(st): State<HttpState>, headers: HeaderMap) -> Json<Value
         }
     }
     Json(v)
+}
+
+/// Where the browser tile of `site` plays it now: `{"url": "/live/{site}"}` when this process
+/// serves it, else the serving node's `ws(s)://…/live/{site}?ticket=…` with a ticket for the
+/// signed-in viewer (docs/deploy.md, "One wall for all nodes"). 503 while no node serves it
+/// (the page asks again), 404 for a site outside the deployment.
+async fn api_live(
+    State(st): State<HttpState>,
+    Path(id): Path<String>,
+    principal: Option<axum::Extension<super::auth::Principal>>,
+) -> Response {
+    let no_store = [(header::CACHE_CONTROL, "no-store")];
+    if !st.0.live.enabled {
+        return not_found("video langsung dimatikan (wall.live = false)");
+    }
+    if st.site(&id).is_some() {
+        let body = json!({
+            "site": id, "node": st.0.node, "served_here": true,
+            "url": format!("/live/{id}"),
+        });
+        return (no_store, Json(body)).into_response();
+    }
+    if !st.elsewhere(&id) {
+        return not_found(&id);
+    }
+    let seen = st.0.directory.as_ref().and_then(|d| d.get(&id));
+    let target = seen.as_ref().filter(|p| p.online).and_then(|p| {
+        // Our own URL in a status of a site we do not serve: that status is old news.
+        let wall = p.wall.as_ref().filter(|w| **w != st.0.own_url)?;
+        Some((p.node.clone(), wall.clone()))
+    });
+    let (Some((node, wall)), Some(axum::Extension(p))) = (target, principal) else {
+        let body = json!({
+            "site": id, "node": seen.and_then(|p| p.node), "served_here": false,
+            "error": "belum ada node yang melayani kamera ini (no node serves this site now)",
+        });
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "2")],
+            no_store,
+            Json(body),
+        )
+            .into_response();
+    };
+    let ticket = st.0.auth.live_ticket(&id, &p, &wall);
+    let Some(url) = super::directory::live_ws_url(&wall, &id, &ticket) else {
+        return not_found(&id);
+    };
+    let body = json!({
+        "site": id, "node": node, "served_here": false, "wall": wall, "url": url,
+    });
+    (no_store, Json(body)).into_response()
 }
 
 /// `host:port` or `[v6]:port` -> host part.
@@ -194,6 +314,8 @@ fn part(f: &JpegFrame, site: Option<&str>) -> Bytes {
 
 struct MjpegState {
     rx: watch::Receiver<Option<JpegFrame>>,
+    /// The site stopped being served here.
+    gone: CancellationToken,
     _guard: ViewerGuard,
     cancel: CancellationToken,
     sent: prometheus::IntCounter,
@@ -201,11 +323,7 @@ struct MjpegState {
 }
 
 async fn mjpeg(State(st): State<HttpState>, Path(file): Path<String>) -> Response {
-    let Some(site) = file
-        .strip_suffix(".mjpg")
-        .and_then(|id| st.site(id))
-        .cloned()
-    else {
+    let Some(site) = file.strip_suffix(".mjpg").and_then(|id| st.site(id)) else {
         return not_found(&file);
     };
     let mut rx = site.jpeg.subscribe();
@@ -218,6 +336,7 @@ async fn mjpeg(State(st): State<HttpState>, Path(file): Path<String>) -> Respons
             .with_label_values(&[site.id.as_str()]);
     let state = MjpegState {
         rx,
+        gone: site.gone.clone(),
         _guard: ViewerGuard::new(site, st.0.shared.clone()),
         cancel: st.0.cancel.clone(),
         sent,
@@ -238,6 +357,7 @@ async fn mjpeg(State(st): State<HttpState>, Path(file): Path<String>) -> Respons
         loop {
             tokio::select! {
                 _ = s.cancel.cancelled() => return None,
+                _ = s.gone.cancelled() => return None,
                 r = s.rx.changed() => {
                     if r.is_err() {
                         return None;
@@ -280,6 +400,9 @@ fn multipart_response(body: Body) -> Response {
 
 struct TilesState {
     rx: Vec<(String, watch::Receiver<Option<JpegFrame>>)>,
+    /// One per site: the stream ends when any of them stops being served here (the page
+    /// opens it again with the sites it has now).
+    gone: Vec<CancellationToken>,
     _guards: Vec<ViewerGuard>,
     cancel: CancellationToken,
     sent: Vec<prometheus::IntCounter>,
@@ -321,18 +444,29 @@ async fn tiles(
     State(st): State<HttpState>,
     axum::extract::Query(q): axum::extract::Query<TilesQuery>,
 ) -> Response {
+    let sites = st.0.local.all();
     let wanted: Vec<Arc<SiteOutput>> = match &q.sites {
         Some(list) => {
-            let sites = &st.0.sites;
-            match parse_sites(list, |id| sites.iter().position(|s| s.id.as_str() == id)) {
+            // Sites another node serves are left out (their tiles play from there), not refused:
+            // the list was made before a site moved.
+            let kept: Vec<&str> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|id| !st.elsewhere(id))
+                .collect();
+            match parse_sites(&kept.join(","), |id| {
+                sites.iter().position(|s| s.id.as_str() == id)
+            }) {
                 Ok(v) => v.into_iter().map(|i| sites[i].clone()).collect(),
                 Err(id) => return not_found(&id),
             }
         }
-        None => st.0.sites.clone(),
+        None => sites,
     };
     let metrics = &st.0.shared.metrics;
+    let gone = wanted.iter().map(|s| s.gone.clone()).collect();
     let state = TilesState {
+        gone,
         rx: wanted
             .iter()
             .map(|s| {
@@ -376,8 +510,11 @@ async fn tiles(
             // Wait for any site's next JPEG, then send every site that has one.
             let (changed, first) = {
                 let waits = s.rx.iter_mut().map(|(_, rx)| Box::pin(rx.changed()));
+                let gone =
+                    futures::future::select_all(s.gone.iter().map(|g| Box::pin(g.cancelled())));
                 tokio::select! {
                     _ = s.cancel.cancelled() => return None,
+                    _ = gone => return None,
                     (r, i, _) = futures::future::select_all(waits) => (r, i),
                 }
             };
@@ -404,11 +541,7 @@ async fn tiles(
 }
 
 async fn snapshot(State(st): State<HttpState>, Path(file): Path<String>) -> Response {
-    let Some(site) = file
-        .strip_suffix(".jpg")
-        .and_then(|id| st.site(id))
-        .cloned()
-    else {
+    let Some(site) = file.strip_suffix(".jpg").and_then(|id| st.site(id)) else {
         return not_found(&file);
     };
     let mut rx = site.jpeg.subscribe();

@@ -13,6 +13,7 @@
 //! | text `{"type":"analytics", ...}` | at each analytics result: tracks, zone states, line totals, keyed by media time `t` |
 //! | text `{"type":"offline", ...}` | the camera's stream ended (and on connect while it delivers nothing) |
 //! | text `{"type":"error", ...}` | before the server closes the socket |
+//! | text `{"type":"gone"}` | this process stopped serving the site (a cluster node lost its lease); the socket closes and the page asks where the site is now |
 //!
 //! A binary message is a 16-byte header (kind u8, flags u8 with bit 0 = key frame, 2 bytes 0,
 //! sequence number u32 LE, arrival at ingest f64 LE Unix ms) then the MP4 bytes.
@@ -220,10 +221,11 @@ pub async fn live(
     State(st): State<super::http::HttpState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    principal: Option<axum::Extension<super::auth::Principal>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let ctx = st.0.live.clone();
-    let Some(site) = st.0.sites.iter().find(|s| s.id.as_str() == id).cloned() else {
+    let Some(site) = st.0.local.get(&id) else {
         return (StatusCode::NOT_FOUND, format!("tidak ditemukan: {id}\n")).into_response();
     };
     let refused = ctx
@@ -237,7 +239,10 @@ pub async fn live(
         )
             .into_response();
     }
-    if !same_origin(&headers) {
+    // Another node's wall page (another origin) comes with a ticket for this one site; a
+    // session cookie or device token from a foreign page does not get in.
+    let ticket = principal.is_some_and(|p| p.ticket);
+    if !ticket && !same_origin(&headers) {
         refused.inc();
         return (StatusCode::FORBIDDEN, "origin tidak diizinkan\n").into_response();
     }
@@ -359,10 +364,16 @@ impl Viewer {
         self.analytics(&mut socket).await?;
         results.mark_unchanged();
         let cancel = self.ctx.cancel.clone();
+        let gone = self.site.gone.clone();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => {
                     let _ = self.close(&mut socket, "wall berhenti").await;
+                    return Ok(());
+                }
+                _ = gone.cancelled() => {
+                    let _ = self.text(&mut socket, json!({ "type": "gone" })).await;
+                    let _ = self.close(&mut socket, "kamera tidak lagi dilayani node ini").await;
                     return Ok(());
                 }
                 ev = live.recv() => match ev {

@@ -20,8 +20,9 @@ use axum::body::Bytes;
 use chrono::Utc;
 use gstreamer as gst;
 use gstreamer_app as gst_app;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn};
 
 use super::jpeg::{i420_buffer, JpegEncoder};
@@ -106,6 +107,45 @@ pub struct SiteOutput {
     pub display_fps: AtomicU64,
     /// What the browser tiles of the site are told (`/live/{site}`).
     pub live: LiveSite,
+    /// Cancelled when this process stops serving the site (a cluster node lost its lease): its
+    /// worker ends, its live sockets and MJPEG streams close, so the page finds where the site
+    /// went.
+    pub gone: CancellationToken,
+}
+
+/// The sites this process serves now, in the order they started: what the wall's streams are
+/// made from. A cluster node's sites come and go while it runs.
+#[derive(Default)]
+pub struct LocalSites(RwLock<Vec<Arc<SiteOutput>>>);
+
+impl LocalSites {
+    pub fn new(sites: Vec<Arc<SiteOutput>>) -> Self {
+        Self(RwLock::new(sites))
+    }
+
+    pub fn all(&self) -> Vec<Arc<SiteOutput>> {
+        self.0.read().clone()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<SiteOutput>> {
+        self.0.read().iter().find(|s| s.id.as_str() == id).cloned()
+    }
+
+    /// Adds `site` unless one of its id is served already (false then).
+    pub fn insert(&self, site: Arc<SiteOutput>) -> bool {
+        let mut v = self.0.write();
+        if v.iter().any(|s| s.id == site.id) {
+            return false;
+        }
+        v.push(site);
+        true
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Arc<SiteOutput>> {
+        let mut v = self.0.write();
+        let i = v.iter().position(|s| s.id.as_str() == id)?;
+        Some(v.remove(i))
+    }
 }
 
 impl SiteOutput {
@@ -120,6 +160,7 @@ impl SiteOutput {
             rtsp: Mutex::new(Vec::new()),
             tile: ArcSwapOption::empty(),
             display_fps: AtomicU64::new(0f64.to_bits()),
+            gone: CancellationToken::new(),
         }
     }
 
@@ -238,7 +279,7 @@ impl Worker {
         let mut active_since: Option<Instant> = None;
         let mut jpeg_failures = 0u32;
         loop {
-            if self.shared.stop.load(Ordering::SeqCst) {
+            if self.shared.stop.load(Ordering::SeqCst) || self.site.gone.is_cancelled() {
                 break;
             }
             let want_mjpeg = self.site.mjpeg_viewers.load(Ordering::SeqCst) > 0;

@@ -114,6 +114,8 @@ pub struct Node {
     pub proc: Proc,
     /// `http://ADDR` of its metrics listener.
     pub ops: String,
+    /// `http://ADDR` of its wall (printed before the metrics line).
+    pub wall: String,
 }
 
 impl Node {
@@ -158,6 +160,12 @@ impl Node {
                 Proc::spawn(&format!("node-{name}"), cmd)
             }
         };
+        let wall = proc
+            .wait_line("wall: http://", START)
+            .trim()
+            .trim_start_matches("wall: ")
+            .trim_end_matches('/')
+            .to_string();
         let line = proc.wait_line("metrics: http://", START);
         let ops = line
             .trim()
@@ -168,6 +176,7 @@ impl Node {
             name: name.to_string(),
             proc,
             ops,
+            wall,
         }
     }
 
@@ -192,6 +201,11 @@ impl Node {
 
     pub fn count(&self) -> usize {
         self.held().map_or(0, |h| h.len())
+    }
+
+    /// Its metrics now; `None` when it does not answer.
+    pub fn metrics(&self) -> Option<Metrics> {
+        Metrics::scrape(&format!("{}/metrics", self.ops))
     }
 }
 
