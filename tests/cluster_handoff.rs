@@ -41,19 +41,9 @@ fn config(
     let creds = creds
         .map(|c| format!("credentials_file = {:?}\n", c.display().to_string()))
         .unwrap_or_default();
-    let r = support::root();
-    let text = format!(
-        r#"data_dir = "{data}"
-
-[city]
-name = "Palembang"
-timezone = "Asia/Jakarta"
-
-[detect]
-model = "{r}/models/nanodet-m-int8/manifest.toml"
-ort_library = "{r}/vendor-lib/onnxruntime/libonnxruntime.so"
-fps = 2.0
-
+    let text = support::node::head(dir, node)
+        + &format!(
+            r#"
 [ingest]
 backoff_initial_s = 1.0
 backoff_max_s = 2.0
@@ -84,10 +74,8 @@ address = "Jl. Ampera, Palembang"
 lat = -2.99
 lon = 104.76
 stream = "rtsp://127.0.0.1:1/{SITE}"
-"#,
-        data = dir.join(format!("data-{node}")).display(),
-        r = r.display(),
-    );
+"#
+        );
     let p = dir.join(format!("{node}.toml"));
     std::fs::write(&p, text).expect("write config");
     p

@@ -75,6 +75,30 @@ fn start_producer(
     producer::start(rt, &cfg)
 }
 
+/// Waits for the producer's outbox to drain (every message acknowledged by the broker), then
+/// stops the status subscriber and the incident service.
+fn drain_and_stop(
+    rt: &tokio::runtime::Runtime,
+    registry: &prometheus::Registry,
+    sub: Subscriber,
+    svc: simpang::incident::IncidentService,
+) {
+    let pending = || {
+        Metrics::of(registry)
+            .sum("simpang_outbox_pending", &[])
+            .unwrap_or(0.0)
+    };
+    assert!(
+        poll(WAIT, || (pending() == 0.0).then_some(())).is_some(),
+        "the producer's outbox drains: {} pending",
+        pending()
+    );
+    rt.block_on(async {
+        sub.stop().await;
+        svc.stop().await;
+    });
+}
+
 /// `rounds` rounds of incidents on both sites, 100 ms apart; incident id -> (last seq, ended).
 fn produce(tx: &IncidentSender, rounds: usize) -> HashMap<String, (i64, bool)> {
     let mut r = producer::Rounds::new(&SITE_IDS);
@@ -340,20 +364,7 @@ fn two_desks_on_one_database_apply_each_incident_once_and_share_sessions_feed_an
             d.proc.log_tail()
         );
     }
-    let pending = || {
-        Metrics::of(&registry)
-            .sum("simpang_outbox_pending", &[])
-            .unwrap_or(0.0)
-    };
-    assert!(
-        poll(WAIT, || (pending() == 0.0).then_some(())).is_some(),
-        "the producer's outbox drains: {} pending",
-        pending()
-    );
-    rt.block_on(async {
-        sub.stop().await;
-        svc.stop().await;
-    });
+    drain_and_stop(&rt, &registry, sub, svc);
     drop((a, b));
     drop(pg);
 }
@@ -551,20 +562,7 @@ fn two_desks_on_the_nats_cluster_take_every_incident_while_one_is_killed() {
         support::trace::describe(&times)
     );
     check_statuses(&db, &sub, "after the desk kills");
-    let pending = || {
-        Metrics::of(&registry)
-            .sum("simpang_outbox_pending", &[])
-            .unwrap_or(0.0)
-    };
-    assert!(
-        poll(WAIT, || (pending() == 0.0).then_some(())).is_some(),
-        "the producer's outbox drains: {} pending",
-        pending()
-    );
-    rt.block_on(async {
-        sub.stop().await;
-        svc.stop().await;
-    });
+    drain_and_stop(&rt, &registry, sub, svc);
     drop(desks);
     drop(pg);
 }

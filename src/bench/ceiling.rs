@@ -152,7 +152,9 @@ pub fn probe_footage(base: &Config, footage: &Path) -> Result<Footage, BenchErro
 }
 
 /// Decode-only throughput: `pipelines` copies of the cameras' decode into fakesinks, as fast
-/// as they go, side by side; frames counted over `seconds` after a second of warm-up.
+/// as they go, side by side; frames counted over `seconds` after a second of warm-up. Each
+/// decoder has the threads a camera's gets (not those of a file decoded as fast as possible):
+/// the ceiling is the cost of the run's decoding.
 pub fn decode(
     base: &Config,
     footage: &Path,
@@ -167,8 +169,13 @@ pub fn decode(
     )?;
     let counter = Arc::new(AtomicU64::new(0));
     let mut ps = Vec::new();
+    let threads = crate::ingest::decoder::threads_for(
+        base.ingest.decoder_threads,
+        crate::ingest::Pacing::Realtime,
+    );
     for _ in 0..pipelines.max(1) {
         let p = launch(&line)?;
+        crate::ingest::decoder::limit_threads(p.upcast_ref(), threads);
         let c = counter.clone();
         let pad = p
             .by_name("ceiling_sink")

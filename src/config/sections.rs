@@ -84,6 +84,10 @@ pub struct IngestConfig {
     pub files_realtime: bool,
     /// Loop local files at EOS (sample footage as a camera).
     pub files_loop: bool,
+    /// Worker threads of each camera's software decoder; 0: one for a camera (or a file played
+    /// like one), libav's default for a file decoded as fast as possible
+    /// ([`crate::ingest::decoder`]).
+    pub decoder_threads: u32,
 }
 
 impl Default for IngestConfig {
@@ -96,6 +100,7 @@ impl Default for IngestConfig {
             backoff_max_s: 30.0,
             files_realtime: true,
             files_loop: true,
+            decoder_threads: 0,
         }
     }
 }

@@ -259,6 +259,10 @@ fn mqtt_security_settings() {
     }
     let p = only_problem(&format!("[incidents]\noutbox_max_messages = 10\n{GOOD}"));
     assert_eq!(p.field, "incidents.outbox_max_messages");
+    let p = only_problem(&format!("[ingest]\ndecoder_threads = 65\n{GOOD}"));
+    assert_eq!(p.field, "ingest.decoder_threads");
+    assert!(p.message.contains("got 65"), "{}", p.message);
+    assert_eq!(p.line, 2);
 }
 
 #[test]

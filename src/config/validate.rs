@@ -57,6 +57,15 @@ impl Config {
                 "must be positive and not above backoff_max_s".into(),
             );
         }
+        if self.ingest.decoder_threads > 64 {
+            bad(
+                ing.key("decoder_threads"),
+                format!(
+                    "must be 0 (by pacing) to 64, got {}",
+                    self.ingest.decoder_threads
+                ),
+            );
+        }
         self.validate_mqtt(&root, &mut bad);
         self.cluster.validate(&root, &mut bad);
         let inc = root.key("incidents");

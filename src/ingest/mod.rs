@@ -9,6 +9,7 @@
 //! [`AnalyticsQueue`]: crate::hub::AnalyticsQueue
 
 pub mod camera;
+pub mod decoder;
 pub mod frames;
 pub mod h264;
 pub mod pipeline;
@@ -106,6 +107,8 @@ pub struct CameraSettings {
     pub detect: Option<(Source, Pacing)>,
     /// Loop a file source at its end.
     pub loop_file: bool,
+    /// `ingest.decoder_threads` (0: by pacing, [`decoder::threads_for`]).
+    pub decoder_threads: u32,
     pub analytics_width: u32,
     pub analytics_height: u32,
     pub detect_fps: f64,
@@ -157,6 +160,7 @@ impl CameraSettings {
             pacing,
             detect: site.detect_stream.as_deref().map(source_of),
             loop_file: cfg.ingest.files_loop,
+            decoder_threads: cfg.ingest.decoder_threads,
             analytics_width: analytics_size.0,
             analytics_height: analytics_size.1,
             detect_fps: cfg.detect.fps,

@@ -148,6 +148,22 @@ fn not_found(what: &str) -> Response {
 
 async fn api_wall(State(st): State<HttpState>, headers: HeaderMap) -> Json<Value> {
     let mut v = st.0.page.clone();
+    // The annotated RTSP mounts' base. A wildcard bind address is not something a client can
+    // dial: use the host the browser reached us by.
+    let rtsp_base = st.0.rtsp.map(|(addr, port)| {
+        let host = if addr.is_unspecified() {
+            headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(host_only)
+                .unwrap_or_else(|| "127.0.0.1".into())
+        } else if addr.is_ipv6() {
+            format!("[{addr}]")
+        } else {
+            addr.to_string()
+        };
+        format!("rtsp://{host}:{port}/annotated")
+    });
     if let Some(sites) = v.get_mut("sites").and_then(|s| s.as_array_mut()) {
         for (id, entry) in st.0.added.read().iter() {
             let listed = sites.iter().any(|s| s["id"].as_str() == Some(id.as_str()));
@@ -155,15 +171,13 @@ async fn api_wall(State(st): State<HttpState>, headers: HeaderMap) -> Json<Value
                 sites.push(entry.clone());
             }
         }
-    }
-    // Who serves each site now: this process, or the node its latest status names.
-    if let Some(sites) = v.get_mut("sites").and_then(|s| s.as_array_mut()) {
         for s in sites {
             let id = s
                 .get("id")
                 .and_then(|i| i.as_str())
                 .unwrap_or("")
                 .to_string();
+            // Who serves the site now: this process, or the node its latest status names.
             let here = st.site(&id).is_some();
             let seen = st.0.directory.as_ref().and_then(|d| d.get(&id));
             let (node, wall, lease, online) = if here {
@@ -178,12 +192,19 @@ async fn api_wall(State(st): State<HttpState>, headers: HeaderMap) -> Json<Value
                     None => (None, None, None, false),
                 }
             };
+            let rtsp = rtsp_base
+                .as_ref()
+                .filter(|_| st.0.rtsp_sites.contains(&id))
+                .map(|base| format!("{base}/{id}"));
             if let Some(so) = s.as_object_mut() {
                 so.insert("served_here".into(), json!(here));
                 so.insert("node".into(), json!(node));
                 so.insert("wall".into(), json!(wall));
                 so.insert("lease".into(), json!(lease));
                 so.insert("online".into(), json!(online));
+                if let Some(url) = rtsp {
+                    so.insert("rtsp".into(), json!(url));
+                }
             }
         }
     }
@@ -192,37 +213,8 @@ async fn api_wall(State(st): State<HttpState>, headers: HeaderMap) -> Json<Value
             "directory".into(),
             json!(st.0.directory.as_ref().map(|d| d.connected())),
         );
-    }
-    if let (Some((addr, port)), Some(o)) = (st.0.rtsp, v.as_object_mut()) {
-        // A wildcard bind address is not something a client can dial: use the host the
-        // browser reached us by.
-        let host = if addr.is_unspecified() {
-            headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(host_only)
-                .unwrap_or_else(|| "127.0.0.1".into())
-        } else if addr.is_ipv6() {
-            format!("[{addr}]")
-        } else {
-            addr.to_string()
-        };
-        let base = format!("rtsp://{host}:{port}/annotated");
-        o.insert("rtsp_mosaic".into(), json!(format!("{base}/wall")));
-        if let Some(sites) = o.get_mut("sites").and_then(|s| s.as_array_mut()) {
-            for s in sites {
-                let id = s
-                    .get("id")
-                    .and_then(|i| i.as_str())
-                    .unwrap_or("")
-                    .to_string();
-                if !st.0.rtsp_sites.contains(&id) {
-                    continue;
-                }
-                if let Some(so) = s.as_object_mut() {
-                    so.insert("rtsp".into(), json!(format!("{base}/{id}")));
-                }
-            }
+        if let Some(base) = &rtsp_base {
+            o.insert("rtsp_mosaic".into(), json!(format!("{base}/wall")));
         }
     }
     Json(v)

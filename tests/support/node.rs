@@ -24,6 +24,27 @@ pub const SITES: [&str; 6] = [
     "simpang-lima",
 ];
 
+/// The start every node config of the tests shares: the node's own data folder under `dir`, the
+/// city, the shipped detector at 2 detections/s.
+pub fn head(dir: &Path, node: &str) -> String {
+    let r = super::root();
+    format!(
+        r#"data_dir = "{data}"
+
+[city]
+name = "Palembang"
+timezone = "Asia/Jakarta"
+
+[detect]
+model = "{r}/models/nanodet-m-int8/manifest.toml"
+ort_library = "{r}/vendor-lib/onnxruntime/libonnxruntime.so"
+fps = 2.0
+"#,
+        data = dir.join(format!("data-{node}")).display(),
+        r = r.display(),
+    )
+}
+
 /// The shared config of the nodes: the six sites (a crowd zone over the whole picture, one
 /// person enough: incidents flow), `mqtt` the brokers, `nats` the cluster; `data_dir` is each
 /// node's own (on one machine they would share the outbox file otherwise). `extra`: TOML put
@@ -36,18 +57,9 @@ pub fn node_config(
     extra: &str,
 ) -> PathBuf {
     let r = super::root();
-    let mut text = format!(
-        r#"data_dir = "{data}"
-
-[city]
-name = "Palembang"
-timezone = "Asia/Jakarta"
-
-[detect]
-model = "{r}/models/nanodet-m-int8/manifest.toml"
-ort_library = "{r}/vendor-lib/onnxruntime/libonnxruntime.so"
-fps = 2.0
-
+    let mut text = head(dir, node);
+    text += &format!(
+        r#"
 [ingest]
 silence_timeout_s = 3.0
 backoff_initial_s = 1.0
@@ -74,7 +86,6 @@ footage_dir = "{r}/samples"
 nats = {nats:?}
 lease_ttl_s = 20
 "#,
-        data = dir.join(format!("data-{node}")).display(),
         r = r.display(),
     );
     for s in SITES {

@@ -65,6 +65,10 @@ pub(super) fn build(ctx: &Ctx, live: &Arc<Live>) -> Result<gst::Pipeline, String
         .map_err(|e| format!("cannot parse pipeline: {e}"))?
         .dynamic_cast::<gst::Pipeline>()
         .map_err(|_| "the template is not a pipeline".to_string())?;
+    crate::ingest::decoder::limit_threads(
+        pipeline.upcast_ref(),
+        crate::ingest::decoder::threads_for(s.decoder_threads, s.pacing),
+    );
     let label = s.site.as_str();
     let stream_label = [label, role.label()];
 
