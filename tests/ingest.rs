@@ -1,5 +1,6 @@
 //! Ingest against real sample RTSP cameras on loopback: what reaches analytics and the display
-//! per decoded frame, reconnect after an outage, and an unreachable camera.
+//! per decoded frame, reconnect after an outage, an unreachable camera, and looping file
+//! cameras that start without a restart.
 //!
 //! Everything here is counted, not timed, so a loaded machine changes how long a test takes,
 //! not what it finds. The frame rates themselves (decoded, display and analytics fps against the
@@ -240,4 +241,43 @@ fn unreachable_camera_is_offline_not_a_crash() {
     );
     let log = run.log();
     assert!(!log.contains("panicked"), "{log}");
+}
+
+/// Looping file cameras come up on their first start. Their pipeline pauses, learns the
+/// file's length and seeks to play it in segments; that flushing seek once reached decodebin
+/// while it was still plugging the decoder, the demuxer stopped (not-linked) and about every
+/// second camera went offline at start and came back after the backoff.
+#[test]
+fn looping_file_cameras_start_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let footage = support::root().join("samples/sample.mp4");
+    let footage = footage.to_str().unwrap();
+    let mut cfg = base_config(dir.path());
+    let sites = ["f1", "f2", "f3", "f4"];
+    for s in sites {
+        cfg += &site_block(s, footage);
+    }
+    let cfg = write(dir.path(), "files.toml", &cfg);
+    let run = Run::start(&cfg, &[]);
+    eventually("every file camera online and decoding", HANG, || {
+        let m = run.metrics();
+        sites.iter().all(|s| {
+            m.site("simpang_camera_online", s) == Some(1.0)
+                && count(&m, "simpang_frames_decoded_total", s) >= 50.0
+        })
+    });
+    let m = run.metrics();
+    for s in sites {
+        assert_eq!(
+            count(&m, "simpang_reconnects_total", s),
+            0.0,
+            "camera {s} was restarted:\n{}",
+            run.proc.log_tail()
+        );
+    }
+    assert!(
+        !run.proc.log().contains("camera offline"),
+        "{}",
+        run.proc.log_tail()
+    );
 }

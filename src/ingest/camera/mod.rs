@@ -425,6 +425,33 @@ fn watch(ctx: &Ctx, pipeline: &gst::Pipeline, live: &Live, stop: &AtomicBool) ->
     }
 }
 
+/// Waits until the decoder decodebin (`dec`) plugs is in PAUSED with its output linked, and a
+/// moment more for decodebin to finish the chain, or until `deadline` (a template without
+/// `dec`, or a decoder that never appears: the caller goes on as before).
+fn wait_decoder_plugged(pipeline: &gst::Pipeline, deadline: Instant) {
+    let Some(dec) = pipeline
+        .by_name("dec")
+        .and_then(|d| d.downcast::<gst::Bin>().ok())
+    else {
+        return;
+    };
+    let plugged = || {
+        dec.iterate_recurse().into_iter().flatten().any(|e| {
+            let is_decoder = e.factory().is_some_and(|f| f.klass().contains("Decoder"));
+            is_decoder
+                && e.current_state() >= gst::State::Paused
+                && e.static_pad("src").is_some_and(|p| p.is_linked())
+        })
+    };
+    while !plugged() {
+        if Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+}
+
 /// Pauses a file pipeline until its length is known (the demuxer has read the file's index) and
 /// starts it as a segment from 0. `Ok(false)` when the file cannot be played in segments (it is
 /// then looped with a flushing seek at its end); `Err` on a pipeline error meanwhile.
@@ -456,6 +483,11 @@ fn start_segment_loop(pipeline: &gst::Pipeline, bus: &gst::Bus) -> Result<bool, 
             }
         }
     }
+    // The flushing seek must not reach decodebin while it is still plugging the decoder (it
+    // does so on the stream's caps, in PAUSED too): a flush in the middle left it unable to set
+    // its parser to PAUSED ("New pad in a chain that is already complete"), the demuxer stopped
+    // with not-linked, and every file camera failed its first start.
+    wait_decoder_plugged(pipeline, Instant::now() + Duration::from_secs(2));
     let flags = gst::SeekFlags::FLUSH | gst::SeekFlags::SEGMENT;
     Ok(match upstream() {
         Some(pad) => pad.send_event(gst::event::Seek::new(
