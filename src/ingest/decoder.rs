@@ -29,6 +29,14 @@ pub fn threads_for(configured: u32, pacing: Pacing) -> u32 {
     }
 }
 
+/// Whether `element` is a video decoder (what decodebin plugs for the camera's codec).
+pub fn is_video_decoder(element: &gst::Element) -> bool {
+    element.factory().is_some_and(|f| {
+        let klass = f.klass();
+        klass.contains("Decoder") && klass.contains("Video")
+    })
+}
+
 /// Gives every decoder that appears in `bin` (decodebin makes them once the stream is typed)
 /// `threads` worker threads, where it has the `max-threads` setting (the libav decoders;
 /// hardware decoders have none and are left as they are). `threads` 0 leaves libav's default.

@@ -17,11 +17,7 @@ use crate::timing::{self, Stage};
 /// the one to it reaching the other (one streaming thread, so that is the work in between).
 pub(super) fn add(pipeline: &gst::Pipeline, gate: &gst::Element) {
     pipeline.connect_deep_element_added(|_, _, element| {
-        let is_video_decoder = element.factory().is_some_and(|f| {
-            let klass = f.klass();
-            klass.contains("Decoder") && klass.contains("Video")
-        });
-        if is_video_decoder {
+        if super::decoder::is_video_decoder(element) {
             if let (Some(sink), Some(src)) = (element.static_pad("sink"), element.static_pad("src"))
             {
                 time_between(&sink, &src, Stage::Decode);

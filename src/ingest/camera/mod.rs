@@ -437,8 +437,7 @@ fn wait_decoder_plugged(pipeline: &gst::Pipeline, deadline: Instant) {
     };
     let plugged = || {
         dec.iterate_recurse().into_iter().flatten().any(|e| {
-            let is_decoder = e.factory().is_some_and(|f| f.klass().contains("Decoder"));
-            is_decoder
+            crate::ingest::decoder::is_video_decoder(&e)
                 && e.current_state() >= gst::State::Paused
                 && e.static_pad("src").is_some_and(|p| p.is_linked())
         })
