@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::metrics::Metrics;
 use support::nats::NatsCluster;
-use support::node::{last_status, node_config, Node, Sub, SITES};
+use support::node::{last_status, logs, node_config, Node, Sub, SITES};
 use support::simpang::{point_streams_at, Samples};
 use support::wait::poll;
 
@@ -94,14 +94,6 @@ impl Sampler {
             .map(|t| t.join().expect("sampler"))
             .unwrap_or_default()
     }
-}
-
-fn logs(nodes: &[&Node], nats: &NatsCluster) -> String {
-    let mut s = String::new();
-    for n in nodes {
-        s += &format!("--- node {}\n{}\n", n.name, n.proc.log_tail());
-    }
-    s + &nats.logs()
 }
 
 #[test]

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::browser::{chromium_args, ChromeDriver};
 use support::nats::NatsCluster;
-use support::node::{node_config, Node, SITES};
+use support::node::{logs, node_config, Node, SITES};
 use support::simpang::{point_streams_at, Samples};
 use support::wait::poll;
 
@@ -87,14 +87,6 @@ fn placements(wall: &Value) -> Vec<(String, Option<String>, Option<String>, bool
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn logs(nodes: &[&Node], nats: &NatsCluster) -> String {
-    let mut s = String::new();
-    for n in nodes {
-        s += &format!("--- node {}\n{}\n", n.name, n.proc.log_tail());
-    }
-    s + &nats.logs()
 }
 
 struct Chromium<'a> {
@@ -193,13 +185,7 @@ fn one_wall_plays_every_node_with_tickets_and_follows_a_killed_nodes_sites() {
     let cfg = simpang::config::Config::load(&cfg_a).unwrap();
     let (_, token) = support::simpang::wall_device_of(&cfg);
     let password = "kata-sandi-wall-uji";
-    simpang::wall::accounts::add_person(
-        &cfg.wall_accounts_path(),
-        "operator-wall",
-        simpang::guard::secret::hash_password(password).unwrap(),
-        simpang::wall::accounts::By::Cli,
-    )
-    .unwrap();
+    support::simpang::wall_person_of(&cfg, "operator-wall", password);
 
     // a's wall lists every site, with the node holding it and that node's wall.
     let listed = poll(WAIT, || {

@@ -264,13 +264,7 @@ fn chromium_and_firefox_play_the_cameras_own_video_with_boxes_offline_tiles_and_
     let base = format!("http://{}", running.http_addr);
     // A wall account for the people at the browsers (as `simpang wall user add` makes it).
     let password = "kata-sandi-wall-uji";
-    simpang::wall::accounts::add_person(
-        &cfg.wall_accounts_path(),
-        "operator-wall",
-        simpang::guard::secret::hash_password(password).unwrap(),
-        simpang::wall::accounts::By::Cli,
-    )
-    .unwrap();
+    support::simpang::wall_person_of(&cfg, "operator-wall", password);
 
     // Every camera delivers pictures, and analytics has seen each, before anyone looks.
     eventually("every camera online and analysed", HANG, || {

@@ -11,6 +11,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::metrics::Metrics;
+use super::nats::NatsCluster;
 use super::process::Proc;
 use super::simpang::START;
 
@@ -117,6 +118,15 @@ cooldown_s = 10.0
     let p = dir.join(format!("node-{node}.toml"));
     std::fs::write(&p, text).expect("write config");
     p
+}
+
+/// The last lines of every node's log and the broker nodes' logs, for a failed assertion.
+pub fn logs(nodes: &[&Node], nats: &NatsCluster) -> String {
+    let mut s = String::new();
+    for n in nodes {
+        s += &format!("--- node {}\n{}\n", n.name, n.proc.log_tail());
+    }
+    s + &nats.logs()
 }
 
 /// `simpang run --node NAME` as a child.

@@ -43,6 +43,18 @@ pub fn wall_device(config: &Path) -> (String, String) {
     wall_device_of(&cfg)
 }
 
+/// A person's wall account `name` with `password` (as `simpang wall user add` makes it), for
+/// the tests that sign in at the wall page.
+pub fn wall_person_of(cfg: &simpang::config::Config, name: &str, password: &str) {
+    simpang::wall::accounts::add_person(
+        &cfg.wall_accounts_path(),
+        name,
+        simpang::guard::secret::hash_password(password).expect("hash the password"),
+        simpang::wall::accounts::By::Cli,
+    )
+    .expect("add a wall person account");
+}
+
 /// The same for a config already loaded (a wall the test serves in-process). Every test that
 /// signs in to the wall as a device gets its account here.
 pub fn wall_device_of(cfg: &simpang::config::Config) -> (String, String) {
