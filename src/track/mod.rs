@@ -8,8 +8,12 @@
 //!    further than its own size between frames, and plain IoU would then be zero;
 //! 3. **low-score** detections (ByteTrack's idea: occluded or blurred objects score low, and
 //!    are still the same objects) are matched to the confirmed tracks still unmatched;
-//! 4. tentative tracks get the remaining high-score detections; a tentative track that misses
-//!    a frame is dropped (it was probably a false positive);
+//! 4. tentative tracks get the remaining high-score detections, then those still unmatched
+//!    may *bridge* one frame on a low-score detection (strict IoU; no hit towards `min_hits`,
+//!    and the next frame needs a high-score one): an object at the edge of the detector's
+//!    threshold, such as a vehicle crossing a counting line in the few frames it takes to
+//!    confirm, keeps its id; a tentative track that misses a frame is dropped (it was probably
+//!    a false positive);
 //! 5. remaining detections scoring at least `new_track_score` start tentative tracks, which
 //!    become confirmed after `min_hits` matches; confirmed tracks that miss are *lost* and
 //!    coast on their prediction for up to `max_lost_s`, so ids survive short gaps; a track that
@@ -19,7 +23,9 @@
 //! Matching is minimum-cost (1 - IoU) assignment ([`assign`]), only between detections and
 //! tracks of the same class group: a person never continues a car's track, while a van the
 //! detector calls "car" in one frame and "truck" in the next stays one track (the track's class
-//! is the one with the highest summed score).
+//! is the one with the highest summed score). A van called both in one frame (the detector's
+//! NMS is per class) is one detection for the tracker: the weaker of two overlapping boxes of
+//! one group is dropped first (`group_nms_iou`).
 
 pub mod assign;
 pub mod kalman;
@@ -61,6 +67,9 @@ pub struct TrackerConfig {
     /// Classes that may continue each other's tracks (e.g. car, truck and bus, which detectors
     /// confuse on vans). Classes in no group match only themselves.
     pub class_groups: Vec<Vec<ClassId>>,
+    /// Of two detections of different classes in one group overlapping by more than this IoU,
+    /// the weaker is the same object and not used; 0 keeps both.
+    pub group_nms_iou: f32,
     /// Motion and measurement noise of the Kalman filter.
     pub noise: Noise,
     /// Upper bound on live tracks; beyond it no new track starts (protects the frame loop from a
@@ -87,6 +96,7 @@ impl Default for TrackerConfig {
             max_lost_still_s: 6.0,
             still_sizes_per_s: 0.25,
             class_groups: Vec::new(),
+            group_nms_iou: 0.6,
             noise: Noise::default(),
             max_tracks: 1000,
             class_thresholds: Vec::new(),
@@ -140,6 +150,9 @@ struct Trk {
     first_t: f64,
     last_hit_t: f64,
     matched: bool,
+    /// A tentative track whose last match was a weak detection (a bridge): the next frame
+    /// needs a strong one.
+    bridged: bool,
     /// Summed detection score per class seen on this track; the best one names the track.
     votes: [(ClassId, f32); 4],
 }
@@ -187,6 +200,15 @@ pub struct Tracker {
     live: Vec<(u32, [f32; 4])>,
     assigner: Assigner,
     warned_full: bool,
+}
+
+/// What a match in a pass counts as.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hit {
+    /// A hit towards `min_hits`.
+    Count,
+    /// Keeps a tentative track alive for this frame only.
+    Bridge,
 }
 
 /// Which IoU a pass uses.
@@ -319,6 +341,7 @@ impl Tracker {
         }
         self.det_used.clear();
         self.det_used.resize(self.dets.len(), false);
+        self.drop_cross_class_duplicates();
 
         // 2. high-score detections vs confirmed and lost tracks: IoU, then buffered IoU
         let plain = Gate {
@@ -330,6 +353,7 @@ impl Tracker {
             |tr| tr.state != TrackState::Tentative,
             |d| d.strong,
             plain,
+            Hit::Count,
         );
         if self.cfg.buffer > 0.0 {
             let buffered = Gate {
@@ -341,6 +365,7 @@ impl Tracker {
                 |tr| tr.state != TrackState::Tentative,
                 |d| d.strong,
                 buffered,
+                Hit::Count,
             );
         }
         // 3. low-score detections vs confirmed tracks not matched yet
@@ -353,6 +378,7 @@ impl Tracker {
             |tr| tr.state == TrackState::Confirmed,
             |d| !d.strong,
             low,
+            Hit::Count,
         );
         // 4. tentative tracks vs remaining high-score detections
         let tent = Gate {
@@ -364,6 +390,18 @@ impl Tracker {
             |tr| tr.state == TrackState::Tentative,
             |d| d.strong,
             tent,
+            Hit::Count,
+        );
+        // 4b. a tentative track not matched yet may bridge one frame on a weak detection (an
+        // object at the edge of the detector's threshold, e.g. a vehicle crossing a counting
+        // line in the two or three frames it takes to confirm); it is no hit, so a false
+        // positive living on weak detections is never confirmed.
+        self.pass(
+            t,
+            |tr| tr.state == TrackState::Tentative && !tr.bridged,
+            |d| !d.strong,
+            low,
+            Hit::Bridge,
         );
 
         // 5. misses: tentative tracks die, confirmed ones coast as lost until max_lost_s
@@ -459,6 +497,7 @@ impl Tracker {
                 first_t: t,
                 last_hit_t: t,
                 matched: true,
+                bridged: false,
                 votes: [(d.class_id, d.score), (0, 0.0), (0, 0.0), (0, 0.0)],
             });
             self.next_id += 1;
@@ -488,12 +527,38 @@ impl Tracker {
 
     /// One association pass between the tracks accepted by `take_track` and the unused
     /// detections accepted by `take_det`.
+    /// The detector suppresses overlapping boxes within a class only, so one van can come out
+    /// as a "car" and a "truck" box. For the tracker they are one object: the weaker box of two
+    /// in the same group but of different classes that overlap by more than
+    /// `group_nms_iou` is not used. Left in, it would continue another track (in a queue,
+    /// the lost track of the vehicle ahead, whose predicted box overlaps this one).
+    fn drop_cross_class_duplicates(&mut self) {
+        let thr = self.cfg.group_nms_iou;
+        if thr <= 0.0 || self.dets.len() < 2 {
+            return;
+        }
+        for i in 0..self.dets.len() {
+            let a = self.dets[i];
+            let weaker = self.dets.iter().enumerate().any(|(j, b)| {
+                j != i
+                    && b.group == a.group
+                    && b.class_id != a.class_id
+                    && (b.score > a.score || (b.score == a.score && j < i))
+                    && iou(&a.b, &b.b, 0.0) > thr
+            });
+            if weaker {
+                self.det_used[i] = true;
+            }
+        }
+    }
+
     fn pass(
         &mut self,
         t: f64,
         take_track: impl Fn(&Trk) -> bool,
         take_det: impl Fn(&Det) -> bool,
         gate: Gate,
+        hit: Hit,
     ) {
         self.rows.clear();
         self.rows.extend(
@@ -563,9 +628,14 @@ impl Tracker {
             }
             tr.matched = true;
             tr.score = d.score;
-            tr.hits = tr.hits.saturating_add(1);
             tr.last_hit_t = t;
             tr.vote(d.class_id, d.score);
+            if hit == Hit::Bridge {
+                tr.bridged = true;
+                continue;
+            }
+            tr.bridged = false;
+            tr.hits = tr.hits.saturating_add(1);
             tr.state = match tr.state {
                 TrackState::Tentative if tr.hits < self.cfg.min_hits => TrackState::Tentative,
                 _ => TrackState::Confirmed,
