@@ -344,13 +344,13 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 #[test]
-fn the_default_model_counts_people_at_its_best_threshold_and_better_than_the_original_as_shipped() {
+fn the_default_model_counts_people_at_least_as_well_as_the_original_at_its_best_threshold() {
     // Issue 18, item 5: people counted on ordinary frames (40 hand-counted vtest frames) by the
     // int8 default, as simpang decodes and scales them (samples/vtest.mp4 through GStreamer to
-    // 416). Measured here (docs/detector.md, "Counting people"): int8 at its 0.45 counts with MAE
-    // 0.75, the fp32 original 0.875 at its shipped 0.5 and 0.65 at its best (0.45, picked on these
-    // frames): the default is better than the original as shipped, not as good as the original
-    // at its best.
+    // 416), against the fp32 original at the original's own best threshold on the same frames.
+    // Measured here (docs/detector.md, "Counting people"): int8 at its 0.41 counts with MAE
+    // 0.65, the original 0.65 at its best (0.45) and 0.875 at its shipped 0.5. None of these
+    // frames, nor any within 10 frames of them, calibrated the int8 model (make_variants.py).
     #[derive(Deserialize)]
     struct Row {
         frame: u64,
@@ -389,28 +389,44 @@ fn the_default_model_counts_people_at_its_best_threshold_and_better_than_the_ori
     let grid: Vec<f32> = (30..=60).map(|i| i as f32 * 0.01).collect();
     let sweep = |dets: &[Vec<simpang::model::Detection>]| -> String {
         grid.iter()
-            .step_by(5)
             .map(|&t| format!("{t:.2}:{:.3}", mae(dets, t)))
             .collect::<Vec<_>>()
             .join(" ")
     };
     let int8_mae = mae(&int8, int8_thr);
     let shipped = mae(&fp32, fp32_thr);
+    // The original at its best threshold on these frames (ties: the lowest).
+    let (fp32_best_thr, fp32_best) =
+        grid.iter()
+            .map(|&t| (t, mae(&fp32, t)))
+            .fold(
+                (f32::NAN, f64::INFINITY),
+                |b, x| if x.1 < b.1 { x } else { b },
+            );
     eprintln!(
         "person count MAE over 40 frames: int8 at its {int8_thr}: {int8_mae:.3}; fp32 at its \
-         {fp32_thr}: {shipped:.3}\n  int8 {}\n  fp32 {}",
+         best {fp32_best_thr:.2}: {fp32_best:.3}, at its shipped {fp32_thr}: {shipped:.3}\n  \
+         int8 {}\n  fp32 {}",
         sweep(&int8),
         sweep(&fp32)
     );
-    // One frame miscounted by one is 0.025: the allowance is one such frame, for a score that
-    // another CPU's kernels move across a threshold (support::detect::SCORE_MARGIN).
+    // The claim: int8 at its manifest threshold counts at least as well as the original at the
+    // original's best. Here the two are equal (0.65). The allowance is one frame miscounted by
+    // one (0.025), for a score that another CPU's kernels move across a threshold: the CI host
+    // of stop 22 moved both curves by up to three frames (docs/detector.md), and the original's
+    // best is picked on these very frames from 31 thresholds, its neighbours 0.725 and 0.75.
     assert!(
-        int8_mae <= shipped + 0.025,
-        "int8 at {int8_thr}: MAE {int8_mae:.3}; the fp32 original at {fp32_thr}: {shipped:.3}"
+        int8_mae <= fp32_best + 0.025 + 1e-9,
+        "int8 at {int8_thr}: MAE {int8_mae:.3}; the fp32 original at its best {fp32_best_thr:.2}: \
+         {fp32_best:.3}"
+    );
+    assert!(
+        int8_mae < shipped,
+        "int8 {int8_mae:.3}, fp32 as shipped {shipped:.3}"
     );
     // The manifest's threshold is the int8 model's own best on these frames, to four miscounted
-    // frames: another host's kernels move the curve (the CI host of stop 22 found 0.675 at 0.41
-    // against 0.750 at 0.45, three frames); 0.5 is 0.15 worse here, 0.30 over 1.5 worse anywhere.
+    // frames: another host's kernels move the curve (the CI host of stop 22 found the earlier
+    // int8 file 0.075 better at 0.41 than at its manifest's 0.45); 0.5 is 0.2 worse here.
     for &t in &grid {
         let other = mae(&int8, t);
         assert!(

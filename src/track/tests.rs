@@ -195,7 +195,10 @@ fn a_van_called_car_and_truck_in_one_frame_is_one_detection() {
         car.score = 0.3;
         car.bbox.y1 -= 0.08; // taller: it reaches into A's box
         let t = tr.update(&[b(f), car], at(f), SRC);
-        let a_track = t.iter().find(|t| t.id.0 == ids[0]).expect("A's track coasts");
+        let a_track = t
+            .iter()
+            .find(|t| t.id.0 == ids[0])
+            .expect("A's track coasts");
         assert_eq!(a_track.state, TrackState::Lost, "frame {f}: {t:?}");
         let b_track = t.iter().find(|t| t.id.0 == ids[1]).expect("B's track");
         assert_eq!(b_track.state, TrackState::Confirmed, "frame {f}: {t:?}");
