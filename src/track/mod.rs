@@ -525,13 +525,11 @@ impl Tracker {
         &self.out
     }
 
-    /// One association pass between the tracks accepted by `take_track` and the unused
-    /// detections accepted by `take_det`.
     /// The detector suppresses overlapping boxes within a class only, so one van can come out
     /// as a "car" and a "truck" box. For the tracker they are one object: the weaker box of two
     /// in the same group but of different classes that overlap by more than
-    /// `group_nms_iou` is not used. Left in, it would continue another track (in a queue,
-    /// the lost track of the vehicle ahead, whose predicted box overlaps this one).
+    /// `group_nms_iou` is not used. Left in, it could continue another track (in a queue, that
+    /// of the vehicle ahead when its own box is missing for a frame).
     fn drop_cross_class_duplicates(&mut self) {
         let thr = self.cfg.group_nms_iou;
         if thr <= 0.0 || self.dets.len() < 2 {
@@ -552,6 +550,8 @@ impl Tracker {
         }
     }
 
+    /// One association pass between the tracks accepted by `take_track` and the unused
+    /// detections accepted by `take_det`.
     fn pass(
         &mut self,
         t: f64,
