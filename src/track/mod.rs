@@ -535,17 +535,20 @@ impl Tracker {
         if thr <= 0.0 || self.dets.len() < 2 {
             return;
         }
-        for i in 0..self.dets.len() {
-            let a = self.dets[i];
-            let weaker = self.dets.iter().enumerate().any(|(j, b)| {
-                j != i
-                    && b.group == a.group
-                    && b.class_id != a.class_id
-                    && (b.score > a.score || (b.score == a.score && j < i))
-                    && iou(&a.b, &b.b, 0.0) > thr
+        // greedy, strongest first: only a box that is kept suppresses
+        let mut order: Vec<usize> = (0..self.dets.len()).collect();
+        order.sort_by(|&i, &j| self.dets[j].score.total_cmp(&self.dets[i].score));
+        let mut kept: Vec<usize> = Vec::with_capacity(order.len());
+        for i in order {
+            let a = &self.dets[i];
+            let duplicate = kept.iter().any(|&j| {
+                let b = &self.dets[j];
+                b.group == a.group && b.class_id != a.class_id && iou(&a.b, &b.b, 0.0) > thr
             });
-            if weaker {
+            if duplicate {
                 self.det_used[i] = true;
+            } else {
+                kept.push(i);
             }
         }
     }
