@@ -667,10 +667,11 @@ def write_input_quantisation(manifest, scale, zero_point):
 # are reachable through `detect.input_size` on these files but not offered as variants
 # (MODEL.md, "Variants").
 # The fourth field, where set, is a person threshold chosen otherwise and left as it is: the int8
-# default counts people best at 0.41 (and 0.40) on 40 hand-counted vtest frames as simpang decodes
-# them (MAE 0.65, against 0.75 at 0.45 and 0.85 at 0.5; the original 0.65 at its best, 0.45;
-# docs/detector.md "Counting people", tests/detect_variants.rs checks it), which matters more for
-# counting crowds than agreeing with the original at its 0.5.
+# default counted people best at 0.41 (and 0.40) on 40 hand-counted vtest frames of one encode of
+# samples/vtest.mp4 (MAE 0.65; the original 0.65 at its best, 0.45); on the source clip the counts
+# were made on it is 0.75 there (0.725 at 0.44; the original 0.725 at its best, 0.39):
+# docs/detector.md "Counting people", tests/detect_variants.rs checks it. Counting matters more
+# for crowds than agreeing with the original at its 0.5.
 TUNED = (
     ("nanodet-m-dyn/manifest-384.toml", "dyn", 384, None),
     ("nanodet-m-int8/manifest.toml", "int8", 416, 0.41),
