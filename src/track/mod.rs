@@ -198,6 +198,9 @@ pub struct Tracker {
     edges: Vec<Edge>,
     pairs: Vec<(u32, u32)>,
     live: Vec<(u32, [f32; 4])>,
+    /// Detection indices, strongest first, and those kept (cross-class duplicates).
+    order: Vec<u32>,
+    kept: Vec<u32>,
     assigner: Assigner,
     warned_full: bool,
 }
@@ -250,6 +253,8 @@ impl Tracker {
             edges: Vec::new(),
             pairs: Vec::new(),
             live: Vec::new(),
+            order: Vec::new(),
+            kept: Vec::new(),
             assigner: Assigner::default(),
             warned_full: false,
         }
@@ -536,19 +541,22 @@ impl Tracker {
             return;
         }
         // greedy, strongest first: only a box that is kept suppresses
-        let mut order: Vec<usize> = (0..self.dets.len()).collect();
-        order.sort_by(|&i, &j| self.dets[j].score.total_cmp(&self.dets[i].score));
-        let mut kept: Vec<usize> = Vec::with_capacity(order.len());
-        for i in order {
-            let a = &self.dets[i];
-            let duplicate = kept.iter().any(|&j| {
-                let b = &self.dets[j];
+        let dets = &self.dets;
+        self.order.clear();
+        self.order.extend(0..dets.len() as u32);
+        self.order
+            .sort_by(|&i, &j| dets[j as usize].score.total_cmp(&dets[i as usize].score));
+        self.kept.clear();
+        for &i in &self.order {
+            let a = &dets[i as usize];
+            let duplicate = self.kept.iter().any(|&j| {
+                let b = &dets[j as usize];
                 b.group == a.group && b.class_id != a.class_id && iou(&a.b, &b.b, 0.0) > thr
             });
             if duplicate {
-                self.det_used[i] = true;
+                self.det_used[i as usize] = true;
             } else {
-                kept.push(i);
+                self.kept.push(i);
             }
         }
     }
