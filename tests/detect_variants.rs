@@ -344,32 +344,41 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 #[test]
-fn the_default_model_counts_people_within_a_frame_of_the_original_at_its_best_threshold() {
-    // Issue 18, item 5: people counted on ordinary frames (40 hand-counted vtest frames) by the
-    // int8 default, decoded and scaled by simpang's VideoReader (GStreamer, to 416) from the
+fn the_default_model_counts_people_as_well_as_the_original_at_its_best_threshold() {
+    // Issue 18, item 5: people counted on ordinary frames by the int8 default, against the
+    // original (fp32) at the threshold that suits it best on the same frames. 79 vtest frames
+    // counted by hand (tests/fixtures/people-counts.jsonl): set "first", every 20th frame
+    // 0..780, on which the manifest's person threshold was chosen, and set "second", the 39
+    // frames half-way between them (10..770), counted after that choice and held out from it.
+    // Frames are decoded and scaled by simpang's VideoReader (GStreamer, to 416) from the
     // source clip the counts were made on, samples/src/vtest.avi: samples/vtest.mp4 is
-    // re-encoded by every setup and x264 does not give the same file twice, which moved these
-    // figures by up to five frames between two setups on one host (docs/detector.md). Measured
-    // here on the source: int8 at its 0.41 counts with MAE 0.75, the original 0.725 at its best
-    // (0.39) and 0.875 at its shipped 0.5. None of these frames, nor any within 10 frames of
-    // them, calibrated the int8 model (make_variants.py).
+    // re-encoded by every setup, and x264 does not give the same file twice (docs/detector.md).
+    // No labelled frame, nor any within 10 frames of one, calibrated the int8 model
+    // (make_variants.py checks it).
     #[derive(Deserialize)]
     struct Row {
         frame: u64,
         persons: usize,
+        set: String,
     }
-    let text = std::fs::read_to_string(support::root().join("tests/fixtures/people-counts.jsonl"))
-        .unwrap();
+    let path = support::root().join("tests/fixtures/people-counts.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
     let rows: Vec<Row> = text
         .lines()
         .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("line {}: {e}", i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), i + 1))
+        })
         .collect();
-    assert_eq!(rows.len(), 40);
+    let in_set =
+        |s: &str| -> Vec<usize> { (0..rows.len()).filter(|&i| rows[i].set == s).collect() };
+    let (first, second) = (in_set("first"), in_set("second"));
+    assert_eq!((first.len(), second.len(), rows.len()), (40, 39, 79));
+    let all: Vec<usize> = (0..rows.len()).collect();
     let idx: Vec<u64> = rows.iter().map(|r| r.frame).collect();
     let truth: Vec<usize> = rows.iter().map(|r| r.persons).collect();
     let imgs = support::detect::frames_of(&support::detect::vtest_source(), &idx, Some((416, 416)));
-    let refs: Vec<&Image> = imgs.values().collect();
+    let refs: Vec<&Image> = idx.iter().map(|i| &imgs[i]).collect();
     let run = |manifest: PathBuf| {
         let d = Detector::from_manifest(
             &manifest,
@@ -385,55 +394,67 @@ fn the_default_model_counts_people_within_a_frame_of_the_original_at_its_best_th
     };
     let (int8, person, int8_thr) = run(support::root().join("models/nanodet-m-int8/manifest.toml"));
     let (fp32, _, fp32_thr) = run(support::detect::nanodet_manifest());
-    let mae = |dets: &[Vec<simpang::model::Detection>], t: f32| {
-        mean(&count_errors(dets, &truth, person, t))
+    let mae = |dets: &[Vec<simpang::model::Detection>], t: f32, on: &[usize]| {
+        let errs = count_errors(dets, &truth, person, t);
+        mean(&on.iter().map(|&i| errs[i]).collect::<Vec<_>>())
     };
     let grid: Vec<f32> = (30..=60).map(|i| i as f32 * 0.01).collect();
-    let sweep = |dets: &[Vec<simpang::model::Detection>]| -> String {
+    // A model at its best threshold on `on` (ties: the lowest).
+    let best = |dets: &[Vec<simpang::model::Detection>], on: &[usize]| {
         grid.iter()
-            .map(|&t| format!("{t:.2}:{:.3}", mae(dets, t)))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let int8_mae = mae(&int8, int8_thr);
-    let shipped = mae(&fp32, fp32_thr);
-    // The original at its best threshold on these frames (ties: the lowest).
-    let (fp32_best_thr, fp32_best) =
-        grid.iter()
-            .map(|&t| (t, mae(&fp32, t)))
+            .map(|&t| (t, mae(dets, t, on)))
             .fold(
                 (f32::NAN, f64::INFINITY),
                 |b, x| if x.1 < b.1 { x } else { b },
-            );
-    eprintln!(
-        "person count MAE over 40 frames: int8 at its {int8_thr}: {int8_mae:.3}; fp32 at its \
-         best {fp32_best_thr:.2}: {fp32_best:.3}, at its shipped {fp32_thr}: {shipped:.3}\n  \
-         int8 {}\n  fp32 {}",
-        sweep(&int8),
-        sweep(&fp32)
-    );
-    // What holds: int8 at its manifest threshold counts within one miscounted frame (0.025) of
-    // the original at the original's best, picked on these very frames from 31 thresholds
-    // (here 0.75 against 0.725: not "at least as well"), and better than the original as
-    // shipped.
-    assert!(
-        int8_mae <= fp32_best + 0.025 + 1e-9,
-        "int8 at {int8_thr}: MAE {int8_mae:.3}; the fp32 original at its best {fp32_best_thr:.2}: \
-         {fp32_best:.3}"
-    );
-    assert!(
-        int8_mae < shipped,
-        "int8 {int8_mae:.3}, fp32 as shipped {shipped:.3}"
-    );
-    // The manifest's threshold is the int8 model's own best, to four miscounted frames: it was
-    // chosen on one encode of the mp4, and the encode and another host's kernels move the
-    // curve (here its best is 0.725 at 0.44; 0.5 is 0.775).
-    for &t in &grid {
-        let other = mae(&int8, t);
-        assert!(
-            int8_mae <= other + 0.1,
-            "int8 at {t:.2}: {other:.3} is more than four miscounted frames better than at \
-             the manifest's {int8_thr}: {int8_mae:.3}"
+            )
+    };
+    let mut report = String::new();
+    for (name, on) in [("first", &first), ("second", &second), ("all", &all)] {
+        let sweep = |dets: &[Vec<simpang::model::Detection>]| -> String {
+            grid.iter()
+                .map(|&t| format!("{t:.2}:{:.3}", mae(dets, t, on)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let (bt, b) = best(&fp32, on);
+        let (it, i) = best(&int8, on);
+        report += &format!(
+            "{name} ({} frames): int8 at its {int8_thr}: {:.3} (its best {it:.2}: {i:.3}); fp32 \
+             at its best {bt:.2}: {b:.3}, at its shipped {fp32_thr}: {:.3}\n  int8 {}\n  fp32 {}\n",
+            on.len(),
+            mae(&int8, int8_thr, on),
+            mae(&fp32, fp32_thr, on),
+            sweep(&int8),
+            sweep(&fp32)
         );
     }
+    eprintln!("person count MAE:\n{report}");
+    let (fp32_best_thr, fp32_best) = best(&fp32, &all);
+    let int8_all = mae(&int8, int8_thr, &all);
+    // The claim (issue 18, item 5): over all 79 frames the int8 default at its manifest's
+    // threshold counts at least as well as the original at the original's best threshold,
+    // picked on these very frames from 31. Measured on an AMD EPYC (AVX-512): 0.734 each. The
+    // allowance is one miscounted frame in 79, for the float kernels of other CPUs moving a
+    // score across a threshold; docs/detector.md says what each CPU measured.
+    assert!(
+        int8_all <= fp32_best + 1.0 / 79.0 + 1e-9,
+        "int8 at {int8_thr}: MAE {int8_all:.3}; the fp32 original at its best {fp32_best_thr:.2}: \
+         {fp32_best:.3}\n{report}"
+    );
+    // On the frames counted after the threshold was chosen, and in all, it counts better than
+    // the original as shipped.
+    for (name, on) in [("second", &second), ("all", &all)] {
+        let (i, f) = (mae(&int8, int8_thr, on), mae(&fp32, fp32_thr, on));
+        assert!(
+            i < f,
+            "{name}: int8 {i:.3}, fp32 as shipped {f:.3}\n{report}"
+        );
+    }
+    // The manifest's threshold is the int8 model's own best, to four miscounted frames in 79.
+    let (own_thr, own) = best(&int8, &all);
+    assert!(
+        int8_all <= own + 4.0 / 79.0 + 1e-9,
+        "int8 at {own_thr:.2}: {own:.3} is more than four miscounted frames better than at the \
+         manifest's {int8_thr}: {int8_all:.3}\n{report}"
+    );
 }

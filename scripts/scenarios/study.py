@@ -2,7 +2,7 @@
 """How to count people in a crowd zone: the measurement behind scripts/scenarios/STUDY.md.
 
 Runs the project's detector exactly as simpang feeds it (det.py) on
-  * the 40 hand-labelled vtest frames of tests/fixtures/people-counts.jsonl (whole-frame counts,
+  * the first 40 hand-labelled vtest frames of tests/fixtures/people-counts.jsonl (whole-frame counts,
     int8 default vs fp32 original, thresholds 0.25-0.6), and
   * the synthetic clips crowd-8/16/24, walkers and still-person (samples/scenarios/, with
     per-frame truth), counting the plaza zone by
@@ -339,7 +339,9 @@ def main():
     a, b = persp["a"], persp["b"]
 
     # 1. Hand-labelled ordinary frames: whole-frame counts.
+    # The first 40 (every 20th frame, 0-780): what STUDY.md measured; the second set came later.
     labels = [json.loads(l) for l in open(os.path.join(det.ROOT, "tests", "fixtures", "people-counts.jsonl"))]
+    labels = [r for r in labels if r.get("set", "first") == "first"]
     vt = scene.read_frames(os.path.join(args.samples, "src", "vtest.avi"))
     full = {m: {r["frame"]: models[m](vt[r["frame"]]) for r in labels} for m in models}
     truth = [r["persons"] for r in labels]
