@@ -435,7 +435,7 @@ fn the_default_model_counts_people_as_well_as_the_original_at_its_best_threshold
     // threshold counts at least as well as the original at the original's best threshold,
     // picked on these very frames from 31. Measured on an AMD EPYC (AVX-512): 0.734 each. The
     // allowance is one miscounted frame in 79, for the float kernels of other CPUs moving a
-    // score across a threshold; docs/detector.md says what each CPU measured.
+    // score across a threshold (docs/detector.md has this host's figures).
     assert!(
         int8_all <= fp32_best + 1.0 / 79.0 + 1e-9,
         "int8 at {int8_thr}: MAE {int8_all:.3}; the fp32 original at its best {fp32_best_thr:.2}: \
