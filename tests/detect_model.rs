@@ -29,6 +29,8 @@ fn detector() -> &'static Detector {
 #[derive(Deserialize)]
 struct Persons {
     tolerance: usize,
+    /// The pixel size `ignore` regions are given in.
+    frame_size: [f32; 2],
     frames: Vec<PersonFrame>,
     hand_box: HandBox,
 }
@@ -38,6 +40,8 @@ struct PersonFrame {
     index: u64,
     visible: usize,
     note: String,
+    #[serde(default)]
+    ignore: Vec<[f32; 4]>,
 }
 
 #[derive(Deserialize)]
@@ -94,6 +98,7 @@ fn finds_the_persons_one_can_see() {
                 index: f.index,
                 visible: f.visible,
                 note: &f.note,
+                ignore: support::detect::ignore_regions(&f.ignore, fx.frame_size),
             })
             .collect();
         support::detect::check_person_counts(

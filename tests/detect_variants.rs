@@ -31,6 +31,8 @@ const VARIANTS: &[(&str, (u32, u32), &str)] = &[
 #[derive(Deserialize)]
 struct Persons {
     tolerance: usize,
+    /// The pixel size `ignore` regions are given in.
+    frame_size: [f32; 2],
     frames: Vec<PersonFrame>,
 }
 
@@ -39,6 +41,8 @@ struct PersonFrame {
     index: u64,
     visible: usize,
     note: String,
+    #[serde(default)]
+    ignore: Vec<[f32; 4]>,
 }
 
 fn persons_fixture() -> Persons {
@@ -118,6 +122,7 @@ fn every_variant_loads_and_finds_the_persons_one_can_see() {
                 index: f.index,
                 visible: f.visible,
                 note: &f.note,
+                ignore: support::detect::ignore_regions(&f.ignore, fx.frame_size),
             })
             .collect();
         support::detect::check_person_counts(manifest, &counted, &dets, person, thr, fx.tolerance);
@@ -346,7 +351,7 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 #[test]
-fn the_default_model_counts_people_better_than_the_original_as_shipped() {
+fn the_default_model_counts_people_as_well_as_the_original_at_its_best_threshold() {
     // Issue 18, item 5: people counted on ordinary frames by the int8 default, against the
     // original (fp32) at the threshold that suits it best on the same frames. 79 vtest frames
     // counted by hand (tests/fixtures/people-counts.jsonl): set "first", every 20th frame
@@ -431,26 +436,27 @@ fn the_default_model_counts_people_better_than_the_original_as_shipped() {
         );
     }
     eprintln!("person count MAE:\n{report}");
-    // Issue 18, item 5 asks for "at least as well as the original at its best threshold". What
-    // holds (AMD EPYC, AVX-512): on the first set, within one miscounted frame of the original's
-    // best (0.750 against 0.725 at 0.39); over all 79 frames it is not met (0.797 against 0.734
-    // at 0.37: five frames), docs/detector.md "Counting people".
-    let (fp32_best_thr, fp32_best) = best(&fp32, &first);
-    let int8_first = mae(&int8, int8_thr, &first);
+    let (fp32_best_thr, fp32_best) = best(&fp32, &all);
+    let int8_all = mae(&int8, int8_thr, &all);
+    // The claim (issue 18, item 5): over all 79 frames the int8 default at its manifest's
+    // threshold counts at least as well as the original at the original's best threshold,
+    // picked on these very frames from 31. Measured on an AMD EPYC (AVX-512): 0.734 each. The
+    // allowance is one miscounted frame in 79, for the float kernels of other CPUs moving a
+    // score across a threshold (docs/detector.md has this host's figures).
     assert!(
-        int8_first <= fp32_best + 1.0 / 40.0 + 1e-9,
-        "first set: int8 at {int8_thr}: MAE {int8_first:.3}; the fp32 original at its best \
-         {fp32_best_thr:.2}: {fp32_best:.3}\n{report}"
+        int8_all <= fp32_best + 1.0 / 79.0 + 1e-9,
+        "int8 at {int8_thr}: MAE {int8_all:.3}; the fp32 original at its best {fp32_best_thr:.2}: \
+         {fp32_best:.3}\n{report}"
     );
-    // On every set it counts better than the original as shipped.
-    for (name, on) in [("first", &first), ("second", &second), ("all", &all)] {
+    // On the frames counted after the threshold was chosen, and in all, it counts better than
+    // the original as shipped.
+    for (name, on) in [("second", &second), ("all", &all)] {
         let (i, f) = (mae(&int8, int8_thr, on), mae(&fp32, fp32_thr, on));
         assert!(
             i < f,
             "{name}: int8 {i:.3}, fp32 as shipped {f:.3}\n{report}"
         );
     }
-    let int8_all = mae(&int8, int8_thr, &all);
     // The manifest's threshold is the int8 model's own best, to four miscounted frames in 79.
     let (own_thr, own) = best(&int8, &all);
     assert!(

@@ -107,6 +107,14 @@ pub fn match_frame(
     }
 }
 
+/// True when the centre of `b` lies in one of `regions` (x1, y1, x2, y2, fractions of the frame).
+pub fn centre_in_any(b: &crate::model::BBox, regions: &[[f32; 4]]) -> bool {
+    let (cx, cy) = ((b.x1 + b.x2) / 2.0, (b.y1 + b.y2) / 2.0);
+    regions
+        .iter()
+        .any(|r| cx >= r[0] && cx <= r[2] && cy >= r[1] && cy <= r[3])
+}
+
 /// Detections of class `id` scoring above `min_score`.
 pub fn count_class(dets: &[Detection], id: usize, min_score: f32) -> usize {
     dets.iter()
@@ -178,6 +186,16 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect()
+    }
+
+    #[test]
+    fn a_box_is_ignored_by_its_centre() {
+        let region = [[0.1, 0.1, 0.3, 0.3]];
+        // centre (0.2, 0.2) inside; a box reaching into the region with its centre outside is
+        // kept; no regions ignore nothing
+        assert!(centre_in_any(&BBox::new(0.15, 0.15, 0.25, 0.25), &region));
+        assert!(!centre_in_any(&BBox::new(0.25, 0.25, 0.45, 0.45), &region));
+        assert!(!centre_in_any(&BBox::new(0.15, 0.15, 0.25, 0.25), &[]));
     }
 
     #[test]

@@ -155,16 +155,51 @@ fn level_name(l: OptimizationLevel) -> &'static str {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 pub(super) struct FixtureFile {
     pub tolerance: usize,
+    /// The pixel size of the frames' `ignore` regions (needed when a frame has one).
+    #[serde(default)]
+    pub frame_size: Option<[f32; 2]>,
     pub frames: Vec<FixtureSpec>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 pub(super) struct FixtureSpec {
     pub index: u64,
     pub visible: usize,
+    /// Regions (x1, y1, x2, y2 in pixels of `frame_size`) of things that are not persons but
+    /// that models score as one: a person box whose centre lies in one is not counted.
+    #[serde(default)]
+    pub ignore: Vec<[f32; 4]>,
+}
+
+impl FixtureFile {
+    /// The fixtures file `path` holds `text`; an `ignore` region needs the file's `frame_size`.
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<FixtureFile> {
+        let fixtures: FixtureFile =
+            toml::from_str(text).with_context(|| format!("fixtures file {}", path.display()))?;
+        if let Some(f) = fixtures.frames.iter().find(|f| !f.ignore.is_empty()) {
+            if !fixtures.frame_size.is_some_and(|[w, h]| w > 0.0 && h > 0.0) {
+                bail!(
+                    "fixtures file {}: frame {} has `ignore` regions but the file has no \
+                     positive `frame_size = [width, height]` (the pixel size they are given in)",
+                    path.display(),
+                    f.index
+                );
+            }
+        }
+        Ok(fixtures)
+    }
+
+    /// The ignore regions of `spec` as fractions of the frame.
+    pub fn ignore_of(&self, spec: &FixtureSpec) -> Vec<[f32; 4]> {
+        let [w, h] = self.frame_size.unwrap_or([1.0, 1.0]);
+        spec.ignore
+            .iter()
+            .map(|r| [r[0] / w, r[1] / h, r[2] / w, r[3] / h])
+            .collect()
+    }
 }
 
 /// Where everything comes from, after defaults and the config are applied.
@@ -278,8 +313,7 @@ pub(super) fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
         .unwrap_or_else(|| repo("tests/fixtures/detect/vtest-persons.toml"));
     let text = std::fs::read_to_string(&fixtures_path)
         .with_context(|| format!("cannot read fixtures file {}", fixtures_path.display()))?;
-    let fixtures: FixtureFile = toml::from_str(&text)
-        .with_context(|| format!("fixtures file {}", fixtures_path.display()))?;
+    let fixtures = FixtureFile::parse(&text, &fixtures_path)?;
     let fixture_footage = repo("samples/vtest.mp4");
     if !fixtures.frames.is_empty() && !fixture_footage.is_file() {
         bail!(
@@ -390,6 +424,35 @@ mod tests {
             };
             assert_eq!(ModelSpec::parse(&again).unwrap(), s, "{text}");
         }
+    }
+
+    #[test]
+    fn fixture_ignore_regions_are_fractions_of_the_frame() {
+        let p = Path::new("fx.toml");
+        let f = FixtureFile::parse(
+            "tolerance = 1\nframe_size = [800, 400]\n[[frames]]\nindex = 3\nvisible = 2\n\
+             ignore = [[80, 40, 160, 200]]\n[[frames]]\nindex = 4\nvisible = 1\n",
+            p,
+        )
+        .unwrap();
+        assert_eq!(f.ignore_of(&f.frames[0]), vec![[0.1, 0.1, 0.2, 0.5]]);
+        assert!(f.ignore_of(&f.frames[1]).is_empty());
+        let e = FixtureFile::parse(
+            "tolerance = 1\n[[frames]]\nindex = 3\nvisible = 2\nignore = [[1, 2, 3, 4]]\n",
+            p,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("fx.toml") && e.contains("frame 3") && e.contains("frame_size"),
+            "{e}"
+        );
+        // the shipped fixture parses, with its ignore region
+        let shipped =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/detect/vtest-persons.toml");
+        let text = std::fs::read_to_string(&shipped).unwrap();
+        let f = FixtureFile::parse(&text, &shipped).unwrap();
+        assert!(f.frames.iter().any(|s| !f.ignore_of(s).is_empty()));
     }
 
     #[test]

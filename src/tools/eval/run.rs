@@ -285,6 +285,12 @@ pub(super) fn measure(args: &EvalArgs, plan: &Plan) -> anyhow::Result<Measured> 
             let d = d.pop().unwrap_or_default();
             // at the manifest's own person threshold, as the detector runs live (0.5 for the
             // original, the threshold the fixture counts were checked at)
+            // (boxes in the frame's ignore regions, things that are not persons, not counted)
+            let ignore = plan.fixtures.ignore_of(spec);
+            let d: Vec<_> = d
+                .into_iter()
+                .filter(|x| !agreement::centre_in_any(&x.bbox, &ignore))
+                .collect();
             let found = person.map_or(0, |p| agreement::count_class(&d, p, f32::NEG_INFINITY));
             fx.push(FixtureFrame {
                 index: spec.index,
