@@ -26,38 +26,6 @@ fn detector() -> &'static Detector {
     })
 }
 
-#[derive(Deserialize)]
-struct Persons {
-    tolerance: usize,
-    /// The pixel size `ignore` regions are given in.
-    frame_size: [f32; 2],
-    frames: Vec<PersonFrame>,
-    hand_box: HandBox,
-}
-
-#[derive(Deserialize)]
-struct PersonFrame {
-    index: u64,
-    visible: usize,
-    note: String,
-    #[serde(default)]
-    ignore: Vec<[f32; 4]>,
-}
-
-#[derive(Deserialize)]
-struct HandBox {
-    frame: u64,
-    class: String,
-    #[serde(rename = "box")]
-    bbox: [f32; 4],
-    max_error_px: f32,
-}
-
-fn persons_fixture() -> Persons {
-    let p = support::root().join("tests/fixtures/detect/vtest-persons.toml");
-    toml::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
 fn persons(dets: &[Detection], min_score: f32) -> usize {
     let labels = detector().labels();
     dets.iter()
@@ -67,8 +35,8 @@ fn persons(dets: &[Detection], min_score: f32) -> usize {
 
 #[test]
 fn finds_the_persons_one_can_see() {
-    let fx = persons_fixture();
-    let idx: Vec<u64> = fx.frames.iter().map(|f| f.index).collect();
+    let fx = support::detect::persons_fixture();
+    let idx = fx.indices();
     let thr = 0.5;
     // Also boxes just under the threshold, which count either way (support::detect::SCORE_MARGIN).
     let d = Detector::from_manifest(
@@ -91,16 +59,7 @@ fn finds_the_persons_one_can_see() {
         let imgs = support::detect::frames(&idx, size);
         let refs: Vec<&Image> = imgs.values().collect();
         let (dets, _) = d.detect_batch(&refs).unwrap();
-        let counted: Vec<support::detect::Counted> = fx
-            .frames
-            .iter()
-            .map(|f| support::detect::Counted {
-                index: f.index,
-                visible: f.visible,
-                note: &f.note,
-                ignore: support::detect::ignore_regions(&f.ignore, fx.frame_size),
-            })
-            .collect();
+        let counted = fx.counted();
         support::detect::check_person_counts(
             &format!("original ({size:?})"),
             &counted,
@@ -114,7 +73,7 @@ fn finds_the_persons_one_can_see() {
 
 #[test]
 fn box_checked_by_hand_is_where_the_man_is() {
-    let fx = persons_fixture().hand_box;
+    let fx = support::detect::persons_fixture().hand_box;
     let img = support::detect::frames(&[fx.frame], None)
         .remove(&fx.frame)
         .unwrap();

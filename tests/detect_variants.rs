@@ -28,28 +28,6 @@ const VARIANTS: &[(&str, (u32, u32), &str)] = &[
     ),
 ];
 
-#[derive(Deserialize)]
-struct Persons {
-    tolerance: usize,
-    /// The pixel size `ignore` regions are given in.
-    frame_size: [f32; 2],
-    frames: Vec<PersonFrame>,
-}
-
-#[derive(Deserialize)]
-struct PersonFrame {
-    index: u64,
-    visible: usize,
-    note: String,
-    #[serde(default)]
-    ignore: Vec<[f32; 4]>,
-}
-
-fn persons_fixture() -> Persons {
-    let p = support::root().join("tests/fixtures/detect/vtest-persons.toml");
-    toml::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
 #[test]
 fn every_manifest_is_listed() {
     let mut found = Vec::new();
@@ -79,8 +57,8 @@ fn every_manifest_is_listed() {
 
 #[test]
 fn every_variant_loads_and_finds_the_persons_one_can_see() {
-    let fx = persons_fixture();
-    let idx: Vec<u64> = fx.frames.iter().map(|f| f.index).collect();
+    let fx = support::detect::persons_fixture();
+    let idx = fx.indices();
     let mut by_size: BTreeMap<(u32, u32), BTreeMap<u64, Image>> = BTreeMap::new();
     for (manifest, size, file) in VARIANTS {
         let path = support::root().join(manifest);
@@ -115,16 +93,7 @@ fn every_variant_loads_and_finds_the_persons_one_can_see() {
         let refs: Vec<&Image> = imgs.values().collect();
         let (dets, _) = d.detect_batch(&refs).unwrap();
         // at the manifest's own person threshold, give or take the margin
-        let counted: Vec<support::detect::Counted> = fx
-            .frames
-            .iter()
-            .map(|f| support::detect::Counted {
-                index: f.index,
-                visible: f.visible,
-                note: &f.note,
-                ignore: support::detect::ignore_regions(&f.ignore, fx.frame_size),
-            })
-            .collect();
+        let counted = fx.counted();
         support::detect::check_person_counts(manifest, &counted, &dets, person, thr, fx.tolerance);
     }
 }

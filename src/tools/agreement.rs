@@ -107,6 +107,15 @@ pub fn match_frame(
     }
 }
 
+/// `regions` (x1, y1, x2, y2) given in pixels of a `frame_size` frame, as fractions of it.
+pub fn fractions_of(regions: &[[f32; 4]], frame_size: [f32; 2]) -> Vec<[f32; 4]> {
+    let [w, h] = frame_size;
+    regions
+        .iter()
+        .map(|r| [r[0] / w, r[1] / h, r[2] / w, r[3] / h])
+        .collect()
+}
+
 /// True when the centre of `b` lies in one of `regions` (x1, y1, x2, y2, fractions of the frame).
 pub fn centre_in_any(b: &crate::model::BBox, regions: &[[f32; 4]]) -> bool {
     let (cx, cy) = ((b.x1 + b.x2) / 2.0, (b.y1 + b.y2) / 2.0);

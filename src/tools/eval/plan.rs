@@ -194,11 +194,8 @@ impl FixtureFile {
 
     /// The ignore regions of `spec` as fractions of the frame.
     pub fn ignore_of(&self, spec: &FixtureSpec) -> Vec<[f32; 4]> {
-        let [w, h] = self.frame_size.unwrap_or([1.0, 1.0]);
-        spec.ignore
-            .iter()
-            .map(|r| [r[0] / w, r[1] / h, r[2] / w, r[3] / h])
-            .collect()
+        // `parse` made sure a file with ignore regions has a frame size
+        crate::tools::agreement::fractions_of(&spec.ignore, self.frame_size.unwrap_or([1.0, 1.0]))
     }
 }
 
