@@ -154,11 +154,24 @@ impl Firefox {
     }
 }
 
-/// chromedriver (Debian package chromium-driver) on a port it picks, killed on drop.
+/// chromedriver (Debian package chromium-driver) on a port it picks, killed on drop, after it
+/// has closed the browsers of its sessions: chromedriver killed with a session open leaves its
+/// Chromium running with the page, found burning most of a core after a CI run.
 pub struct ChromeDriver {
     _proc: Proc,
     pub base: String,
     agent: ureq::Agent,
+    sessions: std::sync::Mutex<Vec<String>>,
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let ids = std::mem::take(&mut *self.sessions.lock().unwrap_or_else(|e| e.into_inner()));
+        for id in ids {
+            // An error is a session the test closed itself.
+            let _ = self.call("DELETE", &format!("/session/{id}"), None);
+        }
+    }
 }
 
 impl ChromeDriver {
@@ -180,6 +193,7 @@ impl ChromeDriver {
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(60))
                 .build(),
+            sessions: Default::default(),
         };
         eventually("chromedriver ready", Duration::from_secs(60), || {
             d.call("GET", "/status", None)
@@ -225,7 +239,12 @@ impl ChromeDriver {
                 Some(json!({ "capabilities": { "alwaysMatch": caps } })),
             )
             .unwrap_or_else(|e| panic!("Chromium session: {e}"));
-        v["sessionId"].as_str().expect("session id").to_string()
+        let id = v["sessionId"].as_str().expect("session id").to_string();
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(id.clone());
+        id
     }
 }
 
