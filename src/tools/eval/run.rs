@@ -284,8 +284,8 @@ pub(super) fn measure(args: &EvalArgs, plan: &Plan) -> anyhow::Result<Measured> 
                 .with_context(|| format!("model {}", r.name))?;
             let d = d.pop().unwrap_or_default();
             // at the manifest's own person threshold, as the detector runs live (0.5 for the
-            // original, the threshold the fixture counts were checked at)
-            // (boxes in the frame's ignore regions, things that are not persons, not counted)
+            // original, the threshold the fixture counts were checked at); boxes in the frame's
+            // ignore regions (things that are not persons) are not counted
             let ignore = plan.fixtures.ignore_of(spec);
             let d: Vec<_> = d
                 .into_iter()
